@@ -1,0 +1,72 @@
+"""``/api/v1/builds``: the build history and each build's logs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from pipeline.api.deps import SessionDep
+from pipeline.api.schemas import BuildOut, BuildPage, LogLine, LogPage
+from pipeline.errors import InvalidRequest
+from pipeline.store import builds
+
+router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
+
+BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "superseded"]
+
+
+def _encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": before_id}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        before = data["before"]
+        if not isinstance(before, int):
+            raise TypeError
+        return before
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidRequest("cursor is not one this API returned; start again without it") from None
+
+
+@router.get("", response_model=BuildPage, summary="List builds, newest first")
+def list_builds(
+    session: SessionDep,
+    project: str | None = None,
+    branch: str | None = None,
+    status: BuildStatus | None = None,
+    commit: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{4,40}$")] = None,
+    digest: Annotated[str | None, Query(pattern="^sha256:[0-9a-f]{64}$")] = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> BuildPage:
+    where = builds.BuildFilter(project, branch, status, commit, digest, since, until)
+    before = _decode_cursor(cursor) if cursor else None
+    rows = builds.list_builds(session, where, limit=limit + 1, before_id=before)
+    page, more = rows[:limit], len(rows) > limit
+    return BuildPage(
+        items=[BuildOut.model_validate(row) for row in page],
+        next_cursor=_encode_cursor(page[-1].id) if more else None,
+    )
+
+
+@router.get("/{build_id}", response_model=BuildOut, summary="One build, with its digest once pushed")
+def get_build(build_id: int, session: SessionDep) -> BuildOut:
+    return BuildOut.model_validate(builds.get_build(session, build_id))
+
+
+@router.get("/{build_id}/logs", response_model=LogPage, summary="Build output after line `after`")
+def get_logs(build_id: int, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0) -> LogPage:
+    lines = builds.read_logs(session, build_id, after_seq=after)
+    status = builds.get_build(session, build_id).status
+    next_seq = lines[-1].seq if lines else after
+    return LogPage(build_id=build_id, status=status, lines=[LogLine.model_validate(x) for x in lines],
+                   next_seq=next_seq)

@@ -1,0 +1,61 @@
+"""Response and request bodies of the REST API (kept apart from the ORM tables)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["BuildOut", "BuildPage", "LogLine", "LogPage", "WebhookAnswer"]
+
+
+class BuildOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project: str
+    commit: str
+    branch: str | None
+    ref: str
+    trigger: str
+    status: str
+    build_args: dict[str, Any]
+    image: str | None
+    tags: list[str]
+    digest: str | None
+    engine: str | None
+    builder_mode: str | None
+    error: str | None
+    attempts: int
+    worker: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class BuildPage(BaseModel):
+    items: list[BuildOut]
+    next_cursor: str | None
+
+
+class LogLine(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    line: str
+    created_at: dt.datetime
+
+
+class LogPage(BaseModel):
+    build_id: int
+    status: str
+    lines: list[LogLine]
+    next_seq: int
+
+
+class WebhookAnswer(BaseModel):
+    outcome: str
+    reason: str
+    project: str | None
+    build_ids: list[int]

@@ -1,0 +1,168 @@
+"""Builder: a checkout becomes an image in the project's registry, with its digest.
+
+BuildKit runs through the Docker CLI (python-on-whales builds the command line and does
+login/inspect; the build itself is streamed line by line so logs arrive live and the process
+can be stopped). Build secrets go in as BuildKit secrets from 0600 files that are deleted
+afterwards, never as build-args, and their values are redacted from every log line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_on_whales.exceptions import DockerException
+
+from pipeline.builder._engine import Engine, pick_engine
+from pipeline.builder._process import LineSink, run_streaming
+from pipeline.builder._tags import render_tags, sanitize_tag
+from pipeline.errors import BuildError, EngineError, RegistryError
+
+__all__ = [
+    "BuildSpec",
+    "Built",
+    "Engine",
+    "build_and_push",
+    "pick_engine",
+    "render_tags",
+    "resolve_inside",
+    "sanitize_tag",
+]
+
+_PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: (\d+)")
+_STEP = re.compile(r"^#\d+ (\[[^\]]+\] .*)$")
+_ENGINE_DOWN = ("Cannot connect to the Docker daemon", "connection refused", "no such host")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything the build needs, already resolved and validated by the caller."""
+
+    context_dir: Path
+    dockerfile: Path
+    refs: list[str]
+    target: str | None = None
+    args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)  # id -> value
+    network: str | None = None
+    timeout: float = 3600
+    registry: str = ""
+    credentials: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Built:
+    digest: str
+    size: int
+    image_id: str
+    refs: list[str]
+
+
+def resolve_inside(root: Path, relative: str, what: str) -> Path:
+    """``root/relative``, refusing anything (``..``, symlinks) that lands outside ``root``."""
+    root = root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise BuildError(f"{what} {relative!r} points outside the repository checkout")
+    if not path.exists():
+        raise BuildError(f"{what} {relative!r} does not exist in the commit")
+    return path
+
+
+def _build_command(engine: Engine, spec: BuildSpec, iidfile: Path, secret_files: dict[str, Path],
+                   config_dir: str) -> list[str]:
+    cmd = [str(part) for part in engine.client(config_dir).docker_cmd]
+    cmd += ["buildx", "build", "--load"] if engine.mode == "buildx" else ["build"]
+    cmd += ["--progress=plain", "--iidfile", str(iidfile), "--file", str(spec.dockerfile)]
+    if spec.target:
+        cmd += ["--target", spec.target]
+    if spec.network:
+        cmd += ["--network", spec.network]
+    for key, value in spec.args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    for key, value in spec.labels.items():
+        cmd += ["--label", f"{key}={value}"]
+    for secret_id, path in secret_files.items():
+        cmd += ["--secret", f"id={secret_id},src={path}"]
+    for ref in spec.refs:
+        cmd += ["--tag", ref]
+    return [*cmd, "--", str(spec.context_dir)]
+
+
+def _failure(tail: list[str], returncode: int) -> str:
+    steps = [m[1] for line in tail if (m := _STEP.match(line))]
+    where = f" at step {steps[-1]}" if steps else ""
+    last = "\n".join(tail[-15:])
+    return f"docker build exited {returncode}{where}:\n{last}"
+
+
+def _write_secrets(tmp: Path, secrets: dict[str, str]) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for secret_id, value in secrets.items():
+        path = tmp / f"secret-{secret_id}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        files[secret_id] = path
+    return files
+
+
+def _push(engine: Engine, ref: str, config_dir: str, on_line: LineSink,
+          should_stop: Callable[[], bool]) -> tuple[str, int]:
+    cmd = [str(p) for p in engine.client(config_dir).docker_cmd] + ["push", "--", ref]
+    seen: list[tuple[str, int]] = []
+
+    def sink(line: str) -> None:
+        if found := _PUSH_DIGEST.search(line):
+            seen.append((found[1], int(found[2])))
+        on_line(line)
+
+    done = run_streaming(cmd, on_line=sink, should_stop=should_stop, timeout=1800)
+    if done.stopped:
+        raise BuildError(f"push of {ref} {done.stopped}")
+    if done.returncode != 0 or not seen:
+        detail = "\n".join(done.tail[-8:])
+        raise RegistryError(f"push of {ref} failed (exit {done.returncode}):\n{detail}")
+    return seen[-1]
+
+
+def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink,
+                   should_stop: Callable[[], bool] = lambda: False) -> Built:
+    """Build ``spec`` on ``engine``, push every ref, and return the digest the push reported."""
+    with tempfile.TemporaryDirectory(prefix="pipeline-build-") as tmp_name:
+        tmp = Path(tmp_name)
+        config_dir = str(tmp / "docker-config")
+        os.makedirs(config_dir, mode=0o700)
+        if spec.credentials:
+            user, password = spec.credentials
+            try:
+                engine.client(config_dir).login(server=spec.registry, username=user, password=password)
+            except DockerException as exc:
+                raise RegistryError(f"login to {spec.registry} as {user} failed: {exc.stderr or exc}") from None
+        secret_files = _write_secrets(tmp, spec.secrets)
+        iidfile = tmp / "iid"
+        cmd = _build_command(engine, spec, iidfile, secret_files, config_dir)
+        on_line(f"$ docker {'buildx build' if engine.mode == 'buildx' else 'build'} on {engine.name} "
+                f"({engine.mode}) -> {', '.join(spec.refs)}")
+        done = run_streaming(cmd, on_line=on_line, should_stop=should_stop, timeout=spec.timeout,
+                             secrets=list(spec.secrets.values()))
+        if done.stopped == "timeout":
+            raise BuildError(f"build exceeded its timeout of {spec.timeout:.0f} s")
+        if done.stopped:
+            raise BuildError("build was stopped: " + done.stopped)
+        if done.returncode != 0:
+            if any(marker in line for line in done.tail for marker in _ENGINE_DOWN):
+                raise EngineError(f"engine {engine.name} failed during the build: {done.tail[-1]}")
+            raise BuildError(_failure(done.tail, done.returncode))
+        image_id = iidfile.read_text().strip()
+        pushed = {ref: _push(engine, ref, config_dir, on_line, should_stop) for ref in spec.refs}
+    digests = {digest for digest, _ in pushed.values()}
+    if len(digests) != 1:
+        raise RegistryError(f"tags of one build were pushed with different digests: {pushed}")
+    digest, size = next(iter(pushed.values()))
+    return Built(digest=digest, size=size, image_id=image_id, refs=list(spec.refs))

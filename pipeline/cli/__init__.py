@@ -1,0 +1,124 @@
+"""The ``pipeline`` command: serve, worker, migrate.
+
+Commands are thin: load the config, open the database, call into ``pipeline`` or
+``workers``. Every ``PipelineError`` ends the command with its message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.config import Config, load_config
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.store import Database, current_revision, head_revision, migrate, open_database, projects
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (YAML); PIPELINE_CONFIG overrides it."),
+]
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _open(config_path: Path | None) -> tuple[Config, Database]:
+    config = load_config(config_path)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return config, open_database(config.effective_database_url)
+
+
+def _require_current_schema(db: Database) -> None:
+    current, head = current_revision(db), head_revision()
+    if current != head:
+        raise ConfigError(f"database schema is at {current or 'nothing'}, this version needs {head}: "
+                          "run `pipeline migrate --config FILE` first")
+
+
+def _sync_projects(db: Database, config: Config) -> None:
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+
+
+@app.command("migrate")
+def migrate_command(config: ConfigOption = None) -> None:
+    """Bring the database schema to the latest migration."""
+    cfg, db = _open(config)
+    migrate(db)
+    _sync_projects(db, cfg)
+    typer.echo(f"database at revision {current_revision(db)}")
+
+
+@app.command("worker")
+def worker_command(config: ConfigOption = None) -> None:
+    """Run a build worker (and the lease reaper) until SIGTERM or Ctrl-C."""
+    from workers.build_worker import BuildWorker
+    from workers.scheduler import start_scheduler
+
+    _setup_logging()
+    cfg, db = _open(config)
+    _require_current_schema(db)
+    worker = BuildWorker(db, cfg)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    scheduler = start_scheduler(db, cfg)
+    try:
+        worker.run_forever()
+    except KeyboardInterrupt:
+        worker.stop()
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+@app.command("serve")
+def serve_command(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", help="Build workers in this process.")] = 1,
+) -> None:
+    """Run the API, build workers and the scheduler in one process."""
+    import uvicorn
+
+    from pipeline.api import create_app
+    from workers.build_worker import BuildWorker
+    from workers.scheduler import start_scheduler
+
+    _setup_logging()
+    cfg, db = _open(config)
+    if db.dialect == "sqlite":
+        migrate(db)
+    _require_current_schema(db)
+    _sync_projects(db, cfg)
+    pool = [BuildWorker(db, cfg) for _ in range(workers)]
+    threads = [threading.Thread(target=w.run_forever, name=f"worker-{i}", daemon=True) for i, w in enumerate(pool)]
+    for thread in threads:
+        thread.start()
+    scheduler = start_scheduler(db, cfg)
+    try:
+        uvicorn.run(create_app(cfg, db), host=host, port=port, log_config=None)
+    finally:
+        for w in pool:
+            w.stop()
+        scheduler.shutdown(wait=False)
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def main() -> None:
+    try:
+        app()
+    except PipelineError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)

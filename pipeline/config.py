@@ -1,0 +1,258 @@
+"""The config file: one pydantic schema, loaded once at start.
+
+A typo in the config must stop the service at start with the key's full path, not surface
+as a puzzling failure on the first push, so every model forbids unknown keys and every
+error names where it is. ``PIPELINE_CONFIG`` picks the file and ``PIPELINE_DATABASE_URL``
+overrides the database, so one file serves laptops and production alike.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+__all__ = [
+    "BuildConfig",
+    "Config",
+    "DockerConfig",
+    "EnvironmentConfig",
+    "ImageConfig",
+    "ProjectConfig",
+    "RegistryConfig",
+    "WorkerConfig",
+    "load_config",
+    "parse_config",
+]
+
+_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_TAG_FIELDS = {"branch", "sha", "short_sha", "build_id", "timestamp", "project"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegistryConfig(_Model):
+    """A registry images are pushed to or promoted into."""
+
+    url: str
+    insecure: bool = False
+    ca_file: Path | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_host(cls, value: str) -> str:
+        host = re.sub(r"^https?://", "", value).rstrip("/")
+        if not host or "/" in host or " " in host:
+            raise ValueError(f"expected a registry host such as 'registry.example.com:5000', got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The host[:port] used in image references."""
+        return re.sub(r"^https?://", "", self.url).rstrip("/")
+
+    def credentials(self) -> tuple[str, str] | None:
+        """Username and password from the environment, read when needed (never stored)."""
+        if not self.username_env:
+            return None
+        user = os.environ.get(self.username_env)
+        password = os.environ.get(self.password_env or "")
+        if user is None or password is None:
+            raise ConfigError(
+                f"registry {self.host}: set the environment variables {self.username_env} and "
+                f"{self.password_env} (credentials are read from the environment)"
+            )
+        return user, password
+
+
+class SecretConfig(_Model):
+    """A BuildKit secret: given to RUN --mount=type=secret, never a build-arg."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretConfig:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+
+class BuildConfig(_Model):
+    """How a project's checkout becomes an image."""
+
+    context: str = "."
+    dockerfile: str = "Dockerfile"
+    target: str | None = None
+    args: dict[str, str] = Field(default_factory=dict)
+    secrets: list[SecretConfig] = Field(default_factory=list)
+    network: str | None = None
+    timeout_seconds: int = Field(default=3600, gt=0)
+
+    @field_validator("context", "dockerfile")
+    @classmethod
+    def _inside_checkout(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError(f"{value!r} must be a relative path inside the repository (no '..')")
+        return value
+
+
+class ImageConfig(_Model):
+    registry: str
+    repository: str = Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+
+
+class GitOpsConfig(_Model):
+    """Where a promotion is written back (used by the write-back step)."""
+
+    repo: str
+    branch: str = "main"
+    path: str
+    key: str | None = None
+
+
+class EnvironmentConfig(_Model):
+    name: Annotated[str, Field(pattern=_NAME)]
+    registry: str
+    repository: str
+    tag: str = "{environment}"
+    auto: bool = False
+    requires: str | None = None
+    sign: bool = False
+    verify: list[Path] = Field(default_factory=list)
+    gitops: GitOpsConfig | None = None
+
+
+class ProjectConfig(_Model):
+    repo: str
+    webhook_secret_env: str | None = None
+    branches: list[str] = Field(default_factory=lambda: ["main"])
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    image: ImageConfig
+    tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
+    environments: list[EnvironmentConfig] = Field(default_factory=list)
+
+    @field_validator("tags")
+    @classmethod
+    def _known_placeholders(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            unknown = set(re.findall(r"{([^}]*)}", tag)) - _TAG_FIELDS
+            if unknown:
+                raise ValueError(
+                    f"tag template {tag!r} uses {sorted(unknown)}; known: {sorted(_TAG_FIELDS)}"
+                )
+        return tags
+
+    def webhook_secret(self) -> bytes | None:
+        """The secret, read from the environment at the moment it is needed."""
+        if not self.webhook_secret_env:
+            return None
+        value = os.environ.get(self.webhook_secret_env)
+        return value.encode() if value else None
+
+
+class DockerConfig(_Model):
+    hosts: list[str] = Field(default_factory=list)
+    cli: str | None = None
+
+
+class WorkerConfig(_Model):
+    lease_seconds: int = Field(default=60, ge=2)
+    poll_seconds: float = Field(default=1.0, gt=0)
+    reap_seconds: int = Field(default=15, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+
+
+class Config(_Model):
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    docker: DockerConfig = Field(default_factory=DockerConfig)
+    registries: dict[str, RegistryConfig] = Field(default_factory=dict)
+    projects: dict[Annotated[str, Field(pattern=_NAME)], ProjectConfig] = Field(default_factory=dict)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Config:
+        for name, project in self.projects.items():
+            if project.image.registry not in self.registries:
+                raise ValueError(
+                    f"projects.{name}.image.registry: no registry named {project.image.registry!r} "
+                    f"(defined: {sorted(self.registries)})"
+                )
+            for env in project.environments:
+                if env.registry not in self.registries:
+                    raise ValueError(
+                        f"projects.{name}.environments.{env.name}.registry: no registry named "
+                        f"{env.registry!r}"
+                    )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'pipeline.db'}"
+
+    def project(self, name: str) -> ProjectConfig:
+        from pipeline.errors import NotFound
+
+        try:
+            return self.projects[name]
+        except KeyError:
+            raise NotFound(f"no project named {name!r} in the config") from None
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key")
+        else:
+            lines.append(f"  {where}: {item['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    """Validate already-parsed YAML, applying ``PIPELINE_DATABASE_URL``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    override = os.environ.get("PIPELINE_DATABASE_URL")
+    if override:
+        data = {**data, "database_url": override}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read the config named by ``path`` or ``PIPELINE_CONFIG`` (the environment wins)."""
+    chosen = os.environ.get("PIPELINE_CONFIG") or path
+    if not chosen:
+        raise ConfigError("no config file: pass --config FILE or set PIPELINE_CONFIG")
+    file = Path(chosen)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    config = parse_config(data, str(file))
+    if not config.data_dir.is_absolute():
+        config = config.model_copy(update={"data_dir": (file.parent / config.data_dir).resolve()})
+    return config

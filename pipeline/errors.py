@@ -1,0 +1,131 @@
+"""One error tree for the whole service.
+
+Every failure a user can act on is a ``PipelineError``; the API maps the tree to RFC 9457
+problem responses in one place (``pipeline.api.problems``), the CLI prints the message, and
+workers use ``retryable`` to decide between "try again later" and "a human must act"::
+
+    PipelineError
+    ├── ConfigError                 (bad config file: names the key)
+    ├── InvalidRequest      422
+    │   ├── BadPayload      400     (malformed webhook body)
+    │   ├── BadSignature    401
+    │   ├── PayloadTooLarge 413
+    │   └── UnsupportedMediaType 415
+    ├── NotFound            404
+    ├── Conflict            409
+    │   └── LeaseLost               (another worker owns the job now)
+    └── UpstreamError       502     (retryable unless said otherwise)
+        ├── GitError
+        ├── BuildError              (the Dockerfile failed: not retryable)
+        ├── EngineError             (Docker engine unreachable: retryable)
+        └── RegistryError
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BadPayload",
+    "BadSignature",
+    "BuildError",
+    "ConfigError",
+    "Conflict",
+    "EngineError",
+    "GitError",
+    "InvalidRequest",
+    "LeaseLost",
+    "NotFound",
+    "PayloadTooLarge",
+    "PipelineError",
+    "RegistryError",
+    "UnsupportedMediaType",
+    "UpstreamError",
+]
+
+
+class PipelineError(Exception):
+    """Base of every error this service raises on purpose."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "about:blank"
+    title: ClassVar[str] = "Internal error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(PipelineError):
+    title = "Invalid configuration"
+
+
+class InvalidRequest(PipelineError):
+    status = 422
+    type = "/problems/invalid-request"
+    title = "Invalid request"
+
+
+class BadPayload(InvalidRequest):
+    status = 400
+    type = "/problems/bad-payload"
+    title = "Malformed payload"
+
+
+class BadSignature(InvalidRequest):
+    status = 401
+    type = "/problems/bad-signature"
+    title = "Signature verification failed"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    type = "/problems/payload-too-large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+    type = "/problems/unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class NotFound(PipelineError):
+    status = 404
+    type = "/problems/not-found"
+    title = "Not found"
+
+
+class Conflict(PipelineError):
+    status = 409
+    type = "/problems/conflict"
+    title = "Conflict"
+
+
+class LeaseLost(Conflict):
+    title = "Lease lost"
+
+
+class UpstreamError(PipelineError):
+    status = 502
+    type = "/problems/upstream"
+    title = "Upstream failure"
+    retryable = True
+
+
+class GitError(UpstreamError):
+    title = "Git operation failed"
+
+
+class BuildError(UpstreamError):
+    title = "Build failed"
+    retryable = False
+
+
+class EngineError(UpstreamError):
+    title = "Docker engine unavailable"
+
+
+class RegistryError(UpstreamError):
+    title = "Registry operation failed"

@@ -1,0 +1,27 @@
+"""Persistence: every SQL statement of the service lives in this package.
+
+Query functions take a ``Session`` and never commit; the caller (an API dependency, a worker
+iteration, a CLI command) owns the transaction through ``Database.session()``.
+"""
+
+from pipeline.store import builds, deliveries, jobs, projects
+from pipeline.store.database import Database, current_revision, head_revision, migrate, open_database
+from pipeline.store.tables import Build, BuildLog, Delivery, Project, Promotion, utcnow
+
+__all__ = [
+    "Build",
+    "BuildLog",
+    "Database",
+    "Delivery",
+    "Project",
+    "Promotion",
+    "builds",
+    "current_revision",
+    "deliveries",
+    "head_revision",
+    "jobs",
+    "migrate",
+    "open_database",
+    "projects",
+    "utcnow",
+]

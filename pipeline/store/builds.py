@@ -1,0 +1,103 @@
+"""Queries on builds and their logs. Functions take a session and never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from pipeline.errors import NotFound
+from pipeline.store.tables import Build, BuildLog
+
+__all__ = ["BuildFilter", "append_logs", "create_build", "get_build", "list_builds", "read_logs", "record_progress"]
+
+
+def create_build(
+    session: Session,
+    *,
+    project: str,
+    commit: str,
+    ref: str,
+    branch: str | None,
+    trigger: str,
+    delivery_id: int | None = None,
+) -> Build:
+    build = Build(
+        project=project,
+        commit=commit,
+        ref=ref,
+        branch=branch,
+        trigger=trigger,
+        delivery_id=delivery_id,
+        status="queued",
+    )
+    session.add(build)
+    session.flush()
+    return build
+
+
+def get_build(session: Session, build_id: int) -> Build:
+    build = session.get(Build, build_id)
+    if build is None:
+        raise NotFound(f"no build with id {build_id}")
+    return build
+
+
+@dataclass(frozen=True)
+class BuildFilter:
+    project: str | None = None
+    branch: str | None = None
+    status: str | None = None
+    commit: str | None = None
+    digest: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def list_builds(session: Session, where: BuildFilter, *, limit: int, before_id: int | None) -> list[Build]:
+    """Newest first, keyset-paginated on id so pages stay stable while builds are added."""
+    stmt = select(Build).order_by(Build.id.desc()).limit(limit)
+    if before_id is not None:
+        stmt = stmt.where(Build.id < before_id)
+    if where.project:
+        stmt = stmt.where(Build.project == where.project)
+    if where.branch:
+        stmt = stmt.where(Build.branch == where.branch)
+    if where.status:
+        stmt = stmt.where(Build.status == where.status)
+    if where.commit:
+        stmt = stmt.where(Build.commit.startswith(where.commit.lower(), autoescape=True))
+    if where.digest:
+        stmt = stmt.where(Build.digest == where.digest)
+    if where.since:
+        stmt = stmt.where(Build.created_at >= where.since)
+    if where.until:
+        stmt = stmt.where(Build.created_at < where.until)
+    return list(session.scalars(stmt))
+
+
+def record_progress(session: Session, build_id: int, **values: object) -> None:
+    """Facts learned while the build runs (engine, mode, args), visible before it ends."""
+    session.execute(update(Build).where(Build.id == build_id).values(**values))
+
+
+def append_logs(session: Session, build_id: int, lines: Iterable[str]) -> None:
+    start = session.scalar(select(func.coalesce(func.max(BuildLog.seq), 0)).where(BuildLog.build_id == build_id))
+    session.add_all(
+        BuildLog(build_id=build_id, seq=start + offset, line=line)
+        for offset, line in enumerate(lines, start=1)
+    )
+
+
+def read_logs(session: Session, build_id: int, *, after_seq: int = 0, limit: int = 10_000) -> list[BuildLog]:
+    get_build(session, build_id)
+    stmt = (
+        select(BuildLog)
+        .where(BuildLog.build_id == build_id, BuildLog.seq > after_seq)
+        .order_by(BuildLog.seq)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

@@ -1,0 +1,23 @@
+"""Webhook deliveries: what arrived and what we did with it."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.store.tables import Delivery
+
+__all__ = ["find_delivery", "record_delivery"]
+
+
+def find_delivery(session: Session, provider: str, hook_id: str, delivery_id: str) -> Delivery | None:
+    stmt = select(Delivery).where(
+        Delivery.provider == provider, Delivery.hook_id == hook_id, Delivery.delivery_id == delivery_id
+    )
+    return session.scalars(stmt).first()
+
+
+def record_delivery(session: Session, delivery: Delivery) -> Delivery:
+    session.add(delivery)
+    session.flush()
+    return delivery

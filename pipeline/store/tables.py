@@ -1,0 +1,154 @@
+"""ORM tables: the database is the single source of truth and the work queue.
+
+Kept apart from the API schemas. The schema is changed only by Alembic migrations; a test
+checks that autogenerate finds nothing between these tables and ``migrations/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["Base", "Build", "BuildLog", "Delivery", "Project", "Promotion", "utcnow"]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use timezone-aware UTC")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+_naming = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_naming)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Project(Base):
+    """A project as last seen in the config, so history outlives config edits."""
+
+    __tablename__ = "projects"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    """Every webhook delivery and what became of it, so ops can see why a push did not build."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("provider", "hook_id", "delivery_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    delivery_id: Mapped[str] = mapped_column(String(100))
+    hook_id: Mapped[str] = mapped_column(String(100), default="")
+    event: Mapped[str] = mapped_column(String(50))
+    repository: Mapped[str | None] = mapped_column(String(500))
+    project: Mapped[str | None] = mapped_column(String(63))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    before: Mapped[str | None] = mapped_column(String(64))
+    after: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    build_ids: Mapped[list[Any]] = mapped_column(default=list)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Build(Base):
+    """A build request and, once worked, how its image was made: the queue row and the record."""
+
+    __tablename__ = "builds"
+    __table_args__ = (
+        Index(None, "status", "id"),
+        Index(None, "project", "id"),
+        Index(None, "commit"),
+        Index(None, "digest"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
+    commit: Mapped[str] = mapped_column(String(40))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    ref: Mapped[str] = mapped_column(String(255))
+    trigger: Mapped[str] = mapped_column(String(20))
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_deliveries.id"))
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    build_args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    image: Mapped[str | None] = mapped_column(String(500))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    digest: Mapped[str | None] = mapped_column(String(80))
+    engine: Mapped[str | None] = mapped_column(String(255))
+    builder_mode: Mapped[str | None] = mapped_column(String(30))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class BuildLog(Base):
+    """One line of build output; rows so a follower can ask for everything after ``seq``."""
+
+    __tablename__ = "build_logs"
+    __table_args__ = (UniqueConstraint("build_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Promotion(Base):
+    """A request to move one digest into one environment; append-only history."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (Index(None, "project", "environment", "id"), Index(None, "status", "id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
+    environment: Mapped[str] = mapped_column(String(63))
+    digest: Mapped[str] = mapped_column(String(80))
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source_ref: Mapped[str | None] = mapped_column(String(500))
+    target_ref: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]

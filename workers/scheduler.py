@@ -1,0 +1,37 @@
+"""Periodic duties inside the service's processes (APScheduler), not the build queue itself."""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from pipeline.config import Config
+from pipeline.store import Database, jobs
+
+__all__ = ["reap_expired_leases", "start_scheduler"]
+
+log = logging.getLogger(__name__)
+
+
+def reap_expired_leases(db: Database, config: Config) -> jobs.Reaped:
+    """Give builds and promotions whose worker went quiet back to the queue."""
+    with db.session(immediate=True) as session:
+        reaped = jobs.reap(session, jobs.BUILDS, config.worker.max_attempts)
+        promotions = jobs.reap(session, jobs.PROMOTIONS, config.worker.max_attempts)
+    for kind, result in (("build", reaped), ("promotion", promotions)):
+        if result.requeued:
+            log.warning("requeued %s(s) %s: their worker stopped sending heartbeats", kind, result.requeued)
+        if result.failed:
+            log.error("failed %s(s) %s: too many lost leases", kind, result.failed)
+    return reaped
+
+
+def start_scheduler(db: Database, config: Config) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(daemon=True)
+    scheduler.add_job(
+        reap_expired_leases, "interval", seconds=config.worker.reap_seconds, args=[db, config],
+        id="reap-expired-leases", max_instances=1, coalesce=True,
+    )
+    scheduler.start()
+    return scheduler
