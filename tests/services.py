@@ -25,18 +25,21 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Self
 
 DOCKER = "/usr/bin/docker"
 # Debian's docker.io installs the daemon as /usr/sbin/dockerd.
-DOCKERD = next((p for p in ("/usr/bin/dockerd", "/usr/sbin/dockerd") if os.path.exists(p)), "/usr/sbin/dockerd")
+DOCKERD = next((p for p in ("/usr/bin/dockerd", "/usr/sbin/dockerd") if os.path.exists(p)),
+               "/usr/sbin/dockerd")
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 SKOPEO = "/usr/bin/skopeo"
 BUSYBOX = "/bin/busybox"
 PSQL = "/usr/bin/psql"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "rm", "env", "wc", "sleep", "true", "test", "grep")
+BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "rm", "env", "wc", "sleep", "true",
+                   "test", "grep")
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PathLike = str | Path
@@ -46,7 +49,7 @@ def free_port() -> int:
     """A port the kernel just handed out on 127.0.0.1 (free now; racy, but good enough)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def log_tail(path: PathLike, lines: int = 40) -> str:
@@ -108,17 +111,19 @@ class Service:
         if remove:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def __enter__(self) -> Service:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _spawn(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def _spawn(self, args: Sequence[str], *, env: Mapping[str, str] | None = None,
+               cwd: Path | None = None) -> None:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, env=None if env is None else dict(env), cwd=cwd)
+            self.proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=None if env is None else dict(env), cwd=cwd)
 
     def _wait_ready(self, check: Callable[[], bool], started: float) -> None:
         """Poll `check` until it holds; fail at once if the process died, or at the deadline."""
@@ -135,7 +140,8 @@ class Service:
     def _failure(self, what: str) -> RuntimeError:
         """Stop what was started (a failed start leaks nothing), then say what happened."""
         self.stop()
-        return RuntimeError(f"{self.name} {what}; last lines of {self.log_path}:\n{log_tail(self.log_path)}")
+        tail = log_tail(self.log_path)
+        return RuntimeError(f"{self.name} {what}; last lines of {self.log_path}:\n{tail}")
 
     def _stop_group(self) -> None:
         """SIGTERM the whole group, SIGKILL it if the leader outlives stop_timeout."""
@@ -160,7 +166,8 @@ def busybox_rootfs_tar() -> bytes:
     if b"/ld-linux" in data[:4096]:  # a dynamic binary names its loader right after the headers
         raise RuntimeError(f"{BUSYBOX} is dynamically linked: install busybox-static")
     files = {"bin/busybox": (data, 0o755),
-             "etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n", 0o644),
+             "etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+                            0o644),
              "etc/group": (b"root:x:0:\nnogroup:x:65534:\n", 0o644)}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -189,7 +196,8 @@ class DockerEngine(Service):
     def __init__(self, base_dir: PathLike) -> None:
         super().__init__(base_dir)
         # containerd's socket under the exec root is the longest path dockerd makes.
-        self.run_dir, self._own_run_dir = _short_dir(self.base_dir, "/exec/containerd/containerd.sock.ttrpc")
+        self.run_dir, self._own_run_dir = _short_dir(self.base_dir,
+                                                     "/exec/containerd/containerd.sock.ttrpc")
         self.socket_path = self.run_dir / "docker.sock"
         self.host = f"unix://{self.socket_path}"
         self.data_root = self.base_dir / "root"
@@ -198,17 +206,20 @@ class DockerEngine(Service):
         started = time.monotonic()
         config = self.base_dir / "daemon.json"
         config.write_text("{}\n")  # not the machine's /etc/docker/daemon.json
-        env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}"}  # containerd, runc
+        # dockerd finds containerd, runc and docker-init on PATH.
+        env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}"}
         env.pop("DOCKER_HOST", None)
         self._spawn([DOCKERD, "--host", self.host, "--data-root", str(self.data_root),
-                     "--exec-root", str(self.run_dir / "exec"), "--pidfile", str(self.run_dir / "docker.pid"),
-                     "--config-file", str(config), "--bridge=none", "--iptables=false"], env=env)
+                     "--exec-root", str(self.run_dir / "exec"),
+                     "--pidfile", str(self.run_dir / "docker.pid"), "--config-file", str(config),
+                     "--bridge=none", "--iptables=false"], env=env)
         self._wait_ready(self._answers, started)
 
     def _answers(self) -> bool:
         try:
-            return subprocess.run([DOCKER, "--host", self.host, "version"], env=self.env(),
-                                  capture_output=True, timeout=10).returncode == 0
+            probe = subprocess.run([DOCKER, "--host", self.host, "version"], env=self.env(),
+                                   capture_output=True, timeout=10, check=False)
+            return probe.returncode == 0
         except subprocess.TimeoutExpired:
             return False
 
@@ -218,7 +229,8 @@ class DockerEngine(Service):
         if self._own_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def env(self, base: Mapping[str, str] | None = None, *, docker_config: PathLike | None = None) -> dict[str, str]:
+    def env(self, base: Mapping[str, str] | None = None, *,
+            docker_config: PathLike | None = None) -> dict[str, str]:
         """`base` (default os.environ) plus DOCKER_HOST, DOCKER_BUILDKIT=1 and, if given,
         DOCKER_CONFIG (where `docker login` keeps credentials). env({}) gives only those."""
         env = dict(os.environ if base is None else base)
@@ -230,11 +242,13 @@ class DockerEngine(Service):
     def docker(self, *args: str, input: bytes | None = None, docker_config: PathLike | None = None,
                timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
         """Run /usr/bin/docker against this engine; RuntimeError with stderr on failure."""
-        return run([DOCKER, *args], env=self.env(docker_config=docker_config), input=input, timeout=timeout)
+        return run([DOCKER, *args], env=self.env(docker_config=docker_config), input=input,
+                   timeout=timeout)
 
     def import_busybox(self, ref: str) -> str:
         """Import a busybox-only image as `ref` (there is no Docker Hub); returns its id."""
-        out = self.docker("import", "--change", 'CMD ["/bin/sh"]', "-", ref, input=busybox_rootfs_tar())
+        out = self.docker("import", "--change", 'CMD ["/bin/sh"]', "-", ref,
+                          input=busybox_rootfs_tar())
         return out.stdout.decode().strip()
 
     def push(self, ref: str, *, docker_config: PathLike | None = None) -> None:
@@ -255,18 +269,21 @@ def make_self_signed_cert(cert_path: Path, key_path: Path, days: int = 2) -> Non
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=days))
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(san), critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     key_path.chmod(0o600)
 
@@ -278,7 +295,8 @@ class Registry(Service):
     issuer, rootcertbundle); running the token server is the caller's job."""
     name = "registry"
 
-    def __init__(self, base_dir: PathLike, *, tls: bool = False, htpasswd_users: dict[str, str] | None = None,
+    def __init__(self, base_dir: PathLike, *, tls: bool = False,
+                 htpasswd_users: dict[str, str] | None = None,
                  token_auth: Mapping[str, Any] | None = None) -> None:
         super().__init__(base_dir)
         if htpasswd_users and token_auth:
@@ -317,12 +335,14 @@ class Registry(Service):
             http["tls"] = {"certificate": str(self.ca_file), "key": str(key_file)}
         config: dict[str, Any] = {
             "version": "0.1", "log": {"level": "info"}, "http": http,
-            "storage": {"filesystem": {"rootdirectory": str(self.data_dir)}, "delete": {"enabled": True}}}
+            "storage": {"filesystem": {"rootdirectory": str(self.data_dir)},
+                        "delete": {"enabled": True}}}
         if self.users:  # distribution accepts bcrypt entries only
             import bcrypt
             htpasswd = self.base_dir / "htpasswd"
-            htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt()).decode()}\n"
-                                        for u, p in self.users.items()))
+            htpasswd.write_text("".join(
+                f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt()).decode()}\n"
+                for u, p in self.users.items()))
             config["auth"] = {"htpasswd": {"realm": "basic-realm", "path": str(htpasswd)}}
         elif self.token_auth:  # Bearer-token challenge flow, as public registries use
             config["auth"] = {"token": dict(self.token_auth)}
@@ -334,8 +354,9 @@ class Registry(Service):
 
     def _answers(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/v2/", timeout=5, context=self.ssl_context()) as resp:
-                return resp.status == 200
+            with urllib.request.urlopen(f"{self.url}/v2/", timeout=5,
+                                        context=self.ssl_context()) as resp:
+                return bool(resp.status == 200)
         except urllib.error.HTTPError as exc:
             return exc.code == 401
         except OSError:  # URLError included: not listening yet
@@ -355,7 +376,8 @@ class Postgres(Service):
         self.port = free_port()
         self.url = self.url_for("postgres")
         self.run_dir, self._own_run_dir = _short_dir(self.base_dir, f"/.s.PGSQL.{self.port}.lock")
-        if not self._own_run_dir and not all(os.stat(p).st_mode & 0o001 for p in self.base_dir.parents):
+        reachable = all(os.stat(p).st_mode & 0o001 for p in self.base_dir.parents)
+        if not self._own_run_dir and not reachable:
             self.run_dir, self._own_run_dir = Path(tempfile.mkdtemp(prefix="pt-", dir="/tmp")), True
         self.data_dir = self.run_dir / "data"
         self.log_path = self.run_dir / "postgres.log"  # pg_ctl writes it as user postgres
@@ -364,14 +386,15 @@ class Postgres(Service):
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def _as_postgres(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-        return run(["/usr/sbin/runuser", "-u", "postgres", "--", *args], timeout=timeout, cwd=self.run_dir)
+        return run(["/usr/sbin/runuser", "-u", "postgres", "--", *args], timeout=timeout,
+                   cwd=self.run_dir)
 
     def start(self) -> None:
         started = time.monotonic()
         shutil.chown(self.run_dir, "postgres", "postgres")
         if not (self.data_dir / "PG_VERSION").exists():
-            self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-A", "trust", "-U", "postgres",
-                              "--encoding=UTF8", "--locale=C", "--no-sync")
+            self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-A", "trust",
+                              "-U", "postgres", "--encoding=UTF8", "--locale=C", "--no-sync")
         options = (f"-k {self.run_dir} -p {self.port} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
         try:
@@ -391,12 +414,14 @@ class Postgres(Service):
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL through psql over TCP; unaligned, tuples-only output."""
-        return run([PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
-                    "-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql], timeout=60).stdout.decode()
+        out = run([PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+                   "-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql], timeout=60)
+        return out.stdout.decode()
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create a database (a copy of `template`, which must be idle); returns its URL."""
-        self.psql(f"CREATE DATABASE {_ident(name)}" + (f" TEMPLATE {_ident(template)}" if template else ""))
+        template_sql = f" TEMPLATE {_ident(template)}" if template else ""
+        self.psql(f"CREATE DATABASE {_ident(name)}{template_sql}")
         return self.url_for(name)
 
     def drop_database(self, name: str) -> None:
@@ -408,11 +433,11 @@ class Postgres(Service):
         pid_file = self.data_dir / "postmaster.pid"
         if pid_file.exists():
             try:
-                self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop",
-                                  timeout=self.stop_timeout + 10)
+                self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
+                                  "-w", "stop", timeout=self.stop_timeout + 10)
             except (RuntimeError, subprocess.TimeoutExpired):
-                try:
-                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)  # immediate shutdown
+                try:  # SIGQUIT: immediate shutdown
+                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
                 except (OSError, ValueError, IndexError):
                     pass
         if remove:
@@ -433,11 +458,13 @@ def _skopeo(mode: Sequence[str], ref: str, tls_verify: bool, cert_dir: PathLike 
         args += ["--cert-dir", str(cert_dir)]
     if creds is not None:
         args += ["--creds", creds]
-    return json.loads(run(args + [ref if "://" in ref else f"docker://{ref}"], timeout=120).stdout)
+    out = run([*args, ref if "://" in ref else f"docker://{ref}"], timeout=120)
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
 
 
-def skopeo_inspect(ref: str, *, tls_verify: bool, cert_dir: PathLike | None = None, creds: str | None = None,
-                   raw: bool = False) -> dict[str, Any]:
+def skopeo_inspect(ref: str, *, tls_verify: bool, cert_dir: PathLike | None = None,
+                   creds: str | None = None, raw: bool = False) -> dict[str, Any]:
     """What a registry really holds, seen by a client independent of the code under test.
     `ref` without a transport means docker://ref; raw=True returns the manifest itself."""
     return _skopeo(["--raw"] if raw else [], ref, tls_verify, cert_dir, creds)

@@ -83,8 +83,12 @@ class Database:
         with self._factory() as session:
             if immediate and self.dialect == "sqlite":
                 session.connection(execution_options={IMMEDIATE: True})
-            with session.begin():
+            try:
                 yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
 
     def dispose(self) -> None:
         self.engine.dispose()

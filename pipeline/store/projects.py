@@ -21,3 +21,4 @@ def sync_projects(session: Session, projects: Mapping[str, ProjectConfig]) -> No
         elif row.repo != project.repo:
             row.repo = project.repo
             row.updated_at = utcnow()
+    session.flush()

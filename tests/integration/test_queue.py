@@ -1,0 +1,119 @@
+"""The work queue on SQLite and PostgreSQL: atomic claims, leases, heartbeats, the reaper."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy import update
+
+from pipeline.config import parse_config
+from pipeline.errors import LeaseLost
+from pipeline.store import Build, Database, builds, jobs, projects
+from workers.scheduler import reap_expired_leases
+
+LEASE = dt.timedelta(seconds=30)
+CONFIG = parse_config({
+    "registries": {"r": {"url": "127.0.0.1:5000"}},
+    "projects": {"app": {"repo": "file:///nowhere", "image": {"registry": "r", "repository": "a/app"}}},
+    "worker": {"max_attempts": 2},
+})
+
+
+def _queue(db: Database, count: int) -> list[int]:
+    with db.session() as session:
+        projects.sync_projects(session, CONFIG.projects)
+        return [
+            builds.create_build(session, project="app", commit=f"{i:040x}", ref="refs/heads/main",
+                                branch="main", trigger="test").id
+            for i in range(count)
+        ]
+
+
+def _claim(db: Database, worker: str, lease: dt.timedelta = LEASE) -> int | None:
+    with db.session(immediate=True) as session:
+        return jobs.claim(session, jobs.BUILDS, worker, lease)
+
+
+def _expire(db: Database, build_id: int) -> None:
+    with db.session() as session:
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        session.execute(update(Build).where(Build.id == build_id).values(lease_expires_at=past))
+
+
+def test_claims_oldest_first_and_each_row_once(db: Database) -> None:
+    ids = _queue(db, 2)
+    assert _claim(db, "w1") == ids[0]
+    assert _claim(db, "w2") == ids[1]
+    assert _claim(db, "w3") is None
+    with db.session() as session:
+        first = builds.get_build(session, ids[0])
+        assert (first.status, first.worker, first.attempts) == ("running", "w1", 1)
+        assert first.lease_expires_at > dt.datetime.now(dt.UTC)
+
+
+def test_concurrent_workers_never_share_a_build(db: Database) -> None:
+    ids = _queue(db, 40)
+    claimed: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def work(name: str) -> None:
+        while (build_id := _claim(db, name)) is not None:
+            with lock:
+                claimed[build_id] += 1
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == ids
+    assert set(claimed.values()) == {1}
+
+
+def test_heartbeat_extends_the_lease_and_finish_records(db: Database) -> None:
+    [build_id] = _queue(db, 1)
+    _claim(db, "w1", dt.timedelta(seconds=5))
+    with db.session() as session:
+        jobs.heartbeat(session, jobs.BUILDS, build_id, "w1", dt.timedelta(minutes=10))
+    with db.session() as session:
+        assert builds.get_build(session, build_id).lease_expires_at > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=9)
+        jobs.finish(session, jobs.BUILDS, build_id, "w1", status="succeeded", digest="sha256:" + "a" * 64)
+    with db.session() as session:
+        done = builds.get_build(session, build_id)
+        assert (done.status, done.lease_expires_at) == ("succeeded", None) and done.finished_at is not None
+
+
+def test_expired_lease_is_taken_again_by_another_worker(db: Database) -> None:
+    [build_id] = _queue(db, 1)
+    assert _claim(db, "crashed") == build_id
+    _expire(db, build_id)
+    reaped = reap_expired_leases(db, CONFIG)
+    assert reaped.requeued == [build_id]
+    assert _claim(db, "rescuer") == build_id
+    with pytest.raises(LeaseLost):
+        with db.session() as session:
+            jobs.heartbeat(session, jobs.BUILDS, build_id, "crashed", LEASE)
+    with pytest.raises(LeaseLost):
+        with db.session() as session:
+            jobs.finish(session, jobs.BUILDS, build_id, "crashed", status="failed", error="late")
+    with db.session() as session:
+        build = builds.get_build(session, build_id)
+        assert (build.status, build.worker, build.attempts, build.error) == ("running", "rescuer", 2, None)
+
+
+def test_live_lease_is_not_reaped_and_repeated_loss_fails(db: Database) -> None:
+    [build_id] = _queue(db, 1)
+    _claim(db, "w1")
+    assert reap_expired_leases(db, CONFIG).requeued == []
+    _expire(db, build_id)
+    reap_expired_leases(db, CONFIG)
+    _claim(db, "w2")
+    _expire(db, build_id)
+    reaped = reap_expired_leases(db, CONFIG)
+    assert reaped.failed == [build_id]
+    with db.session() as session:
+        build = builds.get_build(session, build_id)
+        assert build.status == "failed" and "heartbeats" in (build.error or "")
