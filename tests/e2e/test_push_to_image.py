@@ -1,0 +1,105 @@
+"""A GitHub push becomes an image in the registry: real `pipeline serve`, dockerd, registry, Git."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import github, project
+from tests.gitrepo import GitRepo
+from tests.services import DockerEngine, Registry, skopeo_config, skopeo_inspect
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str,
+           git_repo: GitRepo) -> Iterator[tuple[str, GitRepo]]:
+    config = project.write_config(tmp_path / "pipeline.yaml", project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host, repo_url=git_repo.url))
+    port = _free_port()
+    env = {**os.environ, project.SECRET_ENV: project.SECRET}
+    env.pop("PIPELINE_CONFIG", None)
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "serve", "--config", str(config), "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("pipeline serve did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+        time.sleep(0.2)
+    yield url, git_repo
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def _wait_for(url: str, build_id: int, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        build = httpx.get(f"{url}/api/v1/builds/{build_id}").json()
+        if build["status"] in ("succeeded", "failed", "cancelled"):
+            return build
+        time.sleep(0.5)
+    raise AssertionError(f"build {build_id} did not finish in {timeout} s: {build}")
+
+
+def test_signed_push_builds_and_pushes_the_recorded_digest(
+    served: tuple[str, GitRepo], registry: Registry, base_image: str
+) -> None:
+    url, repo = served
+    sha = repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hello\n"}, "add app")
+    body, headers = github.delivery(
+        github.push_payload("acme/demo", repo.url, after=sha, message="add app"), project.SECRET)
+    answer = httpx.post(f"{url}/webhooks/github", content=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    [build_id] = answer.json()["build_ids"]
+
+    build = _wait_for(url, build_id)
+    logs = httpx.get(f"{url}/api/v1/builds/{build_id}/logs").json()["lines"]
+    assert build["status"] == "succeeded", build["error"] + "\n" + "\n".join(x["line"] for x in logs[-30:])
+    digest = build["digest"]
+    assert digest.startswith("sha256:") and build["image"] == f"{registry.host}/acme/demo@{digest}"
+    assert build["builder_mode"] == "buildkit" and build["commit"] == sha
+    assert build["build_args"] == {"GREETING": "hello-from-args"}
+    assert build["tags"] == [f"main-{sha[:7]}", sha]
+
+    stored = skopeo_inspect(f"{registry.host}/acme/demo@{digest}", tls_verify=False)
+    assert stored["Digest"] == digest
+    for tag in build["tags"]:
+        assert skopeo_inspect(f"{registry.host}/acme/demo:{tag}", tls_verify=False)["Digest"] == digest
+    labels = skopeo_config(f"{registry.host}/acme/demo@{digest}", tls_verify=False)["config"]["Labels"]
+    assert labels["org.example.greeting"] == "hello-from-args"
+    assert labels["org.opencontainers.image.revision"] == sha
+    assert labels["org.opencontainers.image.source"] == repo.url
+    assert "org.opencontainers.image.created" in labels
+
+    lines = [x["line"] for x in logs]
+    assert any("RUN mkdir -p /app" in line for line in lines)
+    assert any(f"digest: {digest}" in line for line in lines)
+    listed = httpx.get(f"{url}/api/v1/builds", params={"project": "demo", "status": "succeeded"}).json()
+    assert [b["id"] for b in listed["items"]] == [build_id]
