@@ -126,17 +126,18 @@ def run_build(db: Database, config: Config, build_id: int, *,
     if project is None:
         raise ConfigError(f"project {build.project!r} is no longer in the config")
     sink = LogSink(db, build_id)
-    workdir = config.data_dir / "work" / f"build-{build_id}-{build.attempts}"
-    shutil.rmtree(workdir, ignore_errors=True)
+    workdir = config.data_dir / "work" / f"build-{build_id}"
+    shutil.rmtree(workdir, ignore_errors=True)  # an earlier attempt's leftovers
     try:
         sink(f"checking out {build.commit} ({build.ref}) from {source.public_url(project.repo)}")
-        checkout = source.checkout(config.data_dir, build.project, project.repo, build.commit, workdir)
+        checkout = source.checkout(config.data_dir, build.project, project.repo, build.commit,
+                                   workdir / "src")
         spec = _spec(config, project, build, checkout)
         engine = builder.pick_engine(config.docker.hosts, config.docker.cli, spread=build_id)
         with db.session() as session:
             builds.record_progress(session, build_id, engine=engine.name, builder_mode=engine.mode,
                                    build_args=spec.args)
-        built = builder.build_and_push(engine, spec, sink, should_stop)
+        built = builder.build_and_push(engine, spec, sink, workdir / "tmp", should_stop)
         repository = spec.refs[0].rsplit(":", 1)[0]
         sink(f"pushed {repository}@{built.digest} ({built.size} bytes manifest)")
         tags = [ref.rsplit(":", 1)[1] for ref in spec.refs]

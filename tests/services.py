@@ -80,6 +80,16 @@ def _short_dir(preferred: Path, longest_suffix: str) -> tuple[Path, bool]:
     return Path(tempfile.mkdtemp(prefix="pt-", dir="/tmp")), True
 
 
+def _unmount_below(*roots: Path) -> None:
+    """dockerd leaves its network-namespace mount (exec/netns/default) behind; without this
+    the directory cannot be deleted and pytest's temp cleanup warns on every later run."""
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1].replace("\\040", " ") for line in mounts]
+    for point in sorted(points, reverse=True):
+        if any(point == str(r) or point.startswith(f"{r}/") for r in roots):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
 def _signal_group(pgid: int, sig: int) -> bool:
     """Send `sig` to a process group; False once the group is gone."""
     try:
@@ -226,6 +236,7 @@ class DockerEngine(Service):
     def stop(self, *, remove: bool = False) -> None:
         """Stop dockerd and its containerd; the private socket dir always goes."""
         super().stop(remove=remove)
+        _unmount_below(self.base_dir, self.run_dir)
         if self._own_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -366,8 +377,9 @@ class Registry(Service):
 class Postgres(Service):
     """PostgreSQL 15 as user postgres (it refuses root), TCP on 127.0.0.1, durability off.
 
-    The cluster lives in base_dir when user postgres can reach it, else in a new /tmp/pt-XXXX
-    (pytest's tmp dirs are root-only 0700): `run_dir`, `data_dir` and `log_path` tell where."""
+    The cluster lives in base_dir when user postgres can reach it, else in a private
+    /tmp/pt-XXXX (pytest's tmp dirs are root-only 0700) that stop() deletes after copying the
+    log into base_dir, so nothing piles up in /tmp: `run_dir`, `data_dir`, `log_path` say where."""
     name = "postgres"
     start_timeout = 60.0
 
@@ -380,7 +392,8 @@ class Postgres(Service):
         if not self._own_run_dir and not reachable:
             self.run_dir, self._own_run_dir = Path(tempfile.mkdtemp(prefix="pt-", dir="/tmp")), True
         self.data_dir = self.run_dir / "data"
-        self.log_path = self.run_dir / "postgres.log"  # pg_ctl writes it as user postgres
+        self._server_log = self.run_dir / "postgres.log"  # pg_ctl writes it as user postgres
+        self.log_path = self._server_log
 
     def url_for(self, database: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
@@ -391,16 +404,18 @@ class Postgres(Service):
 
     def start(self) -> None:
         started = time.monotonic()
+        self.run_dir.mkdir(exist_ok=True)  # a private run_dir is gone after stop()
         shutil.chown(self.run_dir, "postgres", "postgres")
+        self.log_path = self._server_log
         if not (self.data_dir / "PG_VERSION").exists():
             self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-A", "trust",
                               "-U", "postgres", "--encoding=UTF8", "--locale=C", "--no-sync")
         options = (f"-k {self.run_dir} -p {self.port} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
         try:
-            self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-o", options, "-l",
-                              str(self.log_path), "-w", "-t", str(int(self.start_timeout)), "start",
-                              timeout=self.start_timeout + 10)
+            self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
+                              "-l", str(self._server_log), "-w", "-t", str(int(self.start_timeout)),
+                              "start", timeout=self.start_timeout + 10)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             raise self._failure(f"did not start ({exc})") from exc
         self._wait_ready(self._answers, started)
@@ -429,7 +444,8 @@ class Postgres(Service):
         self.psql(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)")
 
     def stop(self, *, remove: bool = False) -> None:
-        """pg_ctl stop -m fast (SIGQUIT if that fails); the cluster stays unless `remove`."""
+        """pg_ctl stop -m fast (SIGQUIT if that fails). A cluster in base_dir stays unless
+        `remove`; a private run_dir goes, its log copied to base_dir/postgres.log first."""
         pid_file = self.data_dir / "postmaster.pid"
         if pid_file.exists():
             try:
@@ -440,10 +456,14 @@ class Postgres(Service):
                     os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
                 except (OSError, ValueError, IndexError):
                     pass
+        if self._own_run_dir and self.run_dir.exists():
+            self.log_path = self.base_dir / "postgres.log"
+            if self._server_log.exists():
+                with open(self.log_path, "ab") as kept:
+                    kept.write(self._server_log.read_bytes())
+            shutil.rmtree(self.run_dir, ignore_errors=True)
         if remove:
             shutil.rmtree(self.base_dir, ignore_errors=True)
-            if self._own_run_dir:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def _ident(name: str) -> str:

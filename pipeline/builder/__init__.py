@@ -131,10 +131,15 @@ def _push(engine: Engine, ref: str, config_dir: str, on_line: LineSink,
     return seen[-1]
 
 
-def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink,
+def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: Path,
                    should_stop: Callable[[], bool] = lambda: False) -> Built:
-    """Build ``spec`` on ``engine``, push every ref, and return the digest the push reported."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-build-") as tmp_name:
+    """Build ``spec`` on ``engine``, push every ref, and return the digest the push reported.
+
+    ``scratch`` holds the login config and secret files for the duration; it should live in
+    the build's work directory so that a crashed worker's leftovers are found and removed.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="build-", dir=scratch) as tmp_name:
         tmp = Path(tmp_name)
         config_dir = str(tmp / "docker-config")
         os.makedirs(config_dir, mode=0o700)

@@ -1,0 +1,103 @@
+"""Builds on the real engine and registry, run by an in-process worker: failures, paths, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Config, parse_config
+from pipeline.store import Database, builds, open_database, migrate, projects
+from tests import project
+from tests.gitrepo import GitRepo
+from tests.services import DockerEngine, Registry, skopeo_inspect
+from workers.build_worker import BuildWorker
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Database:
+    database = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(database)
+    return database
+
+
+def _config(tmp_path: Path, engine: DockerEngine, registry: Registry, repo: GitRepo, **build: object) -> Config:
+    return parse_config(project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
+                                            engine_host=engine.host, repo_url=repo.url, **build))
+
+
+def _build(db: Database, config: Config, sha: str) -> builds.Build:
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+        build_id = builds.create_build(session, project="demo", commit=sha, ref="refs/heads/main",
+                                       branch="main", trigger="test").id
+    assert BuildWorker(db, config, name="test-worker").run_once()
+    with db.session() as session:
+        return builds.get_build(session, build_id)
+
+
+def _log(db: Database, build_id: int) -> str:
+    with db.session() as session:
+        return "\n".join(x.line for x in builds.read_logs(session, build_id))
+
+
+def test_failing_dockerfile_fails_once_with_the_step_and_its_output(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    sha = git_repo.commit({"Dockerfile": f"FROM {base_image}\nRUN echo about-to-fail && exit 3\n"})
+    build = _build(sqlite_db, _config(tmp_path, engine, registry, git_repo), sha)
+    assert build.status == "failed" and build.attempts == 1 and build.digest is None
+    assert "RUN echo about-to-fail && exit 3" in build.error
+    assert "exit code: 3" in build.error or "exit status 3" in build.error
+    assert "about-to-fail" in _log(sqlite_db, build.id)
+
+
+@pytest.mark.parametrize(
+    ("files", "build_options", "message"),
+    [
+        ({"app/x": "x"}, {"dockerfile": "Dockerfile"}, "dockerfile 'Dockerfile' does not exist in the commit"),
+        ({"app/x": "x"}, {"context": "missing"}, "build context 'missing' does not exist"),
+    ],
+)
+def test_paths_that_do_not_exist_are_clear_errors(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, git_repo: GitRepo, sqlite_db: Database,
+    files: dict[str, str], build_options: dict[str, str], message: str,
+) -> None:
+    sha = git_repo.commit(files)
+    build = _build(sqlite_db, _config(tmp_path, engine, registry, git_repo, **build_options), sha)
+    assert build.status == "failed" and message in build.error
+
+
+def test_symlinked_dockerfile_escaping_the_checkout_is_refused(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    outside = tmp_path / "outside-Dockerfile"
+    outside.write_text("FROM scratch\n")
+    git_repo.commit({"readme": "x"})
+    (git_repo.work / "Dockerfile").symlink_to(outside)
+    sha = git_repo.commit({})
+    build = _build(sqlite_db, _config(tmp_path, engine, registry, git_repo), sha)
+    assert build.status == "failed"
+    assert "dockerfile 'Dockerfile' points outside the repository checkout" in build.error
+
+
+def test_build_secret_reaches_run_but_not_the_image_or_logs(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo,
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEMO_NPM_TOKEN", "tok-9f8e7d6c5b")
+    dockerfile = (
+        f"FROM {base_image}\n"
+        "RUN --mount=type=secret,id=npm cat /run/secrets/npm && wc -c /run/secrets/npm > /size\n"
+    )
+    sha = git_repo.commit({"Dockerfile": dockerfile})
+    config = _config(tmp_path, engine, registry, git_repo, secrets=[{"id": "npm", "env": "DEMO_NPM_TOKEN"}])
+    build = _build(sqlite_db, config, sha)
+    log = _log(sqlite_db, build.id)
+    assert build.status == "succeeded", build.error
+    assert "tok-9f8e7d6c5b" not in log and "***" in log
+    history = engine.docker("history", "--no-trunc", f"{registry.host}/acme/demo:{sha}").stdout.decode()
+    assert "tok-9f8e7d6c5b" not in history
+    size = engine.docker("run", "--rm", "--network", "host", f"{registry.host}/acme/demo:{sha}", "cat", "/size")
+    assert size.stdout.decode().split()[0] == "14"
+    assert skopeo_inspect(f"{registry.host}/acme/demo@{build.digest}", tls_verify=False)["Digest"] == build.digest
