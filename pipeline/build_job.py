@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pipeline import builder, source
 from pipeline.config import Config, ProjectConfig
-from pipeline.errors import BuildError, ConfigError, PipelineError
+from pipeline.errors import BuildError, ConfigError, PipelineError, RegistryError
+from pipeline.registry import RegistryClient
 from pipeline.store import Build, Database, builds, utcnow
 
 __all__ = ["BuildOutcome", "LogSink", "run_build"]
@@ -117,6 +118,17 @@ def _spec(config: Config, project: ProjectConfig, build: Build, checkout: Path) 
     )
 
 
+def _registry_digest(config: Config, project: ProjectConfig, tags: list[str], pushed: str) -> str:
+    """Ask the registry itself what every tag now points at; it must be what was pushed."""
+    with RegistryClient(config.registries[project.image.registry]) as client:
+        for tag in tags:
+            found = client.manifest_info(project.image.repository, tag).digest
+            if found != pushed:
+                raise RegistryError(f"{client.host}/{project.image.repository}:{tag} points at {found}, "
+                                    f"but the push reported {pushed}")
+    return pushed
+
+
 def run_build(db: Database, config: Config, build_id: int, *,
               should_stop: Callable[[], bool] = lambda: False) -> BuildOutcome:
     """Check out, build and push one build; raises ``PipelineError`` on any failure."""
@@ -138,10 +150,11 @@ def run_build(db: Database, config: Config, build_id: int, *,
             builds.record_progress(session, build_id, engine=engine.name, builder_mode=engine.mode,
                                    build_args=spec.args)
         built = builder.build_and_push(engine, spec, sink, workdir / "tmp", should_stop)
-        repository = spec.refs[0].rsplit(":", 1)[0]
-        sink(f"pushed {repository}@{built.digest} ({built.size} bytes manifest)")
         tags = [ref.rsplit(":", 1)[1] for ref in spec.refs]
-        return BuildOutcome(built.digest, f"{repository}@{built.digest}", tags, built.size)
+        digest = _registry_digest(config, project, tags, built.digest)
+        repository = f"{spec.registry}/{project.image.repository}"
+        sink(f"pushed {repository}@{digest}; the registry reports it for tags {', '.join(tags)}")
+        return BuildOutcome(digest, f"{repository}@{digest}", tags, built.size)
     except PipelineError as exc:
         sink(f"error: {exc.message}")
         raise

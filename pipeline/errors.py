@@ -19,6 +19,7 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
         ├── BuildError              (the Dockerfile failed: not retryable)
         ├── EngineError             (Docker engine unreachable: retryable)
         └── RegistryError
+            └── RegistryAuthError   (credentials refused: not retryable)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PipelineError",
+    "RegistryAuthError",
     "RegistryError",
     "UnsupportedMediaType",
     "UpstreamError",
@@ -129,3 +131,8 @@ class EngineError(UpstreamError):
 
 class RegistryError(UpstreamError):
     title = "Registry operation failed"
+
+
+class RegistryAuthError(RegistryError):
+    title = "Registry refused the credentials"
+    retryable = False

@@ -85,6 +85,20 @@ def registry(service_root: Path) -> Iterator[Registry]:
     server.stop()
 
 
+REGISTRY_USER, REGISTRY_PASSWORD = "builder", "pa55-w0rd-for-tests"
+
+
+@pytest.fixture(scope="session")
+def secure_registry(service_root: Path) -> Iterator[Registry]:
+    """What a private registry looks like: TLS with its own CA, and basic auth."""
+    _need("/usr/bin/docker-registry")
+    server = Registry(service_root / "secure-registry", tls=True,
+                      htpasswd_users={REGISTRY_USER: REGISTRY_PASSWORD})
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def base_image(engine: DockerEngine, registry: Registry) -> str:
     """A busybox base image in the test registry, so Dockerfiles can say FROM it offline."""

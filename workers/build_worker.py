@@ -12,6 +12,8 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.build_job import run_build
 from pipeline.config import Config
@@ -81,12 +83,11 @@ class BuildWorker:
             outcome = run_build(self.db, self.config, build_id, should_stop=beat.lost.is_set)
         except PipelineError as exc:
             if exc.retryable and self._attempts(build_id) < self.config.worker.max_attempts:
-                self._record(build_id, beat, status="queued", worker=None, finished_at=None,
-                             error=f"will retry: {exc.message}")
+                self._record(build_id, beat, jobs.release, error=f"will retry: {exc.message}")
             else:
-                self._record(build_id, beat, status="failed", error=exc.message)
+                self._record(build_id, beat, jobs.finish, status="failed", error=exc.message)
         else:
-            self._record(build_id, beat, status="succeeded", digest=outcome.digest,
+            self._record(build_id, beat, jobs.finish, status="succeeded", digest=outcome.digest,
                          image=outcome.image, tags=outcome.tags, error=None)
         return True
 
@@ -94,12 +95,14 @@ class BuildWorker:
         with self.db.session() as session:
             return builds.get_build(session, build_id).attempts
 
-    def _record(self, build_id: int, beat: _Heartbeat, **values: object) -> None:
+    def _record(self, build_id: int, beat: _Heartbeat, write: Callable[..., None], **values: Any) -> None:
+        """Stop the heartbeat, then write the outcome (``jobs.finish`` or ``jobs.release``)."""
         beat.done.set()
         beat.join()
         try:
             with self.db.session() as session:
-                jobs.finish(session, jobs.BUILDS, build_id, self.name, **values)
+                write(session, jobs.BUILDS, build_id, self.name, **values)
         except LeaseLost as exc:
             log.warning("worker %s: %s", self.name, exc.message)
-        log.info("worker %s: build %s %s", self.name, build_id, values["status"])
+            return
+        log.info("worker %s: build %s %s", self.name, build_id, values.get("status", "requeued"))

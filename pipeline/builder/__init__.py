@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from python_on_whales.exceptions import DockerException
-
 from pipeline.builder._engine import Engine, pick_engine
 from pipeline.builder._process import LineSink, run_streaming
 from pipeline.builder._tags import render_tags, sanitize_tag
-from pipeline.errors import BuildError, EngineError, RegistryError
+from pipeline.errors import BuildError, EngineError, RegistryAuthError, RegistryError
 
 __all__ = [
     "BuildSpec",
@@ -112,6 +111,19 @@ def _write_secrets(tmp: Path, secrets: dict[str, str]) -> dict[str, Path]:
     return files
 
 
+def _login(engine: Engine, config_dir: str, registry: str, credentials: tuple[str, str]) -> None:
+    """``docker login`` into this build's own config dir, the password on stdin only."""
+    user, password = credentials
+    cmd = [str(p) for p in engine.client(config_dir).docker_cmd]
+    done = subprocess.run([*cmd, "login", "--username", user, "--password-stdin", "--", registry],
+                          input=password, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode == 0:
+        return
+    detail = done.stderr.strip().replace(password, "***") or f"exit code {done.returncode}"
+    error = RegistryAuthError if "401" in detail or "unauthorized" in detail.lower() else RegistryError
+    raise error(f"login to {registry} as {user} failed: {detail}")
+
+
 def _push(engine: Engine, ref: str, config_dir: str, on_line: LineSink,
           should_stop: Callable[[], bool]) -> tuple[str, int]:
     cmd = [str(p) for p in engine.client(config_dir).docker_cmd] + ["push", "--", ref]
@@ -144,11 +156,7 @@ def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: 
         config_dir = str(tmp / "docker-config")
         os.makedirs(config_dir, mode=0o700)
         if spec.credentials:
-            user, password = spec.credentials
-            try:
-                engine.client(config_dir).login(server=spec.registry, username=user, password=password)
-            except DockerException as exc:
-                raise RegistryError(f"login to {spec.registry} as {user} failed: {exc.stderr or exc}") from None
+            _login(engine, config_dir, spec.registry, spec.credentials)
         secret_files = _write_secrets(tmp, spec.secrets)
         iidfile = tmp / "iid"
         cmd = _build_command(engine, spec, iidfile, secret_files, config_dir)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from pipeline.errors import LeaseLost
 from pipeline.store.tables import Build, Promotion, utcnow
 
-__all__ = ["BUILDS", "PROMOTIONS", "JobKind", "claim", "finish", "heartbeat", "reap"]
+__all__ = ["BUILDS", "PROMOTIONS", "JobKind", "Reaped", "claim", "finish", "heartbeat", "reap", "release"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,16 @@ def finish(session: Session, kind: JobKind, job_id: int, worker: str, **values: 
     )
     if result.rowcount == 0:
         raise LeaseLost(f"job {job_id} is no longer held by worker {worker}; outcome not recorded")
+
+
+def release(session: Session, kind: JobKind, job_id: int, worker: str, error: str) -> None:
+    """Give a row back to the queue after a failure worth retrying (engine down, registry 5xx)."""
+    result = session.execute(
+        _owned(kind, job_id, worker).values(status=kind.waiting, worker=None, lease_expires_at=None,
+                                            error=error)
+    )
+    if result.rowcount == 0:
+        raise LeaseLost(f"job {job_id} is no longer held by worker {worker}; not released")
 
 
 @dataclass(frozen=True)

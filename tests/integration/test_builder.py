@@ -9,6 +9,7 @@ import pytest
 from pipeline.config import Config, parse_config
 from pipeline.store import Database, builds, open_database, migrate, projects
 from tests import project
+from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.gitrepo import GitRepo
 from tests.services import DockerEngine, Registry, skopeo_inspect
 from workers.build_worker import BuildWorker
@@ -101,3 +102,39 @@ def test_build_secret_reaches_run_but_not_the_image_or_logs(
     size = engine.docker("run", "--rm", "--network", "host", f"{registry.host}/acme/demo:{sha}", "cat", "/size")
     assert size.stdout.decode().split()[0] == "14"
     assert skopeo_inspect(f"{registry.host}/acme/demo@{build.digest}", tls_verify=False)["Digest"] == build.digest
+
+
+def test_push_to_a_tls_registry_with_basic_auth(
+    tmp_path: Path, engine: DockerEngine, secure_registry: Registry, base_image: str, git_repo: GitRepo,
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECURE_USER", REGISTRY_USER)
+    monkeypatch.setenv("SECURE_PASSWORD", REGISTRY_PASSWORD)
+    data = project.config_data(data_dir=tmp_path / "data", registry_host=secure_registry.host,
+                               engine_host=engine.host, repo_url=git_repo.url)
+    data["registries"]["local"] = {"url": secure_registry.url, "ca_file": str(secure_registry.ca_file),
+                                   "username_env": "SECURE_USER", "password_env": "SECURE_PASSWORD"}
+    sha = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
+    build = _build(sqlite_db, parse_config(data), sha)
+    assert build.status == "succeeded", build.error
+    stored = skopeo_inspect(f"{secure_registry.host}/acme/demo:{sha}", tls_verify=True,
+                            cert_dir=secure_registry.cert_dir, creds=secure_registry.creds())
+    assert stored["Digest"] == build.digest
+    assert REGISTRY_PASSWORD not in _log(sqlite_db, build.id)
+
+
+def test_wrong_registry_password_fails_with_a_clear_error(
+    tmp_path: Path, engine: DockerEngine, secure_registry: Registry, base_image: str, git_repo: GitRepo,
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECURE_USER", REGISTRY_USER)
+    monkeypatch.setenv("SECURE_PASSWORD", "wrong-password")
+    data = project.config_data(data_dir=tmp_path / "data", registry_host=secure_registry.host,
+                               engine_host=engine.host, repo_url=git_repo.url)
+    data["registries"]["local"] = {"url": secure_registry.url, "ca_file": str(secure_registry.ca_file),
+                                   "username_env": "SECURE_USER", "password_env": "SECURE_PASSWORD"}
+    sha = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
+    build = _build(sqlite_db, parse_config(data), sha)
+    assert build.status == "failed"
+    assert f"login to {secure_registry.host} as {REGISTRY_USER} failed" in build.error
+    assert "wrong-password" not in build.error and "wrong-password" not in _log(sqlite_db, build.id)
