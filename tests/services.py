@@ -303,7 +303,11 @@ class Registry(Service):
     """A CNCF distribution registry on 127.0.0.1, optionally with TLS and basic auth.
 
     token_auth, if given, becomes the config's `auth.token` section as is (realm, service,
-    issuer, rootcertbundle); running the token server is the caller's job."""
+    issuer, rootcertbundle); running the token server is the caller's job (tests/token_server.py).
+
+    A build `FROM` this registry needs tls=False: Docker 20.10's built-in BuildKit speaks plain
+    HTTP to every 127.x registry (even one listed in insecure-registries) and gets 400 from a
+    TLS one; docker push/pull/login and skopeo handle TLS here fine."""
     name = "registry"
 
     def __init__(self, base_dir: PathLike, *, tls: bool = False,

@@ -1,4 +1,4 @@
-"""The ``pipeline`` command: serve, worker, migrate.
+"""The ``pipeline`` command: serve, worker, migrate, doctor.
 
 Commands are thin: load the config, open the database, call into ``pipeline`` or
 ``workers``. Every ``PipelineError`` ends the command with its message and exit code 2.
@@ -114,6 +114,22 @@ def serve_command(
         scheduler.shutdown(wait=False)
         for thread in threads:
             thread.join(timeout=30)
+
+
+@app.command("doctor")
+def doctor_command(config: ConfigOption = None) -> None:
+    """Check the database, Git, every Docker engine, registry and project repository."""
+    from pipeline.doctor import run_checks
+
+    cfg, db = _open(config)
+    results = run_checks(cfg, db)
+    width = max(len(r.component) for r in results)
+    for result in results:
+        typer.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.component:<{width}}  {result.detail}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        typer.echo(f"{len(failed)} of {len(results)} checks failed", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

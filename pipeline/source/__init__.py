@@ -21,7 +21,7 @@ import git
 
 from pipeline.errors import GitError
 
-__all__ = ["checkout", "mirror_path", "public_url", "update_mirror"]
+__all__ = ["checkout", "mirror_path", "public_url", "remote_heads", "update_mirror"]
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +93,13 @@ def checkout(data_dir: Path, project: str, url: str, commit: str, dest: Path) ->
 def public_url(url: str) -> str:
     """The repository URL as it may be shown or stored: without embedded credentials."""
     return _sanitize(url)
+
+
+def remote_heads(url: str) -> dict[str, str]:
+    """Branch name → SHA as the remote has them now (``git ls-remote --heads``)."""
+    out = _git("ls-remote", "--heads", "--", url)
+    heads: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        heads[ref.removeprefix("refs/heads/")] = sha
+    return heads

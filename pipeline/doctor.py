@@ -1,0 +1,78 @@
+"""``pipeline doctor``: is every component this config relies on reachable and usable?
+
+Each check returns a line a human can act on; none of them changes anything.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from pipeline import builder, source
+from pipeline.config import Config
+from pipeline.errors import PipelineError
+from pipeline.registry import RegistryClient
+from pipeline.store import Database, current_revision, head_revision
+
+__all__ = ["Check", "run_checks"]
+
+
+@dataclass(frozen=True)
+class Check:
+    component: str
+    ok: bool
+    detail: str
+
+
+def _database(db: Database) -> str:
+    current, head = current_revision(db), head_revision()
+    if current != head:
+        raise PipelineError(f"schema at {current or 'nothing'}, needs {head}: run `pipeline migrate`")
+    return f"{db.dialect}, schema {current}"
+
+
+def _engines(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
+    for index, host in enumerate(config.docker.hosts or [None]):
+        def check(host: str | None = host, index: int = index) -> str:
+            engine = builder.pick_engine([host] if host else [], config.docker.cli)
+            return f"answers; builds with {engine.mode} via {engine.cli}"
+        yield f"engine {host or 'default'}", check
+
+
+def _registries(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
+    for name, registry in config.registries.items():
+        def check(registry=registry) -> str:  # type: ignore[no-untyped-def]
+            with RegistryClient(registry, timeout=10) as client:
+                client.ping()
+            return f"{registry.host} answers the v2 API"
+        yield f"registry {name}", check
+
+
+def _git() -> str:
+    done = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise PipelineError("git is not installed")
+    return done.stdout.strip()
+
+
+def _repos(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
+    for name, project in config.projects.items():
+        def check(url: str = project.repo) -> str:
+            heads = source.remote_heads(url)
+            return f"{source.public_url(url)}: {len(heads)} branches"
+        yield f"repo of {name}", check
+
+
+def run_checks(config: Config, db: Database) -> list[Check]:
+    checks: list[tuple[str, Callable[[], str]]] = [("database", lambda: _database(db)), ("git", _git)]
+    checks += [*_engines(config), *_registries(config), *_repos(config)]
+    results: list[Check] = []
+    for component, check in checks:
+        try:
+            results.append(Check(component, True, check()))
+        except PipelineError as exc:
+            results.append(Check(component, False, exc.message))
+        except Exception as exc:  # doctor must report, never crash
+            results.append(Check(component, False, f"{type(exc).__name__}: {exc}"))
+    return results
