@@ -14,7 +14,15 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
 
@@ -23,7 +31,9 @@ __all__ = [
     "Config",
     "DockerConfig",
     "EnvironmentConfig",
+    "GitConfig",
     "ImageConfig",
+    "PathFilter",
     "ProjectConfig",
     "RegistryConfig",
     "WorkerConfig",
@@ -32,7 +42,7 @@ __all__ = [
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-_TAG_FIELDS = {"branch", "sha", "short_sha", "build_id", "timestamp", "project"}
+_TAG_FIELDS = {"branch", "tag", "sha", "short_sha", "build_id", "timestamp", "project"}
 
 
 class _Model(BaseModel):
@@ -135,10 +145,51 @@ class EnvironmentConfig(_Model):
     gitops: GitOpsConfig | None = None
 
 
+class PathFilter(_Model):
+    """Build only when a changed file matches ``include`` (default: all) and not ``exclude``."""
+
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class GitConfig(_Model):
+    """How to reach a private repository; secrets come from the environment or files only."""
+
+    token_env: str | None = None
+    username: str = "x-access-token"
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+    submodules: bool = False
+    lfs: bool = False
+    timeout_seconds: int = Field(default=600, gt=0)
+
+    @model_validator(mode="after")
+    def _pinned_host_key(self) -> GitConfig:
+        if self.ssh_key_file and not self.known_hosts_file:
+            raise ValueError("ssh_key_file needs known_hosts_file: host keys are pinned, never trusted on first use")
+        return self
+
+
+def _interval(value: object) -> object:
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", value)
+        if not match:
+            raise ValueError(f"expected an interval such as 90, '30s', '5m' or '1h', got {value!r}")
+        return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+    return value
+
+
 class ProjectConfig(_Model):
     repo: str
     webhook_secret_env: str | None = None
+    webhook_secret_file: Path | None = None
+    allow_unsigned: bool = False
     branches: list[str] = Field(default_factory=lambda: ["main"])
+    git_tags: list[str] = Field(default_factory=list)
+    paths: PathFilter = Field(default_factory=PathFilter)
+    supersede_running: bool = False
+    poll: Annotated[int | None, BeforeValidator(_interval), Field(ge=10)] = None
+    git: GitConfig = Field(default_factory=GitConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
     image: ImageConfig
     tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
@@ -155,11 +206,21 @@ class ProjectConfig(_Model):
                 )
         return tags
 
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> ProjectConfig:
+        if self.webhook_secret_env and self.webhook_secret_file:
+            raise ValueError("give webhook_secret_env or webhook_secret_file, not both")
+        return self
+
     def webhook_secret(self) -> bytes | None:
-        """The secret, read from the environment at the moment it is needed."""
-        if not self.webhook_secret_env:
-            return None
-        value = os.environ.get(self.webhook_secret_env)
+        """The secret, read from the environment or file at the moment it is needed."""
+        if self.webhook_secret_file is not None:
+            try:
+                value = self.webhook_secret_file.read_text().strip()
+            except OSError:
+                return None
+        else:
+            value = os.environ.get(self.webhook_secret_env or "", "")
         return value.encode() if value else None
 
 

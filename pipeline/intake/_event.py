@@ -1,41 +1,51 @@
-"""What every provider's push webhook boils down to."""
+"""What every provider's webhook boils down to, and the checks a payload's values must pass."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["PushEvent", "ZERO_SHA", "validate_ref", "validate_sha"]
+from pipeline.errors import BadPayload
+
+__all__ = ["Delivery", "PushEvent", "ZERO_SHA", "validate_ref", "validate_sha"]
 
 ZERO_SHA = "0" * 40
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-# git check-ref-format's rules, as far as a name from a payload may go
-_BAD_REF = re.compile(r"(^|/)\.|\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|\.lock(/|$)|/$|\.$|^-")
+# git check-ref-format's rules, and no byte a shell or a git option could misread
+_BAD_REF = re.compile(r"(^|/)[.-]|\.\.|[\x00-\x20\x7f~^:?*\[\\;|&$`'\"<>]|@\{|//|\.lock(/|$)|/$|\.$")
+MAX_REF = 255
 
 
 def validate_sha(value: object, what: str) -> str:
     if not isinstance(value, str) or not _SHA.match(value):
-        raise ValueError(f"{what} must be a 40-character hex commit SHA, got {value!r}")
+        shown = value[:60] if isinstance(value, str) else value
+        raise BadPayload(f"{what} must be a 40-character hex commit SHA, got {shown!r}")
     return value
 
 
 def validate_ref(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith("refs/") or _BAD_REF.search(value):
-        raise ValueError(f"ref must be a valid Git ref such as refs/heads/main, got {value!r}")
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_REF
+        or not value.startswith(("refs/heads/", "refs/tags/"))
+        or _BAD_REF.search(value.removeprefix("refs/"))
+    ):
+        shown = value[:80] if isinstance(value, str) else value
+        raise BadPayload(f"ref must be a valid branch or tag ref such as refs/heads/main, got {shown!r}")
     return value
 
 
 @dataclass(frozen=True)
 class PushEvent:
-    """A push as the receiver needs it, whatever host sent it."""
+    """One ref update, whatever host sent it. ``changed_paths`` is None when the host's list is
+    missing or truncated: the source step then diffs ``before..after`` itself."""
 
-    repository_urls: tuple[str, ...]
-    full_name: str | None
     ref: str
     before: str
     after: str
     head_message: str = ""
-    changed_paths: tuple[str, ...] = field(default=())
+    changed_paths: tuple[str, ...] | None = None
 
     @property
     def deleted(self) -> bool:
@@ -48,3 +58,42 @@ class PushEvent:
     @property
     def tag(self) -> str | None:
         return self.ref.removeprefix("refs/tags/") if self.ref.startswith("refs/tags/") else None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A parsed but not yet trusted delivery: enough to find the project and its secret.
+
+    ``kind`` is ``push``, ``ping`` or ``other``; ``pushes()`` validates the ref updates and is
+    called only after the signature was verified.
+    """
+
+    provider: str
+    event: str
+    kind: str
+    delivery_id: str
+    hook_id: str
+    repository_urls: tuple[str, ...]
+    full_name: str | None
+    payload: dict[str, Any]
+    signed_body: bytes
+
+    @property
+    def repository(self) -> str:
+        return self.full_name or next(iter(self.repository_urls), "(none)")
+
+
+def changed_paths(commits: object, complete: bool) -> tuple[str, ...] | None:
+    """Files touched by GitHub/GitLab/Gitea-style ``commits[]``; None when not trustworthy."""
+    if not complete or not isinstance(commits, list) or not commits:
+        return None
+    paths: set[str] = set()
+    for commit in commits:
+        if not isinstance(commit, dict):
+            return None
+        for key in ("added", "modified", "removed"):
+            files = commit.get(key)
+            if not isinstance(files, list):
+                return None
+            paths.update(str(f) for f in files)
+    return tuple(sorted(paths))

@@ -10,9 +10,19 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFound
-from pipeline.store.tables import Build, BuildLog
+from pipeline.store.tables import Build, BuildLog, utcnow
 
-__all__ = ["BuildFilter", "append_logs", "create_build", "get_build", "list_builds", "read_logs", "record_progress"]
+__all__ = [
+    "BuildFilter",
+    "append_logs",
+    "commit_was_built",
+    "create_build",
+    "get_build",
+    "list_builds",
+    "read_logs",
+    "record_progress",
+    "supersede_older",
+]
 
 
 def create_build(
@@ -24,6 +34,8 @@ def create_build(
     branch: str | None,
     trigger: str,
     delivery_id: int | None = None,
+    before_commit: str | None = None,
+    check_paths: bool = False,
 ) -> Build:
     build = Build(
         project=project,
@@ -32,11 +44,38 @@ def create_build(
         branch=branch,
         trigger=trigger,
         delivery_id=delivery_id,
+        before_commit=before_commit,
+        check_paths=check_paths,
         status="queued",
     )
     session.add(build)
     session.flush()
     return build
+
+
+def supersede_older(session: Session, build: Build, *, running: bool) -> list[int]:
+    """Mark older builds of the same project and ref superseded by ``build``.
+
+    Queued ones never start; with ``running`` a running one loses its lease too, and its worker
+    stops the build at the next heartbeat.
+    """
+    statuses = ["queued", "running"] if running else ["queued"]
+    stmt = (
+        update(Build)
+        .where(Build.project == build.project, Build.ref == build.ref, Build.id < build.id,
+               Build.status.in_(statuses))
+        .values(status="superseded", error=f"superseded by build {build.id}", finished_at=utcnow(),
+                lease_expires_at=None)
+        .returning(Build.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(stmt))
+
+
+def commit_was_built(session: Session, project: str, commit: str) -> bool:
+    """Any build of this commit, whatever its outcome: a poller must not rebuild it."""
+    stmt = select(Build.id).where(Build.project == project, Build.commit == commit).limit(1)
+    return session.scalar(stmt) is not None
 
 
 def get_build(session: Session, build_id: int) -> Build:

@@ -9,7 +9,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -66,7 +77,10 @@ class Delivery(Base):
     """Every webhook delivery and what became of it, so ops can see why a push did not build."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("provider", "hook_id", "delivery_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "hook_id", "delivery_id"),
+        Index(None, "project", "body_sha256"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(20))
     delivery_id: Mapped[str] = mapped_column(String(100))
@@ -77,6 +91,7 @@ class Delivery(Base):
     ref: Mapped[str | None] = mapped_column(String(255))
     before: Mapped[str | None] = mapped_column(String(64))
     after: Mapped[str | None] = mapped_column(String(64))
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
     build_ids: Mapped[list[Any]] = mapped_column(default=list)
@@ -98,6 +113,8 @@ class Build(Base):
     commit: Mapped[str] = mapped_column(String(40))
     branch: Mapped[str | None] = mapped_column(String(255))
     ref: Mapped[str] = mapped_column(String(255))
+    before_commit: Mapped[str | None] = mapped_column(String(40))
+    check_paths: Mapped[bool] = mapped_column(default=False, server_default=false())
     trigger: Mapped[str] = mapped_column(String(20))
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_deliveries.id"))
     status: Mapped[str] = mapped_column(String(20), default="queued")

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import github, project
+from tests import project, webhooks
 from tests.gitrepo import GitRepo
 from tests.services import DockerEngine, Registry, skopeo_config, skopeo_inspect
 
@@ -73,8 +73,8 @@ def test_signed_push_builds_and_pushes_the_recorded_digest(
 ) -> None:
     url, repo = served
     sha = repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hello\n"}, "add app")
-    body, headers = github.delivery(
-        github.push_payload("acme/demo", repo.url, after=sha, message="add app"), project.SECRET)
+    body, headers = webhooks.github_delivery(
+        webhooks.github_push("acme/demo", repo.url, after=sha, message="add app"), project.SECRET)
     answer = httpx.post(f"{url}/webhooks/github", content=body, headers=headers)
     assert answer.status_code == 202, answer.text
     [build_id] = answer.json()["build_ids"]

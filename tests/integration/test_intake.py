@@ -13,7 +13,7 @@ from pipeline.api import create_app
 from pipeline.config import Config, parse_config
 from pipeline.intake import MAX_BODY_BYTES
 from pipeline.store import Build, Database, Delivery, projects
-from tests import github
+from tests import webhooks
 
 SECRET = "It's a Secret to Everybody"
 REPO = "https://github.com/acme/app.git"
@@ -48,12 +48,12 @@ def _count(db: Database, table: type) -> int:
 
 
 def _post(client: TestClient, payload: dict, secret: str | None = SECRET, **kwargs: object):  # type: ignore[no-untyped-def]
-    body, headers = github.delivery(payload, secret, **kwargs)  # type: ignore[arg-type]
+    body, headers = webhooks.github_delivery(payload, secret, **kwargs)  # type: ignore[arg-type]
     return client.post("/webhooks/github", content=body, headers=headers)
 
 
 def test_push_to_configured_branch_queues_one_build(client: TestClient, db: Database) -> None:
-    answer = _post(client, github.push_payload("acme/app", REPO, after=SHA, ref="refs/heads/release/1.2"))
+    answer = _post(client, webhooks.github_push("acme/app", REPO, after=SHA, ref="refs/heads/release/1.2"))
     assert answer.status_code == 202, answer.text
     body = answer.json()
     assert body["outcome"] == "queued" and body["project"] == "app" and len(body["build_ids"]) == 1
@@ -65,19 +65,19 @@ def test_push_to_configured_branch_queues_one_build(client: TestClient, db: Data
 
 
 def test_form_encoded_body_is_verified_over_the_form_bytes(client: TestClient, db: Database) -> None:
-    answer = _post(client, github.push_payload("acme/app", REPO, after=SHA), form=True)
+    answer = _post(client, webhooks.github_push("acme/app", REPO, after=SHA), form=True)
     assert answer.status_code == 202, answer.text
     assert _count(db, Build) == 1
 
 
 def test_ping_answers_pong_and_queues_nothing(client: TestClient, db: Database) -> None:
-    answer = _post(client, github.ping_payload("acme/app", REPO), event="ping")
+    answer = _post(client, webhooks.github_ping("acme/app", REPO), event="ping")
     assert answer.status_code == 200 and answer.json()["outcome"] == "pong"
     assert _count(db, Build) == 0
 
 
 def test_redelivery_is_a_duplicate(client: TestClient, db: Database) -> None:
-    payload = github.push_payload("acme/app", REPO, after=SHA)
+    payload = webhooks.github_push("acme/app", REPO, after=SHA)
     first = _post(client, payload, delivery_id="d-1")
     again = _post(client, payload, delivery_id="d-1")
     assert first.status_code == 202
@@ -89,14 +89,14 @@ def test_redelivery_is_a_duplicate(client: TestClient, db: Database) -> None:
     ("ref", "after", "reason"),
     [
         ("refs/heads/feature/x", SHA, "does not match the project's branches"),
-        ("refs/heads/main", github.ZERO, "was deleted"),
-        ("refs/tags/v1.0.0", SHA, "not a branch"),
+        ("refs/heads/main", webhooks.ZERO, "was deleted"),
+        ("refs/tags/v1.0.0", SHA, "does not match the project's git_tags"),
     ],
 )
 def test_pushes_not_to_build_are_ignored_with_a_recorded_reason(
     client: TestClient, db: Database, ref: str, after: str, reason: str
 ) -> None:
-    answer = _post(client, github.push_payload("acme/app", REPO, ref=ref, after=after))
+    answer = _post(client, webhooks.github_push("acme/app", REPO, ref=ref, after=after))
     assert answer.status_code == 200, answer.text
     assert answer.json()["outcome"] == "ignored" and reason in answer.json()["reason"]
     assert _count(db, Build) == 0
@@ -113,47 +113,47 @@ def _problem(answer, status: int, words: str) -> None:  # type: ignore[no-untype
 
 
 def test_wrong_signature_is_401_and_queues_nothing(client: TestClient, db: Database) -> None:
-    payload = github.push_payload("acme/app", REPO, after=SHA)
+    payload = webhooks.github_push("acme/app", REPO, after=SHA)
     _problem(_post(client, payload, secret="not the secret"), 401, "does not match")
-    _problem(_post(client, payload, secret=None), 401, "missing X-Hub-Signature-256")
+    _problem(_post(client, payload, secret=None), 401, "missing signature header X-Hub-Signature-256")
     _problem(_post(client, payload, signature="sha1=abc"), 401, "does not match")
     assert _count(db, Build) == 0 and _count(db, Delivery) == 0
 
 
 def test_signature_over_a_tampered_body_fails(client: TestClient, db: Database) -> None:
-    body, headers = github.delivery(github.push_payload("acme/app", REPO, after=SHA), SECRET)
+    body, headers = webhooks.github_delivery(webhooks.github_push("acme/app", REPO, after=SHA), SECRET)
     tampered = body.replace(SHA.encode(), ("2" * 40).encode())
     _problem(client.post("/webhooks/github", content=tampered, headers=headers), 401, "does not match")
     assert _count(db, Build) == 0
 
 
 def test_project_without_a_secret_refuses_pushes(client: TestClient, db: Database) -> None:
-    payload = github.push_payload("acme/nosecret", "https://github.com/acme/nosecret.git", after=SHA)
+    payload = webhooks.github_push("acme/nosecret", "https://github.com/acme/nosecret.git", after=SHA)
     _problem(_post(client, payload), 401, "no webhook secret configured")
     assert _count(db, Build) == 0
 
 
 def test_unknown_repository_is_404(client: TestClient, db: Database) -> None:
-    payload = github.push_payload("acme/other", "https://github.com/acme/other.git", after=SHA)
+    payload = webhooks.github_push("acme/other", "https://github.com/acme/other.git", after=SHA)
     _problem(_post(client, payload), 404, "'acme/other' matches no configured project")
     assert _count(db, Delivery) == 0
 
 
 def test_malformed_bodies_are_400(client: TestClient, db: Database) -> None:
-    headers = github.delivery({}, SECRET)[1]
+    headers = webhooks.github_delivery({}, SECRET)[1]
     _problem(client.post("/webhooks/github", content=b"{not json", headers=headers), 400, "not valid JSON")
     _problem(client.post("/webhooks/github", content=b"[1, 2]", headers=headers), 400, "JSON object")
-    bad_sha = github.push_payload("acme/app", REPO, after="nothex")
+    bad_sha = webhooks.github_push("acme/app", REPO, after="nothex")
     _problem(_post(client, bad_sha), 400, "after must be a 40-character hex commit SHA")
-    bad_ref = github.push_payload("acme/app", REPO, after=SHA, ref="refs/heads/../../etc")
-    _problem(_post(client, bad_ref), 400, "ref must be a valid Git ref")
+    bad_ref = webhooks.github_push("acme/app", REPO, after=SHA, ref="refs/heads/../../etc")
+    _problem(_post(client, bad_ref), 400, "ref must be a valid branch or tag ref")
     no_event = {k: v for k, v in headers.items() if k != "X-GitHub-Event"}
     _problem(client.post("/webhooks/github", content=b"{}", headers=no_event), 400, "missing header X-GitHub-Event")
     assert _count(db, Build) == 0
 
 
 def test_wrong_content_type_is_415_and_oversized_is_413(client: TestClient) -> None:
-    body, headers = github.delivery(github.push_payload("acme/app", REPO, after=SHA), SECRET)
+    body, headers = webhooks.github_delivery(webhooks.github_push("acme/app", REPO, after=SHA), SECRET)
     _problem(client.post("/webhooks/github", content=body, headers={**headers, "Content-Type": "text/plain"}),
              415, "'text/plain'")
     huge = json.dumps({"pad": "x" * (MAX_BODY_BYTES + 1)}).encode()
@@ -165,9 +165,9 @@ def test_unknown_provider_is_404(client: TestClient) -> None:
 
 
 def test_accepted_pushes_survive_later_bad_ones(client: TestClient, db: Database) -> None:
-    good = _post(client, github.push_payload("acme/app", REPO, after=SHA))
+    good = _post(client, webhooks.github_push("acme/app", REPO, after=SHA))
     assert good.status_code == 202
-    _post(client, github.push_payload("acme/app", REPO, after="3" * 40), secret="wrong")
-    client.post("/webhooks/github", content=b"{", headers=github.delivery({}, SECRET)[1])
+    _post(client, webhooks.github_push("acme/app", REPO, after="3" * 40), secret="wrong")
+    client.post("/webhooks/github", content=b"{", headers=webhooks.github_delivery({}, SECRET)[1])
     builds = client.get("/api/v1/builds").json()["items"]
     assert [b["commit"] for b in builds] == [SHA]
