@@ -22,7 +22,7 @@ from pipeline.errors import BuildError, ConfigError, PipelineError, RegistryErro
 from pipeline.registry import RegistryClient
 from pipeline.store import Build, Database, builds, utcnow
 
-__all__ = ["BuildOutcome", "LogSink", "run_build"]
+__all__ = ["BuildOutcome", "BuildSkipped", "LogSink", "run_build"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,25 @@ class BuildOutcome:
     image: str
     tags: list[str]
     size: int
+
+
+@dataclass(frozen=True)
+class BuildSkipped:
+    """The push changed no file the project's path filter cares about (known only after a diff)."""
+
+    reason: str
+
+
+def _path_filter(project: ProjectConfig, build: Build, checkout: Path, sink: LogSink) -> BuildSkipped | None:
+    if not (build.check_paths and build.before_commit):
+        return None
+    files = source.changed_files(checkout, build.before_commit, build.commit)
+    if files is None:
+        sink(f"cannot diff against {build.before_commit[:12]} (not in the repository); building anyway")
+        return None
+    if project.paths.matches(files):
+        return None
+    return BuildSkipped(f"none of the {len(files)} changed files matches the project's paths filter")
 
 
 def _template_values(project_name: str, build: Build, now: dt.datetime) -> dict[str, str]:
@@ -130,7 +149,7 @@ def _registry_digest(config: Config, project: ProjectConfig, tags: list[str], pu
 
 
 def run_build(db: Database, config: Config, build_id: int, *,
-              should_stop: Callable[[], bool] = lambda: False) -> BuildOutcome:
+              should_stop: Callable[[], bool] = lambda: False) -> BuildOutcome | BuildSkipped:
     """Check out, build and push one build; raises ``PipelineError`` on any failure."""
     with db.session() as session:
         build = builds.get_build(session, build_id)
@@ -142,8 +161,11 @@ def run_build(db: Database, config: Config, build_id: int, *,
     shutil.rmtree(workdir, ignore_errors=True)  # an earlier attempt's leftovers
     try:
         sink(f"checking out {build.commit} ({build.ref}) from {source.public_url(project.repo)}")
-        checkout = source.checkout(config.data_dir, build.project, project.repo, build.commit,
+        checkout = source.checkout(config.data_dir, build.project, project, build.commit,
                                    workdir / "src")
+        if skipped := _path_filter(project, build, checkout, sink):
+            sink(f"skipped: {skipped.reason}")
+            return skipped
         spec = _spec(config, project, build, checkout)
         engine = builder.pick_engine(config.docker.hosts, config.docker.cli, spread=build_id)
         with db.session() as session:

@@ -8,8 +8,10 @@ overrides the database, so one file serves laptops and production alike.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -151,6 +153,26 @@ class PathFilter(_Model):
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
 
+    @property
+    def active(self) -> bool:
+        return bool(self.include or self.exclude)
+
+    def matches(self, paths: Iterable[str]) -> bool:
+        """True when at least one changed path is included and not excluded."""
+        for path in paths:
+            included = not self.include or any(_glob(path, p) for p in self.include)
+            if included and not any(_glob(path, p) for p in self.exclude):
+                return True
+        return False
+
+
+def _glob(path: str, pattern: str) -> bool:
+    """``**`` spans directories, ``*`` stays in one; a pattern without ``/`` matches a file name anywhere."""
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
+    regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+    return re.fullmatch(regex.replace(r"\?", "[^/]"), path) is not None
+
 
 class GitConfig(_Model):
     """How to reach a private repository; secrets come from the environment or files only."""
@@ -188,7 +210,7 @@ class ProjectConfig(_Model):
     git_tags: list[str] = Field(default_factory=list)
     paths: PathFilter = Field(default_factory=PathFilter)
     supersede_running: bool = False
-    poll: Annotated[int | None, BeforeValidator(_interval), Field(ge=10)] = None
+    poll: Annotated[int, BeforeValidator(_interval), Field(ge=10)] | None = None
     git: GitConfig = Field(default_factory=GitConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
     image: ImageConfig

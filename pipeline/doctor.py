@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pipeline import builder, source
-from pipeline.config import Config
+from pipeline.config import Config, ProjectConfig
 from pipeline.errors import PipelineError
 from pipeline.registry import RegistryClient
 from pipeline.store import Database, current_revision, head_revision
@@ -58,9 +58,10 @@ def _git() -> str:
 
 def _repos(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
     for name, project in config.projects.items():
-        def check(url: str = project.repo) -> str:
-            heads = source.remote_heads(url)
-            return f"{source.public_url(url)}: {len(heads)} branches"
+        def check(project: ProjectConfig = project) -> str:
+            refs = source.remote_refs(project)
+            heads = [ref for ref in refs if ref.startswith("refs/heads/")]
+            return f"{source.public_url(project.repo)}: {len(heads)} branches, {len(refs) - len(heads)} tags"
         yield f"repo of {name}", check
 
 

@@ -2,7 +2,8 @@
 # Install the real services the test suite runs against (Debian 12, as root).
 # Idempotent: installs only what is missing, prints one line per thing it did.
 #   Docker Engine 20.10 (BuildKit built in), CNCF distribution registry, skopeo,
-#   static busybox (base images without Docker Hub), PostgreSQL 15.
+#   static busybox (base images without Docker Hub), PostgreSQL 15, OpenSSH server and
+#   client (a real SSH Git host: tests/ssh_server.py starts its own sshd).
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -39,7 +40,8 @@ apt_install() {
         say "ran apt-get update"
     fi
     # Without a policy-rc.d, installing docker.io would start a system dockerd on the
-    # shared docker0 bridge; tests start their own engines, so forbid service starts.
+    # shared docker0 bridge (and openssh-server a system sshd on port 22); tests start
+    # their own daemons, so forbid service starts.
     local made_policy=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -78,6 +80,12 @@ if [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] && [ -x /usr/bin/psql ]; t
     say "postgresql-15 already present"
 else
     apt_install postgresql-15
+fi
+
+if [ -x /usr/sbin/sshd ] && [ -x /usr/bin/ssh ] && [ -x /usr/bin/ssh-keygen ]; then
+    say "openssh-server, openssh-client already present"
+else
+    apt_install openssh-server openssh-client
 fi
 
 if ! id postgres >/dev/null 2>&1; then

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.build_job import run_build
+from pipeline.build_job import BuildSkipped, run_build
 from pipeline.config import Config
 from pipeline.errors import LeaseLost, PipelineError
 from pipeline.store import Database, builds, jobs
@@ -87,6 +87,9 @@ class BuildWorker:
             else:
                 self._record(build_id, beat, jobs.finish, status="failed", error=exc.message)
         else:
+            if isinstance(outcome, BuildSkipped):
+                self._record(build_id, beat, jobs.finish, status="skipped", error=outcome.reason)
+                return True
             self._record(build_id, beat, jobs.finish, status="succeeded", digest=outcome.digest,
                          image=outcome.image, tags=outcome.tags, error=None)
         return True

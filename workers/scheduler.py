@@ -1,12 +1,16 @@
-"""Periodic duties inside the service's processes (APScheduler), not the build queue itself."""
+"""Periodic duties inside the service's processes (APScheduler), not the build queue itself:
+the lease reaper, and polling of repositories whose host sends no webhooks."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.config import Config
+from pipeline.errors import PipelineError
+from pipeline.intake import poll_project
 from pipeline.store import Database, jobs
 
 __all__ = ["reap_expired_leases", "start_scheduler"]
@@ -33,5 +37,18 @@ def start_scheduler(db: Database, config: Config) -> BackgroundScheduler:
         reap_expired_leases, "interval", seconds=config.worker.reap_seconds, args=[db, config],
         id="reap-expired-leases", max_instances=1, coalesce=True,
     )
+    for name, project in config.projects.items():
+        if project.poll:
+            scheduler.add_job(
+                _poll, "interval", seconds=project.poll, args=[db, config, name], id=f"poll-{name}",
+                max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
+            )
     scheduler.start()
     return scheduler
+
+
+def _poll(db: Database, config: Config, name: str) -> None:
+    try:
+        poll_project(db, config, name)
+    except PipelineError as exc:  # an unreachable host must not stop the other duties
+        log.warning("project %s: polling failed: %s", name, exc.message)

@@ -76,8 +76,12 @@ def save_and_analyze(docker_cmd: list[str], image: str, scratch: Path, *,
     ``docker_cmd`` is the engine's client command as an argument list (e.g.
     ``["/usr/bin/docker", "--host", HOST]``); the archive name is unique so that workers may
     share a scratch directory."""
-    scratch.mkdir(parents=True, exist_ok=True)
     tar_path = scratch / f"insight-{secrets.token_hex(8)}.tar"
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"cannot create scratch directory {scratch} for the image archive: "
+                         f"{exc.strerror or exc}") from None
     try:
         _docker_save(docker_cmd, image, tar_path, timeout)
         return analyze_archive(tar_path)

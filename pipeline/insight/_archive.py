@@ -20,7 +20,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pipeline.errors import BuildError
 from pipeline.insight._filetree import FileTree, go_clean
@@ -56,7 +56,7 @@ def _layer_tree(stream: IO[bytes]) -> tuple[FileTree, int]:
     with tarfile.open(fileobj=stream, mode="r|*", encoding="utf-8",
                       errors="surrogateescape") as layer:
         while (info := layer.next()) is not None:
-            layer.members.clear()  # stream mode keeps every header otherwise; we need none
+            cast(Any, layer).members.clear()  # stream mode would keep every header
             name = go_clean(info.name)
             if name == ".":
                 continue

@@ -46,7 +46,7 @@ def _byte_order(name: str) -> bytes:
 class Node:
     """One path in one tree: name, payload (size, is_dir) and children by name."""
 
-    __slots__ = ("name", "parent", "children", "size", "is_dir", "_path")
+    __slots__ = ("_path", "children", "is_dir", "name", "parent", "size")
 
     def __init__(self, name: str, parent: Node | None, size: int = 0, is_dir: bool = False) -> None:
         self.name = name

@@ -21,10 +21,20 @@ from pipeline.intake._accept import accept_pushes
 from pipeline.intake._event import Delivery as ParsedDelivery
 from pipeline.intake._event import PushEvent
 from pipeline.intake._matching import match_project, normalize_repo
+from pipeline.intake._poll import poll_project
 from pipeline.intake._providers import PROVIDERS
 from pipeline.store import Database, Delivery, deliveries
 
-__all__ = ["MAX_BODY_BYTES", "PROVIDERS", "IntakeResult", "PushEvent", "accept_pushes", "normalize_repo", "receive"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "PROVIDERS",
+    "IntakeResult",
+    "PushEvent",
+    "accept_pushes",
+    "normalize_repo",
+    "poll_project",
+    "receive",
+]
 
 log = logging.getLogger(__name__)
 

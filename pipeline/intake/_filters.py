@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
 
-from pipeline.config import PathFilter, ProjectConfig
+from pipeline.config import ProjectConfig
 from pipeline.intake._event import ZERO_SHA, PushEvent
 
-__all__ = ["needs_path_check", "paths_match", "skip_reason"]
+__all__ = ["needs_path_check", "skip_reason"]
 
 _SKIP = re.compile(r"\[(skip ci|ci skip|no ci|skip pipeline)\]", re.IGNORECASE)
-
-
-def _glob(path: str, pattern: str) -> bool:
-    """``**`` spans directories, ``*`` stays within one; a pattern without ``/`` matches a name anywhere."""
-    if "/" not in pattern:
-        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
-    regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
-    return re.fullmatch(regex.replace(r"\?", "[^/]"), path) is not None
-
-
-def paths_match(paths: Iterable[str], rule: PathFilter) -> bool:
-    """True when at least one changed path is included and not excluded."""
-    for path in paths:
-        included = not rule.include or any(_glob(path, p) for p in rule.include)
-        if included and not any(_glob(path, p) for p in rule.exclude):
-            return True
-    return False
 
 
 def _ref_reason(project: ProjectConfig, push: PushEvent) -> str | None:
@@ -51,14 +33,12 @@ def skip_reason(project: ProjectConfig, push: PushEvent) -> str | None:
         return reason
     if marker := _SKIP.search(push.head_message):
         return f"the head commit message says {marker[0]}"
-    rule = project.paths
-    if (rule.include or rule.exclude) and push.changed_paths is not None:
-        if not paths_match(push.changed_paths, rule):
+    if project.paths.active and push.changed_paths is not None:
+        if not project.paths.matches(push.changed_paths):
             return f"no changed file matches the project's paths filter ({len(push.changed_paths)} changed)"
     return None
 
 
 def needs_path_check(project: ProjectConfig, push: PushEvent) -> bool:
     """The host did not list the changed files: the source step must diff before..after."""
-    has_rule = bool(project.paths.include or project.paths.exclude)
-    return has_rule and push.changed_paths is None and push.before != ZERO_SHA
+    return project.paths.active and push.changed_paths is None and push.before != ZERO_SHA

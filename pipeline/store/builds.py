@@ -15,12 +15,12 @@ from pipeline.store.tables import Build, BuildLog, utcnow
 __all__ = [
     "BuildFilter",
     "append_logs",
-    "commit_was_built",
     "create_build",
     "get_build",
     "list_builds",
     "read_logs",
     "record_progress",
+    "ref_was_built",
     "supersede_older",
 ]
 
@@ -72,9 +72,9 @@ def supersede_older(session: Session, build: Build, *, running: bool) -> list[in
     return list(session.scalars(stmt))
 
 
-def commit_was_built(session: Session, project: str, commit: str) -> bool:
-    """Any build of this commit, whatever its outcome: a poller must not rebuild it."""
-    stmt = select(Build.id).where(Build.project == project, Build.commit == commit).limit(1)
+def ref_was_built(session: Session, project: str, ref: str, commit: str) -> bool:
+    """Any build of this commit for this ref, whatever its outcome: a poller must not repeat it."""
+    stmt = select(Build.id).where(Build.project == project, Build.ref == ref, Build.commit == commit).limit(1)
     return session.scalar(stmt) is not None
 
 

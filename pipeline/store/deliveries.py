@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.store.tables import Delivery
 
-__all__ = ["find_delivery", "find_same_body", "record_delivery"]
+__all__ = ["find_delivery", "find_same_body", "has_any", "record_delivery"]
 
 
 def find_delivery(session: Session, provider: str, hook_id: str, delivery_id: str) -> Delivery | None:
@@ -21,6 +21,11 @@ def find_same_body(session: Session, project: str, body_sha256: str) -> Delivery
     """A replay with a new delivery id but identical bytes (Gitea's "replay", Bitbucket retries)."""
     stmt = select(Delivery).where(Delivery.project == project, Delivery.body_sha256 == body_sha256)
     return session.scalars(stmt.limit(1)).first()
+
+
+def has_any(session: Session, provider: str, hook_id: str) -> bool:
+    stmt = select(Delivery.id).where(Delivery.provider == provider, Delivery.hook_id == hook_id).limit(1)
+    return session.scalar(stmt) is not None
 
 
 def record_delivery(session: Session, delivery: Delivery) -> Delivery:

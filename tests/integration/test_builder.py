@@ -138,3 +138,24 @@ def test_wrong_registry_password_fails_with_a_clear_error(
     assert build.status == "failed"
     assert f"login to {secure_registry.host} as {REGISTRY_USER} failed" in build.error
     assert "wrong-password" not in build.error and "wrong-password" not in _log(sqlite_db, build.id)
+
+
+def test_path_filter_checked_by_diff_when_the_host_sent_no_file_list(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    before = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
+    after = git_repo.commit({"docs/notes.md": "only docs\n"})
+    config = parse_config({**project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
+                                                 engine_host=engine.host, repo_url=git_repo.url)})
+    data = config.model_dump(mode="json")
+    data["projects"]["demo"]["paths"] = {"include": ["Dockerfile", "hello.txt", "src/**"]}
+    config = parse_config(data)
+    with sqlite_db.session() as session:
+        projects.sync_projects(session, config.projects)
+        build_id = builds.create_build(session, project="demo", commit=after, ref="refs/heads/main", branch="main",
+                                       trigger="test", before_commit=before, check_paths=True).id
+    assert BuildWorker(sqlite_db, config, name="w").run_once()
+    with sqlite_db.session() as session:
+        build = builds.get_build(session, build_id)
+    assert build.status == "skipped" and build.digest is None
+    assert "none of the 1 changed files matches" in build.error

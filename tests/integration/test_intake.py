@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 
@@ -171,3 +173,58 @@ def test_accepted_pushes_survive_later_bad_ones(client: TestClient, db: Database
     client.post("/webhooks/github", content=b"{", headers=webhooks.github_delivery({}, SECRET)[1])
     builds = client.get("/api/v1/builds").json()["items"]
     assert [b["commit"] for b in builds] == [SHA]
+
+
+HOSTILE_REFS = [
+    "--upload-pack=touch /tmp/pwned",
+    "refs/heads/--upload-pack=x",
+    "refs/heads/main;rm -rf /",
+    "refs/heads/$(reboot)",
+    "refs/heads/`id`",
+    "refs/heads/../../x",
+    "refs/heads/a/../../etc/passwd",
+    "refs/heads/" + "x" * 300,
+    "refs/heads/main\nrefs/heads/evil",
+    "refs/heads/.hidden",
+    "refs/heads/main.lock",
+    "refs/remotes/origin/main",
+    "main",
+]
+
+
+@pytest.mark.parametrize("ref", HOSTILE_REFS)
+def test_hostile_refs_are_refused_before_anything_runs(client: TestClient, db: Database, ref: str) -> None:
+    answer = _post(client, webhooks.github_push("acme/app", REPO, after=SHA, ref=ref))
+    _problem(answer, 400, "ref must be a valid branch or tag ref")
+    assert _count(db, Build) == 0 and _count(db, Delivery) == 0
+
+
+@pytest.mark.parametrize("after", ["--upload-pack=x", "HEAD", "1" * 39, "G" * 40, "1" * 41, "", None, 12])
+def test_hostile_shas_are_refused(client: TestClient, db: Database, after: object) -> None:
+    payload = webhooks.github_push("acme/app", REPO, after=SHA)
+    payload["after"] = after
+    _problem(_post(client, payload), 400, "after must be a 40-character hex commit SHA")
+    assert _count(db, Build) == 0
+
+
+def test_non_utf8_bytes_are_a_clear_400(client: TestClient, db: Database) -> None:
+    body = b'{"ref": "refs/heads/\xff\xfe", "after": "' + SHA.encode() + b'"}'
+    headers = webhooks.github_delivery({}, SECRET)[1]
+    headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    _problem(client.post("/webhooks/github", content=body, headers=headers), 400, "not valid UTF-8")
+    assert _count(db, Build) == 0
+
+
+def test_payload_urls_never_choose_what_is_cloned(client: TestClient, db: Database) -> None:
+    """The payload names acme/app but points its URLs at another host: the project is found by
+    its path, and the build records nothing from the payload's URLs (the worker clones the
+    configured repo only)."""
+    payload = webhooks.github_push("acme/app", "https://evil.example.com/acme/app.git", after=SHA,
+                                   host="evil.example.com")
+    assert _post(client, payload).status_code == 202
+    with db.session() as session:
+        build = session.scalars(select(Build)).one()
+        delivery = session.scalars(select(Delivery)).one()
+    stored = " ".join(str(v) for v in (*vars(build).values(), *vars(delivery).values()))
+    assert "evil.example.com" not in stored
+    assert delivery.repository == "acme/app"

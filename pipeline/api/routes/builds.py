@@ -17,7 +17,7 @@ from pipeline.store import builds
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
 
-BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "superseded"]
+BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "superseded", "skipped"]
 
 
 def _encode_cursor(before_id: int) -> str:
