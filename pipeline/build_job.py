@@ -1,23 +1,24 @@
-"""One claimed build, start to finish: source, then builder, then the record.
+"""One claimed build, start to finish: source, then builder, then what the image is made of.
 
 This is what a worker calls after it claimed a build row. It knows the order of the steps
-and what to write down; how to check out and how to build live in ``source`` and ``builder``.
+and what to write down; how to check out, build, talk to a registry or read an image live in
+``source``, ``builder``, ``registry`` and ``insight``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pipeline import builder, source
-from pipeline.config import Config, ProjectConfig
+from pipeline import builder, insight, source
+from pipeline.config import BuildConfig, Config, ProjectConfig
 from pipeline.errors import BuildError, ConfigError, PipelineError, RegistryError
 from pipeline.registry import RegistryClient
 from pipeline.store import Build, Database, builds, utcnow
@@ -28,14 +29,29 @@ log = logging.getLogger(__name__)
 
 
 class LogSink:
-    """Buffers build output and writes it in batches so a chatty build does not flood the DB."""
+    """Buffers build output and writes it in batches so a chatty build does not flood the DB;
+    a timer flushes what a quiet step printed last, so followers see it within a second."""
 
     def __init__(self, db: Database, build_id: int, flush_every: float = 0.5, max_lines: int = 200) -> None:
         self._db, self._id = db, build_id
         self._pending: list[str] = []
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._last = time.monotonic()
         self._every, self._max = flush_every, max_lines
+        self._closed = threading.Event()
+        threading.Thread(target=self._timer, name=f"logs-{build_id}", daemon=True).start()
+
+    def _timer(self) -> None:
+        while not self._closed.wait(self._every):
+            try:
+                self.flush()
+            except Exception:  # the final flush in close() reports for real
+                log.debug("build %s: periodic log flush failed", self._id, exc_info=True)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
 
     def __call__(self, line: str) -> None:
         with self._lock:
@@ -45,20 +61,32 @@ class LogSink:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            lines, self._pending = self._pending, []
-            self._last = time.monotonic()
-        if lines:
-            with self._db.session() as session:
-                builds.append_logs(session, self._id, lines)
+        with self._flushing:  # one writer at a time keeps seq numbers in order
+            with self._lock:
+                lines, self._pending = self._pending, []
+                self._last = time.monotonic()
+            if lines:
+                with self._db.session() as session:
+                    builds.append_logs(session, self._id, lines)
 
 
 @dataclass(frozen=True)
 class BuildOutcome:
+    """Everything recorded on a successful build row."""
+
     digest: str
     image: str
     tags: list[str]
-    size: int
+    image_size: int
+    layers: list[dict[str, Any]]
+    steps_total: int
+    steps_cached: int
+    cache_from: list[str]
+    insight: dict[str, Any] | None = None
+    advice: list[dict[str, Any]] = field(default_factory=list)
+
+    def columns(self) -> dict[str, Any]:
+        return {**self.__dict__, "error": None}
 
 
 @dataclass(frozen=True)
@@ -80,20 +108,9 @@ def _path_filter(project: ProjectConfig, build: Build, checkout: Path, sink: Log
     return BuildSkipped(f"none of the {len(files)} changed files matches the project's paths filter")
 
 
-def _template_values(project_name: str, build: Build, now: dt.datetime) -> dict[str, str]:
-    return {
-        "project": project_name,
-        "branch": build.branch or "detached",
-        "sha": build.commit,
-        "short_sha": build.commit[:7],
-        "build_id": str(build.id),
-        "timestamp": now.strftime("%Y%m%d%H%M%S"),
-    }
-
-
-def _secrets(project: ProjectConfig) -> dict[str, str]:
+def _secrets(options: BuildConfig) -> dict[str, str]:
     values: dict[str, str] = {}
-    for secret in project.build.secrets:
+    for secret in options.secrets:
         if secret.env is not None:
             if secret.env not in os.environ:
                 raise ConfigError(f"build secret {secret.id!r}: environment variable {secret.env} is not set")
@@ -106,12 +123,23 @@ def _secrets(project: ProjectConfig) -> dict[str, str]:
     return values
 
 
-def _spec(config: Config, project: ProjectConfig, build: Build, checkout: Path) -> builder.BuildSpec:
+def _previous(db: Database, project: ProjectConfig, build: Build) -> Build | None:
+    """The build to take cache and comparisons from: same ref first, else the default branch."""
+    refs = list(dict.fromkeys([build.ref, f"refs/heads/{project.default_branch}"]))
+    with db.session() as session:
+        return builds.last_succeeded(session, build.project, refs, build.id)
+
+
+def _spec(config: Config, project: ProjectConfig, build: Build, checkout: Path,
+          previous: Build | None) -> builder.BuildSpec:
     now = utcnow()
     registry = config.registries[project.image.registry]
-    values = _template_values(build.project, build, now)
+    options = project.build_for(build.branch)
+    tag = build.ref.removeprefix("refs/tags/") if build.ref.startswith("refs/tags/") else None
+    values = builder.template_values(project=build.project, branch=build.branch, tag=tag, sha=build.commit,
+                                     build_id=build.id, now=now)
     try:
-        tags = builder.render_tags(project.tags, values)
+        tags = builder.render_tags(project.tags, values, default_branch=build.branch == project.default_branch)
     except ValueError as exc:
         raise ConfigError(f"project {build.project}: {exc}") from None
     repository = f"{registry.host}/{project.image.repository}"
@@ -119,25 +147,29 @@ def _spec(config: Config, project: ProjectConfig, build: Build, checkout: Path) 
         "org.opencontainers.image.source": source.public_url(project.repo),
         "org.opencontainers.image.revision": build.commit,
         "org.opencontainers.image.created": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "org.opencontainers.image.version": values["version"] or build.commit[:7],
+        "org.opencontainers.image.ref.name": tag or build.branch or build.commit,
     }
-    if build.branch:
-        labels["org.opencontainers.image.ref.name"] = build.branch
+    cache_from = [previous.image] if previous and previous.image and options.cache_from_last else []
     return builder.BuildSpec(
-        context_dir=builder.resolve_inside(checkout, project.build.context, "build context"),
-        dockerfile=builder.resolve_inside(checkout, project.build.dockerfile, "dockerfile"),
-        refs=[f"{repository}:{tag}" for tag in tags],
-        target=project.build.target,
-        args=dict(project.build.args),
+        context_dir=builder.resolve_inside(checkout, options.context, "build context"),
+        dockerfile=builder.resolve_inside(checkout, options.dockerfile, "dockerfile"),
+        refs=[f"{repository}:{t}" for t in tags],
+        target=options.target,
+        args=builder.render_args(options.args, values),
         labels=labels,
-        secrets=_secrets(project),
-        network=project.build.network,
-        timeout=project.build.timeout_seconds,
+        secrets=_secrets(options),
+        network=options.network,
+        timeout=options.timeout_seconds,
         registry=registry.host,
         credentials=registry.credentials(),
+        no_cache=options.no_cache,
+        pull=options.pull,
+        cache_from=[] if options.no_cache else cache_from,
     )
 
 
-def _registry_digest(config: Config, project: ProjectConfig, tags: list[str], pushed: str) -> str:
+def _registry_manifest(config: Config, project: ProjectConfig, tags: list[str], pushed: str) -> list[dict[str, Any]]:
     """Ask the registry itself what every tag now points at; it must be what was pushed."""
     with RegistryClient(config.registries[project.image.registry]) as client:
         for tag in tags:
@@ -145,7 +177,17 @@ def _registry_digest(config: Config, project: ProjectConfig, tags: list[str], pu
             if found != pushed:
                 raise RegistryError(f"{client.host}/{project.image.repository}:{tag} points at {found}, "
                                     f"but the push reported {pushed}")
-    return pushed
+        return client.manifest(project.image.repository, pushed).layers()
+
+
+def _insight(engine: builder.Engine, spec: builder.BuildSpec, image_id: str, scratch: Path,
+             previous: Build | None, sink: LogSink) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    found = insight.save_and_analyze([str(p) for p in engine.client().docker_cmd], image_id, scratch)
+    advice = [a.to_dict() for a in insight.advise(spec.dockerfile, found)]
+    summary = {**found.to_dict(), "compared": insight.compare(previous.insight if previous else None, found)}
+    sink(f"image: {found.size} bytes in {found.layer_count} layers, {found.wasted_bytes} bytes wasted, "
+         f"efficiency {found.efficiency:.4f}")
+    return summary, advice
 
 
 def run_build(db: Database, config: Config, build_id: int, *,
@@ -161,22 +203,28 @@ def run_build(db: Database, config: Config, build_id: int, *,
     shutil.rmtree(workdir, ignore_errors=True)  # an earlier attempt's leftovers
     try:
         sink(f"checking out {build.commit} ({build.ref}) from {source.public_url(project.repo)}")
-        checkout = source.checkout(config.data_dir, build.project, project, build.commit,
-                                   workdir / "src")
+        checkout = source.checkout(config.data_dir, build.project, project, build.commit, workdir / "src")
         if skipped := _path_filter(project, build, checkout, sink):
             sink(f"skipped: {skipped.reason}")
             return skipped
-        spec = _spec(config, project, build, checkout)
+        previous = _previous(db, project, build)
+        spec = _spec(config, project, build, checkout, previous)
         engine = builder.pick_engine(config.docker.hosts, config.docker.cli, spread=build_id)
         with db.session() as session:
             builds.record_progress(session, build_id, engine=engine.name, builder_mode=engine.mode,
-                                   build_args=spec.args)
+                                   build_args=spec.args, cache_from=spec.cache_from)
         built = builder.build_and_push(engine, spec, sink, workdir / "tmp", should_stop)
         tags = [ref.rsplit(":", 1)[1] for ref in spec.refs]
-        digest = _registry_digest(config, project, tags, built.digest)
+        layers = _registry_manifest(config, project, tags, built.digest)
         repository = f"{spec.registry}/{project.image.repository}"
-        sink(f"pushed {repository}@{digest}; the registry reports it for tags {', '.join(tags)}")
-        return BuildOutcome(digest, f"{repository}@{digest}", tags, built.size)
+        sink(f"pushed {repository}@{built.digest}; the registry reports it for tags {', '.join(tags)}")
+        sink(f"steps: {built.steps_total}, from cache: {built.steps_cached}")
+        summary, advice = (None, [])
+        if project.build_for(build.branch).insight:
+            summary, advice = _insight(engine, spec, built.image_id, workdir / "tmp", previous, sink)
+        return BuildOutcome(built.digest, f"{repository}@{built.digest}", tags,
+                            sum(int(layer.get("size") or 0) for layer in layers), layers,
+                            built.steps_total, built.steps_cached, spec.cache_from, summary, advice)
     except PipelineError as exc:
         sink(f"error: {exc.message}")
         raise
@@ -185,5 +233,5 @@ def run_build(db: Database, config: Config, build_id: int, *,
         sink(f"internal error: {exc!r}")
         raise BuildError(f"internal error while building: {exc!r}") from exc
     finally:
-        sink.flush()
+        sink.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -30,6 +30,8 @@ from pipeline.errors import ConfigError
 
 __all__ = [
     "BuildConfig",
+    "BuildOverride",
+    "TEMPLATE_FIELDS",
     "Config",
     "DockerConfig",
     "EnvironmentConfig",
@@ -44,7 +46,17 @@ __all__ = [
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-_TAG_FIELDS = {"branch", "tag", "sha", "short_sha", "build_id", "timestamp", "project"}
+TEMPLATE_FIELDS = frozenset({
+    "branch", "tag", "sha", "short_sha", "build_id", "timestamp", "project",
+    "version", "semver", "semver_minor", "semver_major",
+})
+_SECRET_NAME = re.compile(r"(?i)secret|token|passw(?:or)?d|api_?key|private_?key|credential|auth")
+
+
+def _check_placeholders(template: str, what: str) -> None:
+    unknown = set(re.findall(r"{([^}]*)}", template)) - TEMPLATE_FIELDS
+    if unknown:
+        raise ValueError(f"{what} {template!r} uses {sorted(unknown)}; known: {sorted(TEMPLATE_FIELDS)}")
 
 
 class _Model(BaseModel):
@@ -101,6 +113,27 @@ class SecretConfig(_Model):
         return self
 
 
+def _inside_checkout(value: str | None) -> str | None:
+    if value is not None:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError(f"{value!r} must be a relative path inside the repository (no '..')")
+    return value
+
+
+def _no_secret_args(args: dict[str, str] | None) -> dict[str, str] | None:
+    for name, value in (args or {}).items():
+        if _SECRET_NAME.search(name):
+            secret_id = name.lower()
+            raise ValueError(
+                f"build arg {name} looks like a secret: build-args stay readable in the image history. "
+                f"Pass it as a BuildKit secret instead: build.secrets: [{{id: {secret_id}, env: {name}}}] "
+                f"and RUN --mount=type=secret,id={secret_id} in the Dockerfile"
+            )
+        _check_placeholders(value, f"build arg {name}")
+    return args
+
+
 class BuildConfig(_Model):
     """How a project's checkout becomes an image."""
 
@@ -111,14 +144,29 @@ class BuildConfig(_Model):
     secrets: list[SecretConfig] = Field(default_factory=list)
     network: str | None = None
     timeout_seconds: int = Field(default=3600, gt=0)
+    no_cache: bool = False
+    pull: bool = False
+    cache_from_last: bool = True
+    insight: bool = True
 
-    @field_validator("context", "dockerfile")
-    @classmethod
-    def _inside_checkout(cls, value: str) -> str:
-        path = PurePosixPath(value)
-        if path.is_absolute() or ".." in path.parts:
-            raise ValueError(f"{value!r} must be a relative path inside the repository (no '..')")
-        return value
+    _paths = field_validator("context", "dockerfile")(_inside_checkout)
+    _args = field_validator("args")(_no_secret_args)
+
+
+class BuildOverride(_Model):
+    """Per-branch changes to the project's build; unset fields keep the project's value."""
+
+    context: str | None = None
+    dockerfile: str | None = None
+    target: str | None = None
+    args: dict[str, str] | None = None
+    network: str | None = None
+    timeout_seconds: int | None = Field(default=None, gt=0)
+    no_cache: bool | None = None
+    pull: bool | None = None
+
+    _paths = field_validator("context", "dockerfile")(_inside_checkout)
+    _args = field_validator("args")(_no_secret_args)
 
 
 class ImageConfig(_Model):
@@ -212,7 +260,10 @@ class ProjectConfig(_Model):
     supersede_running: bool = False
     poll: Annotated[int, BeforeValidator(_interval), Field(ge=10)] | None = None
     git: GitConfig = Field(default_factory=GitConfig)
+    default_branch: str = "main"
+    concurrency: int | None = Field(default=None, ge=1)
     build: BuildConfig = Field(default_factory=BuildConfig)
+    branch_overrides: dict[str, BuildOverride] = Field(default_factory=dict)
     image: ImageConfig
     tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
@@ -221,12 +272,18 @@ class ProjectConfig(_Model):
     @classmethod
     def _known_placeholders(cls, tags: list[str]) -> list[str]:
         for tag in tags:
-            unknown = set(re.findall(r"{([^}]*)}", tag)) - _TAG_FIELDS
-            if unknown:
-                raise ValueError(
-                    f"tag template {tag!r} uses {sorted(unknown)}; known: {sorted(_TAG_FIELDS)}"
-                )
+            _check_placeholders(tag, "tag template")
         return tags
+
+    def build_for(self, branch: str | None) -> BuildConfig:
+        """The project's build with the first matching branch override applied."""
+        for glob, override in self.branch_overrides.items():
+            if branch is not None and fnmatch.fnmatchcase(branch, glob):
+                changes = override.model_dump(exclude_none=True)
+                if "args" in changes:
+                    changes["args"] = {**self.build.args, **changes["args"]}
+                return self.build.model_copy(update=changes)
+        return self.build
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> ProjectConfig:

@@ -77,6 +77,16 @@ def engine(service_root: Path) -> Iterator[DockerEngine]:
 
 
 @pytest.fixture(scope="session")
+def second_engine(service_root: Path) -> Iterator[DockerEngine]:
+    """Another builder node with an empty cache, as a fresh machine in the pool would be."""
+    _need("dockerd")
+    server = DockerEngine(service_root / "engine2")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def registry(service_root: Path) -> Iterator[Registry]:
     _need("/usr/bin/docker-registry")
     server = Registry(service_root / "registry")

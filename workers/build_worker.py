@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import random
 import socket
 import threading
 from collections.abc import Callable
@@ -20,9 +21,14 @@ from pipeline.config import Config
 from pipeline.errors import LeaseLost, PipelineError
 from pipeline.store import Database, builds, jobs
 
-__all__ = ["BuildWorker"]
+__all__ = ["BuildWorker", "retry_delay"]
 
 log = logging.getLogger(__name__)
+
+
+def retry_delay(attempts: int, base: float = 5.0, cap: float = 300.0) -> dt.timedelta:
+    """Exponential backoff with full jitter: 5 s, 10 s, 20 s … at most 5 minutes."""
+    return dt.timedelta(seconds=random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(attempts - 1, 0)))
 
 
 class _Heartbeat(threading.Thread):
@@ -33,7 +39,8 @@ class _Heartbeat(threading.Thread):
         self.lost = threading.Event()
 
     def run(self) -> None:
-        interval = self.lease.total_seconds() / 3
+        # frequent enough that a cancel or a superseding push stops the build within seconds
+        interval = min(self.lease.total_seconds() / 3, 2.0)
         while not self.done.wait(interval):
             try:
                 with self.db.session() as session:
@@ -53,6 +60,7 @@ class BuildWorker:
         self.db, self.config = db, config
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:x}"
         self.lease = dt.timedelta(seconds=config.worker.lease_seconds)
+        self._limits = {name: p.concurrency for name, p in config.projects.items() if p.concurrency}
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -73,7 +81,7 @@ class BuildWorker:
     def run_once(self) -> bool:
         """Claim and work one build; ``False`` when the queue was empty."""
         with self.db.session(immediate=True) as session:
-            build_id = jobs.claim(session, jobs.BUILDS, self.name, self.lease)
+            build_id = jobs.claim(session, jobs.BUILDS, self.name, self.lease, self._limits)
         if build_id is None:
             return False
         log.info("worker %s: claimed build %s", self.name, build_id)
@@ -82,16 +90,17 @@ class BuildWorker:
         try:
             outcome = run_build(self.db, self.config, build_id, should_stop=beat.lost.is_set)
         except PipelineError as exc:
-            if exc.retryable and self._attempts(build_id) < self.config.worker.max_attempts:
-                self._record(build_id, beat, jobs.release, error=f"will retry: {exc.message}")
+            attempts = self._attempts(build_id)
+            if exc.retryable and attempts < self.config.worker.max_attempts:
+                self._record(build_id, beat, jobs.release, error=f"will retry: {exc.message}",
+                             delay=retry_delay(attempts))
             else:
                 self._record(build_id, beat, jobs.finish, status="failed", error=exc.message)
         else:
             if isinstance(outcome, BuildSkipped):
                 self._record(build_id, beat, jobs.finish, status="skipped", error=outcome.reason)
                 return True
-            self._record(build_id, beat, jobs.finish, status="succeeded", digest=outcome.digest,
-                         image=outcome.image, tags=outcome.tags, error=None)
+            self._record(build_id, beat, jobs.finish, status="succeeded", **outcome.columns())
         return True
 
     def _attempts(self, build_id: int) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BuildOut", "BuildPage", "LogLine", "LogPage", "WebhookAnswer"]
+__all__ = ["BuildOut", "BuildPage", "BuildRequest", "LogLine", "LogPage", "WebhookAnswer"]
 
 
 class BuildOut(BaseModel):
@@ -32,6 +32,24 @@ class BuildOut(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    not_before: dt.datetime | None = None
+    steps_total: int | None = None
+    steps_cached: int | None = None
+    cache_from: list[str] = []
+    image_size: int | None = None
+    layers: list[dict[str, Any]] = []
+    insight: dict[str, Any] | None = None
+    advice: list[dict[str, Any]] = []
+
+
+class BuildRequest(BaseModel):
+    """Build a branch or tag as it is now, or an exact commit."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"project": "hello", "ref": "main"}]})
+
+    project: str
+    ref: str | None = Field(default=None, max_length=255)
+    commit: str | None = Field(default=None, pattern="^[0-9a-f]{40}$")
 
 
 class BuildPage(BaseModel):

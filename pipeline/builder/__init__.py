@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.builder._engine import Engine, pick_engine
 from pipeline.builder._process import LineSink, run_streaming
-from pipeline.builder._tags import render_tags, sanitize_tag
+from pipeline.builder._tags import render_args, render_tags, sanitize_tag, template_values
 from pipeline.errors import BuildError, EngineError, RegistryAuthError, RegistryError
 
 __all__ = [
@@ -27,9 +27,11 @@ __all__ = [
     "Engine",
     "build_and_push",
     "pick_engine",
+    "render_args",
     "render_tags",
     "resolve_inside",
     "sanitize_tag",
+    "template_values",
 ]
 
 _PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: (\d+)")
@@ -52,6 +54,9 @@ class BuildSpec:
     timeout: float = 3600
     registry: str = ""
     credentials: tuple[str, str] | None = None
+    no_cache: bool = False
+    pull: bool = False
+    cache_from: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,31 @@ class Built:
     size: int
     image_id: str
     refs: list[str]
+    steps_total: int
+    steps_cached: int
+
+
+class _StepCounter:
+    """Counts Dockerfile steps and the ones BuildKit answered from cache, from plain progress."""
+
+    _VERTEX = re.compile(r"^#(\d+) \[(?!internal\])[^\]]*\d+/\d+\] ")
+    _CACHED = re.compile(r"^#(\d+) CACHED$")
+
+    def __init__(self, sink: LineSink) -> None:
+        self.sink = sink
+        self.steps: set[str] = set()
+        self.cached: set[str] = set()
+
+    def __call__(self, line: str) -> None:
+        if match := self._VERTEX.match(line):
+            self.steps.add(match[1])
+        elif match := self._CACHED.match(line):
+            self.cached.add(match[1])
+        self.sink(line)
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        return len(self.steps), len(self.cached & self.steps)
 
 
 def resolve_inside(root: Path, relative: str, what: str) -> Path:
@@ -80,6 +110,14 @@ def _build_command(engine: Engine, spec: BuildSpec, iidfile: Path, secret_files:
     cmd += ["--progress=plain", "--iidfile", str(iidfile), "--file", str(spec.dockerfile)]
     if spec.target:
         cmd += ["--target", spec.target]
+    if spec.no_cache:
+        cmd.append("--no-cache")
+    if spec.pull:
+        cmd.append("--pull")
+    for ref in spec.cache_from:
+        cmd += ["--cache-from", ref]
+    # inline cache metadata lets a fresh engine reuse this image's layers via --cache-from
+    cmd += ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
     if spec.network:
         cmd += ["--network", spec.network]
     for key, value in spec.args.items():
@@ -162,7 +200,8 @@ def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: 
         cmd = _build_command(engine, spec, iidfile, secret_files, config_dir)
         on_line(f"$ docker {'buildx build' if engine.mode == 'buildx' else 'build'} on {engine.name} "
                 f"({engine.mode}) -> {', '.join(spec.refs)}")
-        done = run_streaming(cmd, on_line=on_line, should_stop=should_stop, timeout=spec.timeout,
+        counter = _StepCounter(on_line)
+        done = run_streaming(cmd, on_line=counter, should_stop=should_stop, timeout=spec.timeout,
                              secrets=list(spec.secrets.values()))
         if done.stopped == "timeout":
             raise BuildError(f"build exceeded its timeout of {spec.timeout:.0f} s")
@@ -178,4 +217,6 @@ def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: 
     if len(digests) != 1:
         raise RegistryError(f"tags of one build were pushed with different digests: {pushed}")
     digest, size = next(iter(pushed.values()))
-    return Built(digest=digest, size=size, image_id=image_id, refs=list(spec.refs))
+    steps, cached = counter.counts
+    return Built(digest=digest, size=size, image_id=image_id, refs=list(spec.refs),
+                 steps_total=steps, steps_cached=cached)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -14,7 +16,7 @@ from pipeline.config import RegistryConfig
 from pipeline.errors import NotFound, RegistryError
 from pipeline.registry._auth import RegistryAuth, TokenCache
 
-__all__ = ["MANIFEST_TYPES", "ManifestInfo", "RegistryClient"]
+__all__ = ["MANIFEST_TYPES", "Manifest", "ManifestInfo", "RegistryClient"]
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -30,6 +32,29 @@ class ManifestInfo:
     digest: str
     media_type: str
     size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest's exact bytes (its digest is computed from them) and what it lists."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+
+    def json(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.raw)
+        except ValueError:
+            raise RegistryError(f"manifest {self.digest} is not JSON") from None
+        return data if isinstance(data, dict) else {}
+
+    def layers(self) -> list[dict[str, Any]]:
+        """Layer descriptors (digest, size, media type) of an image manifest; [] for an index."""
+        return [
+            {"digest": layer.get("digest"), "size": layer.get("size"), "media_type": layer.get("mediaType")}
+            for layer in self.json().get("layers", []) if isinstance(layer, dict)
+        ]
 
 
 @contextmanager
@@ -76,6 +101,26 @@ class RegistryClient:
             response = self._http.get("/v2/", auth=self._auth())
         if response.status_code != 200:
             raise RegistryError(f"registry {self.host}: GET /v2/ answered {response.status_code}")
+
+    def manifest(self, repository: str, reference: str) -> Manifest:
+        """The manifest as raw bytes, its digest checked against what the registry claims."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        with _map_errors(self.host):
+            response = self._http.get(path, headers={"Accept": ", ".join(MANIFEST_TYPES)},
+                                      auth=self._auth(f"repository:{repository}:pull"))
+        if response.status_code == 404:
+            raise NotFound(f"{self.host}/{repository}:{reference} does not exist")
+        if response.status_code != 200:
+            raise RegistryError(f"registry {self.host}: manifest {repository}:{reference} "
+                                f"answered {response.status_code}")
+        digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+        claimed = response.headers.get("docker-content-digest")
+        if claimed and claimed != digest:
+            raise RegistryError(f"registry {self.host}: manifest {repository}:{reference} has digest {digest} "
+                                f"but the registry says {claimed}")
+        if reference.startswith("sha256:") and reference != digest:
+            raise RegistryError(f"registry {self.host} returned a manifest with digest {digest} for {reference}")
+        return Manifest(response.content, response.headers.get("content-type", ""), digest)
 
     def manifest_info(self, repository: str, reference: str) -> ManifestInfo:
         """Digest, media type and size of a manifest as the registry reports them."""

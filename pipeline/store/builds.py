@@ -9,14 +9,18 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from pipeline.errors import NotFound
+from pipeline.errors import Conflict, NotFound
 from pipeline.store.tables import Build, BuildLog, utcnow
 
 __all__ = [
+    "ACTIVE",
+    "TERMINAL",
     "BuildFilter",
+    "cancel_build",
     "append_logs",
     "create_build",
     "get_build",
+    "last_succeeded",
     "list_builds",
     "read_logs",
     "record_progress",
@@ -76,6 +80,39 @@ def ref_was_built(session: Session, project: str, ref: str, commit: str) -> bool
     """Any build of this commit for this ref, whatever its outcome: a poller must not repeat it."""
     stmt = select(Build.id).where(Build.project == project, Build.ref == ref, Build.commit == commit).limit(1)
     return session.scalar(stmt) is not None
+
+
+def last_succeeded(session: Session, project: str, refs: list[str], before_id: int) -> Build | None:
+    """The newest successful build of ``project`` for the first of ``refs`` that has one."""
+    for ref in refs:
+        stmt = (
+            select(Build)
+            .where(Build.project == project, Build.ref == ref, Build.status == "succeeded", Build.id < before_id)
+            .order_by(Build.id.desc())
+            .limit(1)
+        )
+        if found := session.scalars(stmt).first():
+            return found
+    return None
+
+
+ACTIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "cancelled", "superseded", "skipped")
+
+
+def cancel_build(session: Session, build_id: int) -> Build:
+    """Cancel a queued or running build; a running one's worker stops it at its next heartbeat."""
+    stmt = (
+        update(Build)
+        .where(Build.id == build_id, Build.status.in_(ACTIVE))
+        .values(status="cancelled", error="cancelled through the API", finished_at=utcnow(), lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(stmt).rowcount == 0:
+        build = get_build(session, build_id)
+        raise Conflict(f"build {build_id} is already {build.status}; only queued or running builds can be cancelled")
+    session.expire_all()
+    return get_build(session, build_id)
 
 
 def get_build(session: Session, build_id: int) -> Build:

@@ -10,10 +10,11 @@ lease finds out (``LeaseLost``) instead of overwriting the new owner's work.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import LeaseLost
@@ -32,17 +33,47 @@ class JobKind:
     lost: str = "failed"
 
 
+_CLAIM_LOCK = 0x7069_7065  # "pipe": one advisory lock id for claims under concurrency limits
+
 BUILDS = JobKind(Build, waiting="queued")
 PROMOTIONS = JobKind(Promotion, waiting="pending")
 
 
-def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta) -> int | None:
-    """Take the oldest waiting row for ``worker``; ``None`` when the queue is empty."""
+def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> list[str]:
+    """Projects already running as many jobs as their concurrency limit allows."""
     table = kind.table
-    oldest = select(table.id).where(table.status == kind.waiting).order_by(table.id).limit(1)
-    if session.get_bind().dialect.name == "postgresql":
-        oldest = oldest.with_for_update(skip_locked=True)
+    running = (
+        select(table.project, func.count())
+        .where(table.status == kind.running, table.project.in_(list(limits)))
+        .group_by(table.project)
+    )
+    return [project for project, count in session.execute(running) if count >= limits[project]]
+
+
+def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta,
+          limits: Mapping[str, int] | None = None) -> int | None:
+    """Take the oldest waiting row that is due, for ``worker``; ``None`` when there is none.
+
+    ``limits`` caps running jobs per project. Counting and claiming must not interleave
+    between workers, so with limits the claim takes a transaction-scoped advisory lock on
+    PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already serializes it); claims are short.
+    """
+    table = kind.table
     now = utcnow()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    oldest = (
+        select(table.id)
+        .where(table.status == kind.waiting, or_(table.not_before.is_(None), table.not_before <= now))
+        .order_by(table.id)
+        .limit(1)
+    )
+    if limits:
+        if postgres:
+            session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
+        if saturated := _saturated(session, kind, limits):
+            oldest = oldest.where(table.project.not_in(saturated))
+    if postgres:
+        oldest = oldest.with_for_update(skip_locked=True)
     stmt = (
         update(table)
         .where(table.id == oldest.scalar_subquery())
@@ -53,6 +84,7 @@ def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta) -> 
             lease_expires_at=now + lease,
             heartbeat_at=now,
             started_at=now,
+            not_before=None,
         )
         .returning(table.id)
         .execution_options(synchronize_session=False)
@@ -89,11 +121,13 @@ def finish(session: Session, kind: JobKind, job_id: int, worker: str, **values: 
         raise LeaseLost(f"job {job_id} is no longer held by worker {worker}; outcome not recorded")
 
 
-def release(session: Session, kind: JobKind, job_id: int, worker: str, error: str) -> None:
-    """Give a row back to the queue after a failure worth retrying (engine down, registry 5xx)."""
+def release(session: Session, kind: JobKind, job_id: int, worker: str, error: str,
+            delay: dt.timedelta = dt.timedelta(0)) -> None:
+    """Give a row back to the queue after a failure worth retrying (engine down, registry 5xx),
+    not to be claimed again before ``delay`` has passed."""
     result = session.execute(
         _owned(kind, job_id, worker).values(status=kind.waiting, worker=None, lease_expires_at=None,
-                                            error=error)
+                                            error=error, not_before=utcnow() + delay)
     )
     if result.rowcount == 0:
         raise LeaseLost(f"job {job_id} is no longer held by worker {worker}; not released")

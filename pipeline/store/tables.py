@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -126,12 +127,20 @@ class Build(Base):
     builder_mode: Mapped[str | None] = mapped_column(String(30))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
+    not_before: Mapped[dt.datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[dt.datetime | None]
     heartbeat_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    steps_total: Mapped[int | None]
+    steps_cached: Mapped[int | None]
+    cache_from: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    image_size: Mapped[int | None] = mapped_column(BigInteger)
+    layers: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    insight: Mapped[dict[str, Any] | None]
+    advice: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 
 
 class BuildLog(Base):
@@ -163,6 +172,7 @@ class Promotion(Base):
     target_ref: Mapped[str | None] = mapped_column(String(500))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
+    not_before: Mapped[dt.datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[dt.datetime | None]
     heartbeat_at: Mapped[dt.datetime | None]

@@ -27,19 +27,8 @@ def _config(tmp_path: Path, engine: DockerEngine, registry: Registry, repo: GitR
                                             engine_host=engine.host, repo_url=repo.url, **build))
 
 
-def _build(db: Database, config: Config, sha: str) -> builds.Build:
-    with db.session() as session:
-        projects.sync_projects(session, config.projects)
-        build_id = builds.create_build(session, project="demo", commit=sha, ref="refs/heads/main",
-                                       branch="main", trigger="test").id
-    assert BuildWorker(db, config, name="test-worker").run_once()
-    with db.session() as session:
-        return builds.get_build(session, build_id)
-
-
-def _log(db: Database, build_id: int) -> str:
-    with db.session() as session:
-        return "\n".join(x.line for x in builds.read_logs(session, build_id))
+_build = project.run_build
+_log = project.build_log
 
 
 def test_failing_dockerfile_fails_once_with_the_step_and_its_output(

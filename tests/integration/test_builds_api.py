@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -79,3 +80,37 @@ def test_missing_build_is_404(client: TestClient) -> None:
     for path in ("/api/v1/builds/999", "/api/v1/builds/999/logs"):
         answer = client.get(path)
         assert answer.status_code == 404 and "no build with id 999" in answer.json()["detail"]
+
+
+def test_request_a_build_by_ref_or_commit(db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.gitrepo import GitRepo
+    repo = GitRepo.create(tmp_path / "git")
+    sha = repo.commit({"a": "1"})
+    other = repo.commit({"a": "2"}, branch="release/1")
+    config = parse_config({"registries": {"r": {"url": "127.0.0.1:5000"}},
+                           "projects": {"app": {"repo": repo.url, "image": {"registry": "r", "repository": "a/b"}}}})
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+    with TestClient(create_app(config, db)) as client:
+        by_ref = client.post("/api/v1/builds", json={"project": "app", "ref": "release/1"})
+        assert by_ref.status_code == 202, by_ref.text
+        assert (by_ref.json()["commit"], by_ref.json()["ref"], by_ref.json()["trigger"]) == (other, "refs/heads/release/1", "api")
+        by_commit = client.post("/api/v1/builds", json={"project": "app", "commit": sha})
+        assert by_commit.json()["branch"] == "main" and by_commit.json()["commit"] == sha
+        for body, status, words in [
+            ({"project": "app", "ref": "nope"}, 404, "no branch or tag 'nope'"),
+            ({"project": "ghost", "ref": "main"}, 404, "no project named 'ghost'"),
+            ({"project": "app"}, 422, "give a ref"),
+            ({"project": "app", "commit": "abc"}, 422, "body.commit"),
+            ({"project": "app", "ref": "main", "evil": 1}, 422, "body.evil"),
+        ]:
+            answer = client.post("/api/v1/builds", json=body)
+            assert answer.status_code == status and words in answer.json()["detail"], answer.text
+        build_id = by_ref.json()["id"]
+        with db.session() as session:
+            builds.append_logs(session, build_id, ["one", "two"])
+        assert client.post(f"/api/v1/builds/{build_id}/cancel").json()["status"] == "cancelled"
+        followed = client.get(f"/api/v1/builds/{build_id}/logs", params={"follow": "true"})
+        lines = [json.loads(x) for x in followed.text.splitlines()]
+        assert followed.headers["content-type"] == "application/x-ndjson"
+        assert [x.get("line") for x in lines[:2]] == ["one", "two"] and lines[-1] == {"status": "cancelled", "end": True}

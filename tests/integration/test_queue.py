@@ -17,7 +17,8 @@ from workers.scheduler import reap_expired_leases
 LEASE = dt.timedelta(seconds=30)
 CONFIG = parse_config({
     "registries": {"r": {"url": "127.0.0.1:5000"}},
-    "projects": {"app": {"repo": "file:///nowhere", "image": {"registry": "r", "repository": "a/app"}}},
+    "projects": {name: {"repo": f"file:///{name}", "image": {"registry": "r", "repository": f"a/{name}"}}
+                 for name in ("app", "web")},
     "worker": {"max_attempts": 2},
 })
 
@@ -117,3 +118,33 @@ def test_live_lease_is_not_reaped_and_repeated_loss_fails(db: Database) -> None:
     with db.session() as session:
         build = builds.get_build(session, build_id)
         assert build.status == "failed" and "heartbeats" in (build.error or "")
+
+
+def test_a_released_build_waits_for_its_backoff(db: Database) -> None:
+    [build_id] = _queue(db, 1)
+    _claim(db, "w1")
+    with db.session() as session:
+        jobs.release(session, jobs.BUILDS, build_id, "w1", "will retry: registry 503", dt.timedelta(minutes=5))
+    assert _claim(db, "w2") is None, "claimed before its backoff ended"
+    with db.session() as session:
+        session.execute(update(Build).where(Build.id == build_id)
+                        .values(not_before=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    assert _claim(db, "w2") == build_id
+
+
+def test_project_concurrency_limit_holds_back_its_builds_only(db: Database) -> None:
+    first, second = _queue(db, 2)
+    with db.session() as session:
+        other = builds.create_build(session, project="web", commit="f" * 40, ref="refs/heads/main",
+                                    branch="main", trigger="test").id
+    limits = {"app": 1}
+    with db.session(immediate=True) as session:
+        assert jobs.claim(session, jobs.BUILDS, "w1", LEASE, limits) == first
+    with db.session(immediate=True) as session:
+        assert jobs.claim(session, jobs.BUILDS, "w2", LEASE, limits) == other, "another project is not held"
+    with db.session(immediate=True) as session:
+        assert jobs.claim(session, jobs.BUILDS, "w3", LEASE, limits) is None
+    with db.session() as session:
+        jobs.finish(session, jobs.BUILDS, first, "w1", status="succeeded")
+    with db.session(immediate=True) as session:
+        assert jobs.claim(session, jobs.BUILDS, "w3", LEASE, limits) == second

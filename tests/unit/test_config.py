@@ -93,3 +93,27 @@ def test_no_config_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PIPELINE_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="--config FILE or set PIPELINE_CONFIG"):
         load_config(None)
+
+
+def test_secret_looking_build_args_are_refused_with_advice() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_with(["projects", "app", "build"], {"args": {"NPM_TOKEN": "x"}}))
+    assert "projects.app.build.args: build arg NPM_TOKEN looks like a secret" in info.value.message
+    assert "build.secrets: [{id: npm_token, env: NPM_TOKEN}]" in info.value.message
+
+
+def test_branch_overrides_merge_into_the_project_build() -> None:
+    data = _with(["projects", "app", "build"], {"target": "prod", "args": {"A": "1", "B": "2"}})
+    data["projects"]["app"]["branch_overrides"] = {"feature/*": {"target": "dev", "args": {"B": "x"}, "no_cache": True}}
+    project = parse_config(data).projects["app"]
+    feature = project.build_for("feature/login")
+    assert (feature.target, feature.args, feature.no_cache) == ("dev", {"A": "1", "B": "x"}, True)
+    assert project.build_for("main").target == "prod" and project.build_for(None).args == {"A": "1", "B": "2"}
+
+
+def test_poll_intervals() -> None:
+    assert parse_config(_with(["projects", "app", "poll"], "5m")).projects["app"].poll == 300
+    assert parse_config(_with(["projects", "app", "poll"], 90)).projects["app"].poll == 90
+    for bad in ("soon", "5", 3):
+        with pytest.raises(ConfigError, match="projects.app.poll"):
+            parse_config(_with(["projects", "app", "poll"], bad))

@@ -46,10 +46,34 @@ def test_path_only_match_refuses_ambiguity() -> None:
 
 def test_tags_render_and_sanitize() -> None:
     values = {"branch": "feature/Login Page", "sha": "a" * 40, "short_sha": "aaaaaaa", "build_id": "7"}
-    assert render_tags(["{branch}-{short_sha}", "{sha}", "b{build_id}", "{sha}"], values) == [
+    assert render_tags(["{branch}-{short_sha}", "{sha}", "b{build_id}", "{sha}"], values, default_branch=False) == [
         "feature-Login-Page-aaaaaaa",
         "a" * 40,
         "b7",
     ]
     assert sanitize_tag("..weird//name") == "weird-name"
     assert len(sanitize_tag("x" * 300)) == 128
+
+
+def _values(**kw: object) -> dict:
+    import datetime as dt
+
+    from pipeline.builder import template_values
+    base = {"project": "p", "branch": None, "tag": None, "sha": "c" * 40, "build_id": 9,
+            "now": dt.datetime(2026, 11, 28, 1, 2, 3, tzinfo=dt.UTC)}
+    return template_values(**{**base, **kw})
+
+
+def test_semver_tags_only_for_semantic_version_tags() -> None:
+    templates = ["{semver}", "{semver_minor}", "{semver_major}", "{branch}", "latest"]
+    assert render_tags(templates, _values(tag="v2.3.4"), default_branch=False) == ["2.3.4", "2.3", "2"]
+    assert render_tags(templates, _values(tag="v2.3.4-rc.1"), default_branch=False) == ["2.3.4-rc.1"]
+    assert render_tags(templates, _values(tag="nightly"), default_branch=False) == ["c" * 40]
+    assert render_tags(templates, _values(branch="main"), default_branch=True) == ["main", "latest"]
+    assert render_tags(["{timestamp}-{build_id}"], _values(branch="x"), default_branch=False) == ["20261128010203-9"]
+
+
+def test_args_fill_placeholders_and_blank_what_does_not_apply() -> None:
+    from pipeline.builder import render_args
+    assert render_args({"V": "{version}", "T": "{tag}", "S": "{short_sha}"}, _values(branch="main")) == {
+        "V": "ccccccc", "T": "", "S": "ccccccc"}

@@ -1,19 +1,24 @@
-"""``/api/v1/builds``: the build history and each build's logs."""
+"""``/api/v1/builds``: the build history, each build's logs, and builds asked for by hand."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from pipeline.api.deps import SessionDep
-from pipeline.api.schemas import BuildOut, BuildPage, LogLine, LogPage
+from pipeline.api.deps import ConfigDep, DatabaseDep, SessionDep
+from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
+from pipeline.build_requests import request_build
 from pipeline.errors import InvalidRequest
-from pipeline.store import builds
+from pipeline.store import Database, builds
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
 
@@ -63,10 +68,46 @@ def get_build(build_id: int, session: SessionDep) -> BuildOut:
     return BuildOut.model_validate(builds.get_build(session, build_id))
 
 
-@router.get("/{build_id}/logs", response_model=LogPage, summary="Build output after line `after`")
-def get_logs(build_id: int, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0) -> LogPage:
-    lines = builds.read_logs(session, build_id, after_seq=after)
-    status = builds.get_build(session, build_id).status
+def _page(db: Database, build_id: int, after: int) -> LogPage:
+    with db.session() as session:
+        lines = builds.read_logs(session, build_id, after_seq=after)
+        status = builds.get_build(session, build_id).status
     next_seq = lines[-1].seq if lines else after
     return LogPage(build_id=build_id, status=status, lines=[LogLine.model_validate(x) for x in lines],
                    next_seq=next_seq)
+
+
+async def _follow(db: Database, build_id: int, after: int) -> AsyncIterator[bytes]:
+    """Newline-delimited JSON lines as they are written, until the build has ended."""
+    while True:
+        page = await run_in_threadpool(_page, db, build_id, after)
+        for line in page.lines:
+            yield (line.model_dump_json() + "\n").encode()
+        after = page.next_seq
+        if page.status in builds.TERMINAL and not page.lines:
+            yield (json.dumps({"status": page.status, "end": True}) + "\n").encode()
+            return
+        if not page.lines:
+            await asyncio.sleep(0.5)
+
+
+@router.get("/{build_id}/logs", response_model=LogPage, summary="Build output after line `after`",
+            responses={200: {"content": {"application/x-ndjson": {}},
+                             "description": "with follow=true: one JSON line per log line until the build ends"}})
+async def get_logs(build_id: int, db: DatabaseDep, after: Annotated[int, Query(ge=0)] = 0,
+                   follow: bool = False) -> LogPage | StreamingResponse:
+    page = await run_in_threadpool(_page, db, build_id, after)  # 404 before any streaming starts
+    if not follow:
+        return page
+    return StreamingResponse(_follow(db, build_id, after), media_type="application/x-ndjson")
+
+
+@router.post("", response_model=BuildOut, status_code=202, summary="Queue a build of a ref or commit")
+def create_build(body: BuildRequest, db: DatabaseDep, config: ConfigDep) -> BuildOut:
+    build = request_build(db, config, body.project, ref=body.ref, commit=body.commit)
+    return BuildOut.model_validate(build)
+
+
+@router.post("/{build_id}/cancel", response_model=BuildOut, summary="Cancel a queued or running build")
+def cancel_build(build_id: int, session: SessionDep) -> BuildOut:
+    return BuildOut.model_validate(builds.cancel_build(session, build_id))

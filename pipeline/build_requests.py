@@ -1,0 +1,42 @@
+"""Builds asked for by people (API, CLI) rather than by a push."""
+
+from __future__ import annotations
+
+import re
+
+from pipeline import source
+from pipeline.config import Config
+from pipeline.errors import InvalidRequest, NotFound
+from pipeline.intake import PushEvent
+from pipeline.store import Build, Database, builds
+
+__all__ = ["request_build"]
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _full_ref(ref: str, refs: dict[str, str]) -> str:
+    for candidate in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+        if candidate in refs:
+            return candidate
+    raise NotFound(f"no branch or tag {ref!r} in the repository")
+
+
+def request_build(db: Database, config: Config, project_name: str, *, ref: str | None = None,
+                  commit: str | None = None, actor: str = "api") -> Build:
+    """Queue a build of ``ref`` (resolved now with ls-remote) or of an exact ``commit``."""
+    project = config.project(project_name)
+    if commit is not None and not _SHA.match(commit):
+        raise InvalidRequest(f"commit must be a full 40-character lowercase SHA, got {commit[:60]!r}")
+    if ref is None and commit is None:
+        raise InvalidRequest("give a ref (branch or tag) or a commit")
+    if ref is not None:
+        refs = source.remote_refs(project)
+        full = _full_ref(ref, refs)
+        commit = commit or refs[full]
+    else:
+        full = f"refs/heads/{project.default_branch}"
+    push = PushEvent(ref=full, before="0" * 40, after=commit)  # type: ignore[arg-type]
+    with db.session() as session:
+        return builds.create_build(session, project=project_name, commit=push.after, ref=push.ref,
+                                   branch=push.branch, trigger=actor)

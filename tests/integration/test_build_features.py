@@ -1,0 +1,196 @@
+"""BuildKit features on the real engine and registry: templated args, targets, tags, cache,
+.dockerignore, cancel, timeout, retries, and the image insight shown per build."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from pipeline.api import create_app
+from pipeline.config import Config, parse_config
+from pipeline.store import Build, Database, builds, migrate, open_database
+from tests import project
+from tests.gitrepo import GitRepo, _git
+from tests.services import DockerEngine, Registry, skopeo_config, skopeo_inspect
+from workers.build_worker import BuildWorker
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Database:
+    database = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(database)
+    return database
+
+
+def _config(tmp_path: Path, engine: DockerEngine, registry: Registry, repo: GitRepo, *,
+            project_extra: dict[str, Any] | None = None, **build: Any) -> Config:
+    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
+                               engine_host=engine.host, repo_url=repo.url, **build)
+    data["projects"]["demo"].update(project_extra or {})
+    return parse_config(data)
+
+
+MULTI_STAGE = """FROM {base} AS base
+ARG GREETING=unset
+ARG BUILT_FROM=unset
+LABEL org.example.greeting=$GREETING org.example.built-from=$BUILT_FROM
+RUN echo base > /stage
+FROM base AS test
+RUN echo test > /stage
+FROM base AS release
+COPY app.txt /app.txt
+RUN --mount=type=cache,target=/cache sh -c 'echo x >> /cache/count; wc -l < /cache/count > /builds-seen'
+COPY . /src
+"""
+
+
+def test_templated_args_target_semver_tags_and_dockerignore(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    git_repo.commit({"Dockerfile": MULTI_STAGE.format(base=base_image), ".dockerignore": "secret.env\n",
+                     "secret.env": "PASSWORD=hunter2\n", "app.txt": "app\n"})
+    _git("tag", "v1.4.2", cwd=git_repo.work)
+    _git("push", "--quiet", "origin", "v1.4.2", cwd=git_repo.work)
+    sha = _git("rev-parse", "HEAD", cwd=git_repo.work)
+    config = _config(tmp_path, engine, registry, git_repo, target="release",
+                     args={"GREETING": "hi", "BUILT_FROM": "{tag}@{short_sha}"},
+                     project_extra={"tags": ["{semver}", "{semver_minor}", "{semver_major}", "latest",
+                                             "{branch}-{short_sha}"], "git_tags": ["v*"]})
+    build = project.run_build(sqlite_db, config, sha, ref="refs/tags/v1.4.2")
+    assert build.status == "succeeded", build.error
+    assert build.tags == ["1.4.2", "1.4", "1"], "no latest (not the default branch) and no {branch} for a tag"
+    assert build.build_args == {"GREETING": "hi", "BUILT_FROM": f"v1.4.2@{sha[:7]}"}
+    image = f"{registry.host}/acme/demo"
+    labels = skopeo_config(f"{image}@{build.digest}", tls_verify=False)["config"]["Labels"]
+    assert labels["org.example.built-from"] == f"v1.4.2@{sha[:7]}"
+    assert labels["org.opencontainers.image.version"] == "1.4.2"
+    assert labels["org.opencontainers.image.ref.name"] == "v1.4.2"
+    files = engine.docker("run", "--rm", "--network", "host", f"{image}@{build.digest}", "sh", "-c",
+                          "cat /stage; ls /src").stdout.decode().split()
+    assert files[0] == "base", "the release target must not contain the test stage"
+    assert "app.txt" in files and "secret.env" not in files, ".dockerignore must be honoured"
+    for tag in build.tags:
+        assert skopeo_inspect(f"{image}:{tag}", tls_verify=False)["Digest"] == build.digest
+    assert build.layers and build.image_size == sum(layer["size"] for layer in build.layers)
+
+    main = project.run_build(sqlite_db, config, sha)
+    assert main.status == "succeeded" and main.tags == ["latest", f"main-{sha[:7]}"]
+    feature = project.run_build(sqlite_db, config, sha, ref="refs/heads/feature/x")
+    assert feature.tags == [f"feature-x-{sha[:7]}"], "latest only for the default branch"
+
+
+def test_second_build_uses_the_cache_and_cache_mounts_persist(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    first_sha = git_repo.commit({"Dockerfile": MULTI_STAGE.format(base=base_image), "app.txt": "one\n"})
+    config = _config(tmp_path, engine, registry, git_repo, target="release")
+    first = project.run_build(sqlite_db, config, first_sha)
+    second_sha = git_repo.commit({"app.txt": "two\n"})
+    second = project.run_build(sqlite_db, config, second_sha)
+    assert first.status == second.status == "succeeded", (first.error, second.error)
+    assert second.steps_cached >= 1 and second.steps_total == first.steps_total >= 4
+    assert second.cache_from == [first.image]
+    seen = lambda b: int(engine.docker("run", "--rm", "--network", "host", b.image, "cat",  # noqa: E731
+                                       "/builds-seen").stdout.decode())
+    assert seen(second) > seen(first), "the RUN --mount=type=cache directory must persist between builds"
+    assert second.insight["compared"]["size_delta"] is not None
+
+
+def test_fresh_engine_reuses_layers_through_cache_from(
+    tmp_path: Path, engine: DockerEngine, second_engine: DockerEngine, registry: Registry, base_image: str,
+    git_repo: GitRepo, sqlite_db: Database,
+) -> None:
+    dockerfile = f"FROM {base_image}\nRUN echo expensive-step-{tmp_path.name} > /out && sleep 1\nCOPY a.txt /a\n"
+    first_sha = git_repo.commit({"Dockerfile": dockerfile, "a.txt": "1\n"})
+    first = project.run_build(sqlite_db, _config(tmp_path, engine, registry, git_repo), first_sha)
+    assert first.status == "succeeded", first.error
+    second_sha = git_repo.commit({"a.txt": "2\n"})
+    fresh = _config(tmp_path, second_engine, registry, git_repo)
+    second = project.run_build(sqlite_db, fresh, second_sha)
+    assert second.status == "succeeded", second.error
+    assert second.engine == second_engine.host and second.cache_from == [first.image]
+    log = project.build_log(sqlite_db, second.id)
+    assert "RUN echo expensive-step" in log and second.steps_cached >= 1, log[-2000:]
+
+
+def test_insight_and_advice_are_recorded_and_shown_by_the_api(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    dockerfile = (f"FROM {base_image}\nRUN dd if=/dev/zero of=/big bs=1024 count=64 2>/dev/null\n"
+                  "RUN rm /big\nUSER root\n")
+    sha = git_repo.commit({"Dockerfile": dockerfile})
+    config = _config(tmp_path, engine, registry, git_repo)
+    build = project.run_build(sqlite_db, config, sha)
+    assert build.status == "succeeded", build.error
+    with TestClient(create_app(config, sqlite_db)) as client:
+        shown = client.get(f"/api/v1/builds/{build.id}").json()
+    assert shown["insight"]["wasted_bytes"] >= 65536
+    assert any(f["path"] == "/big" for f in shown["insight"]["wasted_files"])
+    codes = {a["code"] for a in shown["advice"]}
+    assert "DL3002" in codes and "PL004" in codes, shown["advice"]  # hadolint reports the last USER root
+
+
+def _slow(base_image: str) -> str:
+    return f"FROM {base_image}\nRUN echo started-slow-step && sleep 60\n"
+
+
+def test_cancel_through_the_api_stops_the_running_build(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    sha = git_repo.commit({"Dockerfile": _slow(base_image)})
+    config = _config(tmp_path, engine, registry, git_repo)
+    build_id = project.queue_build(sqlite_db, config, sha)
+    worker = BuildWorker(sqlite_db, config, name="w")
+    thread = threading.Thread(target=worker.run_once)
+    started = time.monotonic()
+    thread.start()
+    with TestClient(create_app(config, sqlite_db)) as client:
+        while "started-slow-step" not in project.build_log(sqlite_db, build_id):
+            assert time.monotonic() - started < 60 and thread.is_alive()
+            time.sleep(0.2)
+        answer = client.post(f"/api/v1/builds/{build_id}/cancel")
+        assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        again = client.post(f"/api/v1/builds/{build_id}/cancel")
+        assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+    assert time.monotonic() - started < 45, "the build process was not stopped"
+    with sqlite_db.session() as session:
+        assert builds.get_build(session, build_id).status == "cancelled"
+
+
+def test_timeout_fails_the_build_once(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    sha = git_repo.commit({"Dockerfile": _slow(base_image)})
+    build = project.run_build(sqlite_db, _config(tmp_path, engine, registry, git_repo, timeout_seconds=3), sha)
+    assert build.status == "failed" and "exceeded its timeout of 3 s" in build.error and build.attempts == 1
+
+
+def test_registry_refusing_the_push_is_retried_with_backoff(
+    tmp_path: Path, engine: DockerEngine, base_image: str, git_repo: GitRepo, sqlite_db: Database
+) -> None:
+    flaky = Registry(tmp_path / "flaky-registry")
+    sha = git_repo.commit({"Dockerfile": f"FROM {base_image}\nRUN echo retry > /r\n"})
+    config = _config(tmp_path, engine, flaky, git_repo)
+    first = project.run_build(sqlite_db, config, sha)  # the registry is not running yet
+    assert first.status == "queued" and first.attempts == 1 and "will retry" in first.error
+    assert first.not_before > dt.datetime.now(dt.UTC)
+    flaky.start()
+    try:
+        with sqlite_db.session() as session:  # skip the wait, keep the order of events
+            session.execute(update(Build).where(Build.id == first.id).values(not_before=None))
+        assert BuildWorker(sqlite_db, config, name="w2").run_once()
+        with sqlite_db.session() as session:
+            done = builds.get_build(session, first.id)
+        assert done.status == "succeeded" and done.attempts == 2, done.error
+        assert skopeo_inspect(f"{flaky.host}/acme/demo@{done.digest}", tls_verify=False)["Digest"] == done.digest
+    finally:
+        flaky.stop()
