@@ -17,7 +17,14 @@ import typer
 
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.store import Database, current_revision, head_revision, migrate, open_database, projects
+from pipeline.store import (
+    Database,
+    current_revision,
+    head_revision,
+    migrate,
+    open_database,
+    projects,
+)
 
 __all__ = ["app", "main"]
 

@@ -5,7 +5,13 @@ iteration, a CLI command) owns the transaction through ``Database.session()``.
 """
 
 from pipeline.store import builds, deliveries, jobs, projects
-from pipeline.store.database import Database, current_revision, head_revision, migrate, open_database
+from pipeline.store.database import (
+    Database,
+    current_revision,
+    head_revision,
+    migrate,
+    open_database,
+)
 from pipeline.store.tables import Build, BuildLog, Delivery, Project, Promotion, utcnow
 
 __all__ = [

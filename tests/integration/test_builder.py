@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Config, parse_config
-from pipeline.store import Database, builds, open_database, migrate, projects
+from pipeline.store import Database, builds, migrate, open_database, projects
 from tests import project
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.gitrepo import GitRepo

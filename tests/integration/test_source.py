@@ -14,8 +14,8 @@ from pipeline import source
 from pipeline.config import ProjectConfig
 from pipeline.errors import ConfigError, GitError
 from tests.git_server import GitHttpServer
-from tests.ssh_server import SshGitServer, git_ssh_command, make_deploy_key
 from tests.gitrepo import GitRepo, _git
+from tests.ssh_server import SshGitServer, git_ssh_command, make_deploy_key
 
 
 def _project(url: str, **git: object) -> ProjectConfig:
