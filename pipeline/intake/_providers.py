@@ -43,6 +43,13 @@ def _commit_message(commit: object) -> str:
     return text(obj(commit).get("message")) or ""
 
 
+def _github_style_push(p: dict[str, Any], complete: bool) -> PushEvent:
+    """GitHub's push body, which Gitea and Forgejo copy: ref, before, after, head_commit, commits."""
+    return PushEvent(validate_ref(p.get("ref")), validate_sha(p.get("before"), "before"),
+                     validate_sha(p.get("after"), "after"), _commit_message(p.get("head_commit")),
+                     changed_paths(p.get("commits"), complete))
+
+
 class GitHub(Provider):
     name = "github"
 
@@ -60,13 +67,9 @@ class GitHub(Provider):
         require_hmac(headers, ("X-Hub-Signature-256",), body, secret, prefix="sha256=")
 
     def pushes(self, delivery: Delivery) -> list[PushEvent]:
-        p = delivery.payload
-        commits = p.get("commits")
+        commits = delivery.payload.get("commits")
         # GitHub lists at most 2048 commits and none for a new branch: only a real list counts
-        complete = isinstance(commits, list) and 0 < len(commits) < 2048
-        return [PushEvent(validate_ref(p.get("ref")), validate_sha(p.get("before"), "before"),
-                          validate_sha(p.get("after"), "after"), _commit_message(p.get("head_commit")),
-                          changed_paths(commits, complete))]
+        return [_github_style_push(delivery.payload, isinstance(commits, list) and 0 < len(commits) < 2048)]
 
 
 class GitLab(Provider):
@@ -123,13 +126,9 @@ class Gitea(Provider):
         require_hmac(headers, names, delivery.signed_body, secret)
 
     def pushes(self, delivery: Delivery) -> list[PushEvent]:
-        p = delivery.payload
-        commits = p.get("commits")
-        total = p.get("total_commits")
+        commits, total = delivery.payload.get("commits"), delivery.payload.get("total_commits")
         complete = isinstance(commits, list) and isinstance(total, int) and total == len(commits)
-        return [PushEvent(validate_ref(p.get("ref")), validate_sha(p.get("before"), "before"),
-                          validate_sha(p.get("after"), "after"), _commit_message(p.get("head_commit")),
-                          changed_paths(commits, complete))]
+        return [_github_style_push(delivery.payload, complete)]
 
 
 class Bitbucket(Provider):
