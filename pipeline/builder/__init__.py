@@ -116,6 +116,10 @@ def _build_command(engine: Engine, spec: BuildSpec, iidfile: Path, secret_files:
         cmd.append("--pull")
     for ref in spec.cache_from:
         cmd += ["--cache-from", ref]
+    if engine.mode == "buildx" and spec.refs:
+        # buildx exports every stage's cache (mode=max) next to the image, not only the final layers
+        cache = spec.refs[0].rsplit(":", 1)[0] + ":buildcache"
+        cmd += ["--cache-from", f"type=registry,ref={cache}", "--cache-to", f"type=registry,ref={cache},mode=max"]
     # inline cache metadata lets a fresh engine reuse this image's layers via --cache-from
     cmd += ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
     if spec.network:
