@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,3 +191,25 @@ def test_private_ssh_repository_with_a_deploy_key_and_pinned_host_key(tmp_path: 
 def test_ssh_key_without_pinned_host_key_is_a_config_error() -> None:
     with pytest.raises(Exception, match="known_hosts_file"):
         _project("ssh://git@example.com/a.git", ssh_key_file="/k")
+
+
+def test_concurrent_checkouts_share_one_mirror_safely(git_repo: GitRepo, tmp_path: Path) -> None:
+    shas = [git_repo.commit({"n": str(i)}) for i in range(3)]
+    results: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            dest = source.checkout(tmp_path / "data", "app", _project(git_repo.url), shas[i % 3], tmp_path / f"co{i}")
+            results[i] = (dest / "n").read_text()
+        except BaseException as exc:  # collected and re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert results == {i: str(i % 3) for i in range(6)}
+    _git("--git-dir", str(source.mirror_path(tmp_path / "data", "app")), "fsck", "--no-progress", cwd=tmp_path)
