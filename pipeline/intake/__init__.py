@@ -13,8 +13,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import IntegrityError
-
 from pipeline.config import Config, ProjectConfig
 from pipeline.errors import BadSignature, NotFound, PayloadTooLarge
 from pipeline.intake._accept import accept_pushes
@@ -23,7 +21,7 @@ from pipeline.intake._event import PushEvent
 from pipeline.intake._matching import match_project, normalize_repo
 from pipeline.intake._poll import poll_project
 from pipeline.intake._providers import PROVIDERS
-from pipeline.store import Database, Delivery, deliveries
+from pipeline.store import Database
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -95,29 +93,16 @@ def _verify(name: str, project: ProjectConfig, delivery: ParsedDelivery, headers
         raise
 
 
-def _duplicate(name: str) -> IntakeResult:
-    return IntakeResult(200, "duplicate", "this delivery was received before", name)
-
-
 def _record(db: Database, name: str, project: ProjectConfig, delivery: ParsedDelivery,
             pushes: list[PushEvent], body_hash: str) -> IntakeResult:
-    record = Delivery(provider=delivery.provider, delivery_id=delivery.delivery_id[:100],
-                      hook_id=delivery.hook_id[:100], event=delivery.event[:50],
-                      repository=delivery.repository[:500], project=name, body_sha256=body_hash,
-                      outcome="ignored", reason=f"event {delivery.event!r} is not handled")
-    try:
-        with db.session() as session:
-            if deliveries.find_delivery(session, delivery.provider, record.hook_id, record.delivery_id) or \
-                    deliveries.find_same_body(session, name, body_hash):
-                return _duplicate(name)
-            if delivery.kind == "push":
-                accept_pushes(session, name, project, pushes, record, trigger="webhook")
-            else:
-                deliveries.record_delivery(session, record)
-    except IntegrityError:
-        return _duplicate(name)
-    log.info("project %s: %s delivery %s %s %s", name, delivery.provider, record.delivery_id,
-             record.outcome, record.reason)
-    if record.outcome == "queued":
-        return IntakeResult(202, "queued", record.reason, name, list(record.build_ids))
-    return IntakeResult(200, "ignored", record.reason, name)
+    not_push = "" if delivery.kind == "push" else f"event {delivery.event!r} is not handled"
+    with db.session() as session:
+        accepted = accept_pushes(
+            session, name, project, pushes, trigger="webhook", provider=delivery.provider,
+            delivery_id=delivery.delivery_id[:100], hook_id=delivery.hook_id[:100], event=delivery.event[:50],
+            repository=delivery.repository[:500], body_sha256=body_hash, reason=not_push,
+        )
+    log.info("project %s: %s delivery %s %s %s", name, delivery.provider, delivery.delivery_id[:100],
+             accepted.outcome, accepted.reason)
+    code = 202 if accepted.outcome == "queued" else 200
+    return IntakeResult(code, accepted.outcome, accepted.reason, name, accepted.build_ids)

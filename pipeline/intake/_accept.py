@@ -4,45 +4,57 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from pipeline.config import ProjectConfig
 from pipeline.intake._event import PushEvent
 from pipeline.intake._filters import needs_path_check, skip_reason
-from pipeline.store import Delivery, builds, deliveries
+from pipeline.store import builds, deliveries
 
-__all__ = ["accept_pushes"]
+__all__ = ["Accepted", "accept_pushes"]
 
 log = logging.getLogger(__name__)
 
 
-def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: Sequence[PushEvent],
-                  record: Delivery, trigger: str) -> Delivery:
-    """Queue a build for every push that passes the filters and record why the others did not.
+@dataclass(frozen=True)
+class Accepted:
+    """What became of one delivery: ``duplicate``, ``queued`` (with build ids) or ``ignored``."""
 
-    The delivery row and its builds are written in the caller's transaction, so a push is
-    either fully accepted (recorded and queued) or not at all.
+    outcome: str
+    reason: str = ""
+    build_ids: list[int] = field(default_factory=list)
+
+
+def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: Sequence[PushEvent], *,
+                  trigger: str, **delivery: object) -> Accepted:
+    """Record the delivery and queue a build for every push that passes the filters.
+
+    Written in the caller's transaction, so a push is either fully accepted (recorded and
+    queued) or not at all. ``delivery`` holds the delivery row's identifying columns.
     """
+    reasons = [skip_reason(project, push) for push in pushes]
+    wanted = [push for push, reason in zip(pushes, reasons, strict=True) if reason is None]
+    skipped = "; ".join(r for r in reasons if r)
+    given = str(delivery.pop("reason", "") or "")
+    if not pushes:
+        skipped = given or "no ref updates in the push"
     first = pushes[0] if pushes else None
-    if first is not None:
-        record.ref, record.before, record.after = first.ref, first.before, first.after
-    deliveries.record_delivery(session, record)
+    delivery_id = deliveries.insert_delivery(
+        session, project=name, outcome="queued" if wanted else "ignored", reason=skipped,
+        ref=first.ref if first else None, before=first.before if first else None,
+        after=first.after if first else None, **delivery,
+    )
+    if delivery_id is None:
+        return Accepted("duplicate", "this delivery was received before")
     queued: list[int] = []
-    reasons: list[str] = []
-    for push in pushes:
-        if reason := skip_reason(project, push):
-            reasons.append(reason)
-            continue
+    for push in wanted:
         build = builds.create_build(
-            session, project=name, commit=push.after, ref=push.ref, branch=push.branch,
-            trigger=trigger, delivery_id=record.id, before_commit=push.before,
-            check_paths=needs_path_check(project, push),
+            session, project=name, commit=push.after, ref=push.ref, branch=push.branch, trigger=trigger,
+            delivery_id=delivery_id, before_commit=push.before, check_paths=needs_path_check(project, push),
         )
         queued.append(build.id)
         if superseded := builds.supersede_older(session, build, running=project.supersede_running):
             log.info("project %s: builds %s superseded by %s", name, superseded, build.id)
-    record.build_ids = queued
-    record.outcome = "queued" if queued else "ignored"
-    record.reason = "; ".join(reasons) if reasons else ("" if queued else "no ref updates in the push")
-    return record
+    return Accepted("queued" if queued else "ignored", skipped, queued)

@@ -11,14 +11,12 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from sqlalchemy.exc import IntegrityError
-
 from pipeline import source
 from pipeline.config import Config
 from pipeline.intake._accept import accept_pushes
 from pipeline.intake._event import ZERO_SHA, PushEvent
 from pipeline.intake._filters import skip_reason
-from pipeline.store import Database, Delivery, builds, deliveries
+from pipeline.store import Database, builds, deliveries
 
 __all__ = ["poll_project"]
 
@@ -37,20 +35,17 @@ def poll_project(db: Database, config: Config, name: str) -> list[int]:
         if skip_reason(project, push) is not None:
             continue
         key = hashlib.sha256(f"{ref}\0{sha}".encode()).hexdigest()
-        record = Delivery(provider="poll", delivery_id=key, hook_id=name, event="poll",
-                          repository=source.public_url(project.repo)[:500], project=name, outcome="ignored")
-        try:
-            with db.session() as session:
-                if builds.ref_was_built(session, name, ref, sha):
-                    continue
-                if first_poll and push.tag is not None:
-                    record.reason = "the tag existed before polling started"
-                    deliveries.record_delivery(session, record)
-                    continue
-                accept_pushes(session, name, project, [push], record, trigger="poll")
-        except IntegrityError:
-            continue  # another scheduler queued this head a moment ago
-        queued.extend(record.build_ids)
+        with db.session() as session:
+            if builds.ref_was_built(session, name, ref, sha):
+                continue
+            # a tag that predates polling is only recorded: the push list is empty for it
+            old_tag = first_poll and push.tag is not None
+            accepted = accept_pushes(
+                session, name, project, [] if old_tag else [push], trigger="poll", provider="poll",
+                delivery_id=key, hook_id=name, event="poll", repository=source.public_url(project.repo)[:500],
+                reason="the tag existed before polling started" if old_tag else "",
+            )
+        queued.extend(accepted.build_ids)  # a duplicate: another scheduler queued it a moment ago
     if queued:
         log.info("project %s: polling queued builds %s", name, queued)
     return queued

@@ -75,12 +75,13 @@ class Project(Base):
 
 
 class Delivery(Base):
-    """Every webhook delivery and what became of it, so ops can see why a push did not build."""
+    """Every webhook delivery and what became of it, so ops can see why a push did not build;
+    the builds it queued point back at it (``Build.delivery_id``)."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("provider", "hook_id", "delivery_id"),
-        Index(None, "project", "body_sha256"),
+        Index(None, "project", "body_sha256", unique=True),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(20))
@@ -95,7 +96,6 @@ class Delivery(Base):
     body_sha256: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
-    build_ids: Mapped[list[Any]] = mapped_column(default=list)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
