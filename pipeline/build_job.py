@@ -82,11 +82,10 @@ class BuildOutcome:
     steps_total: int
     steps_cached: int
     cache_from: list[str]
-    insight: dict[str, Any] | None = None
-    advice: list[dict[str, Any]] = field(default_factory=list)
+    followup: Callable[[], None] | None = field(default=None, compare=False)
 
     def columns(self) -> dict[str, Any]:
-        return {**self.__dict__, "error": None}
+        return {k: v for k, v in self.__dict__.items() if k != "followup"} | {"error": None}
 
 
 @dataclass(frozen=True)
@@ -180,14 +179,32 @@ def _registry_manifest(config: Config, project: ProjectConfig, tags: list[str], 
         return client.manifest(project.image.repository, pushed).layers()
 
 
-def _insight(engine: builder.Engine, spec: builder.BuildSpec, image_id: str, scratch: Path,
-             previous: Build | None, sink: LogSink) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    found = insight.save_and_analyze([str(p) for p in engine.client().docker_cmd], image_id, scratch)
-    advice = [a.to_dict() for a in insight.advise(spec.dockerfile, found)]
-    summary = {**found.to_dict(), "compared": insight.compare(previous.insight if previous else None, found)}
-    sink(f"image: {found.size} bytes in {found.layer_count} layers, {found.wasted_bytes} bytes wasted, "
-         f"efficiency {found.efficiency:.4f}")
-    return summary, advice
+def _insight_followup(db: Database, build_id: int, engine: builder.Engine, dockerfile: Path, image_id: str,
+                      previous: Build | None, scratch: Path) -> Callable[[], None]:
+    """Image insight, run after the build is recorded as succeeded: reading the whole image
+    takes seconds, and nobody waiting for the digest should wait for it.
+
+    The Dockerfile is copied out first because the checkout is gone by then.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    kept = scratch / "Dockerfile"
+    shutil.copyfile(dockerfile, kept)
+
+    def analyze() -> None:
+        try:
+            found = insight.save_and_analyze([str(p) for p in engine.client().docker_cmd], image_id, scratch)
+            advice = [a.to_dict() for a in insight.advise(kept, found)]
+            compared = insight.compare(previous.insight if previous else None, found)
+            with db.session() as session:
+                builds.record_progress(session, build_id, insight={**found.to_dict(), "compared": compared},
+                                       advice=advice)
+                builds.append_logs(session, build_id, [
+                    f"image: {found.size} bytes in {found.layer_count} layers, {found.wasted_bytes} bytes "
+                    f"wasted, efficiency {found.efficiency:.4f}"])
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    return analyze
 
 
 def run_build(db: Database, config: Config, build_id: int, *,
@@ -219,12 +236,13 @@ def run_build(db: Database, config: Config, build_id: int, *,
         repository = f"{spec.registry}/{project.image.repository}"
         sink(f"pushed {repository}@{built.digest}; the registry reports it for tags {', '.join(tags)}")
         sink(f"steps: {built.steps_total}, from cache: {built.steps_cached}")
-        summary, advice = (None, [])
+        followup = None
         if project.build_for(build.branch).insight:
-            summary, advice = _insight(engine, spec, built.image_id, workdir / "tmp", previous, sink)
+            scratch = config.data_dir / "work" / f"insight-{build_id}"
+            followup = _insight_followup(db, build_id, engine, spec.dockerfile, built.image_id, previous, scratch)
         return BuildOutcome(built.digest, f"{repository}@{built.digest}", tags,
                             sum(int(layer.get("size") or 0) for layer in layers), layers,
-                            built.steps_total, built.steps_cached, spec.cache_from, summary, advice)
+                            built.steps_total, built.steps_cached, spec.cache_from, followup)
     except PipelineError as exc:
         sink(f"error: {exc.message}")
         raise

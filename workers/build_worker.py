@@ -101,6 +101,11 @@ class BuildWorker:
                 self._record(build_id, beat, jobs.finish, status="skipped", error=outcome.reason)
                 return True
             self._record(build_id, beat, jobs.finish, status="succeeded", **outcome.columns())
+            if outcome.followup is not None:
+                try:
+                    outcome.followup()
+                except PipelineError as exc:  # the image is built and recorded; insight is a bonus
+                    log.warning("build %s: image insight failed: %s", build_id, exc.message)
         return True
 
     def _attempts(self, build_id: int) -> int:
