@@ -165,6 +165,8 @@ def _spec(config: Config, project: ProjectConfig, build: Build, checkout: Path,
         no_cache=options.no_cache,
         pull=options.pull,
         cache_from=[] if options.no_cache else cache_from,
+        platforms=list(options.platforms),
+        provenance=options.provenance,
     )
 
 
@@ -237,7 +239,7 @@ def run_build(db: Database, config: Config, build_id: int, *,
         sink(f"pushed {repository}@{built.digest}; the registry reports it for tags {', '.join(tags)}")
         sink(f"steps: {built.steps_total}, from cache: {built.steps_cached}")
         followup = None
-        if project.build_for(build.branch).insight:
+        if project.build_for(build.branch).insight and built.loaded:
             scratch = config.data_dir / "work" / f"insight-{build_id}"
             followup = _insight_followup(db, build_id, engine, spec.dockerfile, built.image_id, previous, scratch)
         return BuildOutcome(built.digest, f"{repository}@{built.digest}", tags,

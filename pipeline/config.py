@@ -148,6 +148,9 @@ class BuildConfig(_Model):
     pull: bool = False
     cache_from_last: bool = True
     insight: bool = True
+    platforms: list[Annotated[str, Field(pattern=r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")]] = Field(
+        default_factory=list)  # needs buildx: e.g. [linux/amd64, linux/arm64]
+    provenance: bool = False  # SLSA provenance attestation by buildx
 
     _paths = field_validator("context", "dockerfile")(_inside_checkout)
     _args = field_validator("args")(_no_secret_args)

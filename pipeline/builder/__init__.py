@@ -8,6 +8,7 @@ afterwards, never as build-args, and their values are redacted from every log li
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -57,6 +58,13 @@ class BuildSpec:
     no_cache: bool = False
     pull: bool = False
     cache_from: list[str] = field(default_factory=list)
+    platforms: list[str] = field(default_factory=list)
+    provenance: bool = False
+
+    @property
+    def buildx_push(self) -> bool:
+        """A multi-platform index or attestations cannot be loaded into an engine: buildx pushes them."""
+        return bool(self.platforms) or self.provenance
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class Built:
     refs: list[str]
     steps_total: int
     steps_cached: int
+    loaded: bool = True  # False when buildx pushed straight to the registry
 
 
 class _StepCounter:
@@ -103,10 +112,26 @@ def resolve_inside(root: Path, relative: str, what: str) -> Path:
     return path
 
 
+def _mode_flags(engine: Engine, spec: BuildSpec, metadata: Path) -> list[str]:
+    if engine.mode != "buildx":
+        if spec.buildx_push:
+            raise BuildError(f"platforms and provenance need docker buildx; engine {engine.name} only has "
+                             "the built-in BuildKit (install the buildx plugin on the builder)")
+        return ["build"]
+    if not spec.buildx_push:
+        return ["buildx", "build", "--load"]
+    flags = ["buildx", "build", "--push", "--metadata-file", str(metadata)]
+    if spec.platforms:
+        flags += ["--platform", ",".join(spec.platforms)]
+    if spec.provenance:
+        flags.append("--provenance=mode=max")
+    return flags
+
+
 def _build_command(engine: Engine, spec: BuildSpec, iidfile: Path, secret_files: dict[str, Path],
                    config_dir: str) -> list[str]:
     cmd = [str(part) for part in engine.client(config_dir).docker_cmd]
-    cmd += ["buildx", "build", "--load"] if engine.mode == "buildx" else ["build"]
+    cmd += _mode_flags(engine, spec, iidfile.with_name("metadata.json"))
     cmd += ["--progress=plain", "--iidfile", str(iidfile), "--file", str(spec.dockerfile)]
     if spec.target:
         cmd += ["--target", spec.target]
@@ -185,6 +210,18 @@ def _push(engine: Engine, ref: str, config_dir: str, on_line: LineSink,
     return seen[-1]
 
 
+def _pushed_by_buildx(metadata: Path, spec: BuildSpec, steps: int, cached: int) -> Built:
+    """What ``buildx build --push --metadata-file`` reports: the index or manifest digest."""
+    try:
+        data = json.loads(metadata.read_text())
+        digest = data["containerimage.digest"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RegistryError(f"buildx pushed but wrote no image digest to its metadata file ({exc})") from None
+    image_id = str(data.get("containerimage.config.digest") or digest)
+    return Built(digest=digest, size=0, image_id=image_id, refs=list(spec.refs), steps_total=steps,
+                 steps_cached=cached, loaded=False)
+
+
 def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: Path,
                    should_stop: Callable[[], bool] = lambda: False) -> Built:
     """Build ``spec`` on ``engine``, push every ref, and return the digest the push reported.
@@ -215,12 +252,14 @@ def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: 
             if any(marker in line for line in done.tail for marker in _ENGINE_DOWN):
                 raise EngineError(f"engine {engine.name} failed during the build: {done.tail[-1]}")
             raise BuildError(_failure(done.tail, done.returncode))
+        steps, cached = counter.counts
+        if spec.buildx_push:
+            return _pushed_by_buildx(iidfile.with_name("metadata.json"), spec, steps, cached)
         image_id = iidfile.read_text().strip()
         pushed = {ref: _push(engine, ref, config_dir, on_line, should_stop) for ref in spec.refs}
     digests = {digest for digest, _ in pushed.values()}
     if len(digests) != 1:
         raise RegistryError(f"tags of one build were pushed with different digests: {pushed}")
     digest, size = next(iter(pushed.values()))
-    steps, cached = counter.counts
     return Built(digest=digest, size=size, image_id=image_id, refs=list(spec.refs),
                  steps_total=steps, steps_cached=cached)
