@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.builder import BuildSpec, Engine
-from pipeline.errors import BuildError, RegistryError
 from pipeline.builder import _build_command as build_command  # noqa: PLC2701 (the argv, made in one place)
+from pipeline.errors import BuildError, RegistryError
 
 
 def _spec(tmp_path: Path, **kw: object) -> BuildSpec:
