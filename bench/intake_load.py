@@ -421,17 +421,19 @@ class Bench:
         self.lua.write_text(LUA)
 
         serve_port, base_port = free_port(), free_port()
+        # `serve`: API + workers + scheduler in one process (workers off here); `api`: the API
+        # alone in several processes, as production runs it in front of separate workers
+        mode = ["--workers", "0"] if args.command == "serve" else ["--processes", str(args.processes)]
         serve = [
             sys.executable,
             "-m",
             "pipeline",
-            "serve",
+            args.command,
             "--config",
             str(config_file),
             "--port",
             str(serve_port),
-            "--workers",
-            "0",
+            *mode,
             *args.serve_args,
         ]
         baseline = [
@@ -971,6 +973,13 @@ def parse_args() -> argparse.Namespace:
         help="deliveries to pre-generate (default: enough for --rate-cap req/s over every run)",
     )
     parser.add_argument("--rate-cap", type=float, default=3000.0)
+    parser.add_argument(
+        "--command",
+        choices=("serve", "api"),
+        default="serve",
+        help="the pipeline command to load: serve (one process) or api (--processes N)",
+    )
+    parser.add_argument("--processes", type=int, default=2, help="API processes with --command api")
     parser.add_argument(
         "--serve-args",
         default=os.environ.get("BENCH_SERVE_ARGS", ""),

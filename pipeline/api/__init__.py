@@ -9,7 +9,7 @@ from pipeline.api.routes import builds, health, webhooks
 from pipeline.config import Config
 from pipeline.store import Database
 
-__all__ = ["create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 
 def create_app(config: Config, db: Database) -> FastAPI:
@@ -25,3 +25,13 @@ def create_app(config: Config, db: Database) -> FastAPI:
     for router in (health.router, webhooks.router, builds.router):
         app.include_router(router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` (``pipeline api --workers N``): each worker process
+    reads the config named by ``PIPELINE_CONFIG`` and opens its own database pool."""
+    from pipeline.config import load_config
+    from pipeline.store import open_database
+
+    config = load_config(None)
+    return create_app(config, open_database(config.effective_database_url))

@@ -1,4 +1,4 @@
-"""The ``pipeline`` command: serve, worker, migrate, doctor.
+"""The ``pipeline`` command: serve, api, worker, migrate, doctor.
 
 Commands are thin: load the config, open the database, call into ``pipeline`` or
 ``workers``. Every ``PipelineError`` ends the command with its message and exit code 2.
@@ -88,12 +88,41 @@ def worker_command(config: ConfigOption = None) -> None:
         scheduler.shutdown(wait=False)
 
 
+AccessLog = Annotated[bool, typer.Option("--access-log/--no-access-log",
+                                          help="Log every HTTP request (webhooks are logged by intake anyway).")]
+
+
+@app.command("api")
+def api_command(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    processes: Annotated[int, typer.Option("--processes", help="API processes (one per core).")] = 2,
+    access_log: AccessLog = False,
+) -> None:
+    """Run only the API (webhooks, REST) in several processes; workers run elsewhere."""
+    import os
+
+    import uvicorn
+
+    _setup_logging()
+    cfg, db = _open(config)
+    _require_current_schema(db)
+    _sync_projects(db, cfg)
+    db.dispose()
+    if config is not None and not os.environ.get("PIPELINE_CONFIG"):
+        os.environ["PIPELINE_CONFIG"] = str(Path(config).resolve())
+    uvicorn.run("pipeline.api:app_from_env", factory=True, host=host, port=port, workers=processes,
+                log_config=None, access_log=access_log)
+
+
 @app.command("serve")
 def serve_command(
     config: ConfigOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     workers: Annotated[int, typer.Option("--workers", help="Build workers in this process.")] = 1,
+    access_log: AccessLog = False,
 ) -> None:
     """Run the API, build workers and the scheduler in one process."""
     import uvicorn
@@ -114,7 +143,7 @@ def serve_command(
         thread.start()
     scheduler = start_scheduler(db, cfg)
     try:
-        uvicorn.run(create_app(cfg, db), host=host, port=port, log_config=None)
+        uvicorn.run(create_app(cfg, db), host=host, port=port, log_config=None, access_log=access_log)
     finally:
         for w in pool:
             w.stop()

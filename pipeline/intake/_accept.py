@@ -50,11 +50,11 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
         return Accepted("duplicate", "this delivery was received before")
     queued: list[int] = []
     for push in wanted:
-        build = builds.create_build(
+        build_id = builds.queue_build(
             session, project=name, commit=push.after, ref=push.ref, branch=push.branch, trigger=trigger,
             delivery_id=delivery_id, before_commit=push.before, check_paths=needs_path_check(project, push),
         )
-        queued.append(build.id)
-        if superseded := builds.supersede_older(session, build, running=project.supersede_running):
-            log.info("project %s: builds %s superseded by %s", name, superseded, build.id)
+        queued.append(build_id)
+        if superseded := builds.supersede_older(session, name, push.ref, build_id, running=project.supersede_running):
+            log.info("project %s: builds %s superseded by %s", name, superseded, build_id)
     return Accepted("queued" if queued else "ignored", skipped, queued)

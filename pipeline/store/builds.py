@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import Conflict, NotFound
@@ -22,6 +22,7 @@ __all__ = [
     "get_build",
     "last_succeeded",
     "list_builds",
+    "queue_build",
     "read_logs",
     "record_progress",
     "ref_was_built",
@@ -57,23 +58,38 @@ def create_build(
     return build
 
 
-def supersede_older(session: Session, build: Build, *, running: bool) -> list[int]:
-    """Mark older builds of the same project and ref superseded by ``build``.
+_T = Build.__table__
+# The webhook hot path: Core statements of constant shape, compiled once, values bound per call.
+_QUEUE = insert(_T).returning(_T.c.id)
+_QUEUE_DEFAULTS = {"status": "queued", "attempts": 0, "build_args": {}, "tags": [], "cache_from": [],
+                   "layers": [], "advice": [], "check_paths": False, "delivery_id": None,
+                   "before_commit": None}
+_SUPERSEDE = {
+    running: update(_T)
+    .where(_T.c.project == bindparam("p_project"), _T.c.ref == bindparam("p_ref"),
+           _T.c.id < bindparam("p_id"), _T.c.status.in_(["queued", "running"] if running else ["queued"]))
+    .values(status="superseded", error=bindparam("p_error"), finished_at=bindparam("p_now"),
+            lease_expires_at=None)
+    .returning(_T.c.id)
+    for running in (False, True)
+}
+
+
+def queue_build(session: Session, **values: object) -> int:
+    """Insert a queued build without the ORM's unit of work."""
+    row = _QUEUE_DEFAULTS | values | {"created_at": utcnow()}
+    return session.connection().execute(_QUEUE, row).scalar_one()
+
+
+def supersede_older(session: Session, project: str, ref: str, build_id: int, *, running: bool) -> list[int]:
+    """Mark older builds of the same project and ref superseded by build ``build_id``.
 
     Queued ones never start; with ``running`` a running one loses its lease too, and its worker
     stops the build at the next heartbeat.
     """
-    statuses = ["queued", "running"] if running else ["queued"]
-    stmt = (
-        update(Build)
-        .where(Build.project == build.project, Build.ref == build.ref, Build.id < build.id,
-               Build.status.in_(statuses))
-        .values(status="superseded", error=f"superseded by build {build.id}", finished_at=utcnow(),
-                lease_expires_at=None)
-        .returning(Build.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list(session.scalars(stmt))
+    params = {"p_project": project, "p_ref": ref, "p_id": build_id, "p_now": utcnow(),
+              "p_error": f"superseded by build {build_id}"}
+    return list(session.connection().execute(_SUPERSEDE[running], params).scalars())
 
 
 def ref_was_built(session: Session, project: str, ref: str, commit: str) -> bool:

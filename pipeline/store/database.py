@@ -60,7 +60,7 @@ def _sqlite_setup(engine: Engine) -> None:
 class Database:
     """An engine plus a session factory; ``session()`` is the only way code gets a transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 40) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -70,7 +70,11 @@ class Database:
             self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             _sqlite_setup(self.engine)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            # As many pooled connections as the API's threadpool runs requests (anyio's 40): a smaller
+            # pool made every burst open and close connections, 8 ms each. Stale connections are
+            # recycled by age instead of a ping before every checkout, one round trip saved.
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=10, pool_recycle=1800,
+                                        pool_use_lifo=True)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -94,8 +98,8 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str) -> Database:
-    return Database(url)
+def open_database(url: str, pool_size: int = 40) -> Database:
+    return Database(url, pool_size)
 
 
 def alembic_config(url: str) -> AlembicConfig:

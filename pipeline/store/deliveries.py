@@ -19,12 +19,27 @@ from pipeline.store.tables import Delivery, utcnow
 __all__ = ["has_any", "insert_delivery"]
 
 
+_TABLE = Delivery.__table__
+# Built once: a statement of constant shape is compiled once and cached, its values bound per call.
+_INSERT = {
+    name: dialect.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_COLUMNS = ("provider", "delivery_id", "hook_id", "event", "repository", "project", "ref", "before", "after",
+            "body_sha256", "outcome", "reason")
+
+
 def insert_delivery(session: Session, **values: Any) -> int | None:
     """Insert a delivery row; ``None`` when an equal one was recorded before."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    values.setdefault("received_at", utcnow())
-    stmt = dialect.insert(Delivery).values(**values).on_conflict_do_nothing().returning(Delivery.id)
-    return session.execute(stmt).scalar_one_or_none()
+    unknown = set(values) - set(_COLUMNS)
+    if unknown:
+        raise TypeError(f"unknown delivery columns {sorted(unknown)}")
+    row = {column: values.get(column) for column in _COLUMNS}
+    row["hook_id"] = row["hook_id"] or ""
+    row["reason"] = row["reason"] or ""
+    row["received_at"] = utcnow()
+    connection = session.connection()
+    return connection.execute(_INSERT[connection.dialect.name], row).scalar_one_or_none()
 
 
 def has_any(session: Session, provider: str, hook_id: str) -> bool:
