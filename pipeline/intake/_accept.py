@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from pipeline.config import ProjectConfig
 from pipeline.intake._event import PushEvent
 from pipeline.intake._filters import needs_path_check, skip_reason
-from pipeline.store import builds, deliveries
+from pipeline.store import builds, deliveries, intake, utcnow
 
 __all__ = ["Accepted", "accept_pushes"]
 
@@ -40,6 +40,8 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
     given = str(delivery.pop("reason", "") or "")
     if not pushes:
         skipped = given or "no ref updates in the push"
+    if len(pushes) == 1 and len(wanted) == 1 and session.get_bind().dialect.name == "postgresql":
+        return _one_round_trip(session, name, project, wanted[0], trigger, delivery)
     first = pushes[0] if pushes else None
     delivery_id = deliveries.insert_delivery(
         session, project=name, outcome="queued" if wanted else "ignored", reason=skipped,
@@ -58,3 +60,20 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
         if superseded := builds.supersede_older(session, name, push.ref, build_id, running=project.supersede_running):
             log.info("project %s: builds %s superseded by %s", name, superseded, build_id)
     return Accepted("queued" if queued else "ignored", skipped, queued)
+
+
+def _one_round_trip(session: Session, name: str, project: ProjectConfig, push: PushEvent, trigger: str,
+                    delivery: dict[str, object]) -> Accepted:
+    """The common case (one branch push that builds) on PostgreSQL, as a single statement."""
+    recorded = intake.record_single_push(
+        session, now=utcnow(), supersede_running=project.supersede_running, project=name, ref=push.ref,
+        before=push.before, after=push.after, branch=push.branch, check_paths=needs_path_check(project, push),
+        trigger=trigger, provider=delivery["provider"], delivery_id=delivery["delivery_id"],
+        hook_id=delivery.get("hook_id") or "", event=delivery["event"], repository=delivery.get("repository"),
+        body_sha256=delivery.get("body_sha256"),
+    )
+    if recorded.delivery_id is None:
+        return Accepted("duplicate", "this delivery was received before")
+    if recorded.superseded:
+        log.info("project %s: builds %s superseded by %s", name, recorded.superseded, recorded.build_id)
+    return Accepted("queued", "", [recorded.build_id] if recorded.build_id is not None else [])

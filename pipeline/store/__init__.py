@@ -4,7 +4,7 @@ Query functions take a ``Session`` and never commit; the caller (an API dependen
 iteration, a CLI command) owns the transaction through ``Database.session()``.
 """
 
-from pipeline.store import builds, deliveries, jobs, projects
+from pipeline.store import builds, deliveries, intake, jobs, projects
 from pipeline.store.database import (
     Database,
     current_revision,
@@ -25,6 +25,7 @@ __all__ = [
     "current_revision",
     "deliveries",
     "head_revision",
+    "intake",
     "jobs",
     "migrate",
     "open_database",

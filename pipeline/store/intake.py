@@ -1,0 +1,59 @@
+"""The webhook hot path on PostgreSQL: record a delivery, queue its build and supersede older
+builds of the ref in one statement, one round trip (data-modifying CTEs).
+
+SQLite, and deliveries with several ref updates, take the general path in ``deliveries`` and
+``builds``; both paths write the same rows, and the intake tests run on both databases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+__all__ = ["Recorded", "record_single_push"]
+
+_SQL = {
+    running: text(f"""
+WITH d AS (
+    INSERT INTO webhook_deliveries (provider, delivery_id, hook_id, event, repository, project, ref, before,
+                                    after, body_sha256, outcome, reason, received_at)
+    VALUES (:provider, :delivery_id, :hook_id, :event, :repository, :project, :ref, :before, :after,
+            :body_sha256, 'queued', '', :now)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), b AS (
+    INSERT INTO builds (project, commit, branch, ref, before_commit, check_paths, trigger, delivery_id, status,
+                        build_args, tags, attempts, created_at, cache_from, layers, advice)
+    SELECT :project, :after, :branch, :ref, :before, :check_paths, :trigger, d.id, 'queued',
+           '{{}}', '[]', 0, :now, '[]', '[]', '[]'
+    FROM d
+    RETURNING id
+), s AS (
+    UPDATE builds SET status = 'superseded', error = 'superseded by build ' || b.id, finished_at = :now,
+                      lease_expires_at = NULL
+    FROM b
+    WHERE builds.project = :project AND builds.ref = :ref AND builds.id < b.id
+      AND builds.status IN ({"'queued', 'running'" if running else "'queued'"})
+    RETURNING builds.id
+)
+SELECT (SELECT id FROM d) AS delivery, (SELECT id FROM b) AS build,
+       (SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM s) AS superseded
+""")
+    for running in (False, True)
+}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    delivery_id: int | None  # None: an equal delivery was recorded before, nothing was written
+    build_id: int | None
+    superseded: list[int]
+
+
+def record_single_push(session: Session, *, now: dt.datetime, supersede_running: bool, **values: object) -> Recorded:
+    """One delivery with one ref update that passed the filters, written in one round trip."""
+    row = session.connection().execute(_SQL[supersede_running], {"now": now, **values}).one()
+    return Recorded(row.delivery, row.build, list(row.superseded))
