@@ -11,12 +11,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from fastapi.testclient import TestClient
 
-from pipeline.store import Database, migrate, open_database
+from pipeline.api import create_app
+from pipeline.config import Config
+from pipeline.store import Database, migrate, open_database, projects
 from tests.gitrepo import GitRepo
-from tests.services import DockerEngine, Postgres, Registry
+from tests.services import DockerEngine, Postgres, Registry, Service
 
 _counter = itertools.count()
 
@@ -33,10 +37,7 @@ def service_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres(service_root: Path) -> Iterator[Postgres]:
-    server = Postgres(service_root / "pg")
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(Postgres(service_root / "pg"), "/usr/lib/postgresql/15/bin/pg_ctl")
 
 
 @pytest.fixture(scope="session")
@@ -67,32 +68,31 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     postgres.drop_database(name)
 
 
+S = TypeVar("S", bound=Service)
+
+
+def _running(service: S, binary: str) -> Iterator[S]:
+    """Start a service for the whole session and stop it at the end."""
+    _need(binary)
+    service.start()
+    yield service
+    service.stop()
+
+
 @pytest.fixture(scope="session")
 def engine(service_root: Path) -> Iterator[DockerEngine]:
-    _need("dockerd")
-    server = DockerEngine(service_root / "engine")
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(DockerEngine(service_root / "engine"), "dockerd")
 
 
 @pytest.fixture(scope="session")
 def second_engine(service_root: Path) -> Iterator[DockerEngine]:
     """Another builder node with an empty cache, as a fresh machine in the pool would be."""
-    _need("dockerd")
-    server = DockerEngine(service_root / "engine2")
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(DockerEngine(service_root / "engine2"), "dockerd")
 
 
 @pytest.fixture(scope="session")
 def registry(service_root: Path) -> Iterator[Registry]:
-    _need("/usr/bin/docker-registry")
-    server = Registry(service_root / "registry")
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(Registry(service_root / "registry"), "/usr/bin/docker-registry")
 
 
 REGISTRY_USER, REGISTRY_PASSWORD = "builder", "pa55-w0rd-for-tests"
@@ -101,12 +101,16 @@ REGISTRY_USER, REGISTRY_PASSWORD = "builder", "pa55-w0rd-for-tests"
 @pytest.fixture(scope="session")
 def secure_registry(service_root: Path) -> Iterator[Registry]:
     """What a private registry looks like: TLS with its own CA, and basic auth."""
-    _need("/usr/bin/docker-registry")
-    server = Registry(service_root / "secure-registry", tls=True,
-                      htpasswd_users={REGISTRY_USER: REGISTRY_PASSWORD})
-    server.start()
-    yield server
-    server.stop()
+    server = Registry(service_root / "secure-registry", tls=True, htpasswd_users={REGISTRY_USER: REGISTRY_PASSWORD})
+    yield from _running(server, "/usr/bin/docker-registry")
+
+
+def app_client(db: Database, config: Config) -> Iterator[TestClient]:
+    """A test client of the real app on ``db``, with the config's projects recorded."""
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+    with TestClient(create_app(config, db)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -93,18 +93,25 @@ def test_build_secret_reaches_run_but_not_the_image_or_logs(
     assert skopeo_inspect(f"{registry.host}/acme/demo@{build.digest}", tls_verify=False)["Digest"] == build.digest
 
 
-def test_push_to_a_tls_registry_with_basic_auth(
-    tmp_path: Path, engine: DockerEngine, secure_registry: Registry, base_image: str, git_repo: GitRepo,
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _secure_config(tmp_path: Path, engine: DockerEngine, secure_registry: Registry, git_repo: GitRepo,
+                   monkeypatch: pytest.MonkeyPatch, password: str) -> Config:
+    """The demo project pushing to the TLS + basic-auth registry, credentials from the environment."""
     monkeypatch.setenv("SECURE_USER", REGISTRY_USER)
-    monkeypatch.setenv("SECURE_PASSWORD", REGISTRY_PASSWORD)
+    monkeypatch.setenv("SECURE_PASSWORD", password)
     data = project.config_data(data_dir=tmp_path / "data", registry_host=secure_registry.host,
                                engine_host=engine.host, repo_url=git_repo.url)
     data["registries"]["local"] = {"url": secure_registry.url, "ca_file": str(secure_registry.ca_file),
                                    "username_env": "SECURE_USER", "password_env": "SECURE_PASSWORD"}
+    return parse_config(data)
+
+
+def test_push_to_a_tls_registry_with_basic_auth(
+    tmp_path: Path, engine: DockerEngine, secure_registry: Registry, base_image: str, git_repo: GitRepo,
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _secure_config(tmp_path, engine, secure_registry, git_repo, monkeypatch, REGISTRY_PASSWORD)
     sha = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
-    build = _build(sqlite_db, parse_config(data), sha)
+    build = _build(sqlite_db, config, sha)
     assert build.status == "succeeded", build.error
     stored = skopeo_inspect(f"{secure_registry.host}/acme/demo:{sha}", tls_verify=True,
                             cert_dir=secure_registry.cert_dir, creds=secure_registry.creds())
@@ -116,14 +123,9 @@ def test_wrong_registry_password_fails_with_a_clear_error(
     tmp_path: Path, engine: DockerEngine, secure_registry: Registry, base_image: str, git_repo: GitRepo,
     sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SECURE_USER", REGISTRY_USER)
-    monkeypatch.setenv("SECURE_PASSWORD", "wrong-password")
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=secure_registry.host,
-                               engine_host=engine.host, repo_url=git_repo.url)
-    data["registries"]["local"] = {"url": secure_registry.url, "ca_file": str(secure_registry.ca_file),
-                                   "username_env": "SECURE_USER", "password_env": "SECURE_PASSWORD"}
+    config = _secure_config(tmp_path, engine, secure_registry, git_repo, monkeypatch, "wrong-password")
     sha = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
-    build = _build(sqlite_db, parse_config(data), sha)
+    build = _build(sqlite_db, config, sha)
     assert build.status == "failed"
     assert f"login to {secure_registry.host} as {REGISTRY_USER} failed" in build.error
     assert "wrong-password" not in build.error and "wrong-password" not in _log(sqlite_db, build.id)

@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from pipeline.api import create_app
 from pipeline.config import Config, parse_config
 from pipeline.intake import MAX_BODY_BYTES, receive
 from pipeline.store import Build, Database, Delivery, projects
 from tests import webhooks
+from tests.conftest import app_client
 
 SECRET = "It's a Secret to Everybody"
 REPO = "https://github.com/acme/app.git"
@@ -39,10 +39,7 @@ def config(monkeypatch: pytest.MonkeyPatch) -> Config:
 
 @pytest.fixture
 def client(db: Database, config: Config) -> Iterator[TestClient]:
-    with db.session() as session:
-        projects.sync_projects(session, config.projects)
-    with TestClient(create_app(config, db)) as test_client:
-        yield test_client
+    yield from app_client(db, config)
 
 
 def _count(db: Database, table: type) -> int:

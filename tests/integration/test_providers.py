@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from pipeline.api import create_app
 from pipeline.config import Config, parse_config
-from pipeline.store import Build, Database, Delivery, projects
+from pipeline.store import Build, Database, Delivery
 from tests import webhooks
+from tests.conftest import app_client
 
 SECRET = "provider-secret"
 SHA, SHA2 = "a" * 40, "b" * 40
@@ -41,10 +41,7 @@ def config(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Config:  # type: ignore
 
 @pytest.fixture
 def client(db: Database, config: Config) -> Iterator[TestClient]:
-    with db.session() as session:
-        projects.sync_projects(session, config.projects)
-    with TestClient(create_app(config, db)) as test_client:
-        yield test_client
+    yield from app_client(db, config)
 
 
 def _gh(secret, after, ref="refs/heads/main", delivery_id=None):  # type: ignore[no-untyped-def]
