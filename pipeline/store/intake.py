@@ -3,6 +3,10 @@ builds of the ref in one statement, one round trip (data-modifying CTEs).
 
 SQLite, and deliveries with several ref updates, take the general path in ``deliveries`` and
 ``builds``; both paths write the same rows, and the intake tests run on both databases.
+
+Queued builds another delivery is superseding right now are skipped (``SKIP LOCKED``) instead
+of waited for: that delivery supersedes them anyway, and a burst of pushes to one branch no
+longer queues up behind row locks. Running builds are waited for, so none is missed.
 """
 
 from __future__ import annotations
@@ -35,8 +39,12 @@ WITH d AS (
     UPDATE builds SET status = 'superseded', error = 'superseded by build ' || b.id, finished_at = :now,
                       lease_expires_at = NULL
     FROM b
-    WHERE builds.project = :project AND builds.ref = :ref AND builds.id < b.id
-      AND builds.status IN ({"'queued', 'running'" if running else "'queued'"})
+    WHERE builds.id IN (
+        SELECT older.id FROM builds AS older
+        WHERE older.project = :project AND older.ref = :ref AND older.id < (SELECT id FROM b)
+          AND older.status IN ({"'queued', 'running'" if running else "'queued'"})
+        FOR UPDATE OF older {"" if running else "SKIP LOCKED"}
+    )
     RETURNING builds.id
 )
 SELECT (SELECT id FROM d) AS delivery, (SELECT id FROM b) AS build,

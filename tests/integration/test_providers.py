@@ -202,3 +202,19 @@ def test_unsigned_pushes_only_for_projects_that_allow_them(client: TestClient, d
     payload = webhooks.github_push("acme/open", "https://github.com/acme/open.git", after=SHA)
     assert _post(client, "github", *webhooks.github_delivery(payload, None)).status_code == 202
     assert [b.project for b in _builds(db)] == ["open"]
+
+
+def test_supersede_running_also_takes_the_running_build(db: Database, config: Config) -> None:
+    import datetime as dt
+
+    from pipeline.store import jobs
+    data = config.model_dump(mode="json")
+    data["projects"]["github"]["supersede_running"] = True
+    eager = parse_config(data)
+    for client in app_client(db, eager):
+        _post(client, "github", *_gh(SECRET, "1" * 40))
+        with db.session(immediate=True) as session:
+            running = jobs.claim(session, jobs.BUILDS, "w", dt.timedelta(seconds=60))
+        _post(client, "github", *_gh(SECRET, "2" * 40))
+    first, second = _builds(db)
+    assert first.id == running and first.status == "superseded" and second.status == "queued"
