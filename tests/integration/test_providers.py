@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -9,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from pipeline.config import Config, parse_config
-from pipeline.store import Build, Database, Delivery
+from pipeline.store import Build, Database, Delivery, jobs
 from tests import webhooks
 from tests.conftest import app_client
 
@@ -205,9 +206,6 @@ def test_unsigned_pushes_only_for_projects_that_allow_them(client: TestClient, d
 
 
 def test_supersede_running_also_takes_the_running_build(db: Database, config: Config) -> None:
-    import datetime as dt
-
-    from pipeline.store import jobs
     data = config.model_dump(mode="json")
     data["projects"]["github"]["supersede_running"] = True
     eager = parse_config(data)
