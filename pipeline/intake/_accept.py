@@ -64,7 +64,13 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
 
 def _one_round_trip(session: Session, name: str, project: ProjectConfig, push: PushEvent, trigger: str,
                     delivery: dict[str, object]) -> Accepted:
-    """The common case (one branch push that builds) on PostgreSQL, as a single statement."""
+    """The common case (one branch push that builds) on PostgreSQL, as a single statement.
+
+    One statement is atomic by itself: when it opens the transaction, it runs in autocommit,
+    which saves the BEGIN and COMMIT round trips as well.
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     recorded = intake.record_single_push(
         session, now=utcnow(), supersede_running=project.supersede_running, project=name, ref=push.ref,
         before=push.before, after=push.after, branch=push.branch, check_paths=needs_path_check(project, push),
