@@ -7,7 +7,6 @@ import re
 from pipeline import source
 from pipeline.config import Config
 from pipeline.errors import InvalidRequest, NotFound
-from pipeline.intake import PushEvent
 from pipeline.store import Build, Database, builds
 
 __all__ = ["request_build"]
@@ -36,7 +35,7 @@ def request_build(db: Database, config: Config, project_name: str, *, ref: str |
         commit = commit or refs[full]
     else:
         full = f"refs/heads/{project.default_branch}"
-    push = PushEvent(ref=full, before="0" * 40, after=commit)  # type: ignore[arg-type]
+    branch = full.removeprefix("refs/heads/") if full.startswith("refs/heads/") else None
     with db.session() as session:
-        return builds.create_build(session, project=project_name, commit=push.after, ref=push.ref,
-                                   branch=push.branch, trigger=actor)
+        return builds.create_build(session, project=project_name, commit=commit, ref=full,  # type: ignore[arg-type]
+                                   branch=branch, trigger=actor)

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, NotFound
 
 __all__ = [
     "BuildConfig",
@@ -347,8 +347,6 @@ class Config(_Model):
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'pipeline.db'}"
 
     def project(self, name: str) -> ProjectConfig:
-        from pipeline.errors import NotFound
-
         try:
             return self.projects[name]
         except KeyError:

@@ -51,13 +51,14 @@ import re
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from tests.services import free_port, log_tail
 
 SSHD = Path("/usr/sbin/sshd")
 SSH = Path("/usr/bin/ssh")
@@ -122,17 +123,6 @@ def _check_path(path: Path) -> str:
     return text
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"(no log: {exc})"
 
 
 def _keygen(private_key: Path, comment: str) -> None:
@@ -246,7 +236,7 @@ class SshGitServer:
         last_error: RuntimeError | None = None
         for _attempt in range(3):  # a free port can be taken before sshd binds it
             try:
-                self._launch(_free_port())
+                self._launch(free_port())
                 return self
             except RuntimeError as exc:
                 if "Address already in use" not in str(exc):
@@ -269,11 +259,11 @@ class SshGitServer:
         while not self._pid_file_ready(proc.pid):
             if proc.poll() is not None:
                 raise RuntimeError(f"sshd exited with {proc.returncode} on port {port}:\n"
-                                   f"{_tail(self.log_path)}")
+                                   f"{log_tail(self.log_path)}")
             if time.monotonic() > deadline:
                 self._terminate(proc, [])
                 raise RuntimeError(f"sshd did not start in {START_TIMEOUT}s:\n"
-                                   f"{_tail(self.log_path)}")
+                                   f"{log_tail(self.log_path)}")
             time.sleep(0.01)
         self._proc, self._port = proc, port
 

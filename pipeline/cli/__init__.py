@@ -59,6 +59,17 @@ def _sync_projects(db: Database, config: Config) -> None:
         projects.sync_projects(session, config.projects)
 
 
+def _start(config_path: Path | None, *, migrate_embedded: bool = False) -> tuple[Config, Database]:
+    """What every long-running command does first: logging, config, a current schema, projects."""
+    _setup_logging()
+    cfg, db = _open(config_path)
+    if migrate_embedded and db.dialect == "sqlite":
+        migrate(db)
+    _require_current_schema(db)
+    _sync_projects(db, cfg)
+    return cfg, db
+
+
 @app.command("migrate")
 def migrate_command(config: ConfigOption = None) -> None:
     """Bring the database schema to the latest migration."""
@@ -74,9 +85,7 @@ def worker_command(config: ConfigOption = None) -> None:
     from workers.build_worker import BuildWorker
     from workers.scheduler import start_scheduler
 
-    _setup_logging()
-    cfg, db = _open(config)
-    _require_current_schema(db)
+    cfg, db = _start(config)
     worker = BuildWorker(db, cfg)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     scheduler = start_scheduler(db, cfg)
@@ -105,11 +114,8 @@ def api_command(
 
     import uvicorn
 
-    _setup_logging()
-    cfg, db = _open(config)
-    _require_current_schema(db)
-    _sync_projects(db, cfg)
-    db.dispose()
+    _, db = _start(config)
+    db.dispose()  # each API process opens its own pool
     if config is not None and not os.environ.get("PIPELINE_CONFIG"):
         os.environ["PIPELINE_CONFIG"] = str(Path(config).resolve())
     uvicorn.run("pipeline.api:app_from_env", factory=True, host=host, port=port, workers=processes,
@@ -131,12 +137,7 @@ def serve_command(
     from workers.build_worker import BuildWorker
     from workers.scheduler import start_scheduler
 
-    _setup_logging()
-    cfg, db = _open(config)
-    if db.dialect == "sqlite":
-        migrate(db)
-    _require_current_schema(db)
-    _sync_projects(db, cfg)
+    cfg, db = _start(config, migrate_embedded=True)
     pool = [BuildWorker(db, cfg) for _ in range(workers)]
     threads = [threading.Thread(target=w.run_forever, name=f"worker-{i}", daemon=True) for i, w in enumerate(pool)]
     for thread in threads:

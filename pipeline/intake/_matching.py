@@ -7,6 +7,7 @@ path alone is a fallback only when exactly one project has it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ __all__ = ["match_project", "normalize_repo"]
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
 
 
+@functools.lru_cache(maxsize=4096)  # configured URLs are normalized on every delivery
 def normalize_repo(url: str) -> tuple[str, str]:
     """``(host, path)`` with case, scheme, credentials, ``.git`` and slashes folded away."""
     url = url.strip()

@@ -42,20 +42,10 @@ def create_build(
     before_commit: str | None = None,
     check_paths: bool = False,
 ) -> Build:
-    build = Build(
-        project=project,
-        commit=commit,
-        ref=ref,
-        branch=branch,
-        trigger=trigger,
-        delivery_id=delivery_id,
-        before_commit=before_commit,
-        check_paths=check_paths,
-        status="queued",
-    )
-    session.add(build)
-    session.flush()
-    return build
+    """Queue a build and return its row (``queue_build`` when only the id is needed)."""
+    build_id = queue_build(session, project=project, commit=commit, ref=ref, branch=branch, trigger=trigger,
+                           delivery_id=delivery_id, before_commit=before_commit, check_paths=check_paths)
+    return get_build(session, build_id)
 
 
 _T = Build.__table__
