@@ -13,13 +13,16 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
     │   └── UnsupportedMediaType 415
     ├── NotFound            404
     ├── Conflict            409
-    │   └── LeaseLost               (another worker owns the job now)
+    │   ├── LeaseLost               (another worker owns the job now)
+    │   └── PolicyViolation         (a promotion the environment's policy refuses)
+    ├── SigningError        422     (a key that cannot be read, a signature that does not verify)
     └── UpstreamError       502     (retryable unless said otherwise)
         ├── GitError
         ├── BuildError              (the Dockerfile failed: not retryable)
         ├── EngineError             (Docker engine unreachable: retryable)
         └── RegistryError
-            └── RegistryAuthError   (credentials refused: not retryable)
+            ├── RegistryAuthError   (credentials refused: not retryable)
+            └── RegistryRefused     (a 4xx answer such as MANIFEST_BLOB_UNKNOWN: not retryable)
 """
 
 from __future__ import annotations
@@ -39,8 +42,11 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PipelineError",
+    "PolicyViolation",
     "RegistryAuthError",
     "RegistryError",
+    "RegistryRefused",
+    "SigningError",
     "UnsupportedMediaType",
     "UpstreamError",
 ]
@@ -109,6 +115,17 @@ class LeaseLost(Conflict):
     title = "Lease lost"
 
 
+class PolicyViolation(Conflict):
+    type = "/problems/policy"
+    title = "Promotion refused by policy"
+
+
+class SigningError(PipelineError):
+    status = 422
+    type = "/problems/signing"
+    title = "Signing or verification failed"
+
+
 class UpstreamError(PipelineError):
     status = 502
     type = "/problems/upstream"
@@ -135,4 +152,9 @@ class RegistryError(UpstreamError):
 
 class RegistryAuthError(RegistryError):
     title = "Registry refused the credentials"
+    retryable = False
+
+
+class RegistryRefused(RegistryError):
+    title = "Registry refused the request"
     retryable = False

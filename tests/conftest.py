@@ -20,7 +20,8 @@ from pipeline.api import create_app
 from pipeline.config import Config
 from pipeline.store import Database, migrate, open_database, projects
 from tests.gitrepo import GitRepo
-from tests.services import DockerEngine, Postgres, Registry, Service
+from tests.services import DOCKER_REGISTRY, DockerEngine, Postgres, Registry, Service
+from tests.token_server import TokenServer
 
 _counter = itertools.count()
 
@@ -96,6 +97,33 @@ def registry(service_root: Path) -> Iterator[Registry]:
 
 
 REGISTRY_USER, REGISTRY_PASSWORD = "builder", "pa55-w0rd-for-tests"
+
+
+TOKEN_USERS = {"alice": "alice-secret", "bob": "bob-secret"}
+TOKEN_GRANTS = {"bob": {"team/*": ["pull"]}}  # alice has no entry: pull and push everywhere
+
+
+@pytest.fixture(scope="session")
+def token_server(service_root: Path) -> Iterator[TokenServer]:
+    """A token service as Docker Hub, GHCR and Quay run one (ES256 JWTs, scoped grants)."""
+    server = TokenServer(service_root / "token-server", users=TOKEN_USERS, grants=TOKEN_GRANTS)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(service_root: Path, token_server: TokenServer) -> Iterator[Registry]:
+    """A TLS registry behind the Bearer-token challenge flow of public registries."""
+    server = Registry(service_root / "token-registry", tls=True, token_auth=token_server.registry_auth())
+    yield from _running(server, DOCKER_REGISTRY)
+
+
+@pytest.fixture(scope="session")
+def http_token_registry(service_root: Path, token_server: TokenServer) -> Iterator[Registry]:
+    """The same token flow without TLS (the same token server: its tokens are good for both)."""
+    server = Registry(service_root / "token-registry-http", token_auth=token_server.registry_auth())
+    yield from _running(server, DOCKER_REGISTRY)
 
 
 @pytest.fixture(scope="session")

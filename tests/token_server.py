@@ -12,8 +12,21 @@ Two ways to ask, both as public registries offer them:
 * ``GET /token?service=S&scope=repository:NAME:ACTIONS[&scope=...]`` with basic auth (docker,
   skopeo). A scope parameter may also hold several scopes separated by spaces.
 * ``POST /token`` with a form ``grant_type=password&username=U&password=P&service=S&scope=...``
-  (the OAuth2 password grant that containerd and BuildKit try first). No refresh tokens are
-  issued, so other grant types are refused with 400.
+  (the OAuth2 password grant that containerd and BuildKit try first). With ``access_type=offline``
+  the answer also holds a ``refresh_token`` (what ``docker login`` stores as an identity token).
+* ``POST /token`` with ``grant_type=refresh_token&refresh_token=R&client_id=C&service=S&scope=...``
+  (how Docker and ``pipeline.registry.RegistryAuth`` use an identity token). R is one this server
+  issued, one configured per user (``refresh_tokens={user: token}``) or one minted with
+  ``issue_refresh_token(user)``; an unknown or revoked one is ``400 invalid_grant``, a missing
+  ``client_id`` ``400 invalid_request`` (distribution's OAuth2 spec requires it), any other grant
+  type ``400 unsupported_grant_type``.
+
+Answers follow distribution's token spec: GET gives ``{token, access_token, expires_in,
+issued_at}``, POST ``{access_token, token, scope, expires_in, issued_at[, refresh_token]}``.
+
+Every request is recorded in ``calls`` (method, grant type, user, scopes, client_id, status) so
+a test can tell which flow a client used; ``requests`` and ``rejected`` keep the older, coarser
+record (issued tokens and 401s, as ``(user, scopes)``).
 
 Policy: each requested scope gets the intersection of the actions asked for and what
 ``grants[user]`` allows; a user without an entry in ``grants`` gets pull and push on every
@@ -58,6 +71,17 @@ class TokenRequest(NamedTuple):
     """One request for a token: who asked (None = anonymous) and the scopes, as sent."""
     user: str | None
     scopes: tuple[str, ...]
+
+
+class TokenCall(NamedTuple):
+    """One request to /token, whatever came of it. grant_type is None for GET; user is who the
+    credentials named (the owner of a refresh token, None when unknown or anonymous)."""
+    method: str
+    grant_type: str | None
+    user: str | None
+    scopes: tuple[str, ...]
+    client_id: str | None
+    status: int
 
 
 class Scope(NamedTuple):
@@ -116,8 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"errors": [{"code": "NOT_FOUND", "message": url.path}]})
             return
         params = parse_qs(url.query, keep_blank_values=True)
-        status, body, headers = self.server.owner._answer_get(
-            params, self.headers.get("Authorization"))
+        owner = self.server.owner
+        status, body, headers, user = owner._answer_get(params, self.headers.get("Authorization"))
+        owner._record(TokenCall("GET", None, user, tuple(split_scopes(params.get("scope", []))),
+                                None, status))
         self._send(status, body, headers)
 
     def do_POST(self) -> None:
@@ -128,7 +154,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"errors": [{"code": "NOT_FOUND", "message": url.path}]})
             return
         form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
-        status, body, headers = self.server.owner._answer_post(form)
+        owner = self.server.owner
+        status, body, headers, user = owner._answer_post(form)
+        owner._record(TokenCall("POST", form.get("grant_type", [""])[-1], user,
+                                tuple(split_scopes(form.get("scope", []))),
+                                form.get("client_id", [None])[-1], status))
         self._send(status, body, headers)
 
     def _send(self, status: int, body: Mapping[str, Any],
@@ -154,7 +184,8 @@ class TokenServer:
     def __init__(self, base_dir: str | Path, *, users: Mapping[str, str],
                  service: str = "test-registry", issuer: str = "test-issuer",
                  grants: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
-                 anonymous_pull: bool = False, expires_in: int = 300) -> None:
+                 anonymous_pull: bool = False, expires_in: int = 300,
+                 refresh_tokens: Mapping[str, str] | None = None) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.users = dict(users)
@@ -167,6 +198,10 @@ class TokenServer:
         self.log_path = self.base_dir / "token-server.log"
         self.requests: list[TokenRequest] = []  # every token issued, in order
         self.rejected: list[TokenRequest] = []  # every 401 (bad or missing credentials)
+        self.calls: list[TokenCall] = []  # every request to /token, with its status
+        # refresh token -> user: configured ones, then those issued by the password grant
+        self._refresh_tokens: dict[str, str] = {
+            token: user for user, token in (refresh_tokens or {}).items()}
         self._lock = threading.Lock()
         self._key = ec.generate_private_key(ec.SECP256R1())
         self.public_key = self._key.public_key()
@@ -218,10 +253,26 @@ class TokenServer:
         self.stop()
 
     def clear_log(self) -> None:
-        """Forget the requests seen so far (issued and rejected)."""
+        """Forget the requests seen so far (issued, rejected and every call)."""
         with self._lock:
             self.requests.clear()
             self.rejected.clear()
+            self.calls.clear()
+
+    # -- refresh tokens (identity tokens) ---------------------------------------------------
+
+    def issue_refresh_token(self, user: str) -> str:
+        """A new refresh token for `user`, as the password grant with access_type=offline
+        would hand out (a test's shortcut for `docker login`)."""
+        token = "rt-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._refresh_tokens[token] = user
+        return token
+
+    def revoke_refresh_token(self, token: str) -> None:
+        """Forget a refresh token: using it afterwards is 400 invalid_grant."""
+        with self._lock:
+            self._refresh_tokens.pop(token, None)
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -266,33 +317,57 @@ class TokenServer:
     # -- the HTTP endpoint -----------------------------------------------------------------
 
     def _answer_get(self, params: Mapping[str, list[str]], authorization: str | None,
-                    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+                    ) -> tuple[int, dict[str, Any], dict[str, str], str | None]:
         scopes = split_scopes(params.get("scope", []))
         try:
             credentials = _basic_credentials(authorization)
         except ValueError as exc:
-            return self._unauthorized(None, scopes, str(exc))
-        return self._issue(params.get("service", [""])[-1], scopes, credentials, oauth=False)
+            return (*self._unauthorized(None, scopes, str(exc)), None)
+        user = credentials[0] if credentials else None
+        return (*self._issue(params.get("service", [""])[-1], scopes, credentials, oauth=False),
+                user)
 
     def _answer_post(self, form: Mapping[str, list[str]],
-                     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        grant_type = form.get("grant_type", [""])[-1]
-        if grant_type != "password":
-            return 400, {"error": "unsupported_grant_type",
-                         "error_description": f"grant_type {grant_type!r}: only password"}, {}
+                     ) -> tuple[int, dict[str, Any], dict[str, str], str | None]:
+        def last(name: str) -> str:
+            return form.get(name, [""])[-1]
+        grant_type = last("grant_type")
         scopes = split_scopes(form.get("scope", []))
-        credentials = (form.get("username", [""])[-1], form.get("password", [""])[-1])
-        return self._issue(form.get("service", [""])[-1], scopes, credentials, oauth=True)
+        offline = last("access_type") == "offline"
+        if grant_type == "password":
+            credentials = (last("username"), last("password"))
+            return (*self._issue(last("service"), scopes, credentials, oauth=True,
+                                 offline=offline), credentials[0])
+        if grant_type == "refresh_token":
+            refresh_token = last("refresh_token")
+            with self._lock:
+                user = self._refresh_tokens.get(refresh_token) if refresh_token else None
+            if not last("client_id"):
+                return 400, {"error": "invalid_request",
+                             "error_description": "client_id is required"}, {}, user
+            if user is None:
+                return 400, {"error": "invalid_grant",
+                             "error_description": "unknown or revoked refresh token"}, {}, None
+            return (*self._issue(last("service"), scopes, None, oauth=True, user=user,
+                                 refresh_token=refresh_token if offline else None), user)
+        return 400, {"error": "unsupported_grant_type",
+                     "error_description": f"grant_type {grant_type!r}: only password and "
+                                          "refresh_token"}, {}, None
 
     def _issue(self, service: str, scopes: list[str], credentials: tuple[str, str] | None,
-               *, oauth: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
+               *, oauth: bool, offline: bool = False, user: str | None = None,
+               refresh_token: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """A token for `credentials` (checked here), or for `user` when a refresh token already
+        authenticated them. `offline`: also issue a new refresh token (password grant);
+        `refresh_token`: hand back that one (refresh grant with access_type=offline)."""
         if service and service != self.service:
             return 400, {"errors": [{"code": "UNSUPPORTED",
                                      "message": f"unknown service {service!r}"}]}, {}
-        if credentials is None:
+        if user is not None:
+            pass  # authenticated by its refresh token
+        elif credentials is None:
             if not self.anonymous_pull:
                 return self._unauthorized(None, scopes, "authentication required")
-            user: str | None = None
         else:
             name, password = credentials
             expected = self.users.get(name)
@@ -312,7 +387,15 @@ class TokenServer:
                                 "issued_at": _rfc3339(now)}
         if oauth:
             body["scope"] = " ".join(scopes)
+            if offline and user is not None:
+                refresh_token = self.issue_refresh_token(user)
+            if refresh_token:
+                body["refresh_token"] = refresh_token
         return 200, body, {}
+
+    def _record(self, call: TokenCall) -> None:
+        with self._lock:
+            self.calls.append(call)
 
     def _unauthorized(self, user: str | None, scopes: list[str], why: str,
                       ) -> tuple[int, dict[str, Any], dict[str, str]]:

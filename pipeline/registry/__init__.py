@@ -1,15 +1,33 @@
 """Registry access without a Docker daemon (OCI distribution API over httpx)."""
 
 from pipeline.registry._auth import Challenge, RegistryAuth, TokenCache, parse_challenge
-from pipeline.registry._client import MANIFEST_TYPES, Manifest, ManifestInfo, RegistryClient
+from pipeline.registry._client import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    Manifest,
+    ManifestInfo,
+    RegistryClient,
+)
+from pipeline.registry._copy import CopyReport, copy_image
+from pipeline.registry._credentials import Credentials, docker_config_credentials, resolve_credentials
+from pipeline.registry._retry import RateLimiter, RetryTransport, retry_after_seconds
 
 __all__ = [
+    "INDEX_TYPES",
     "MANIFEST_TYPES",
     "Challenge",
+    "CopyReport",
+    "Credentials",
     "Manifest",
     "ManifestInfo",
+    "RateLimiter",
     "RegistryAuth",
     "RegistryClient",
+    "RetryTransport",
     "TokenCache",
+    "copy_image",
+    "docker_config_credentials",
     "parse_challenge",
+    "resolve_credentials",
+    "retry_after_seconds",
 ]

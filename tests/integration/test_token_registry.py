@@ -22,11 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pipeline.config import RegistryConfig
 from pipeline.errors import RegistryAuthError
 from pipeline.registry import RegistryClient
-from tests.services import DOCKER_REGISTRY, SKOPEO, DockerEngine, Registry, skopeo_inspect
+from tests.conftest import TOKEN_USERS as USERS
+from tests.services import DockerEngine, Registry, skopeo_inspect
 from tests.token_server import TokenRequest, TokenServer, parse_scope
 
-USERS = {"alice": "alice-secret", "bob": "bob-secret"}
-GRANTS = {"bob": {"team/*": ["pull"]}}  # alice has no entry: pull and push everywhere
 IMAGE = "team/busybox:1"
 
 
@@ -34,35 +33,6 @@ class Pushed(NamedTuple):
     ref: str
     digest: str
     requests: list[TokenRequest]  # what the push asked the token server for
-
-
-@pytest.fixture(scope="session")
-def token_server(service_root: Path) -> Iterator[TokenServer]:
-    server = TokenServer(service_root / "token-server", users=USERS, grants=GRANTS)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def token_registry(service_root: Path, token_server: TokenServer) -> Iterator[Registry]:
-    for binary in (DOCKER_REGISTRY, SKOPEO):
-        if not Path(binary).exists():
-            pytest.fail(f"{binary} is missing: run `bash scripts/install-test-deps.sh` (as root)")
-    server = Registry(service_root / "token-registry", tls=True,
-                      token_auth=token_server.registry_auth())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def http_token_registry(service_root: Path, token_server: TokenServer) -> Iterator[Registry]:
-    """The same token flow without TLS (the same token server: its tokens are good for both)."""
-    server = Registry(service_root / "token-registry-http", token_auth=token_server.registry_auth())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,16 @@ distribution registries in tests/integration.
 
 from __future__ import annotations
 
+import base64
 import json
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
 from pipeline.errors import RegistryAuthError
 from pipeline.registry import RegistryAuth, TokenCache, parse_challenge
+from pipeline.registry._credentials import Credentials
 
 
 def test_parse_challenge_handles_quotes_commas_and_case() -> None:
@@ -72,15 +75,106 @@ def test_bearer_token_is_fetched_once_per_scope_set_and_reused() -> None:
     ],
 )
 def test_broken_token_services_are_clear_errors(answer: httpx.Response, words: str) -> None:
-    with httpx.Client(transport=_registry([answer], []), base_url="https://reg.test") as client:
-        with pytest.raises(Exception, match=words) as info:
-            client.get("/v2/", auth=RegistryAuth("reg.test", ("u", "p"), ["repository:a:pull"], TokenCache()))
+    with (httpx.Client(transport=_registry([answer], []), base_url="https://reg.test") as client,
+          pytest.raises(Exception, match=words) as info):
+        client.get("/v2/", auth=RegistryAuth("reg.test", ("u", "p"), ["repository:a:pull"], TokenCache()))
     assert "u" in str(info.value) or "reg.test" in str(info.value)
 
 
 def test_refused_basic_credentials_raise_auth_error() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="reg"'})
-    with httpx.Client(transport=httpx.MockTransport(handle), base_url="https://reg.test") as client:
-        with pytest.raises(RegistryAuthError, match="refused the password of u"):
-            client.get("/v2/", auth=RegistryAuth("reg.test", ("u", "p"), [], TokenCache()))
+    with (httpx.Client(transport=httpx.MockTransport(handle), base_url="https://reg.test") as client,
+          pytest.raises(RegistryAuthError, match="refused the password of u")):
+        client.get("/v2/", auth=RegistryAuth("reg.test", ("u", "p"), [], TokenCache()))
+
+
+# -- identity tokens (OAuth2 refresh tokens) -------------------------------------------------
+
+TOKEN = "refresh-0123456789abcdef"
+
+
+def _form(request: httpx.Request) -> dict[str, list[str]]:
+    return parse_qs(request.content.decode(), keep_blank_values=True)
+
+
+def test_an_identity_token_is_exchanged_with_an_oauth2_post() -> None:
+    seen: list[httpx.Request] = []
+    answers = [httpx.Response(200, json={"access_token": "good-1", "expires_in": 300,
+                                         "scope": "repository:a:pull"})]
+    cache = TokenCache()
+    credentials = Credentials("", "", TOKEN)
+    with httpx.Client(transport=_registry(answers, seen), base_url="https://reg.test") as client:
+        auth = RegistryAuth("reg.test", credentials, ["repository:b:pull,push", "repository:a:pull"],
+                            cache)
+        assert client.get("/v2/a/manifests/1", auth=auth).status_code == 200
+        assert client.get("/v2/a/manifests/2", auth=auth).status_code == 200  # cached
+    tokens = [r for r in seen if r.url.path == "/token"]
+    assert len(tokens) == 1
+    post = tokens[0]
+    assert post.method == "POST" and not post.url.query
+    assert post.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert "authorization" not in post.headers, "the refresh token goes in the form only"
+    assert _form(post) == {"grant_type": ["refresh_token"], "refresh_token": [TOKEN],
+                           "client_id": ["pipeline"], "service": ["reg.test"],
+                           "scope": ["repository:a:pull repository:b:pull,push"]}
+    assert seen[-1].headers["authorization"] == "Bearer good-1"
+
+
+def test_an_identity_token_with_a_username_still_uses_the_refresh_grant() -> None:
+    # What `docker login` leaves in auths: "user:" plus identitytoken.
+    seen: list[httpx.Request] = []
+    answers = [httpx.Response(200, json={"access_token": "good-1"})]
+    with httpx.Client(transport=_registry(answers, seen), base_url="https://reg.test") as client:
+        auth = RegistryAuth("reg.test", Credentials("alice", "", TOKEN), [], TokenCache())
+        assert client.get("/v2/", auth=auth).status_code == 200
+    (post,) = [r for r in seen if r.url.path == "/token"]
+    form = _form(post)
+    assert post.method == "POST" and form["grant_type"] == ["refresh_token"]
+    assert form["scope"] == ["ignored:x:pull"], "without scopes of our own, the challenge's"
+    assert "username" not in form and "password" not in form
+
+
+def test_a_password_keeps_using_get_with_basic_auth() -> None:
+    seen: list[httpx.Request] = []
+    answers = [httpx.Response(200, json={"token": "good-1"})]
+    with httpx.Client(transport=_registry(answers, seen), base_url="https://reg.test") as client:
+        auth = RegistryAuth("reg.test", Credentials("u", "p"), ["repository:a:pull"], TokenCache())
+        assert client.get("/v2/a/manifests/1", auth=auth).status_code == 200
+    (get,) = [r for r in seen if r.url.path == "/token"]
+    assert get.method == "GET" and get.url.params.get_list("scope") == ["repository:a:pull"]
+    assert get.headers["authorization"] == "Basic " + base64.b64encode(b"u:p").decode()
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (httpx.Response(400, json={"error": "invalid_grant", "error_description": TOKEN}),
+         r"refused the identity token for repository:a:pull \(400: invalid_grant\)"),
+        (httpx.Response(401, json={}), r"refused the identity token .*\(401\)"),
+        (httpx.Response(403), r"refused the identity token .*\(403\)"),
+    ],
+)
+def test_a_refused_identity_token_is_an_auth_error_without_the_token(
+        answer: httpx.Response, words: str) -> None:
+    seen: list[httpx.Request] = []
+    with (httpx.Client(transport=_registry([answer], seen), base_url="https://reg.test") as client,
+          pytest.raises(RegistryAuthError, match=words) as info):
+        client.get("/v2/", auth=RegistryAuth("reg.test", Credentials("", "", TOKEN),
+                                            ["repository:a:pull"], TokenCache()))
+    assert TOKEN not in str(info.value) and "docker login reg.test" in str(info.value)
+    assert [r.method for r in seen if r.url.path == "/token"] == ["POST"], "no fallback to GET"
+
+
+def test_a_basic_challenge_with_only_an_identity_token_is_a_clear_error() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="reg"'})
+    with (httpx.Client(transport=httpx.MockTransport(handle), base_url="https://reg.test") as client,
+          pytest.raises(RegistryAuthError, match="identity token.*Bearer") as info):
+        client.get("/v2/", auth=RegistryAuth("reg.test", Credentials("", "", TOKEN), [],
+                                            TokenCache()))
+    assert TOKEN not in str(info.value)
+    assert len(seen) == 1 and "authorization" not in seen[0].headers
