@@ -34,6 +34,7 @@ __all__ = [
     "TEMPLATE_FIELDS",
     "Config",
     "DockerConfig",
+    "ENVIRONMENT_TAG_FIELDS",
     "EnvironmentConfig",
     "GitConfig",
     "ImageConfig",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_REPOSITORY = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
 TEMPLATE_FIELDS = frozenset({
     "branch", "tag", "sha", "short_sha", "build_id", "timestamp", "project",
     "version", "semver", "semver_minor", "semver_major",
@@ -71,6 +73,9 @@ class RegistryConfig(_Model):
     ca_file: Path | None = None
     username_env: str | None = None
     password_env: str | None = None
+    docker_config: Path | None = None  # a DOCKER_CONFIG directory to take credentials from
+    requests_per_second: float | None = Field(default=None, gt=0)
+    chunk_size_mb: int | None = Field(default=None, ge=1, le=1024)  # upload in PATCH chunks
 
     @field_validator("url")
     @classmethod
@@ -174,7 +179,7 @@ class BuildOverride(_Model):
 
 class ImageConfig(_Model):
     registry: str
-    repository: str = Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+    repository: str = Field(pattern=_REPOSITORY)
 
 
 class GitOpsConfig(_Model):
@@ -186,16 +191,29 @@ class GitOpsConfig(_Model):
     key: str | None = None
 
 
+ENVIRONMENT_TAG_FIELDS = frozenset({"environment", "project", "sha", "short_sha", "branch", "build_id"})
+
+
 class EnvironmentConfig(_Model):
+    """A stage images are promoted into: where the digest goes and what must hold first."""
+
     name: Annotated[str, Field(pattern=_NAME)]
     registry: str
-    repository: str
+    repository: str = Field(pattern=_REPOSITORY)
     tag: str = "{environment}"
-    auto: bool = False
-    requires: str | None = None
+    auto: bool = False  # promote every successful build (first stage) or arrival upstream (later ones)
+    requires: str | None = None  # the environment a digest must have reached first
     sign: bool = False
     verify: list[Path] = Field(default_factory=list)
     gitops: GitOpsConfig | None = None
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_placeholders(cls, tag: str) -> str:
+        unknown = set(re.findall(r"{([^}]*)}", tag)) - ENVIRONMENT_TAG_FIELDS
+        if unknown:
+            raise ValueError(f"tag template {tag!r} uses {sorted(unknown)}; known: {sorted(ENVIRONMENT_TAG_FIELDS)}")
+        return tag
 
 
 class PathFilter(_Model):
@@ -278,6 +296,25 @@ class ProjectConfig(_Model):
             _check_placeholders(tag, "tag template")
         return tags
 
+    @field_validator("environments")
+    @classmethod
+    def _stages_form_a_chain(cls, environments: list[EnvironmentConfig]) -> list[EnvironmentConfig]:
+        seen: set[str] = set()
+        for env in environments:
+            if env.name in seen:
+                raise ValueError(f"environment {env.name!r} is defined twice")
+            if env.requires is not None and env.requires not in seen:
+                raise ValueError(f"environment {env.name!r} requires {env.requires!r}, which must be "
+                                 f"defined before it (defined so far: {sorted(seen)})")
+            seen.add(env.name)
+        return environments
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise NotFound(f"project has no environment {name!r} (defined: {[e.name for e in self.environments]})")
+
     def build_for(self, branch: str | None) -> BuildConfig:
         """The project's build with the first matching branch override applied."""
         for glob, override in self.branch_overrides.items():
@@ -316,6 +353,7 @@ class WorkerConfig(_Model):
     poll_seconds: float = Field(default=1.0, gt=0)
     reap_seconds: int = Field(default=15, ge=1)
     max_attempts: int = Field(default=3, ge=1)
+    retry_seconds: float = Field(default=5.0, gt=0)  # first retry after a transient failure; doubles each time
 
 
 class Config(_Model):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from pipeline.config import Config
 from pipeline.store import Database
 
-__all__ = ["ConfigDep", "DatabaseDep", "SessionDep"]
+__all__ = ["ActorDep", "ConfigDep", "DatabaseDep", "SessionDep"]
 
 
 def _config(request: Request) -> Config:
@@ -30,3 +30,11 @@ def _session(db: Annotated[Database, Depends(_database)]) -> Iterator[Session]:
 ConfigDep = Annotated[Config, Depends(_config)]
 DatabaseDep = Annotated[Database, Depends(_database)]
 SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _actor(x_pipeline_actor: Annotated[str | None, Header(max_length=255, description=(
+        "Who asks (recorded on what the request causes); API tokens will name the actor instead"))] = None) -> str:
+    return (x_pipeline_actor or "").strip() or "api"
+
+
+ActorDep = Annotated[str, Depends(_actor)]

@@ -12,12 +12,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.errors import PipelineError
 
-__all__ = ["install_problem_handlers", "problem"]
+__all__ = ["install_problem_handlers", "problem", "problem_responses"]
 
 log = logging.getLogger(__name__)
 
 _CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s]+@")
 PROBLEM_JSON = "application/problem+json"
+
+
+_PROBLEM_SCHEMA = {"type": "object", "properties": {
+    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+    "detail": {"type": "string"}}, "required": ["type", "title", "status", "detail"]}
+_MEANING = {400: "Malformed request", 401: "Bad or missing signature", 404: "No such resource",
+            409: "Refused: the current state does not allow it", 422: "Invalid request"}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI entries for the problem bodies an endpoint can answer with."""
+    return {status: {"description": _MEANING.get(status, "Error"),
+                     "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}} for status in statuses}
 
 
 def problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: object) -> JSONResponse:

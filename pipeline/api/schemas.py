@@ -7,7 +7,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BuildOut", "BuildPage", "BuildRequest", "LogLine", "LogPage", "WebhookAnswer"]
+__all__ = [
+    "Arrival",
+    "BuildOut",
+    "BuildPage",
+    "BuildRequest",
+    "EnvironmentMatrix",
+    "EnvironmentOut",
+    "HoldOut",
+    "ImageOut",
+    "LogLine",
+    "LogPage",
+    "PromotionOut",
+    "PromotionPage",
+    "PromotionRequest",
+    "ReasonBody",
+    "RejectionOut",
+    "WebhookAnswer",
+]
 
 
 class BuildOut(BaseModel):
@@ -77,3 +94,112 @@ class WebhookAnswer(BaseModel):
     reason: str
     project: str | None
     build_ids: list[int]
+
+
+class PromotionRequest(BaseModel):
+    """Promote the digest a build made: name the digest or the build."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"project": "hello", "environment": "staging", "build_id": 42},
+        {"project": "hello", "environment": "prod", "digest": "sha256:" + "0" * 64, "reason": "release 1.4"}]})
+
+    project: str = Field(max_length=63)
+    environment: str = Field(max_length=63)
+    digest: str | None = Field(default=None, max_length=80)
+    build_id: int | None = Field(default=None, ge=1)
+    reason: str = Field(default="", max_length=2000)
+
+
+class PromotionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project: str
+    environment: str
+    digest: str
+    build_id: int | None
+    status: str
+    trigger: str
+    actor: str
+    reason: str
+    source_ref: str | None
+    target_ref: str | None
+    previous_digest: str | None
+    rollback_to_id: int | None
+    restores_id: int | None
+    copy_report: dict[str, Any] | None
+    steps: list[dict[str, Any]]
+    error: str | None
+    attempts: int
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class PromotionPage(BaseModel):
+    items: list[PromotionOut]
+    next_cursor: str | None
+
+
+class ReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+
+
+class HoldOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    project: str
+    environment: str
+    reason: str
+    actor: str
+    promotion_id: int | None
+    created_at: dt.datetime
+    released_at: dt.datetime | None
+    released_by: str | None
+
+
+class Arrival(BaseModel):
+    """A digest's stay in an environment: which promotion put it there, from which build."""
+
+    promotion_id: int
+    digest: str
+    build_id: int | None
+    commit: str | None = None
+    branch: str | None = None
+    actor: str
+    trigger: str
+    since: dt.datetime | None
+
+
+class EnvironmentOut(BaseModel):
+    project: str
+    environment: str
+    registry: str
+    repository: str
+    current: Arrival | None
+    previous: Arrival | None
+    held: HoldOut | None
+    waiting: int
+
+
+class EnvironmentMatrix(BaseModel):
+    items: list[EnvironmentOut]
+
+
+class RejectionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    digest: str
+    reason: str
+    actor: str
+    created_at: dt.datetime
+
+
+class ImageOut(BaseModel):
+    digest: str
+    builds: list[BuildOut]
+    promotions: list[PromotionOut]
+    rejected: RejectionOut | None
+    running_in: list[str]

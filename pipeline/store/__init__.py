@@ -4,7 +4,7 @@ Query functions take a ``Session`` and never commit; the caller (an API dependen
 iteration, a CLI command) owns the transaction through ``Database.session()``.
 """
 
-from pipeline.store import builds, deliveries, intake, jobs, projects
+from pipeline.store import builds, deliveries, intake, jobs, projects, promotions
 from pipeline.store.database import (
     Database,
     current_revision,
@@ -12,15 +12,26 @@ from pipeline.store.database import (
     migrate,
     open_database,
 )
-from pipeline.store.tables import Build, BuildLog, Delivery, Project, Promotion, utcnow
+from pipeline.store.tables import (
+    Build,
+    BuildLog,
+    Delivery,
+    EnvironmentHold,
+    Project,
+    Promotion,
+    RejectedDigest,
+    utcnow,
+)
 
 __all__ = [
     "Build",
     "BuildLog",
     "Database",
     "Delivery",
+    "EnvironmentHold",
     "Project",
     "Promotion",
+    "RejectedDigest",
     "builds",
     "current_revision",
     "deliveries",
@@ -30,5 +41,6 @@ __all__ = [
     "migrate",
     "open_database",
     "projects",
+    "promotions",
     "utcnow",
 ]

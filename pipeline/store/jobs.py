@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import LeaseLost
 from pipeline.store.tables import Build, Promotion, utcnow
@@ -31,12 +31,14 @@ class JobKind:
     waiting: str
     running: str = "running"
     lost: str = "failed"
+    serial: tuple[str, ...] = ()  # rows equal in these columns run one at a time, oldest first
 
 
 _CLAIM_LOCK = 0x7069_7065  # "pipe": one advisory lock id for claims under concurrency limits
 
 BUILDS = JobKind(Build, waiting="queued")
-PROMOTIONS = JobKind(Promotion, waiting="pending")
+_SERIAL_LOCK = 0x7072_6f6d  # "prom": claims of serialized queues take turns
+PROMOTIONS = JobKind(Promotion, waiting="pending", serial=("project", "environment"))
 
 
 def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> list[str]:
@@ -72,6 +74,10 @@ def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta,
             session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
         if saturated := _saturated(session, kind, limits):
             oldest = oldest.where(table.project.not_in(saturated))
+    if kind.serial:
+        if postgres:
+            session.execute(select(func.pg_advisory_xact_lock(_SERIAL_LOCK)))
+        oldest = oldest.where(*_first_in_line(kind))
     if postgres:
         oldest = oldest.with_for_update(skip_locked=True)
     stmt = (
@@ -90,6 +96,22 @@ def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta,
         .execution_options(synchronize_session=False)
     )
     return session.execute(stmt).scalar_one_or_none()
+
+
+def _first_in_line(kind: JobKind) -> list[Any]:
+    """A row may start only when no row of its group runs and none older waits.
+
+    That keeps one group (a project's environment) in request order, so the last request is
+    the one that ends up applied. Claims of such queues take turns (an advisory lock on
+    PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) so two workers never both see a group as idle.
+    """
+    table = kind.table
+    other = aliased(table)
+    same = and_(*(getattr(other, c) == getattr(table, c) for c in kind.serial))
+    return [
+        ~exists().where(same, other.status == kind.running),
+        ~exists().where(same, other.status == kind.waiting, other.id < table.id),
+    ]
 
 
 def _owned(kind: JobKind, job_id: int, worker: str) -> Any:

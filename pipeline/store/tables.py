@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Build", "BuildLog", "Delivery", "Project", "Promotion", "utcnow"]
+__all__ = ["Base", "Build", "BuildLog", "Delivery", "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -156,20 +156,36 @@ class BuildLog(Base):
 
 
 class Promotion(Base):
-    """A request to move one digest into one environment; append-only history."""
+    """A request to move one digest into one environment, and what became of it.
+
+    Append-only history: a row is never deleted and, once finished, never changed.
+    ``rollback_to_id`` makes rollbacks walk back through history rather than toggle: a normal
+    promotion points at the one it replaced; a rollback inherits the pointer of the promotion
+    it restored, so a second rollback goes one step further back.
+    """
 
     __tablename__ = "promotions"
-    __table_args__ = (Index(None, "project", "environment", "id"), Index(None, "status", "id"))
+    __table_args__ = (
+        Index(None, "project", "environment", "id"),
+        Index(None, "status", "id"),
+        Index(None, "digest"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
     environment: Mapped[str] = mapped_column(String(63))
     digest: Mapped[str] = mapped_column(String(80))
     build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
     status: Mapped[str] = mapped_column(String(20), default="pending")
+    trigger: Mapped[str] = mapped_column(String(20), default="manual", server_default="manual")
     actor: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text, default="")
     source_ref: Mapped[str | None] = mapped_column(String(500))
     target_ref: Mapped[str | None] = mapped_column(String(500))
+    previous_digest: Mapped[str | None] = mapped_column(String(80))
+    rollback_to_id: Mapped[int | None] = mapped_column(Integer)
+    restores_id: Mapped[int | None] = mapped_column(Integer)
+    copy_report: Mapped[dict[str, Any] | None]
+    steps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
     not_before: Mapped[dt.datetime | None]
@@ -179,3 +195,32 @@ class Promotion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+
+
+class EnvironmentHold(Base):
+    """Auto-promotion paused for one environment (placed by a rollback, lifted by a release).
+
+    Kept after release, with who released it and when, as part of the history.
+    """
+
+    __tablename__ = "environment_holds"
+    __table_args__ = (Index(None, "project", "environment", "released_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
+    environment: Mapped[str] = mapped_column(String(63))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(255))
+    promotion_id: Mapped[int | None] = mapped_column(ForeignKey("promotions.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[dt.datetime | None]
+    released_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class RejectedDigest(Base):
+    """A digest that must never be promoted again, and why."""
+
+    __tablename__ = "rejected_digests"
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

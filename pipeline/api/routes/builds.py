@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -15,29 +13,14 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.api.deps import ConfigDep, DatabaseDep, SessionDep
+from pipeline.api.pagination import decode_cursor, encode_cursor
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
 from pipeline.build_requests import request_build
-from pipeline.errors import InvalidRequest
 from pipeline.store import Database, builds
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
 
 BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "superseded", "skipped"]
-
-
-def _encode_cursor(before_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"before": before_id}).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        before = data["before"]
-        if not isinstance(before, int):
-            raise TypeError
-        return before
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidRequest("cursor is not one this API returned; start again without it") from None
 
 
 @router.get("", response_model=BuildPage, summary="List builds, newest first")
@@ -54,12 +37,12 @@ def list_builds(
     cursor: str | None = None,
 ) -> BuildPage:
     where = builds.BuildFilter(project, branch, status, commit, digest, since, until)
-    before = _decode_cursor(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor else None
     rows = builds.list_builds(session, where, limit=limit + 1, before_id=before)
     page, more = rows[:limit], len(rows) > limit
     return BuildPage(
         items=[BuildOut.model_validate(row) for row in page],
-        next_cursor=_encode_cursor(page[-1].id) if more else None,
+        next_cursor=encode_cursor(page[-1].id) if more else None,
     )
 
 

@@ -1,0 +1,32 @@
+"""``/api/v1/images/{digest}``: an image's lineage, and rejecting a digest for good."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from pipeline import promotion
+from pipeline.api.deps import ActorDep, ConfigDep, SessionDep
+from pipeline.api.problems import problem_responses
+from pipeline.api.schemas import BuildOut, ImageOut, PromotionOut, ReasonBody, RejectionOut
+
+router = APIRouter(prefix="/api/v1/images", tags=["images"])
+
+Digest = Annotated[str, Path(pattern="^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])]
+
+
+@router.get("/{digest}", response_model=ImageOut, summary="Which build made a digest and where it has been",
+            responses=problem_responses(404))
+def image(digest: Digest, session: SessionDep, config: ConfigDep) -> ImageOut:
+    found = promotion.image_lineage(session, config, digest)
+    return ImageOut(digest=digest, builds=[BuildOut.model_validate(b) for b in found.builds],
+                    promotions=[PromotionOut.model_validate(p) for p in found.promotions],
+                    rejected=RejectionOut.model_validate(found.rejection) if found.rejection else None,
+                    running_in=found.environments)
+
+
+@router.post("/{digest}/reject", response_model=RejectionOut, summary="Block a digest from every further promotion",
+             responses=problem_responses(422))
+def reject(digest: Digest, body: ReasonBody, session: SessionDep, actor: ActorDep) -> RejectionOut:
+    return RejectionOut.model_validate(promotion.reject_digest(session, digest, actor=actor, reason=body.reason))

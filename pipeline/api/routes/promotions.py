@@ -1,0 +1,64 @@
+"""``/api/v1/promotions``: ask for a promotion of a built digest, and read the history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from pipeline import promotion
+from pipeline.api.deps import ActorDep, ConfigDep, DatabaseDep, SessionDep
+from pipeline.api.pagination import decode_cursor, encode_cursor
+from pipeline.api.problems import problem_responses
+from pipeline.api.schemas import PromotionOut, PromotionPage, PromotionRequest
+from pipeline.errors import PolicyViolation
+from pipeline.store import Promotion, promotions
+
+router = APIRouter(prefix="/api/v1/promotions", tags=["promotions"])
+
+PromotionStatus = Literal["pending", "running", "succeeded", "failed", "rejected"]
+
+
+def accepted(row: Promotion) -> PromotionOut:
+    """The queued promotion, or the policy's refusal (already recorded) as a 409 problem."""
+    if row.status == "rejected":
+        raise PolicyViolation(f"promotion {row.id} refused: {row.error}")
+    return PromotionOut.model_validate(row)
+
+
+@router.post("", response_model=PromotionOut, status_code=202, summary="Promote a built digest to an environment",
+             responses=problem_responses(404, 409, 422))
+def create_promotion(body: PromotionRequest, db: DatabaseDep, config: ConfigDep, actor: ActorDep) -> PromotionOut:
+    with db.session() as session:
+        row = promotion.request_promotion(session, config, body.project, body.environment, digest=body.digest,
+                                          build_id=body.build_id, actor=actor, reason=body.reason)
+    return accepted(row)
+
+
+@router.get("", response_model=PromotionPage, summary="Promotion history, newest first")
+def list_promotions(
+    session: SessionDep,
+    project: str | None = None,
+    environment: str | None = None,
+    status: PromotionStatus | None = None,
+    digest: Annotated[str | None, Query(pattern="^sha256:[0-9a-f]{64}$")] = None,
+    actor: str | None = None,
+    trigger: Literal["manual", "auto", "rollback"] | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> PromotionPage:
+    where = promotions.PromotionFilter(project, environment, status, digest, actor, trigger, since, until)
+    rows = promotions.list_promotions(session, where, limit=limit + 1,
+                                      before_id=decode_cursor(cursor) if cursor else None)
+    page, more = rows[:limit], len(rows) > limit
+    return PromotionPage(items=[PromotionOut.model_validate(r) for r in page],
+                         next_cursor=encode_cursor(page[-1].id) if more else None)
+
+
+@router.get("/{promotion_id}", response_model=PromotionOut, summary="One promotion with its steps",
+            responses=problem_responses(404))
+def get_promotion(promotion_id: int, session: SessionDep) -> PromotionOut:
+    return PromotionOut.model_validate(promotions.get_promotion(session, promotion_id))

@@ -1,0 +1,37 @@
+"""Promotion: the exact digest a build made moves through environments, recorded for good."""
+
+from pipeline.promotion._history import EnvironmentState, ImageLineage, environment_matrix, image_lineage
+from pipeline.promotion._locations import Location, build_location, environment_location, environment_tag
+from pipeline.promotion._policy import refusal
+from pipeline.promotion._requests import (
+    queue_auto_after_build,
+    queue_auto_after_promotion,
+    reject_digest,
+    release_environment,
+    request_promotion,
+    request_rollback,
+)
+from pipeline.promotion._run import PromotionOutcome, PromotionRefused, StepContext, run_promotion, step_registry
+
+__all__ = [
+    "EnvironmentState",
+    "ImageLineage",
+    "Location",
+    "PromotionOutcome",
+    "PromotionRefused",
+    "StepContext",
+    "build_location",
+    "environment_location",
+    "environment_matrix",
+    "environment_tag",
+    "image_lineage",
+    "queue_auto_after_build",
+    "queue_auto_after_promotion",
+    "refusal",
+    "reject_digest",
+    "release_environment",
+    "request_promotion",
+    "request_rollback",
+    "run_promotion",
+    "step_registry",
+]

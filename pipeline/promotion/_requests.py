@@ -1,0 +1,141 @@
+"""Asking for promotions: by hand, automatically after a build or an arrival, and rollbacks.
+
+Every request becomes a row, including the ones the policy refuses (status ``rejected``,
+with the reason), so the history shows what was asked and why it did not happen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from sqlalchemy.orm import Session
+
+from pipeline.config import Config, EnvironmentConfig, ProjectConfig
+from pipeline.errors import Conflict, InvalidRequest, NotFound
+from pipeline.promotion._policy import refusal
+from pipeline.store import Build, EnvironmentHold, Promotion, RejectedDigest, builds, promotions, utcnow
+
+__all__ = [
+    "queue_auto_after_build",
+    "queue_auto_after_promotion",
+    "reject_digest",
+    "release_environment",
+    "request_promotion",
+    "request_rollback",
+]
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _build_for(session: Session, project: str, digest: str | None, build_id: int | None) -> Build:
+    """The succeeded build that made the digest: promotions move what this service built."""
+    if (digest is None) == (build_id is None):
+        raise InvalidRequest("give exactly one of digest or build_id")
+    if build_id is not None:
+        build = builds.get_build(session, build_id)
+        if build.project != project:
+            raise InvalidRequest(f"build {build_id} belongs to project {build.project}, not {project}")
+        if build.status != "succeeded" or not build.digest:
+            raise InvalidRequest(f"build {build_id} is {build.status}; only a succeeded build has a digest to promote")
+        return build
+    assert digest is not None
+    if not _DIGEST.fullmatch(digest):
+        raise InvalidRequest(f"digest must look like sha256:<64 lowercase hex>, got {digest[:80]!r}")
+    found = promotions.succeeded_build_with_digest(session, project, digest)
+    if found is None:
+        raise InvalidRequest(f"no succeeded build of {project} produced {digest}; promotions move built digests only")
+    return found
+
+
+def _add(session: Session, project: ProjectConfig, env: EnvironmentConfig, build: Build, *, digest: str,
+         actor: str, reason: str, trigger: str, restores_id: int | None = None) -> Promotion:
+    row = promotions.add_promotion(session, project=build.project, environment=env.name, digest=digest,
+                                   build_id=build.id, actor=actor, reason=reason, trigger=trigger,
+                                   restores_id=restores_id, status="pending")
+    if refused := refusal(session, project, row):
+        row.status, row.error, row.finished_at = "rejected", refused, utcnow()
+        session.flush()
+    return row
+
+
+def request_promotion(session: Session, config: Config, project: str, environment: str, *,
+                      digest: str | None = None, build_id: int | None = None, actor: str,
+                      reason: str = "", trigger: str = "manual") -> Promotion:
+    """Queue a promotion of a built digest; a refused one is recorded ``rejected`` and returned."""
+    project_config = config.project(project)
+    env = project_config.environment(environment)
+    build = _build_for(session, project, digest, build_id)
+    assert build.digest is not None
+    return _add(session, project_config, env, build, digest=build.digest, actor=actor, reason=reason,
+                trigger=trigger)
+
+
+def request_rollback(session: Session, config: Config, project: str, environment: str, *, actor: str,
+                     reason: str = "") -> Promotion:
+    """Promote what ran before, and hold the environment so automation cannot undo it."""
+    project_config = config.project(project)
+    env = project_config.environment(environment)
+    now_running = promotions.current(session, project, environment)
+    if now_running is None:
+        raise Conflict(f"{project}/{environment} has never had a promotion; there is nothing to roll back")
+    if now_running.rollback_to_id is None:
+        raise Conflict(f"{project}/{environment} runs {now_running.digest} from promotion {now_running.id} "
+                       "and nothing ran before it; there is nothing to roll back to")
+    restored = promotions.get_promotion(session, now_running.rollback_to_id)
+    build = _build_for(session, project, restored.digest, None)
+    text = reason or f"roll back from {now_running.digest} (promotion {now_running.id})"
+    row = _add(session, project_config, env, build, digest=restored.digest, actor=actor, reason=text,
+               trigger="rollback", restores_id=restored.id)
+    if row.status != "rejected":
+        promotions.place_hold(session, project, environment, actor=actor, promotion_id=row.id,
+                              reason=f"rollback by promotion {row.id}")
+    return row
+
+
+def release_environment(session: Session, config: Config, project: str, environment: str, *,
+                        actor: str) -> EnvironmentHold:
+    config.project(project).environment(environment)
+    hold = promotions.release_hold(session, project, environment, actor=actor)
+    if hold is None:
+        raise NotFound(f"{project}/{environment} is not held")
+    return hold
+
+
+def reject_digest(session: Session, digest: str, *, actor: str, reason: str) -> RejectedDigest:
+    """Block a digest from every further promotion; pending ones are refused when a worker takes them."""
+    if not _DIGEST.fullmatch(digest):
+        raise InvalidRequest(f"digest must look like sha256:<64 lowercase hex>, got {digest[:80]!r}")
+    if not reason.strip():
+        raise InvalidRequest("say why the digest is rejected (reason): it is shown to whoever tries to promote it")
+    return promotions.reject_digest(session, digest, actor=actor, reason=reason.strip())
+
+
+def queue_auto_after_build(session: Session, config: Config, build: Build) -> list[Promotion]:
+    """A succeeded build of a configured branch enters every first stage marked ``auto``."""
+    project = config.projects.get(build.project)
+    if project is None or not build.digest or build.branch is None:
+        return []
+    if not any(fnmatch.fnmatchcase(build.branch, glob) for glob in project.branches):
+        return []
+    return [
+        _add(session, project, env, build, digest=build.digest, actor="auto", trigger="auto",
+             reason=f"build {build.id} of {build.branch} succeeded")
+        for env in project.environments if env.auto and env.requires is None
+    ]
+
+
+def queue_auto_after_promotion(session: Session, config: Config, arrived: Promotion) -> list[Promotion]:
+    """A digest that arrived in one stage moves on to the stages after it marked ``auto``.
+
+    A rollback does not cascade: rolling staging back must not roll prod back too.
+    """
+    project = config.projects.get(arrived.project)
+    if project is None or arrived.trigger == "rollback" or arrived.build_id is None:
+        return []
+    build = builds.get_build(session, arrived.build_id)
+    return [
+        _add(session, project, env, build, digest=arrived.digest, actor="auto", trigger="auto",
+             reason=f"arrived in {arrived.environment} by promotion {arrived.id}")
+        for env in project.environments if env.auto and env.requires == arrived.environment
+    ]

@@ -1,0 +1,177 @@
+"""One claimed promotion, start to finish, as an ordered list of steps (Kargo's shape).
+
+Each step is a function registered under a kebab-case kind; an environment's steps are
+derived from its config, so a new capability (signing, Git write-back) is one function and
+one registration, not a branch in here. Steps are idempotent: a promotion retried after a
+lost lease runs them again and each finds its work done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config import Config, EnvironmentConfig, ProjectConfig
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.promotion._locations import Location, build_location, environment_location, environment_tag
+from pipeline.promotion._policy import refusal
+from pipeline.registry import RegistryClient, copy_image
+from pipeline.store import Build, Database, Promotion, builds, promotions, utcnow
+
+__all__ = ["PromotionOutcome", "PromotionRefused", "StepContext", "run_promotion", "step_registry"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromotionRefused:
+    """The policy said no when the worker looked (rejected meanwhile, held, not upstream)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    """Everything recorded on a succeeded promotion row."""
+
+    source_ref: str
+    target_ref: str
+    previous_digest: str | None
+    rollback_to_id: int | None
+    copy_report: dict[str, Any] | None
+    steps: list[dict[str, Any]]
+
+    def columns(self) -> dict[str, Any]:
+        return dict(self.__dict__) | {"error": None}
+
+
+@dataclass
+class StepContext:
+    """What a step may use; steps talk to registries only through ``client()``."""
+
+    config: Config
+    project: ProjectConfig
+    env: EnvironmentConfig
+    promotion: Promotion
+    build: Build
+    current: Promotion | None
+    source: Location
+    target: Location
+    tag: str
+    _clients: ExitStack
+    _open: dict[str, RegistryClient] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, location: Location) -> RegistryClient:
+        """One client per registry for the whole promotion, so tokens and connections are reused."""
+        host = location.registry.host
+        if host not in self._open:
+            self._open[host] = self._clients.enter_context(RegistryClient(location.registry))
+        return self._open[host]
+
+
+Step = Callable[[StepContext], str]
+
+
+def _copy_image(ctx: StepContext) -> str:
+    """Copy by digest, then move the tag; nothing at all when the environment already runs it."""
+    target = ctx.client(ctx.target)
+    digest = ctx.promotion.digest
+    already = target.find_manifest(ctx.target.repository, ctx.tag)
+    if ctx.current is not None and ctx.current.digest == digest and already and already.digest == digest:
+        ctx.outputs["noop"] = True
+        return f"{ctx.target.ref(digest, ctx.tag)} is already current; nothing to copy"
+    report = copy_image(ctx.client(ctx.source), ctx.source.repository, target, ctx.target.repository, digest,
+                        tags=[ctx.tag])
+    ctx.outputs["copy_report"] = report.to_dict()
+    return (f"copied {report.blobs_copied} blobs ({report.bytes_copied} bytes), mounted {report.blobs_mounted}, "
+            f"{report.blobs_present} already there; {ctx.tag} now points at {digest}")
+
+
+def step_registry() -> dict[str, Step]:
+    """Every step kind, listed explicitly: importing a module registers nothing."""
+    return {"copy-image": _copy_image}
+
+
+def steps_for(env: EnvironmentConfig) -> list[str]:
+    return ["copy-image"]
+
+
+def _source(session: Any, config: Config, project: ProjectConfig, env: EnvironmentConfig,
+            promotion: Promotion) -> Location:
+    """Copy from the stage before when the digest arrived there, else from where it was built."""
+    if env.requires and promotions.was_promoted(session, promotion.project, env.requires, promotion.digest):
+        return environment_location(config, project.environment(env.requires))
+    return build_location(config, project)
+
+
+def _rollback_pointer(session: Any, promotion: Promotion, current: Promotion | None, noop: bool) -> int | None:
+    if promotion.trigger == "rollback" and promotion.restores_id is not None:
+        return promotions.get_promotion(session, promotion.restores_id).rollback_to_id
+    if noop and current is not None:
+        return current.rollback_to_id
+    return current.id if current is not None else None
+
+
+@contextmanager
+def _context(db: Database, config: Config, promotion_id: int) -> Iterator[StepContext | PromotionRefused]:
+    with db.session() as session:
+        promotion = promotions.get_promotion(session, promotion_id)
+        project = config.projects.get(promotion.project)
+        if project is None:
+            raise ConfigError(f"project {promotion.project!r} is no longer in the config")
+        env = project.environment(promotion.environment)
+        if refused := refusal(session, project, promotion):
+            yield PromotionRefused(refused)
+            return
+        build = builds.get_build(session, promotion.build_id) if promotion.build_id else None
+        if build is None:
+            raise ConfigError(f"promotion {promotion_id} names no build")
+        current = promotions.current(session, promotion.project, promotion.environment)
+        source = _source(session, config, project, env, promotion)
+    with ExitStack() as clients:
+        yield StepContext(config, project, env, promotion, build, current, source,
+                          environment_location(config, env), environment_tag(env, promotion.project, build), clients)
+
+
+def run_promotion(db: Database, config: Config, promotion_id: int) -> PromotionOutcome | PromotionRefused:
+    """Run every step of one promotion; raises ``PipelineError`` when a step fails."""
+    registry = step_registry()
+    with _context(db, config, promotion_id) as ctx:
+        if isinstance(ctx, PromotionRefused):
+            return ctx
+        done: list[dict[str, Any]] = []
+        for kind in steps_for(ctx.env):
+            started = utcnow()
+            try:
+                message = registry[kind](ctx)
+            except PipelineError as exc:
+                done.append(_step(kind, "failed", exc.message, started))
+                _save_steps(db, promotion_id, done)
+                raise
+            done.append(_step(kind, "succeeded", message, started))
+            _save_steps(db, promotion_id, done)
+            log.info("promotion %s: %s: %s", promotion_id, kind, message)
+        with db.session() as session:
+            pointer = _rollback_pointer(session, ctx.promotion, ctx.current, bool(ctx.outputs.get("noop")))
+        return PromotionOutcome(
+            source_ref=ctx.source.ref(ctx.promotion.digest),
+            target_ref=ctx.target.ref(ctx.promotion.digest, ctx.tag),
+            previous_digest=ctx.current.digest if ctx.current else None,
+            rollback_to_id=pointer,
+            copy_report=ctx.outputs.get("copy_report"),
+            steps=done,
+        )
+
+
+def _step(kind: str, status: str, message: str, started: Any) -> dict[str, Any]:
+    return {"kind": kind, "status": status, "message": message, "started_at": started.isoformat(),
+            "finished_at": utcnow().isoformat()}
+
+
+def _save_steps(db: Database, promotion_id: int, steps: list[dict[str, Any]]) -> None:
+    with db.session() as session:
+        promotions.record_steps(session, promotion_id, steps)

@@ -1,0 +1,164 @@
+"""Queries on promotions, environment holds and rejected digests. Functions never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from pipeline.errors import NotFound
+from pipeline.store.tables import Build, EnvironmentHold, Promotion, RejectedDigest, utcnow
+
+__all__ = [
+    "PromotionFilter",
+    "active_hold",
+    "add_promotion",
+    "count_waiting",
+    "current",
+    "get_promotion",
+    "list_promotions",
+    "place_hold",
+    "promotions_of_digest",
+    "record_steps",
+    "reject_digest",
+    "rejection",
+    "release_hold",
+    "succeeded_build_with_digest",
+    "was_promoted",
+]
+
+
+def add_promotion(session: Session, **values: Any) -> Promotion:
+    row = Promotion(**values)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_promotion(session: Session, promotion_id: int) -> Promotion:
+    row = session.get(Promotion, promotion_id)
+    if row is None:
+        raise NotFound(f"no promotion with id {promotion_id}")
+    return row
+
+
+def current(session: Session, project: str, environment: str) -> Promotion | None:
+    """The promotion whose digest the environment runs: its newest succeeded one."""
+    stmt = (
+        select(Promotion)
+        .where(Promotion.project == project, Promotion.environment == environment, Promotion.status == "succeeded")
+        .order_by(Promotion.id.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def was_promoted(session: Session, project: str, environment: str, digest: str) -> bool:
+    """Did ``digest`` ever arrive in ``environment`` (the test a ``requires`` gate asks)?"""
+    stmt = select(Promotion.id).where(
+        Promotion.project == project, Promotion.environment == environment, Promotion.digest == digest,
+        Promotion.status == "succeeded",
+    ).limit(1)
+    return session.scalar(stmt) is not None
+
+
+def succeeded_build_with_digest(session: Session, project: str, digest: str) -> Build | None:
+    stmt = (
+        select(Build)
+        .where(Build.project == project, Build.digest == digest, Build.status == "succeeded")
+        .order_by(Build.id)
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def promotions_of_digest(session: Session, digest: str) -> list[Promotion]:
+    return list(session.scalars(select(Promotion).where(Promotion.digest == digest).order_by(Promotion.id)))
+
+
+@dataclass(frozen=True)
+class PromotionFilter:
+    project: str | None = None
+    environment: str | None = None
+    status: str | None = None
+    digest: str | None = None
+    actor: str | None = None
+    trigger: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def list_promotions(session: Session, where: PromotionFilter, *, limit: int, before_id: int | None) -> list[Promotion]:
+    """Newest first, keyset-paginated on id so pages stay stable while promotions are added."""
+    stmt = select(Promotion).order_by(Promotion.id.desc()).limit(limit)
+    if before_id is not None:
+        stmt = stmt.where(Promotion.id < before_id)
+    for column in ("project", "environment", "status", "digest", "actor", "trigger"):
+        if (value := getattr(where, column)) is not None:
+            stmt = stmt.where(getattr(Promotion, column) == value)
+    if where.since:
+        stmt = stmt.where(Promotion.created_at >= where.since)
+    if where.until:
+        stmt = stmt.where(Promotion.created_at < where.until)
+    return list(session.scalars(stmt))
+
+
+def record_steps(session: Session, promotion_id: int, steps: list[dict[str, Any]]) -> None:
+    """What the promotion has done so far, visible while it runs."""
+    session.execute(update(Promotion).where(Promotion.id == promotion_id).values(steps=steps))
+
+
+def active_hold(session: Session, project: str, environment: str) -> EnvironmentHold | None:
+    stmt = (
+        select(EnvironmentHold)
+        .where(EnvironmentHold.project == project, EnvironmentHold.environment == environment,
+               EnvironmentHold.released_at.is_(None))
+        .order_by(EnvironmentHold.id.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def place_hold(session: Session, project: str, environment: str, *, actor: str, reason: str,
+               promotion_id: int | None) -> EnvironmentHold:
+    """Hold the environment (a second hold while one is active just keeps the first)."""
+    if existing := active_hold(session, project, environment):
+        return existing
+    hold = EnvironmentHold(project=project, environment=environment, actor=actor, reason=reason,
+                           promotion_id=promotion_id)
+    session.add(hold)
+    session.flush()
+    return hold
+
+
+def release_hold(session: Session, project: str, environment: str, *, actor: str) -> EnvironmentHold | None:
+    """Lift the active hold; ``None`` when there was none (releasing is idempotent)."""
+    hold = active_hold(session, project, environment)
+    if hold is not None:
+        hold.released_at, hold.released_by = utcnow(), actor
+        session.flush()
+    return hold
+
+
+def rejection(session: Session, digest: str) -> RejectedDigest | None:
+    return session.get(RejectedDigest, digest)
+
+
+def reject_digest(session: Session, digest: str, *, actor: str, reason: str) -> RejectedDigest:
+    """Mark a digest never to be promoted again; rejecting it twice keeps the first reason."""
+    if existing := rejection(session, digest):
+        return existing
+    row = RejectedDigest(digest=digest, actor=actor, reason=reason)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def count_waiting(session: Session, project: str, environment: str) -> int:
+    stmt = select(func.count()).select_from(Promotion).where(
+        Promotion.project == project, Promotion.environment == environment,
+        Promotion.status.in_(["pending", "running"]))
+    return int(session.scalar(stmt) or 0)
