@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.cli._keys import keys_app
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.store import (
@@ -30,6 +31,8 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+
+app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 
 ConfigOption = Annotated[
     Path | None,
@@ -79,21 +82,49 @@ def migrate_command(config: ConfigOption = None) -> None:
     typer.echo(f"database at revision {current_revision(db)}")
 
 
-@app.command("worker")
-def worker_command(config: ConfigOption = None) -> None:
-    """Run a build worker (and the lease reaper) until SIGTERM or Ctrl-C."""
+def _start_workers(db: Database, cfg: Config, builds: int, promotions: int) -> tuple[list, list[threading.Thread]]:  # type: ignore[type-arg]
+    """Build and promotion workers, each in its own thread (they wait on I/O, not on the GIL)."""
     from workers.build_worker import BuildWorker
+    from workers.promotion_worker import PromotionWorker
+
+    pool = [BuildWorker(db, cfg) for _ in range(builds)] + [PromotionWorker(db, cfg) for _ in range(promotions)]
+    threads = [threading.Thread(target=w.run_forever, name=f"{type(w).__name__}-{i}", daemon=True)
+               for i, w in enumerate(pool)]
+    for thread in threads:
+        thread.start()
+    return pool, threads
+
+
+def _stop_workers(pool: list, threads: list[threading.Thread]) -> None:  # type: ignore[type-arg]
+    for worker in pool:
+        worker.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+PromotionWorkers = Annotated[int, typer.Option("--promotion-workers", help="Promotion workers in this process.")]
+
+
+@app.command("worker")
+def worker_command(
+    config: ConfigOption = None,
+    builds: Annotated[int, typer.Option("--builds", help="Build workers in this process.")] = 1,
+    promotions: PromotionWorkers = 1,
+) -> None:
+    """Run build and promotion workers (and the lease reaper) until SIGTERM or Ctrl-C."""
     from workers.scheduler import start_scheduler
 
     cfg, db = _start(config)
-    worker = BuildWorker(db, cfg)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    pool, threads = _start_workers(db, cfg, builds, promotions)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     scheduler = start_scheduler(db, cfg)
     try:
-        worker.run_forever()
+        stopped.wait()
     except KeyboardInterrupt:
-        worker.stop()
+        pass
     finally:
+        _stop_workers(pool, threads)
         scheduler.shutdown(wait=False)
 
 
@@ -128,29 +159,23 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     workers: Annotated[int, typer.Option("--workers", help="Build workers in this process.")] = 1,
+    promotion_workers: PromotionWorkers = 1,
     access_log: AccessLog = False,
 ) -> None:
-    """Run the API, build workers and the scheduler in one process."""
+    """Run the API, build and promotion workers and the scheduler in one process."""
     import uvicorn
 
     from pipeline.api import create_app
-    from workers.build_worker import BuildWorker
     from workers.scheduler import start_scheduler
 
     cfg, db = _start(config, migrate_embedded=True)
-    pool = [BuildWorker(db, cfg) for _ in range(workers)]
-    threads = [threading.Thread(target=w.run_forever, name=f"worker-{i}", daemon=True) for i, w in enumerate(pool)]
-    for thread in threads:
-        thread.start()
+    pool, threads = _start_workers(db, cfg, workers, promotion_workers)
     scheduler = start_scheduler(db, cfg)
     try:
         uvicorn.run(create_app(cfg, db), host=host, port=port, log_config=None, access_log=access_log)
     finally:
-        for w in pool:
-            w.stop()
+        _stop_workers(pool, threads)
         scheduler.shutdown(wait=False)
-        for thread in threads:
-            thread.join(timeout=30)
 
 
 @app.command("doctor")
