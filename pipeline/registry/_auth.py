@@ -111,8 +111,9 @@ class RegistryAuth(httpx.Auth):
         if challenge.scheme == "basic":
             credentials = self.credentials
             if credentials is None:
-                raise RegistryAuthError(f"registry {self.host} needs a username and password; "
-                                        "set username_env/password_env in its config")
+                raise RegistryAuthError(f"registry {self.host} needs a username and password; set "
+                                        "username_env/password_env in its config, or `docker login` to it "
+                                        "(config.json in its docker_config, DOCKER_CONFIG or ~/.docker)")
             if credentials.identity_token and not credentials.password:
                 raise RegistryAuthError(
                     f"registry {self.host} asks for a username and password (Basic auth), but "

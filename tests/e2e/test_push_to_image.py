@@ -1,4 +1,5 @@
-"""A GitHub push becomes an image in the registry: real `pipeline serve`, dockerd, registry, Git."""
+"""A GitHub push becomes an image in the registry, promoted by itself to dev and on request to
+staging, by digest: real `pipeline serve`, dockerd, registry, Git."""
 
 from __future__ import annotations
 
@@ -28,8 +29,14 @@ def _free_port() -> int:
 @pytest.fixture
 def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str,
            git_repo: GitRepo) -> Iterator[tuple[str, GitRepo]]:
-    config = project.write_config(tmp_path / "pipeline.yaml", project.config_data(
-        data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host, repo_url=git_repo.url))
+    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host,
+                               repo_url=git_repo.url)
+    data["projects"]["demo"]["environments"] = [
+        {"name": "dev", "registry": "local", "repository": "acme/demo-dev", "auto": True},
+        {"name": "staging", "registry": "local", "repository": "acme/demo-staging", "requires": "dev",
+         "tag": "staging-{short_sha}"},
+    ]
+    config = project.write_config(tmp_path / "pipeline.yaml", data)
     port = _free_port()
     env = {**os.environ, project.SECRET_ENV: project.SECRET}
     env.pop("PIPELINE_CONFIG", None)
@@ -58,14 +65,14 @@ def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image:
     log.close()
 
 
-def _wait_for(url: str, build_id: int, timeout: float = 240) -> dict:
+def _wait_for(url: str, job_id: int, timeout: float = 240, what: str = "builds") -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        build = httpx.get(f"{url}/api/v1/builds/{build_id}").json()
-        if build["status"] in ("succeeded", "failed", "cancelled"):
-            return build
+        job = httpx.get(f"{url}/api/v1/{what}/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled", "rejected"):
+            return job
         time.sleep(0.5)
-    raise AssertionError(f"build {build_id} did not finish in {timeout} s: {build}")
+    raise AssertionError(f"{what} {job_id} did not finish in {timeout} s: {job}")
 
 
 def test_signed_push_builds_and_pushes_the_recorded_digest(
@@ -103,3 +110,16 @@ def test_signed_push_builds_and_pushes_the_recorded_digest(
     assert any(f"digest: {digest}" in line for line in lines)
     listed = httpx.get(f"{url}/api/v1/builds", params={"project": "demo", "status": "succeeded"}).json()
     assert [b["id"] for b in listed["items"]] == [build_id]
+
+    # the build went on to dev by itself; staging takes it on request, by digest
+    [auto] = httpx.get(f"{url}/api/v1/promotions", params={"environment": "dev"}).json()["items"]
+    assert (auto["digest"], auto["trigger"], auto["build_id"]) == (digest, "auto", build_id)
+    assert _wait_for(url, auto["id"], what="promotions")["status"] == "succeeded"
+    asked = httpx.post(f"{url}/api/v1/promotions", json={"project": "demo", "environment": "staging", "digest": digest},
+                       headers={"X-Pipeline-Actor": "e2e"})
+    assert asked.status_code == 202, asked.text
+    assert _wait_for(url, asked.json()["id"], what="promotions")["status"] == "succeeded"
+    for ref in ("acme/demo-dev:dev", f"acme/demo-staging:staging-{sha[:7]}"):
+        assert skopeo_inspect(f"{registry.host}/{ref}", tls_verify=False)["Digest"] == digest
+    matrix = {e["environment"]: e for e in httpx.get(f"{url}/api/v1/environments").json()["items"]}
+    assert matrix["staging"]["current"]["commit"] == sha and matrix["staging"]["current"]["actor"] == "e2e"

@@ -5,13 +5,16 @@ What landed is checked with skopeo, a client independent of ours: same digests, 
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import RegistryConfig
-from pipeline.errors import NotFound, RegistryError
+from pipeline.errors import NotFound, RegistryAuthError, RegistryError
 from pipeline.registry import RegistryClient, copy_image
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, TOKEN_USERS
 from tests.images import OciLayout, skopeo_push
@@ -85,7 +88,6 @@ def test_copy_to_a_tls_basic_auth_registry_keeps_every_digest(
 
 
 def _manifest(layout: OciLayout, digest: str) -> dict:  # type: ignore[type-arg]
-    import json
     return json.loads(layout.read(digest))  # type: ignore[no-any-return]
 
 
@@ -143,3 +145,46 @@ def test_a_blob_whose_bytes_do_not_match_its_digest_is_refused(
     with pytest.raises(RegistryError, match="expected 24 bytes of sha256:"):
         clients.upload_blob("bad/app", "sha256:" + "1" * 64, len(data), [data])
     assert not clients.blob_exists("bad/app", "sha256:" + "1" * 64)
+
+
+def _docker_config(tmp_path: Path, content: dict) -> Path:  # type: ignore[type-arg]
+    folder = tmp_path / "docker-config"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(content))
+    return folder
+
+
+@pytest.mark.parametrize("source_of_credentials", ["auths", "credHelpers", "credsStore"])
+def test_credentials_come_from_docker_config_json_and_credential_helpers(
+        source_of_credentials: str, clients: RegistryClient, layout: OciLayout, secure_registry: Registry,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `docker login` left behind is enough: config.json's auths, or a real helper program."""
+    host = secure_registry.host
+    helper_dir = tmp_path / "bin"
+    helper_dir.mkdir()
+    helper = helper_dir / "docker-credential-pipelinetest"
+    helper.write_text("#!/bin/sh\nread server\n"
+                      f'[ "$server" = "{host}" ] || {{ echo "credentials not found in native keychain"; exit 1; }}\n'
+                      f'printf \'{{"ServerURL":"%s","Username":"{REGISTRY_USER}","Secret":"{REGISTRY_PASSWORD}"}}\' '
+                      '"$server"\n')
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper_dir}:{os.environ['PATH']}")
+    encoded = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
+    content = {"auths": {"auths": {f"https://{host}": {"auth": encoded}}},
+               "credHelpers": {"credHelpers": {host: "pipelinetest"}},
+               "credsStore": {"credsStore": "pipelinetest"}}[source_of_credentials]
+    config = RegistryConfig(url=secure_registry.url, ca_file=secure_registry.ca_file,
+                            docker_config=_docker_config(tmp_path, content))
+    digest = layout.refs["single"]
+    with RegistryClient(config) as target:
+        copy_image(clients, "src/app", target, f"creds/{source_of_credentials.lower()}", digest, tags=["ok"])
+    assert skopeo_inspect(f"{host}/creds/{source_of_credentials.lower()}:ok", tls_verify=True,
+                          cert_dir=secure_registry.cert_dir, creds=secure_registry.creds())["Digest"] == digest
+
+
+def test_a_docker_config_without_an_entry_for_the_registry_gets_a_clear_refusal(
+        clients: RegistryClient, layout: OciLayout, secure_registry: Registry, tmp_path: Path) -> None:
+    config = RegistryConfig(url=secure_registry.url, ca_file=secure_registry.ca_file,
+                            docker_config=_docker_config(tmp_path, {"auths": {"other.example.com": {"auth": "eDp5"}}}))
+    with RegistryClient(config) as target, pytest.raises(RegistryAuthError, match="needs a username and password"):
+        copy_image(clients, "src/app", target, "creds/none", layout.refs["single"], tags=["no"])
