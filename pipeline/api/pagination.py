@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from pipeline.errors import InvalidRequest
 
-__all__ = ["decode_cursor", "encode_cursor"]
+__all__ = ["decode_cursor", "encode_cursor", "split_page"]
 
 
 def encode_cursor(before_id: int) -> str:
@@ -24,3 +26,16 @@ def decode_cursor(cursor: str) -> int:
         return before
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise InvalidRequest("cursor is not one this API returned; start again without it") from None
+
+
+class _HasId(Protocol):
+    id: int
+
+
+Row = TypeVar("Row", bound=_HasId)
+
+
+def split_page(rows: Sequence[Row], limit: int) -> tuple[list[Row], str | None]:
+    """Rows fetched with ``limit + 1``: the page, and the cursor for the next one if there is more."""
+    page = list(rows[:limit])
+    return page, encode_cursor(page[-1].id) if len(rows) > limit else None

@@ -334,3 +334,17 @@ def test_a_queued_build_cannot_be_promoted_and_a_rejection_needs_a_reason(
     with db.session() as session:
         assert promotions.rejection(session, pushed["v1"]) is None
         assert jobs.claim(session, jobs.PROMOTIONS, "w", dt.timedelta(seconds=5)) is None
+
+
+def test_promotion_history_pages_stay_stable_while_promotions_arrive(
+        db: Database, config: Config, built: dict[str, int], api: TestClient) -> None:
+    ids = [promote(api, "dev", build_id=built[tag])["id"] for tag in IMAGES]
+    first = api.get("/api/v1/promotions", params={"project": "demo", "limit": 2}).json()
+    assert [p["id"] for p in first["items"]] == ids[:0:-1]
+    newer = promote(api, "dev", build_id=built["v1"])["id"]  # arrives between the two pages
+    second = api.get("/api/v1/promotions", params={"project": "demo", "limit": 2, "cursor": first["next_cursor"]})
+    assert [p["id"] for p in second.json()["items"]] == [ids[0]] and second.json()["next_cursor"] is None
+    assert api.get("/api/v1/promotions", params={"limit": 1}).json()["items"][0]["id"] == newer
+    assert api.get("/api/v1/promotions", params={"cursor": "garbage"}).status_code == 422
+    assert api.get("/api/v1/promotions", params={"actor": "ops@example.com", "environment": "dev"}).json()["items"]
+    assert api.get("/api/v1/promotions", params={"trigger": "rollback"}).json()["items"] == []

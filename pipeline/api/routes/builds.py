@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.api.deps import ConfigDep, DatabaseDep, SessionDep
-from pipeline.api.pagination import decode_cursor, encode_cursor
+from pipeline.api.pagination import decode_cursor, split_page
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
 from pipeline.build_requests import request_build
 from pipeline.store import Database, builds
@@ -39,11 +39,8 @@ def list_builds(
     where = builds.BuildFilter(project, branch, status, commit, digest, since, until)
     before = decode_cursor(cursor) if cursor else None
     rows = builds.list_builds(session, where, limit=limit + 1, before_id=before)
-    page, more = rows[:limit], len(rows) > limit
-    return BuildPage(
-        items=[BuildOut.model_validate(row) for row in page],
-        next_cursor=encode_cursor(page[-1].id) if more else None,
-    )
+    page, next_cursor = split_page(rows, limit)
+    return BuildPage(items=[BuildOut.model_validate(row) for row in page], next_cursor=next_cursor)
 
 
 @router.get("/{build_id}", response_model=BuildOut, summary="One build, with its digest once pushed")

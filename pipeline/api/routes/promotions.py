@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from pipeline import promotion
 from pipeline.api.deps import ActorDep, ConfigDep, DatabaseDep, SessionDep
-from pipeline.api.pagination import decode_cursor, encode_cursor
+from pipeline.api.pagination import decode_cursor, split_page
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import PromotionOut, PromotionPage, PromotionRequest
 from pipeline.errors import PolicyViolation
@@ -53,9 +53,8 @@ def list_promotions(
     where = promotions.PromotionFilter(project, environment, status, digest, actor, trigger, since, until)
     rows = promotions.list_promotions(session, where, limit=limit + 1,
                                       before_id=decode_cursor(cursor) if cursor else None)
-    page, more = rows[:limit], len(rows) > limit
-    return PromotionPage(items=[PromotionOut.model_validate(r) for r in page],
-                         next_cursor=encode_cursor(page[-1].id) if more else None)
+    page, next_cursor = split_page(rows, limit)
+    return PromotionPage(items=[PromotionOut.model_validate(r) for r in page], next_cursor=next_cursor)
 
 
 @router.get("/{promotion_id}", response_model=PromotionOut, summary="One promotion with its steps",
