@@ -18,6 +18,7 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
     ├── SigningError        422     (a key that cannot be read, a signature that does not verify)
     └── UpstreamError       502     (retryable unless said otherwise)
         ├── GitError
+        │   └── GitPushRefused      (the repository declined the push: a hook, a protected branch)
         ├── BuildError              (the Dockerfile failed: not retryable)
         ├── EngineError             (Docker engine unreachable: retryable)
         └── RegistryError
@@ -37,6 +38,7 @@ __all__ = [
     "Conflict",
     "EngineError",
     "GitError",
+    "GitPushRefused",
     "InvalidRequest",
     "LeaseLost",
     "NotFound",
@@ -135,6 +137,11 @@ class UpstreamError(PipelineError):
 
 class GitError(UpstreamError):
     title = "Git operation failed"
+
+
+class GitPushRefused(GitError):
+    title = "The Git repository refused the push"
+    retryable = False
 
 
 class BuildError(UpstreamError):

@@ -1,12 +1,14 @@
 """GitOps write-back: put a promoted image digest into an environment's deploy repository.
 
-This package edits YAML text only (``update_yaml``); cloning, committing and pushing are the
-caller's. Errors are ``UpdateError`` (a ``ValueError``) subclasses, each naming the file and key
-path, for the caller to map into ``pipeline.errors``.
+``update_yaml`` edits YAML text only and knows no git; ``write_back`` clones from a mirror,
+applies such an edit, commits and pushes, retrying when the branch moved. Edit errors are
+``UpdateError`` (a ``ValueError``) subclasses naming the file and key path; ``write_back``
+turns them into ``ConfigError``.
 """
 
 from __future__ import annotations
 
+from pipeline.gitops._repo import Pushed, gitops_mirror, write_back
 from pipeline.gitops._update import (
     AmbiguousTargetError,
     HelmField,
@@ -36,11 +38,14 @@ __all__ = [
     "InvalidYamlError",
     "KustomizeImage",
     "ManifestContainer",
+    "Pushed",
     "RoundTripError",
     "StructureError",
     "Target",
     "TargetNotFoundError",
     "UpdateError",
     "UpdateResult",
+    "gitops_mirror",
     "update_yaml",
+    "write_back",
 ]

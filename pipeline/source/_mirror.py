@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.config import ProjectConfig
+from pipeline.config import GitConfig, ProjectConfig
 from pipeline.errors import GitError
 from pipeline.source._git import AUTOCRLF, auth_env, run_git, sanitize
 
-__all__ = ["changed_files", "checkout", "mirror_path", "remote_refs", "update_mirror"]
+__all__ = ["changed_files", "checkout", "fetch_mirror", "locked", "mirror_path", "remote_refs", "update_mirror"]
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def mirror_path(data_dir: Path, project: str) -> Path:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """One process at a time per mirror: concurrent fetches into one bare repo corrupt refs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "w") as handle:
@@ -48,17 +48,22 @@ def _locked(path: Path) -> Iterator[None]:
 def update_mirror(data_dir: Path, name: str, project: ProjectConfig) -> Path:
     """Create the bare mirror on first use, else fetch what changed; only ``project.repo``."""
     path = mirror_path(data_dir, name)
-    env, timeout = auth_env(project.repo, project.git), project.git.timeout_seconds
-    with _locked(path):
-        if (path / "HEAD").exists():
-            run_git("--git-dir", str(path), "remote", "set-url", "origin", "--", project.repo)
-            run_git("--git-dir", str(path), "fetch", "--prune", "--quiet", "origin", env=env, timeout=timeout)
-        else:
-            tmp = path.with_name(path.name + ".new")
-            shutil.rmtree(tmp, ignore_errors=True)
-            run_git("clone", "--mirror", "--quiet", "--", project.repo, str(tmp), env=env, timeout=timeout)
-            os.replace(tmp, path)
+    with locked(path):
+        fetch_mirror(path, project.repo, project.git)
     return path
+
+
+def fetch_mirror(path: Path, repo: str, auth: GitConfig) -> None:
+    """Bring the bare mirror at ``path`` up to date with ``repo``; the caller holds ``locked(path)``."""
+    env, timeout = auth_env(repo, auth), auth.timeout_seconds
+    if (path / "HEAD").exists():
+        run_git("--git-dir", str(path), "remote", "set-url", "origin", "--", repo)
+        run_git("--git-dir", str(path), "fetch", "--prune", "--quiet", "origin", env=env, timeout=timeout)
+    else:
+        tmp = path.with_name(path.name + ".new")
+        shutil.rmtree(tmp, ignore_errors=True)
+        run_git("clone", "--mirror", "--quiet", "--", repo, str(tmp), env=env, timeout=timeout)
+        os.replace(tmp, path)
 
 
 def _require_sha(commit: str) -> str:
