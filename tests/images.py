@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +40,7 @@ def layer_tar(name: str, size: int, seed: int) -> bytes:
 
 
 def _random_bytes(size: int, seed: int) -> bytes:
-    out, block, counter = bytearray(), hashlib.sha256(str(seed).encode()).digest(), 0
-    while len(out) < size:  # sha256 in counter mode: fast, incompressible, reproducible
-        out += hashlib.sha256(block + counter.to_bytes(8, "big")).digest() * 64
-        counter += 1
-    return bytes(out[:size])
+    return random.Random(seed).randbytes(size)  # incompressible and reproducible
 
 
 @dataclass

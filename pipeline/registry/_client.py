@@ -6,6 +6,7 @@ would change the image); blobs travel as streams, hashed on the way, never held 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import ssl
@@ -40,7 +41,6 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,12 @@ class _StreamingAuth(httpx.Auth):
                 self.hints.update(scheme="basic", basic=sent.headers["authorization"])
 
 
+@functools.lru_cache(maxsize=32)
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Loading a CA bundle costs ~50 ms; a promotion opens clients often, so contexts are shared."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else httpx.create_ssl_context()
+
+
 def _digest_of(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
@@ -173,9 +179,7 @@ class RegistryClient:
         self._credentials = credentials if credentials is not None else resolve_credentials(config)
         self._cache = cache or TokenCache()
         self._hints: dict[str, str] = {}
-        verify: ssl.SSLContext | bool = True
-        if config.ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(config.ca_file))
+        verify = _tls_context(str(config.ca_file) if config.ca_file else None) if not config.insecure else False
         limiter = shared_limiter(self.host, config.requests_per_second) if config.requests_per_second else None
         transport = RetryTransport(httpx.HTTPTransport(verify=verify, limits=httpx.Limits(
             max_connections=32, max_keepalive_connections=16)), limiter=limiter)
@@ -313,8 +317,9 @@ class RegistryClient:
                 yield size, self._raw_chunks(response)
 
     def _raw_chunks(self, response: httpx.Response) -> Iterator[bytes]:
+        # httpcore's own reads (64 KiB) as they come: re-chunking to larger pieces only adds copies
         with _map_errors(self.host):
-            yield from response.iter_raw(CHUNK)
+            yield from response.iter_raw()
 
     def start_upload(self, repository: str, *, mount: str | None = None, mount_from: str | None = None) -> str | None:
         """Begin an upload and return its location; ``None`` when the blob was mounted instead."""
