@@ -92,3 +92,11 @@ if ! id postgres >/dev/null 2>&1; then
     say "user postgres is missing although postgresql-15 is installed" >&2
     exit 1
 fi
+
+# helm (pinned, from the npm registry) for the chart's checks in tests/integration/test_packaging.py
+if command -v npm >/dev/null 2>&1; then
+    say "npm already present"
+else
+    apt_install npm
+fi
+say "helm at $(bash "$(dirname "$0")/install-packaging-tools.sh" | tail -n 1)"
