@@ -26,21 +26,22 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.errors import ConfigError, NotFound
+from pipeline.errors import ConfigError, NotFound, SigningError
 
 __all__ = [
+    "ENVIRONMENT_TAG_FIELDS",
+    "TEMPLATE_FIELDS",
     "BuildConfig",
     "BuildOverride",
-    "TEMPLATE_FIELDS",
     "Config",
     "DockerConfig",
-    "ENVIRONMENT_TAG_FIELDS",
     "EnvironmentConfig",
     "GitConfig",
     "ImageConfig",
     "PathFilter",
     "ProjectConfig",
     "RegistryConfig",
+    "SigningConfig",
     "WorkerConfig",
     "load_config",
     "parse_config",
@@ -182,13 +183,51 @@ class ImageConfig(_Model):
     repository: str = Field(pattern=_REPOSITORY)
 
 
+class GitConfig(_Model):
+    """How to reach a private repository; secrets come from the environment or files only."""
+
+    token_env: str | None = None
+    username: str = "x-access-token"
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+    submodules: bool = False
+    lfs: bool = False
+    timeout_seconds: int = Field(default=600, gt=0)
+
+    @model_validator(mode="after")
+    def _pinned_host_key(self) -> GitConfig:
+        if self.ssh_key_file and not self.known_hosts_file:
+            raise ValueError("ssh_key_file needs known_hosts_file: host keys are pinned, never trusted on first use")
+        return self
+
+
 class GitOpsConfig(_Model):
-    """Where a promotion is written back (used by the write-back step)."""
+    """Where a promotion is written back: one file on one branch of the environment's deploy
+    repository, and which value in it names the image (exactly one of ``key``,
+    ``kustomize_image`` or ``container``)."""
 
     repo: str
-    branch: str = "main"
+    branch: str = Field(default="main", pattern=r"^[A-Za-z0-9._/-]{1,200}$")
     path: str
-    key: str | None = None
+    key: str | None = None  # Helm values key path, e.g. image.digest, image.tag or image
+    kustomize_image: str | None = None  # the `name` of an entry in kustomization.yaml's images:
+    container: str | None = None  # a container in a plain manifest (Deployment, CronJob, Pod ...)
+    resource_kind: str | None = None  # with container: only in resources of this kind ...
+    resource_name: str | None = None  # ... and this name
+    git: GitConfig = Field(default_factory=GitConfig)
+    author_name: str = "pipeline"
+    author_email: str = "pipeline@localhost"
+
+    _path = field_validator("path")(_inside_checkout)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> GitOpsConfig:
+        given = [name for name in ("key", "kustomize_image", "container") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f"name exactly one of key (Helm values), kustomize_image or container; got {given or 'none'}")
+        if (self.resource_kind or self.resource_name) and not self.container:
+            raise ValueError("resource_kind and resource_name narrow a container; set container too")
+        return self
 
 
 ENVIRONMENT_TAG_FIELDS = frozenset({"environment", "project", "sha", "short_sha", "branch", "build_id"})
@@ -241,24 +280,6 @@ def _glob(path: str, pattern: str) -> bool:
         return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
     regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
     return re.fullmatch(regex.replace(r"\?", "[^/]"), path) is not None
-
-
-class GitConfig(_Model):
-    """How to reach a private repository; secrets come from the environment or files only."""
-
-    token_env: str | None = None
-    username: str = "x-access-token"
-    ssh_key_file: Path | None = None
-    known_hosts_file: Path | None = None
-    submodules: bool = False
-    lfs: bool = False
-    timeout_seconds: int = Field(default=600, gt=0)
-
-    @model_validator(mode="after")
-    def _pinned_host_key(self) -> GitConfig:
-        if self.ssh_key_file and not self.known_hosts_file:
-            raise ValueError("ssh_key_file needs known_hosts_file: host keys are pinned, never trusted on first use")
-        return self
 
 
 def _interval(value: object) -> object:
@@ -356,6 +377,21 @@ class WorkerConfig(_Model):
     retry_seconds: float = Field(default=5.0, gt=0)  # first retry after a transient failure; doubles each time
 
 
+class SigningConfig(_Model):
+    """The cosign key pair environments with ``sign: true`` sign with; the password is read
+    from ``password_env`` when a promotion signs (never stored)."""
+
+    key_file: Path
+    password_env: str = "COSIGN_PASSWORD"
+
+    def password(self) -> bytes:
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise SigningError(f"signing.password_env: {self.password_env} is not set; export the password of "
+                               f"{self.key_file} ({self.password_env}= for a key without one)")
+        return value.encode("utf-8")
+
+
 class Config(_Model):
     data_dir: Path = Path("./data")
     database_url: str | None = None
@@ -363,6 +399,7 @@ class Config(_Model):
     registries: dict[str, RegistryConfig] = Field(default_factory=dict)
     projects: dict[Annotated[str, Field(pattern=_NAME)], ProjectConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    signing: SigningConfig | None = None
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:
@@ -378,6 +415,19 @@ class Config(_Model):
                         f"projects.{name}.environments.{env.name}.registry: no registry named "
                         f"{env.registry!r}"
                     )
+                if env.sign and self.signing is None:
+                    raise ValueError(
+                        f"projects.{name}.environments.{env.name}.sign: signing needs a key; add "
+                        f"signing: {{key_file: cosign.key}} at the top level"
+                    )
+                for index, key in enumerate(env.verify):
+                    if not key.is_file():
+                        raise ValueError(
+                            f"projects.{name}.environments.{env.name}.verify.{index}: no public key file at {key}"
+                        )
+        signs = any(env.sign for p in self.projects.values() for env in p.environments)
+        if self.signing is not None and signs and not self.signing.key_file.is_file():
+            raise ValueError(f"signing.key_file: no key file at {self.signing.key_file}")
         return self
 
     @property

@@ -102,7 +102,8 @@ def _stop_workers(pool: list, threads: list[threading.Thread]) -> None:  # type:
         thread.join(timeout=30)
 
 
-PromotionWorkers = Annotated[int, typer.Option("--promotion-workers", help="Promotion workers in this process.")]
+PromotionWorkers = Annotated[int, typer.Option("--promotion-workers", "--promotions",
+                                               help="Promotion workers in this process.")]
 
 
 @app.command("worker")

@@ -18,6 +18,8 @@ from pipeline.config import Config, EnvironmentConfig, ProjectConfig
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.promotion._locations import Location, build_location, environment_location, environment_tag
 from pipeline.promotion._policy import refusal
+from pipeline.promotion._signatures import SignatureRefused, copy_signatures, sign_image, verify_signature
+from pipeline.promotion._writeback import push_to_git
 from pipeline.registry import RegistryClient, copy_image
 from pipeline.store import Build, Database, Promotion, builds, promotions, utcnow
 
@@ -42,6 +44,7 @@ class PromotionOutcome:
     previous_digest: str | None
     rollback_to_id: int | None
     copy_report: dict[str, Any] | None
+    gitops_commit: str | None
     steps: list[dict[str, Any]]
 
     def columns(self) -> dict[str, Any]:
@@ -52,6 +55,7 @@ class PromotionOutcome:
 class StepContext:
     """What a step may use; steps talk to registries only through ``client()``."""
 
+    db: Database
     config: Config
     project: ProjectConfig
     env: EnvironmentConfig
@@ -77,7 +81,7 @@ Step = Callable[[StepContext], str]
 
 
 def _copy_image(ctx: StepContext) -> str:
-    """Copy by digest, then move the tag; nothing at all when the environment already runs it."""
+    """Copy by digest (the tag moves last, in ``move-tag``); nothing when the environment already runs it."""
     target = ctx.client(ctx.target)
     digest = ctx.promotion.digest
     already = target.find_manifest(ctx.target.repository, ctx.tag)
@@ -85,19 +89,40 @@ def _copy_image(ctx: StepContext) -> str:
         ctx.outputs["noop"] = True
         return f"{ctx.target.ref(digest, ctx.tag)} is already current; nothing to copy"
     report = copy_image(ctx.client(ctx.source), ctx.source.repository, target, ctx.target.repository, digest,
-                        tags=[ctx.tag])
+                        tags=[])
+    report.tags.append(ctx.tag)  # the report describes the whole promotion: move-tag points it
     ctx.outputs["copy_report"] = report.to_dict()
-    return (f"copied {report.blobs_copied} blobs ({report.bytes_copied} bytes), mounted {report.blobs_mounted}, "
-            f"{report.blobs_present} already there; {ctx.tag} now points at {digest}")
+    return (f"copied {report.blobs_copied} blobs ({report.blobs_present} already there, "
+            f"{report.blobs_mounted} mounted, {report.bytes_copied} bytes) to {ctx.target.name}@{digest}")
+
+
+def _move_tag(ctx: StepContext) -> str:
+    """Point the environment tag at the digest, last, and read it back."""
+    target, repository, digest = ctx.client(ctx.target), ctx.target.repository, ctx.promotion.digest
+    if ctx.outputs.get("noop"):
+        return f"{ctx.tag} already points at {digest}"
+    target.tag(repository, ctx.tag, target.manifest(repository, digest))
+    return f"{ctx.tag} now points at {digest}"
 
 
 def step_registry() -> dict[str, Step]:
     """Every step kind, listed explicitly: importing a module registers nothing."""
-    return {"copy-image": _copy_image}
+    return {
+        "verify-signature": verify_signature,
+        "copy-image": _copy_image,
+        "copy-signatures": copy_signatures,
+        "sign": sign_image,
+        "git-push": push_to_git,
+        "move-tag": _move_tag,
+    }
 
 
 def steps_for(env: EnvironmentConfig) -> list[str]:
-    return ["copy-image"]
+    """Verify before anything lands, copy by digest, bring signatures, sign, write to Git, and
+    move the tag last: whoever pulls the environment tag finds the signatures there, and a
+    refused Git push leaves the tag where it was."""
+    return [*(["verify-signature"] if env.verify else []), "copy-image", "copy-signatures",
+            *(["sign"] if env.sign else []), *(["git-push"] if env.gitops else []), "move-tag"]
 
 
 def _source(session: Any, config: Config, project: ProjectConfig, env: EnvironmentConfig,
@@ -133,7 +158,7 @@ def _context(db: Database, config: Config, promotion_id: int) -> Iterator[StepCo
         current = promotions.current(session, promotion.project, promotion.environment)
         source = _source(session, config, project, env, promotion)
     with ExitStack() as clients:
-        yield StepContext(config, project, env, promotion, build, current, source,
+        yield StepContext(db, config, project, env, promotion, build, current, source,
                           environment_location(config, env), environment_tag(env, promotion.project, build), clients)
 
 
@@ -148,6 +173,10 @@ def run_promotion(db: Database, config: Config, promotion_id: int) -> PromotionO
             started = utcnow()
             try:
                 message = registry[kind](ctx)
+            except SignatureRefused as exc:
+                done.append(_step(kind, "refused", exc.message, started))
+                _save_steps(db, promotion_id, done)
+                return PromotionRefused(exc.message)
             except PipelineError as exc:
                 done.append(_step(kind, "failed", exc.message, started))
                 _save_steps(db, promotion_id, done)
@@ -163,6 +192,7 @@ def run_promotion(db: Database, config: Config, promotion_id: int) -> PromotionO
             previous_digest=ctx.current.digest if ctx.current else None,
             rollback_to_id=pointer,
             copy_report=ctx.outputs.get("copy_report"),
+            gitops_commit=ctx.outputs.get("gitops_commit"),
             steps=done,
         )
 

@@ -283,6 +283,15 @@ class RegistryClient:
                                 f"not {manifest.digest}")
         return stored
 
+    def tag(self, repository: str, tag: str, manifest: Manifest) -> None:
+        """Point ``tag`` at a manifest already stored by digest, and read it back: the registry
+        must now say that digest for the tag."""
+        self.put_manifest(repository, tag, manifest)
+        found = self.manifest_info(repository, tag).digest
+        if found != manifest.digest:
+            raise RegistryError(f"{self.host}/{repository}:{tag} points at {found} after tagging, "
+                                f"not {manifest.digest}")
+
     # -- blobs -------------------------------------------------------------------------------
 
     def blob_exists(self, repository: str, digest: str) -> bool:

@@ -74,7 +74,7 @@ def copy_image(source: RegistryClient, source_repo: str, target: RegistryClient,
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="blob-copy") as pool:
         _copy_manifest(route, manifest, report, pool)
     for tag in tags:
-        _move_tag(route, manifest, tag)
+        target.tag(target_repo, tag, manifest)
         report.tags.append(tag)
     return report
 
@@ -134,12 +134,3 @@ def _with_retries(attempts: int, work: Callable[[], None], done: Callable[[], bo
         except PipelineError as exc:
             if not exc.retryable:
                 raise
-
-
-def _move_tag(route: _Route, manifest: Manifest, tag: str) -> None:
-    """Point a tag at the copied digest and read it back: the target must say the same digest."""
-    route.target.put_manifest(route.target_repo, tag, manifest)
-    found = route.target.manifest_info(route.target_repo, tag).digest
-    if found != manifest.digest:
-        raise RegistryError(f"{route.target.host}/{route.target_repo}:{tag} points at {found} after the copy, "
-                            f"not {manifest.digest}")

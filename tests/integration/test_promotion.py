@@ -130,7 +130,7 @@ def test_a_digest_moves_dev_staging_prod_across_three_kinds_of_registry(
         assert work(db, config) == 1
         done = get(api, row["id"])
         assert done["status"] == "succeeded", done["error"]
-        assert [s["kind"] for s in done["steps"]] == ["copy-image"]
+        assert [s["kind"] for s in done["steps"]] == ["copy-image", "copy-signatures", "move-tag"]
     assert done["source_ref"] == f"{secure_registry.host}/{repo(config, 'staging')}@{digest}"  # prod copies from staging
     assert done["target_ref"] == f"{token_registry.host}/{repo(config, 'prod')}:prod@{digest}"
     assert done["copy_report"]["blobs_copied"] == 3

@@ -8,6 +8,7 @@ session's build registry, reached directly.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +47,8 @@ def images(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> list
     return [layout.refs[f"f{seed}"] for seed in range(len(ENVIRONMENTS))]
 
 
-def _config(tmp_path: Path, registry: Registry, proxy: FaultProxy) -> Config:
+def _config(tmp_path: Path, registry: Registry, proxy: FaultProxy, run: str) -> Config:
+    """Fresh repositories per run (``run``): the flaky registry serves both database variants."""
     return parse_config({
         "data_dir": str(tmp_path / "data"),
         "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 3, "retry_seconds": 0.2},
@@ -55,25 +57,25 @@ def _config(tmp_path: Path, registry: Registry, proxy: FaultProxy) -> Config:
         "projects": {"faulty": {
             "repo": "https://git.example.com/acme/faulty.git", "allow_unsigned": True,
             "image": {"registry": "local", "repository": "acme/faulty"},
-            "environments": [{"name": env, "registry": "flaky", "repository": f"team/{env}"} for env in ENVIRONMENTS],
+            "environments": [{"name": env, "registry": "flaky", "repository": f"{run}/{env}"} for env in ENVIRONMENTS],
         }},
     })
 
 
-def _tagged_manifests_are_complete(upstream: Registry) -> list[str]:
+def _tagged_manifests_are_complete(upstream: Registry, run: str) -> list[str]:
     """Every tag in the target, checked directly (no faults): its manifest and all its blobs exist."""
     checked = []
     with httpx.Client(base_url=upstream.url) as http:
         for env in ENVIRONMENTS:
-            tags = http.get(f"/v2/team/{env}/tags/list")
+            tags = http.get(f"/v2/{run}/{env}/tags/list")
             if tags.status_code == 404:
                 continue
             for tag in tags.json().get("tags") or []:
-                manifest = http.get(f"/v2/team/{env}/manifests/{tag}", headers={"Accept": ", ".join(MANIFEST_TYPES)})
+                manifest = http.get(f"/v2/{run}/{env}/manifests/{tag}", headers={"Accept": ", ".join(MANIFEST_TYPES)})
                 assert manifest.status_code == 200, (env, tag, manifest.text)
                 body = manifest.json()
                 for blob in [body["config"], *body["layers"]]:
-                    assert http.head(f"/v2/team/{env}/blobs/{blob['digest']}").status_code == 200, (env, tag, blob)
+                    assert http.head(f"/v2/{run}/{env}/blobs/{blob['digest']}").status_code == 200, (env, tag, blob)
                 checked.append(f"{env}:{tag}")
     return checked
 
@@ -82,7 +84,8 @@ def test_every_promotion_ends_clearly_and_no_tag_points_at_missing_blobs(
         db: Database, tmp_path: Path, registry: Registry, flaky: tuple[Registry, FaultProxy],
         images: list[str]) -> None:
     upstream, proxy = flaky
-    config = _config(tmp_path, registry, proxy)
+    run = f"run{secrets.token_hex(3)}"
+    config = _config(tmp_path, registry, proxy, run)
     with db.session() as session:
         projects.sync_projects(session, config.projects)
         ids = []
@@ -107,8 +110,8 @@ def test_every_promotion_ends_clearly_and_no_tag_points_at_missing_blobs(
         if row.status == "failed":
             assert row.error and "registry" in row.error, row.error
         else:
-            assert row.target_ref == f"{proxy.host}/team/{row.environment}:{row.environment}@{row.digest}"
+            assert row.target_ref == f"{proxy.host}/{run}/{row.environment}:{row.environment}@{row.digest}"
     assert sum(r.status == "succeeded" for r in rows) >= 1
-    tagged = _tagged_manifests_are_complete(upstream)
+    tagged = _tagged_manifests_are_complete(upstream, run)
     succeeded = {f"{r.environment}:{r.environment}" for r in rows if r.status == "succeeded"}
     assert succeeded <= set(tagged)

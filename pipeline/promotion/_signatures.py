@@ -1,0 +1,323 @@
+"""Promotion steps for cosign signatures: verify at the source, carry them along, sign the target.
+
+The ``.sig`` image of a digest is a tag (``sha256-<hex>.sig``) anyone may rewrite, so every
+change is a read-modify-write: fetch, append, upload, PUT, then read back and check the layer
+is there, again if a concurrent signer overwrote it. Signers on one host are serialized by a
+file lock in the data dir; between hosts the read-back narrows the race but cannot close it
+(the registry has no compare-and-swap), see ``_update_signatures``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from pipeline.errors import NotFound, PolicyViolation, RegistryError, SigningError
+from pipeline.registry import Manifest, RegistryClient, copy_image
+from pipeline.signing import (
+    MANIFEST_MEDIA_TYPE,
+    SIGNATURE_ANNOTATION,
+    SIMPLESIGNING_MEDIA_TYPE,
+    append_signature,
+    load_private_key,
+    load_public_key,
+    parse_payload,
+    sign_payload,
+    signature_tag,
+    simple_signing_payload,
+    verify_payload,
+    verify_signature_manifest,
+)
+
+if TYPE_CHECKING:
+    from pipeline.promotion._run import StepContext
+
+__all__ = ["SignatureRefused", "attestation_tag", "copy_signatures", "sign_image", "verify_signature"]
+
+ATTEMPTS = 3
+
+
+class SignatureRefused(PolicyViolation):
+    """The environment demands a signature the source does not carry: the promotion is rejected."""
+
+
+def attestation_tag(digest: str) -> str:
+    return signature_tag(digest).removesuffix(".sig") + ".att"
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _find(client: RegistryClient, repository: str, tag: str) -> Manifest | None:
+    try:
+        return client.manifest(repository, tag)
+    except NotFound:
+        return None
+
+
+def _layers(raw: bytes) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return []
+    layers = data.get("layers") if isinstance(data, dict) else None
+    return [layer for layer in layers or [] if isinstance(layer, dict)]
+
+
+def _signature_of(layer: dict[str, Any]) -> str | None:
+    annotations = layer.get("annotations")
+    value = annotations.get(SIGNATURE_ANNOTATION) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _has_layer(raw: bytes, digest: str, signature: str) -> bool:
+    return any(layer.get("digest") == digest and _signature_of(layer) == signature for layer in _layers(raw))
+
+
+def _short(digest: str) -> str:
+    return digest[:19] + "…" if len(digest) > 19 else digest
+
+
+@contextlib.contextmanager
+def _image_lock(data_dir: Path, client: RegistryClient, repository: str, tag: str) -> Iterator[None]:
+    """Serialize writers of one ``.sig`` tag across the processes (and threads) of this host.
+
+    An exclusive ``flock`` on a file under ``data_dir/locks``: workers sharing a data dir (every
+    SQLite deployment) never interleave their read-modify-writes. Workers on other hosts are
+    only covered by the read-back check of ``_update_signatures``.
+    """
+    name = hashlib.sha256(f"{client.host}/{repository}:{tag}".encode()).hexdigest()[:32]
+    directory = Path(data_dir) / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"sig-{name}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -- verify-signature ------------------------------------------------------------------------
+
+
+def _load_verify_keys(paths: Sequence[Path], where: str) -> list[ec.EllipticCurvePublicKey]:
+    keys = []
+    for path in paths:
+        try:
+            keys.append(load_public_key(path))
+        except SigningError as exc:
+            raise SigningError(f"{where}.verify: cannot use {path} to verify signatures: {exc.message}") from None
+    return keys
+
+
+def _why_not(layer: dict[str, Any], fetch: Callable[[str], bytes], digest: str,
+             keys: Sequence[ec.EllipticCurvePublicKey]) -> str:
+    """What is wrong with one layer that did not verify, in words."""
+    signature = _signature_of(layer)
+    if signature is None:
+        return "has no signature annotation"
+    layer_digest = str(layer.get("digest") or "")
+    payload = fetch(layer_digest)
+    if _sha256(payload) != layer_digest:
+        return "its payload does not match the layer digest (missing or altered)"
+    if not any(verify_payload(key, payload, signature) for key in keys):
+        return "its signature does not verify with any of the keys (wrong key or altered signature)"
+    try:
+        claimed = parse_payload(payload)["critical"]["image"]["docker-manifest-digest"]
+    except (SigningError, KeyError, TypeError):
+        return "its payload is not a cosign simple-signing payload"
+    if claimed != digest:
+        return f"its payload signs {claimed}, not {digest} (digest mismatch)"
+    return "it does not verify"
+
+
+def verify_signature(ctx: StepContext) -> str:
+    """Refuse the promotion unless the source's ``.sig`` has a layer one of ``env.verify`` accepts."""
+    where = f"projects.{ctx.promotion.project}.environments.{ctx.env.name}"
+    keys = _load_verify_keys(ctx.env.verify, where)
+    names = ", ".join(str(path) for path in ctx.env.verify)
+    digest, client, repository = ctx.promotion.digest, ctx.client(ctx.source), ctx.source.repository
+    tag = signature_tag(digest)
+    found = _find(client, repository, tag)
+    if found is None:
+        raise SignatureRefused(f"{ctx.env.name} requires a signature: no signature for {digest} in "
+                               f"{ctx.source.name} (no {tag} tag); keys tried: {names}")
+
+    def fetch(layer_digest: str) -> bytes:
+        try:
+            return client.read_blob(repository, layer_digest)
+        except NotFound:
+            return b""  # a layer whose payload is gone cannot verify
+
+    try:
+        verified = verify_signature_manifest(found.raw, fetch, digest, keys)
+    except SigningError as exc:
+        raise SignatureRefused(f"{ctx.env.name} requires a signature: {ctx.source.name}:{tag} is unusable "
+                               f"({exc.message}); keys tried: {names}") from None
+    if verified:
+        key = ctx.env.verify[verified[0].key_index]
+        return (f"{ctx.source.name}:{tag} layer {verified[0].layer_index} ({_short(verified[0].layer_digest)}) "
+                f"verifies with {key}")
+    layers = _layers(found.raw)
+    problems = "; ".join(f"layer {i} ({_short(str(layer.get('digest')))}) {_why_not(layer, fetch, digest, keys)}"
+                         for i, layer in enumerate(layers)) or "it has no layers"
+    raise SignatureRefused(f"{ctx.env.name} requires a signature: no valid signature for {digest} in "
+                           f"{ctx.source.name}:{tag}; keys tried: {names}; {problems}")
+
+
+# -- the read-modify-write of a .sig tag -------------------------------------------------------
+
+
+def _update_signatures(data_dir: Path, client: RegistryClient, repository: str, tag: str,
+                       change: Callable[[bytes | None], tuple[bytes | None, list[tuple[str, bytes]]]],
+                       present: Callable[[bytes], bool]) -> bool:
+    with _image_lock(data_dir, client, repository, tag):
+        return _read_modify_write(client, repository, tag, change, present)
+
+
+def _read_modify_write(client: RegistryClient, repository: str, tag: str,
+                       change: Callable[[bytes | None], tuple[bytes | None, list[tuple[str, bytes]]]],
+                       present: Callable[[bytes], bool]) -> bool:
+    """Apply ``change`` to the tag's manifest until a read-back shows ``present``; True if it wrote.
+
+    ``change`` gets the current bytes (None: no tag yet) and returns the new manifest (None:
+    nothing to do) and the blobs (digest, bytes) it needs. Between our PUT and our read-back a
+    concurrent signer can overwrite us; the read-back sees that and we go again on what it
+    wrote, keeping its layer. A signer whose stale PUT lands after our read-back can still
+    drop our layer: only a lock per image (or OCI referrers) closes that.
+    """
+    wrote = False
+    for attempt in range(ATTEMPTS):
+        current = _find(client, repository, tag)
+        manifest, blobs = change(current.raw if current else None)
+        if manifest is None:
+            return wrote
+        for digest, data in blobs:
+            if not client.blob_exists(repository, digest):
+                client.upload_blob(repository, digest, len(data), [data])
+        client.put_manifest(repository, tag, Manifest(manifest, MANIFEST_MEDIA_TYPE, _sha256(manifest)))
+        wrote = True
+        time.sleep(random.uniform(0.05, 0.2))  # let a racing PUT land before we look
+        after = _find(client, repository, tag)
+        if after is not None and present(after.raw):
+            return wrote
+        time.sleep(random.uniform(0.1, 0.4) * (attempt + 1))
+    raise RegistryError(f"registry {client.host}: {repository}:{tag} was rewritten by someone else "
+                        f"{ATTEMPTS} times while we updated it; try again")
+
+
+# -- copy-signatures ------------------------------------------------------------------------
+
+
+def _merge_sig(source_raw: bytes, read_payload: Callable[[str], bytes]) -> Callable[
+        [bytes | None], tuple[bytes | None, list[tuple[str, bytes]]]]:
+    """A change adding every simple-signing layer of the source the target lacks."""
+    wanted = [layer for layer in _layers(source_raw)
+              if layer.get("mediaType") == SIMPLESIGNING_MEDIA_TYPE and _signature_of(layer)]
+
+    def change(existing: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        if existing is None:
+            return source_raw, []  # the copy by digest already brought its blobs
+        manifest, blobs, config = existing, [], None
+        for layer in wanted:
+            update = append_signature(manifest, read_payload(str(layer["digest"])), str(_signature_of(layer)))
+            if update.changed:
+                manifest, config = update.manifest, update.config
+                blobs += [(blob.digest, blob.data) for blob in update.uploads if blob.digest != _sha256(update.config or b"")]
+        if manifest is existing:
+            return None, []
+        assert config is not None
+        return manifest, [*blobs, (_sha256(config), config)]
+
+    return change
+
+
+def copy_signatures(ctx: StepContext) -> str:
+    """Carry the digest's ``.sig`` and ``.att`` tags from the source repository to the target.
+
+    Each is copied by digest; a target without the tag gets the source's exact bytes. A target
+    ``.sig`` that already exists (another environment signed into this repository) keeps its
+    layers and gains the source's missing ones; an existing different ``.att`` is left alone.
+    """
+    source, target = ctx.client(ctx.source), ctx.client(ctx.target)
+    digest, notes = ctx.promotion.digest, []
+    for tag in (signature_tag(digest), attestation_tag(digest)):
+        info = source.find_manifest(ctx.source.repository, tag)
+        if info is None:
+            notes.append(f"no {tag.rsplit('.', 1)[1]} in the source")
+            continue
+        copy_image(source, ctx.source.repository, target, ctx.target.repository, info.digest, tags=[])
+        copied = source.manifest(ctx.source.repository, info.digest)
+        if tag.endswith(".sig"):
+            layers = {(layer.get("digest"), _signature_of(layer)) for layer in _layers(copied.raw)}
+
+            def present(raw: bytes, layers: set[Any] = layers) -> bool:
+                have = {(layer.get("digest"), _signature_of(layer)) for layer in _layers(raw)}
+                return layers <= have
+
+            def payload(layer_digest: str) -> bytes:
+                return target.read_blob(ctx.target.repository, layer_digest)
+
+            wrote = _update_signatures(ctx.config.data_dir, target, ctx.target.repository, tag,
+                                       _merge_sig(copied.raw, payload), present)
+            notes.append(f"{tag} ({len(layers)} signatures) {'copied' if wrote else 'already there'}")
+            continue
+        existing = target.find_manifest(ctx.target.repository, tag)
+        if existing is None:
+            target.put_manifest(ctx.target.repository, tag, copied)
+            notes.append(f"{tag} copied")
+        elif existing.digest == copied.digest:
+            notes.append(f"{tag} already there")
+        else:
+            notes.append(f"{tag} differs in the target; kept the target's")
+    return "; ".join(notes)
+
+
+# -- sign -------------------------------------------------------------------------------------
+
+
+def sign_image(ctx: StepContext) -> str:
+    """Add our signature of the target repository and digest to the target's ``.sig``."""
+    signing = ctx.config.signing
+    if signing is None:
+        raise SigningError(f"projects.{ctx.promotion.project}.environments.{ctx.env.name}.sign: "
+                           "no signing key configured (signing.key_file)")
+    key = load_private_key(signing.key_file, signing.password())
+    public = key.public_key()
+    digest, client, repository = ctx.promotion.digest, ctx.client(ctx.target), ctx.target.repository
+    reference = f"{ctx.target.registry.host}/{repository}"
+    payload = simple_signing_payload(reference, digest)
+    payload_digest, tag = _sha256(payload), signature_tag(digest)
+    signature = sign_payload(key, payload)
+    ours: list[str] = [signature]
+
+    def ours_in(raw: bytes) -> str | None:
+        """A layer with our payload that our key verifies (a retried step finds its work done)."""
+        for layer in _layers(raw):
+            found = _signature_of(layer)
+            if layer.get("digest") == payload_digest and found and verify_payload(public, payload, found):
+                return found
+        return None
+
+    def change(existing: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        if existing is not None and (found := ours_in(existing)):
+            ours[0] = found
+            return None, []
+        update = append_signature(existing, payload, signature)
+        ours[0] = signature
+        return update.manifest, [(blob.digest, blob.data) for blob in update.uploads]
+
+    wrote = _update_signatures(ctx.config.data_dir, client, repository, tag, change,
+                               lambda raw: _has_layer(raw, payload_digest, ours[0]))
+    return (f"{'signed' if wrote else 'already signed'} {reference}@{digest} with {signing.key_file} "
+            f"({tag}, layer {_short(payload_digest)})")
