@@ -128,6 +128,7 @@ class PromotionOut(BaseModel):
     rollback_to_id: int | None
     restores_id: int | None
     copy_report: dict[str, Any] | None
+    gitops_commit: str | None = None
     steps: list[dict[str, Any]]
     error: str | None
     attempts: int

@@ -4,7 +4,7 @@ Query functions take a ``Session`` and never commit; the caller (an API dependen
 iteration, a CLI command) owns the transaction through ``Database.session()``.
 """
 
-from pipeline.store import builds, deliveries, intake, jobs, projects, promotions
+from pipeline.store import builds, deliveries, intake, jobs, locks, projects, promotions
 from pipeline.store.database import (
     Database,
     current_revision,
@@ -38,6 +38,7 @@ __all__ = [
     "head_revision",
     "intake",
     "jobs",
+    "locks",
     "migrate",
     "open_database",
     "projects",

@@ -7,20 +7,27 @@ SQLite, and deliveries with several ref updates, take the general path in ``deli
 Queued builds another delivery is superseding right now are skipped (``SKIP LOCKED``) instead
 of waited for: that delivery supersedes them anyway, and a burst of pushes to one branch no
 longer queues up behind row locks. Running builds are waited for, so none is missed.
+
+Each statement exists twice from one text: as a SQLAlchemy ``text()`` for sessions, and in
+psycopg's ``%(name)s`` style for the asynchronous webhook route, which runs it on its own
+connection pool without a session or a thread (see ``pipeline.intake._async``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-__all__ = ["Recorded", "record_single_push"]
+__all__ = ["INSERT_IGNORED_PG", "RECORD_SINGLE_PUSH_PG", "Recorded", "record_single_push", "recorded_from_row"]
 
-_SQL = {
-    running: text(f"""
+
+def _record_single_push(running: bool) -> str:
+    return f"""
 WITH d AS (
     INSERT INTO webhook_deliveries (provider, delivery_id, hook_id, event, repository, project, ref, before,
                                     after, body_sha256, outcome, reason, received_at)
@@ -49,9 +56,32 @@ WITH d AS (
 )
 SELECT (SELECT id FROM d) AS delivery, (SELECT id FROM b) AS build,
        (SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM s) AS superseded
-""")
-    for running in (False, True)
-}
+"""
+
+
+# A delivery that queues nothing (filtered out, deleted ref, an event that is not a push): the
+# row `deliveries.insert_delivery` writes, in one autocommit statement.
+_INSERT_IGNORED = """
+INSERT INTO webhook_deliveries (provider, delivery_id, hook_id, event, repository, project, ref, before, after,
+                                body_sha256, outcome, reason, received_at)
+VALUES (:provider, :delivery_id, :hook_id, :event, :repository, :project, :ref, :before, :after,
+        :body_sha256, 'ignored', :reason, :now)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+_BIND = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def _pyformat(sql: str) -> str:
+    """``:name`` binds as psycopg's ``%(name)s`` (the statements hold no other colon or percent)."""
+    assert "%" not in sql
+    return _BIND.sub(r"%(\1)s", sql)
+
+
+_SQL = {running: text(_record_single_push(running)) for running in (False, True)}
+RECORD_SINGLE_PUSH_PG = {running: _pyformat(_record_single_push(running)) for running in (False, True)}
+INSERT_IGNORED_PG = _pyformat(_INSERT_IGNORED)
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,12 @@ class Recorded:
     delivery_id: int | None  # None: an equal delivery was recorded before, nothing was written
     build_id: int | None
     superseded: list[int]
+
+
+def recorded_from_row(row: Any) -> Recorded:
+    """A ``(delivery, build, superseded)`` row of the single-push statement."""
+    delivery, build, superseded = row
+    return Recorded(delivery, build, list(superseded))
 
 
 def record_single_push(session: Session, *, now: dt.datetime, supersede_running: bool, **values: object) -> Recorded:

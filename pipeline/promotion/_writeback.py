@@ -1,0 +1,62 @@
+"""The ``git-push`` step: write the promoted digest into the environment's deploy repository.
+
+It runs after the image and its signatures are in the target by digest and before the
+environment tag moves. The manifests in Git name the digest, which is already there, so Argo
+CD or Flux can deploy as soon as the commit lands; and a repository that refuses the push
+leaves the promotion failed with the tag where it was, so registry and Git never disagree
+about what the environment runs. Pushes to one repository are serialized across workers by
+a database lock (and on one machine by the mirror's file lock).
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from pipeline.config import GitOpsConfig
+from pipeline.gitops import HelmValue, ImageChange, KustomizeImage, ManifestContainer, Target, update_yaml, write_back
+from pipeline.source import public_url
+from pipeline.store import locks
+
+if TYPE_CHECKING:
+    from pipeline.promotion._run import StepContext
+
+__all__ = ["push_to_git"]
+
+
+def _target(gitops: GitOpsConfig) -> Target:
+    if gitops.key:
+        return HelmValue(gitops.key)
+    if gitops.kustomize_image:
+        return KustomizeImage(gitops.kustomize_image)
+    assert gitops.container is not None
+    return ManifestContainer(gitops.container, kind=gitops.resource_kind, name=gitops.resource_name)
+
+
+def _message(ctx: StepContext) -> str:
+    promotion, build = ctx.promotion, ctx.build
+    return (f"promote {promotion.project} to {promotion.environment}: {promotion.digest}\n\n"
+            f"image: {ctx.target.ref(promotion.digest, ctx.tag)}\n"
+            f"commit: {build.commit} ({build.branch or build.ref})\n"
+            f"build: {build.id}\npromotion: {promotion.id} ({promotion.trigger}, by {promotion.actor})\n")
+
+
+def push_to_git(ctx: StepContext) -> str:
+    gitops = ctx.env.gitops
+    assert gitops is not None
+    change = ImageChange(ctx.target.name, ctx.promotion.digest, ctx.tag)
+    target = _target(gitops)
+    work = ctx.config.data_dir / "work" / f"promotion-{ctx.promotion.id}"
+    try:
+        with locks.held(ctx.db, f"gitops:{gitops.repo}"):
+            pushed = write_back(
+                ctx.config.data_dir, work, repo=gitops.repo, branch=gitops.branch, path=gitops.path, auth=gitops.git,
+                edit=lambda text: update_yaml(text, target, change, source=gitops.path), message=_message(ctx),
+                author=(gitops.author_name, gitops.author_email))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    where = f"{public_url(gitops.repo)} {gitops.branch}:{gitops.path}"
+    if pushed.commit is None:
+        return f"{where} already names {pushed.new_value}; no commit"
+    ctx.outputs["gitops_commit"] = pushed.commit
+    return f"pushed {pushed.commit[:12]} to {where}: {pushed.old_value} -> {pushed.new_value}"
