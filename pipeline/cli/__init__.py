@@ -1,4 +1,5 @@
-"""The ``pipeline`` command: serve, api, worker, migrate, doctor.
+"""The ``pipeline`` command: serve, api, worker, migrate, doctor, keys; and, against a running
+service, builds, promote, rollback, release, envs, promotions, images (``_ops``).
 
 Commands are thin: load the config, open the database, call into ``pipeline`` or
 ``workers``. Every ``PipelineError`` ends the command with its message and exit code 2.
@@ -11,21 +12,17 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pipeline.cli._keys import keys_app
-from pipeline.config import Config, load_config
+from pipeline.cli._ops import register as register_ops
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.store import (
-    Database,
-    current_revision,
-    head_revision,
-    migrate,
-    open_database,
-    projects,
-)
+
+if TYPE_CHECKING:  # the ops commands need neither; importing SQLAlchemy costs most of a CLI start
+    from pipeline.config import Config
+    from pipeline.store import Database
 
 __all__ = ["app", "main"]
 
@@ -33,6 +30,7 @@ app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_hel
                   pretty_exceptions_enable=False)
 
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
+register_ops(app)
 
 ConfigOption = Annotated[
     Path | None,
@@ -45,12 +43,17 @@ def _setup_logging() -> None:
 
 
 def _open(config_path: Path | None) -> tuple[Config, Database]:
+    from pipeline.config import load_config
+    from pipeline.store import open_database
+
     config = load_config(config_path)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return config, open_database(config.effective_database_url)
 
 
 def _require_current_schema(db: Database) -> None:
+    from pipeline.store import current_revision, head_revision
+
     current, head = current_revision(db), head_revision()
     if current != head:
         raise ConfigError(f"database schema is at {current or 'nothing'}, this version needs {head}: "
@@ -58,6 +61,8 @@ def _require_current_schema(db: Database) -> None:
 
 
 def _sync_projects(db: Database, config: Config) -> None:
+    from pipeline.store import projects
+
     with db.session() as session:
         projects.sync_projects(session, config.projects)
 
@@ -67,6 +72,8 @@ def _start(config_path: Path | None, *, migrate_embedded: bool = False) -> tuple
     _setup_logging()
     cfg, db = _open(config_path)
     if migrate_embedded and db.dialect == "sqlite":
+        from pipeline.store import migrate
+
         migrate(db)
     _require_current_schema(db)
     _sync_projects(db, cfg)
@@ -76,6 +83,8 @@ def _start(config_path: Path | None, *, migrate_embedded: bool = False) -> tuple
 @app.command("migrate")
 def migrate_command(config: ConfigOption = None) -> None:
     """Bring the database schema to the latest migration."""
+    from pipeline.store import current_revision, migrate
+
     cfg, db = _open(config)
     migrate(db)
     _sync_projects(db, cfg)

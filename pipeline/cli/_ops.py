@@ -1,0 +1,255 @@
+"""Commands for ops against a running service: builds, promotions, environments, images.
+
+Each command is one REST call (or a call and a wait), printed as a table, or as the API's
+JSON with ``--output json`` for scripts. Exit codes are listed in ``_remote``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.cli._remote import EXIT, RemoteError, ServiceClient
+
+__all__ = ["builds_app", "images_app", "promotions_app", "register"]
+
+builds_app = typer.Typer(help="Builds: list, show, follow logs.", no_args_is_help=True)
+promotions_app = typer.Typer(help="Promotion history.", no_args_is_help=True)
+images_app = typer.Typer(help="Images by digest: lineage, rejection.", no_args_is_help=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="PIPELINE_URL", help="The service (PIPELINE_URL).")]
+Output = Annotated[str, typer.Option("--output", "-o", help="table or json.")]
+Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it has finished, showing progress.")]
+DEFAULT_URL = "http://127.0.0.1:8080"
+_TERMINAL = {"succeeded", "failed", "cancelled", "superseded", "skipped", "rejected"}
+_BAD = {"failed", "rejected", "cancelled"}
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _client(url: str) -> Iterator[ServiceClient]:
+    """A client whose failures end the command with the message and its exit code."""
+    try:
+        with ServiceClient(url) as client:
+            yield client
+    except RemoteError as exc:
+        errors.print(f"error: {exc.message}", markup=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _short(digest: str | None) -> str:
+    return digest.removeprefix("sha256:")[:12] if digest else "-"
+
+
+def _when(value: str | None) -> str:
+    return value.replace("T", " ")[:19] if value else "-"
+
+
+def _show(data: Any, output: str, table: Callable[[Any], Table]) -> None:
+    if output == "json":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif output == "table":
+        console.print(table(data))
+    else:
+        errors.print(f"error: --output is table or json, not {output!r}")
+        raise typer.Exit(EXIT["invalid"])
+
+
+def _builds_table(page: dict[str, Any]) -> Table:
+    table = Table("id", "project", "branch", "commit", "status", "digest", "created", box=None)
+    for b in page["items"]:
+        table.add_row(str(b["id"]), b["project"], b["branch"] or b["ref"], b["commit"][:7], b["status"],
+                      _short(b["digest"]), _when(b["created_at"]))
+    return table
+
+
+def _fields(pairs: list[tuple[str, Any]]) -> Table:
+    table = Table(box=None, show_header=False)
+    for name, value in pairs:
+        table.add_row(name, "-" if value in (None, "", []) else str(value))
+    return table
+
+
+@builds_app.command("ls")
+def builds_ls(url: Url = DEFAULT_URL, output: Output = "table", project: str | None = None,
+              branch: str | None = None, status: str | None = None, limit: int = 20) -> None:
+    """Recent builds, newest first."""
+    with _client(url) as client:
+        _show(client.get("/api/v1/builds", project=project, branch=branch, status=status, limit=limit), output,
+              _builds_table)
+
+
+@builds_app.command("show")
+def builds_show(build_id: int, url: Url = DEFAULT_URL, output: Output = "table") -> None:
+    """One build: commit, digest, engine, cache, error."""
+    with _client(url) as client:
+        b = client.get(f"/api/v1/builds/{build_id}")
+    _show(b, output, lambda b: _fields([
+        ("build", b["id"]), ("project", b["project"]), ("ref", b["ref"]), ("commit", b["commit"]),
+        ("status", b["status"]), ("image", b["image"]), ("tags", ", ".join(b["tags"])), ("engine", b["engine"]),
+        ("steps cached", f"{b['steps_cached']}/{b['steps_total']}" if b["steps_total"] else None),
+        ("size", b["image_size"]), ("started", _when(b["started_at"])), ("finished", _when(b["finished_at"])),
+        ("error", b["error"])]))
+
+
+@builds_app.command("logs")
+def builds_logs(build_id: int, url: Url = DEFAULT_URL,
+                follow: Annotated[bool, typer.Option("--follow", "-f", help="Until the build ends.")] = False) -> None:
+    """A build's output; with -f, as it is written, then the exit code says how it ended."""
+    with _client(url) as client:
+        if not follow:
+            for line in client.get(f"/api/v1/builds/{build_id}/logs")["lines"]:
+                sys.stdout.write(line["line"] + "\n")
+            return
+        end = None
+        for raw in client.stream_lines(f"/api/v1/builds/{build_id}/logs", follow="true"):
+            item = json.loads(raw) if raw.strip() else {}
+            if item.get("end"):
+                end = item["status"]
+            elif "line" in item:
+                sys.stdout.write(item["line"] + "\n")
+                sys.stdout.flush()
+    errors.print(f"build {build_id} {end}")
+    if end in _BAD:
+        raise typer.Exit(EXIT["outcome"])
+
+
+def _promotion_fields(p: dict[str, Any]) -> Table:
+    return _fields([
+        ("promotion", p["id"]), ("project", p["project"]), ("environment", p["environment"]),
+        ("digest", p["digest"]), ("build", p["build_id"]), ("status", p["status"]), ("trigger", p["trigger"]),
+        ("actor", p["actor"]), ("reason", p["reason"]), ("from", p["source_ref"]), ("to", p["target_ref"]),
+        ("previous", p["previous_digest"]), ("git commit", p.get("gitops_commit")), ("error", p["error"]),
+        *[(f"step {s['kind']}", f"{s['status']}: {s['message']}") for s in p["steps"]]])
+
+
+def _wait_for_promotion(client: ServiceClient, promotion: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
+    """Poll until the promotion ends, printing each step as it completes."""
+    shown, deadline = 0, time.monotonic() + timeout
+    while promotion["status"] not in _TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.5)
+        promotion = client.get(f"/api/v1/promotions/{promotion['id']}")
+        for step in promotion["steps"][shown:]:
+            errors.print(f"  {step['kind']}: {step['status']}: {step['message']}", markup=False)
+        shown = len(promotion["steps"])
+    return promotion
+
+
+def _finish(client: ServiceClient, promotion: dict[str, Any], wait: bool, output: str) -> None:
+    if wait:
+        errors.print(f"promotion {promotion['id']}: {promotion['digest']} to "
+                     f"{promotion['project']}/{promotion['environment']}", markup=False)
+        promotion = _wait_for_promotion(client, promotion)
+    _show(promotion, output, _promotion_fields)
+    if promotion["status"] in _BAD:
+        raise typer.Exit(EXIT["outcome"])
+
+
+def promote(project: str, environment: str, url: Url = DEFAULT_URL, output: Output = "table", wait: Wait = True,
+            build: Annotated[int | None, typer.Option(help="The build whose digest to promote.")] = None,
+            digest: Annotated[str | None, typer.Option(help="The digest to promote (sha256:...).")] = None,
+            reason: str = "") -> None:
+    """Promote a built digest to an environment (by build id or digest)."""
+    with _client(url) as client:
+        asked = client.post("/api/v1/promotions", {"project": project, "environment": environment, "digest": digest,
+                                                    "build_id": build, "reason": reason})
+        _finish(client, asked, wait, output)
+
+
+def rollback(project: str, environment: str, url: Url = DEFAULT_URL, output: Output = "table", wait: Wait = True,
+             reason: str = "") -> None:
+    """Promote what ran before, and hold automatic promotion until `pipeline release`."""
+    with _client(url) as client:
+        asked = client.post(f"/api/v1/environments/{project}/{environment}/rollback", {"reason": reason})
+        _finish(client, asked, wait, output)
+
+
+def release(project: str, environment: str, url: Url = DEFAULT_URL) -> None:
+    """Let automatic promotion into a held environment resume."""
+    with _client(url) as client:
+        hold = client.post(f"/api/v1/environments/{project}/{environment}/release")
+    console.print(f"{project}/{environment} released (held since {_when(hold['created_at'])}: {hold['reason']})",
+                  markup=False)
+
+
+def _matrix_table(matrix: dict[str, Any]) -> Table:
+    table = Table("project", "environment", "digest", "commit", "since", "by", "previous", "held", box=None)
+    for e in matrix["items"]:
+        now, before = e["current"] or {}, e["previous"] or {}
+        held = f"by {e['held']['actor']}" if e["held"] else ""
+        table.add_row(e["project"], e["environment"], _short(now.get("digest")), (now.get("commit") or "-")[:7],
+                      _when(now.get("since")), now.get("actor") or "-", _short(before.get("digest")), held)
+    return table
+
+
+def envs(url: Url = DEFAULT_URL, output: Output = "table", project: str | None = None) -> None:
+    """What runs where: per project and environment, digest, commit, since when, by whom."""
+    with _client(url) as client:
+        _show(client.get("/api/v1/environments", project=project), output, _matrix_table)
+
+
+@promotions_app.command("ls")
+def promotions_ls(url: Url = DEFAULT_URL, output: Output = "table", project: str | None = None,
+                  environment: str | None = None, status: str | None = None, limit: int = 20) -> None:
+    """Promotion history, newest first."""
+    def table(page: dict[str, Any]) -> Table:
+        rows = Table("id", "project", "environment", "digest", "status", "trigger", "actor", "created", box=None)
+        for p in page["items"]:
+            rows.add_row(str(p["id"]), p["project"], p["environment"], _short(p["digest"]), p["status"], p["trigger"],
+                         p["actor"], _when(p["created_at"]))
+        return rows
+
+    with _client(url) as client:
+        _show(client.get("/api/v1/promotions", project=project, environment=environment, status=status, limit=limit),
+              output, table)
+
+
+@promotions_app.command("show")
+def promotions_show(promotion_id: int, url: Url = DEFAULT_URL, output: Output = "table") -> None:
+    """One promotion with its steps."""
+    with _client(url) as client:
+        _show(client.get(f"/api/v1/promotions/{promotion_id}"), output, _promotion_fields)
+
+
+@images_app.command("show")
+def images_show(digest: str, url: Url = DEFAULT_URL, output: Output = "table") -> None:
+    """Which build made a digest, where it has been, and where it runs now."""
+    def table(image: dict[str, Any]) -> Table:
+        rows = [("digest", image["digest"]), ("runs in", ", ".join(image["running_in"])),
+                ("rejected", image["rejected"]["reason"] if image["rejected"] else None)]
+        rows += [(f"build {b['id']}", f"{b['project']} {b['ref']} {b['commit'][:12]} {b['status']}")
+                 for b in image["builds"]]
+        rows += [(f"promotion {p['id']}", f"{p['environment']} {p['status']} by {p['actor']} {_when(p['finished_at'])}")
+                 for p in image["promotions"]]
+        return _fields(rows)
+
+    with _client(url) as client:
+        _show(client.get(f"/api/v1/images/{digest}"), output, table)
+
+
+@images_app.command("reject")
+def images_reject(digest: str, reason: Annotated[str, typer.Option(help="Why (shown to whoever tries).")],
+                  url: Url = DEFAULT_URL) -> None:
+    """Block a digest from every further promotion."""
+    with _client(url) as client:
+        client.post(f"/api/v1/images/{digest}/reject", {"reason": reason})
+    console.print(f"{digest} rejected: {reason}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """The ops commands on the main ``pipeline`` command."""
+    app.add_typer(builds_app, name="builds")
+    app.add_typer(promotions_app, name="promotions")
+    app.add_typer(images_app, name="images")
+    for command in (promote, rollback, release, envs):
+        app.command()(command)
