@@ -7,20 +7,35 @@ and what to write down; how to check out, build, talk to a registry or read an i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from pipeline import builder, insight, source
-from pipeline.config import BuildConfig, Config, ProjectConfig
-from pipeline.errors import BuildError, ConfigError, PipelineError, RegistryError
-from pipeline.registry import RegistryClient
+from pipeline.config import BuildConfig, Config, ProjectConfig, SigningConfig
+from pipeline.errors import BuildError, ConfigError, NotFound, PipelineError, RegistryError, SigningError
+from pipeline.registry import RegistryClient, update_artifact
+from pipeline.signing import (
+    DSSE_MEDIA_TYPE,
+    append_attestation,
+    attestation_tag,
+    dsse_envelope,
+    load_private_key,
+    provenance_statement,
+    statement_bytes,
+    verify_envelope,
+)
 from pipeline.store import Build, Database, builds, utcnow
 
 __all__ = ["BuildOutcome", "BuildSkipped", "LogSink", "run_build"]
@@ -83,6 +98,7 @@ class BuildOutcome:
     steps_cached: int
     cache_from: list[str]
     followup: Callable[[], None] | None = field(default=None, compare=False)
+    provenance: dict[str, Any] | None = None  # the in-toto statement (signed into .att when a key is set)
 
     def columns(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "followup"} | {"error": None}
@@ -209,6 +225,78 @@ def _insight_followup(db: Database, build_id: int, engine: builder.Engine, docke
     return analyze
 
 
+def _load_signing_key(signing: SigningConfig) -> ec.EllipticCurvePrivateKey:
+    try:
+        return load_private_key(signing.key_file, signing.password())
+    except SigningError as exc:
+        raise SigningError(f"provenance: cannot sign with signing.key_file {signing.key_file}: {exc.message}") from None
+
+
+def _provenance(project: ProjectConfig, build: Build, spec: builder.BuildSpec, engine: builder.Engine,
+                digest: str) -> dict[str, Any]:
+    """The statement for the digest: only the recorded build-args (``spec.args``) go in, never
+    ``spec.secrets`` or anything else BuildKit was handed."""
+    options = project.build_for(build.branch)
+    now = utcnow()
+    return provenance_statement(
+        repository=f"{spec.registry}/{project.image.repository}", digest=digest, source_repo=project.repo,
+        ref=build.ref, commit=build.commit, context=options.context, dockerfile=options.dockerfile,
+        target=spec.target, build_args=spec.args, platforms=spec.platforms, build_id=build.id,
+        started_on=build.started_at or now, finished_on=now, engine=engine.name, builder_mode=engine.mode)
+
+
+def _dsse_layers(raw: bytes) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return []  # append_attestation refuses it with a clear message
+    layers = data.get("layers") if isinstance(data, dict) else None
+    return [layer for layer in layers or [] if isinstance(layer, dict) and layer.get("mediaType") == DSSE_MEDIA_TYPE]
+
+
+def _attach_provenance(config: Config, project: ProjectConfig, digest: str, statement: dict[str, Any],
+                       key: ec.EllipticCurvePrivateKey) -> str:
+    """Sign the statement and append it to the digest's ``.att`` in the project's repository.
+
+    The same read-modify-write (lock per tag, read back) as promotion signing. A retried build
+    whose signed statement is already there writes nothing. Registry errors propagate.
+    """
+    repository, tag = project.image.repository, attestation_tag(digest)
+    envelope = dsse_envelope(statement, key)
+    layer_digest = "sha256:" + hashlib.sha256(envelope).hexdigest()
+    payload, public = statement_bytes(statement), key.public_key()
+    with RegistryClient(config.registries[project.image.registry]) as client:
+
+        def ours(raw: bytes) -> bool:
+            """A layer whose envelope our key signed over this very statement."""
+            for layer in _dsse_layers(raw):
+                if layer.get("digest") == layer_digest:
+                    return True
+                try:
+                    blob = client.read_blob(repository, str(layer.get("digest")))
+                except NotFound:
+                    continue
+                found = verify_envelope(blob, [public])
+                if found is not None and statement_bytes(found) == payload:
+                    return True
+            return False
+
+        def change(existing: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+            if existing is not None and ours(existing):
+                return None, []
+            update = append_attestation(existing, envelope)
+            if not update.changed:
+                return None, []
+            return update.manifest, [(blob.digest, blob.data) for blob in update.uploads]
+
+        def present(raw: bytes) -> bool:
+            return any(layer.get("digest") == layer_digest for layer in _dsse_layers(raw))
+
+        wrote = update_artifact(config.data_dir, client, repository, tag, change, present)
+    where = f"{client.host}/{repository}:{tag}"
+    return f"provenance signed into {where}" if wrote else f"provenance already in {where}"
+
+
 def run_build(db: Database, config: Config, build_id: int, *,
               should_stop: Callable[[], bool] = lambda: False) -> BuildOutcome | BuildSkipped:
     """Check out, build and push one build; raises ``PipelineError`` on any failure."""
@@ -220,6 +308,10 @@ def run_build(db: Database, config: Config, build_id: int, *,
     sink = LogSink(db, build_id)
     workdir = config.data_dir / "work" / f"build-{build_id}"
     shutil.rmtree(workdir, ignore_errors=True)  # an earlier attempt's leftovers
+    # scrypt takes a fraction of a second: decrypt the key while the checkout runs
+    keys = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"key-{build_id}") if config.signing else None
+    key_future: Future[ec.EllipticCurvePrivateKey] | None = (
+        keys.submit(_load_signing_key, config.signing) if keys and config.signing else None)
     try:
         sink(f"checking out {build.commit} ({build.ref}) from {source.public_url(project.repo)}")
         checkout = source.checkout(config.data_dir, build.project, project, build.commit, workdir / "src")
@@ -232,19 +324,24 @@ def run_build(db: Database, config: Config, build_id: int, *,
         with db.session() as session:
             builds.record_progress(session, build_id, engine=engine.name, builder_mode=engine.mode,
                                    build_args=spec.args, cache_from=spec.cache_from)
+        key = key_future.result() if key_future else None  # a key that cannot sign fails before building
         built = builder.build_and_push(engine, spec, sink, workdir / "tmp", should_stop)
         tags = [ref.rsplit(":", 1)[1] for ref in spec.refs]
         layers = _registry_manifest(config, project, tags, built.digest)
         repository = f"{spec.registry}/{project.image.repository}"
         sink(f"pushed {repository}@{built.digest}; the registry reports it for tags {', '.join(tags)}")
         sink(f"steps: {built.steps_total}, from cache: {built.steps_cached}")
+        statement = _provenance(project, build, spec, engine, built.digest)
+        if key is not None:
+            sink(_attach_provenance(config, project, built.digest, statement, key))
         followup = None
         if project.build_for(build.branch).insight and built.loaded:
             scratch = config.data_dir / "work" / f"insight-{build_id}"
             followup = _insight_followup(db, build_id, engine, spec.dockerfile, built.image_id, previous, scratch)
         return BuildOutcome(built.digest, f"{repository}@{built.digest}", tags,
                             sum(int(layer.get("size") or 0) for layer in layers), layers,
-                            built.steps_total, built.steps_cached, spec.cache_from, followup)
+                            built.steps_total, built.steps_cached, spec.cache_from, followup,
+                            provenance=statement)
     except PipelineError as exc:
         sink(f"error: {exc.message}")
         raise
@@ -253,5 +350,7 @@ def run_build(db: Database, config: Config, build_id: int, *,
         sink(f"internal error: {exc!r}")
         raise BuildError(f"internal error while building: {exc!r}") from exc
     finally:
+        if keys is not None:
+            keys.shutdown(wait=False, cancel_futures=True)
         sink.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Arrival",
+    "AttestationsOut",
     "BuildOut",
     "BuildPage",
     "BuildRequest",
@@ -57,6 +58,8 @@ class BuildOut(BaseModel):
     layers: list[dict[str, Any]] = []
     insight: dict[str, Any] | None = None
     advice: list[dict[str, Any]] = []
+    provenance: dict[str, Any] | None = Field(
+        default=None, description="in-toto statement (SLSA provenance v1) of the digest this build made")
 
 
 class BuildRequest(BaseModel):
@@ -198,9 +201,24 @@ class RejectionOut(BaseModel):
     created_at: dt.datetime
 
 
+class AttestationsOut(BaseModel):
+    """The digest's ``.att`` tag in the repository of the build that made it, as checked now."""
+
+    reference: str
+    present: bool
+    layers: int = 0
+    verified: bool | None = None  # None: not checked (no signing key, or the key could not be read)
+    verified_layers: int = 0
+    detail: str = ""
+
+
 class ImageOut(BaseModel):
     digest: str
     builds: list[BuildOut]
     promotions: list[PromotionOut]
     rejected: RejectionOut | None
     running_in: list[str]
+    provenance: dict[str, Any] | None = Field(
+        default=None, description="in-toto statement (SLSA provenance v1) of the newest build that made the digest")
+    attestations: AttestationsOut | None = Field(
+        default=None, description="only with ?attestations=true: the .att tag, verified with the signing key")

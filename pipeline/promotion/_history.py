@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session
 
-from pipeline.config import Config
-from pipeline.errors import NotFound
+from pipeline.config import Config, RegistryConfig, SigningConfig
+from pipeline.errors import NotFound, PipelineError
+from pipeline.registry import RegistryClient
+from pipeline.signing import DSSE_MEDIA_TYPE, attestation_tag, load_private_key, verify_attestation_manifest
 from pipeline.store import Build, EnvironmentHold, Promotion, builds, promotions
 
-__all__ = ["EnvironmentState", "ImageLineage", "environment_matrix", "image_lineage"]
+__all__ = ["AttestationStatus", "EnvironmentState", "ImageLineage", "attestation_status", "environment_matrix",
+           "image_lineage"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,12 @@ class ImageLineage:
     promotions: list[Promotion]
     rejection: Any
     environments: list[str]  # project/environment pairs that run it now
+    provenance: dict[str, Any] | None = None  # the statement of the newest build that made it
+
+
+def _provenance_of(made: list[Build]) -> dict[str, Any] | None:
+    """``made`` is oldest first; the newest succeeded build with a statement speaks for the digest."""
+    return next((b.provenance for b in reversed(made) if b.provenance and b.status == "succeeded"), None)
 
 
 def image_lineage(session: Session, config: Config, digest: str) -> ImageLineage:
@@ -63,4 +76,80 @@ def image_lineage(session: Session, config: Config, digest: str) -> ImageLineage
         f"{state.project}/{state.environment}" for state in environment_matrix(session, config)
         if state.current is not None and state.current.digest == digest
     ]
-    return ImageLineage(digest, list(reversed(made)), moved, promotions.rejection(session, digest), running)
+    made = list(reversed(made))
+    return ImageLineage(digest, made, moved, promotions.rejection(session, digest), running, _provenance_of(made))
+
+
+@dataclass(frozen=True)
+class AttestationStatus:
+    reference: str
+    present: bool
+    layers: int = 0
+    verified: bool | None = None  # None: not checked
+    verified_layers: int = 0
+    detail: str = ""
+
+
+@functools.lru_cache(maxsize=4)
+def _public_key(key_file: Path, stamp: tuple[int, int], password_sha256: str,
+                password: bytes) -> ec.EllipticCurvePublicKey:
+    """The signing key's public half; scrypt costs ~64 MB and a fraction of a second, so once
+    per key file version (``stamp``) and password."""
+    return load_private_key(key_file, password).public_key()
+
+
+def _signing_public_key(signing: SigningConfig) -> ec.EllipticCurvePublicKey:
+    password = signing.password()
+    stat = Path(signing.key_file).stat()
+    return _public_key(Path(signing.key_file), (stat.st_mtime_ns, stat.st_size),
+                       hashlib.sha256(password).hexdigest(), password)
+
+
+def _build_location(config: Config, build: Build) -> tuple[RegistryConfig, str] | None:
+    """The registry and repository the build pushed to (from its recorded image reference)."""
+    project = config.projects.get(build.project)
+    if project is None or not build.image:
+        return None
+    host, _, repository = build.image.split("@", 1)[0].partition("/")
+    registry = config.registries.get(project.image.registry)
+    if registry is None or registry.host != host:
+        registry = next((r for r in config.registries.values() if r.host == host), None)
+    return (registry, repository) if registry is not None else None
+
+
+def attestation_status(config: Config, lineage: ImageLineage) -> AttestationStatus | None:
+    """Look at the digest's ``.att`` where its newest build pushed it; verify with the public key
+    of ``signing.key_file``. A few small registry requests; registry trouble is reported, not raised."""
+    made = next((b for b in reversed(lineage.builds) if b.status == "succeeded" and b.image), None)
+    location = _build_location(config, made) if made is not None else None
+    if location is None:
+        return None
+    registry, repository = location
+    tag = attestation_tag(lineage.digest)
+    reference = f"{registry.host}/{repository}:{tag}"
+    try:
+        with RegistryClient(registry) as client:
+            try:
+                found = client.manifest(repository, tag)
+            except NotFound:
+                return AttestationStatus(reference, present=False, detail="no .att tag")
+            layers = [layer for layer in found.json().get("layers") or []
+                      if isinstance(layer, dict) and layer.get("mediaType") == DSSE_MEDIA_TYPE]
+            if config.signing is None:
+                return AttestationStatus(reference, True, len(layers), detail="no signing key configured to verify with")
+            try:
+                key = _signing_public_key(config.signing)
+            except (PipelineError, OSError) as exc:
+                return AttestationStatus(reference, True, len(layers), detail=f"not verified: {getattr(exc, 'message', exc)}")
+
+            def fetch(layer_digest: str) -> bytes:
+                try:
+                    return client.read_blob(repository, layer_digest)
+                except NotFound:
+                    return b""
+
+            verified = verify_attestation_manifest(found.raw, fetch, lineage.digest, [key])
+    except PipelineError as exc:
+        return AttestationStatus(reference, present=False, detail=f"could not look: {exc.message}")
+    return AttestationStatus(reference, True, len(layers), bool(verified), len(verified),
+                             f"{len(verified)} of {len(layers)} envelopes verify with {config.signing.key_file}")

@@ -4,27 +4,22 @@ The ``.sig`` image of a digest is a tag (``sha256-<hex>.sig``) anyone may rewrit
 change is a read-modify-write: fetch, append, upload, PUT, then read back and check the layer
 is there, again if a concurrent signer overwrote it. Signers on one host are serialized by a
 file lock in the data dir; between hosts the read-back narrows the race but cannot close it
-(the registry has no compare-and-swap), see ``_update_signatures``.
+(the registry has no compare-and-swap), see ``pipeline.registry.update_artifact``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import random
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.errors import NotFound, PolicyViolation, RegistryError, SigningError
-from pipeline.registry import Manifest, RegistryClient, copy_image
+from pipeline.errors import NotFound, PolicyViolation, SigningError
+from pipeline.registry import Manifest, RegistryClient, copy_image, update_artifact
 from pipeline.signing import (
-    MANIFEST_MEDIA_TYPE,
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING_MEDIA_TYPE,
     append_signature,
@@ -43,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SignatureRefused", "attestation_tag", "copy_signatures", "sign_image", "verify_signature"]
 
-ATTEMPTS = 3
 
 
 class SignatureRefused(PolicyViolation):
@@ -86,25 +80,6 @@ def _has_layer(raw: bytes, digest: str, signature: str) -> bool:
 
 def _short(digest: str) -> str:
     return digest[:19] + "…" if len(digest) > 19 else digest
-
-
-@contextlib.contextmanager
-def _image_lock(data_dir: Path, client: RegistryClient, repository: str, tag: str) -> Iterator[None]:
-    """Serialize writers of one ``.sig`` tag across the processes (and threads) of this host.
-
-    An exclusive ``flock`` on a file under ``data_dir/locks``: workers sharing a data dir (every
-    SQLite deployment) never interleave their read-modify-writes. Workers on other hosts are
-    only covered by the read-back check of ``_update_signatures``.
-    """
-    name = hashlib.sha256(f"{client.host}/{repository}:{tag}".encode()).hexdigest()[:32]
-    directory = Path(data_dir) / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"sig-{name}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- verify-signature ------------------------------------------------------------------------
@@ -175,47 +150,6 @@ def verify_signature(ctx: StepContext) -> str:
                            f"{ctx.source.name}:{tag}; keys tried: {names}; {problems}")
 
 
-# -- the read-modify-write of a .sig tag -------------------------------------------------------
-
-
-def _update_signatures(data_dir: Path, client: RegistryClient, repository: str, tag: str,
-                       change: Callable[[bytes | None], tuple[bytes | None, list[tuple[str, bytes]]]],
-                       present: Callable[[bytes], bool]) -> bool:
-    with _image_lock(data_dir, client, repository, tag):
-        return _read_modify_write(client, repository, tag, change, present)
-
-
-def _read_modify_write(client: RegistryClient, repository: str, tag: str,
-                       change: Callable[[bytes | None], tuple[bytes | None, list[tuple[str, bytes]]]],
-                       present: Callable[[bytes], bool]) -> bool:
-    """Apply ``change`` to the tag's manifest until a read-back shows ``present``; True if it wrote.
-
-    ``change`` gets the current bytes (None: no tag yet) and returns the new manifest (None:
-    nothing to do) and the blobs (digest, bytes) it needs. Between our PUT and our read-back a
-    concurrent signer can overwrite us; the read-back sees that and we go again on what it
-    wrote, keeping its layer. A signer whose stale PUT lands after our read-back can still
-    drop our layer: only a lock per image (or OCI referrers) closes that.
-    """
-    wrote = False
-    for attempt in range(ATTEMPTS):
-        current = _find(client, repository, tag)
-        manifest, blobs = change(current.raw if current else None)
-        if manifest is None:
-            return wrote
-        for digest, data in blobs:
-            if not client.blob_exists(repository, digest):
-                client.upload_blob(repository, digest, len(data), [data])
-        client.put_manifest(repository, tag, Manifest(manifest, MANIFEST_MEDIA_TYPE, _sha256(manifest)))
-        wrote = True
-        time.sleep(random.uniform(0.05, 0.2))  # let a racing PUT land before we look
-        after = _find(client, repository, tag)
-        if after is not None and present(after.raw):
-            return wrote
-        time.sleep(random.uniform(0.1, 0.4) * (attempt + 1))
-    raise RegistryError(f"registry {client.host}: {repository}:{tag} was rewritten by someone else "
-                        f"{ATTEMPTS} times while we updated it; try again")
-
-
 # -- copy-signatures ------------------------------------------------------------------------
 
 
@@ -268,7 +202,7 @@ def copy_signatures(ctx: StepContext) -> str:
             def payload(layer_digest: str) -> bytes:
                 return target.read_blob(ctx.target.repository, layer_digest)
 
-            wrote = _update_signatures(ctx.config.data_dir, target, ctx.target.repository, tag,
+            wrote = update_artifact(ctx.config.data_dir, target, ctx.target.repository, tag,
                                        _merge_sig(copied.raw, payload), present)
             notes.append(f"{tag} ({len(layers)} signatures) {'copied' if wrote else 'already there'}")
             continue
@@ -317,7 +251,7 @@ def sign_image(ctx: StepContext) -> str:
         ours[0] = signature
         return update.manifest, [(blob.digest, blob.data) for blob in update.uploads]
 
-    wrote = _update_signatures(ctx.config.data_dir, client, repository, tag, change,
+    wrote = update_artifact(ctx.config.data_dir, client, repository, tag, change,
                                lambda raw: _has_layer(raw, payload_digest, ours[0]))
     return (f"{'signed' if wrote else 'already signed'} {reference}@{digest} with {signing.key_file} "
             f"({tag}, layer {_short(payload_digest)})")

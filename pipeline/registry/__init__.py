@@ -1,5 +1,6 @@
 """Registry access without a Docker daemon (OCI distribution API over httpx)."""
 
+from pipeline.registry._artifacts import update_artifact
 from pipeline.registry._auth import Challenge, RegistryAuth, TokenCache, parse_challenge
 from pipeline.registry._client import (
     INDEX_TYPES,
@@ -30,4 +31,5 @@ __all__ = [
     "parse_challenge",
     "resolve_credentials",
     "retry_after_seconds",
+    "update_artifact",
 ]

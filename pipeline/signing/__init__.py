@@ -2,12 +2,33 @@
 
 Everything here is pure bytes in, bytes out (no registry I/O), so signatures we make verify
 with ``cosign verify --key cosign.pub --insecure-ignore-tlog=true IMAGE@DIGEST`` and cosign's
-signatures verify here. The format is pinned byte for byte in the tests against artifacts
+signatures verify here. ``_attestation`` does the same for SLSA provenance: an in-toto
+statement in a DSSE envelope on the ``.att`` tag, as ``cosign attest`` writes it. The format is pinned byte for byte in the tests against artifacts
 the real cosign produced.
 """
 
 from __future__ import annotations
 
+from pipeline.signing._attestation import (
+    BUILD_TYPE,
+    BUILDER_ID_PREFIX,
+    DSSE_MEDIA_TYPE,
+    INTOTO_PAYLOAD_TYPE,
+    PREDICATE_TYPE_ANNOTATION,
+    SLSA_PROVENANCE_V1,
+    STATEMENT_TYPE,
+    VerifiedAttestation,
+    append_attestation,
+    attestation_tag,
+    dsse_envelope,
+    dsse_pae,
+    envelope_statement,
+    provenance_statement,
+    source_uri,
+    statement_bytes,
+    verify_attestation_manifest,
+    verify_envelope,
+)
 from pipeline.signing._keys import (
     PASSWORD_ENV,
     decrypt_private_key,
@@ -42,30 +63,48 @@ from pipeline.signing._sigmanifest import (
 )
 
 __all__ = [
+    "BUILDER_ID_PREFIX",
+    "BUILD_TYPE",
     "CONFIG_MEDIA_TYPE",
     "COSIGN_SIGNATURE_TYPE",
+    "DSSE_MEDIA_TYPE",
+    "INTOTO_PAYLOAD_TYPE",
     "MANIFEST_MEDIA_TYPE",
     "PASSWORD_ENV",
+    "PREDICATE_TYPE_ANNOTATION",
     "SIGNATURE_ANNOTATION",
     "SIMPLESIGNING_MEDIA_TYPE",
+    "SLSA_PROVENANCE_V1",
+    "STATEMENT_TYPE",
     "Blob",
     "SignatureManifestUpdate",
+    "VerifiedAttestation",
     "VerifiedSignature",
+    "append_attestation",
     "append_signature",
+    "attestation_tag",
     "decrypt_private_key",
+    "dsse_envelope",
+    "dsse_pae",
     "encrypt_private_key",
+    "envelope_statement",
     "generate_key_pair",
     "load_private_key",
     "load_public_key",
     "normalize_reference",
     "parse_payload",
     "password_from_env",
+    "provenance_statement",
     "public_key_from_pem",
     "public_key_pem",
     "sign_payload",
     "signature_config",
     "signature_tag",
     "simple_signing_payload",
+    "source_uri",
+    "statement_bytes",
+    "verify_attestation_manifest",
+    "verify_envelope",
     "verify_payload",
     "verify_signature_manifest",
 ]

@@ -141,6 +141,7 @@ class Build(Base):
     layers: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     insight: Mapped[dict[str, Any] | None]
     advice: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    provenance: Mapped[dict[str, Any] | None]  # in-toto statement, SLSA provenance v1, of the digest
 
 
 class BuildLog(Base):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from pipeline import promotion
 from pipeline.api.deps import ActorDep, ConfigDep, SessionDep
 from pipeline.api.problems import problem_responses
-from pipeline.api.schemas import BuildOut, ImageOut, PromotionOut, ReasonBody, RejectionOut
+from pipeline.api.schemas import AttestationsOut, BuildOut, ImageOut, PromotionOut, ReasonBody, RejectionOut
+from pipeline.promotion._history import attestation_status
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 
@@ -18,12 +19,17 @@ Digest = Annotated[str, Path(pattern="^sha256:[0-9a-f]{64}$", examples=["sha256:
 
 @router.get("/{digest}", response_model=ImageOut, summary="Which build made a digest and where it has been",
             responses=problem_responses(404))
-def image(digest: Digest, session: SessionDep, config: ConfigDep) -> ImageOut:
+def image(digest: Digest, session: SessionDep, config: ConfigDep,
+          attestations: Annotated[bool, Query(description="also look at the .att tag in the registry and verify it "
+                                                          "with the signing key (a few registry requests)")] = False,
+          ) -> ImageOut:
     found = promotion.image_lineage(session, config, digest)
+    checked = attestation_status(config, found) if attestations else None
     return ImageOut(digest=digest, builds=[BuildOut.model_validate(b) for b in found.builds],
                     promotions=[PromotionOut.model_validate(p) for p in found.promotions],
                     rejected=RejectionOut.model_validate(found.rejection) if found.rejection else None,
-                    running_in=found.environments)
+                    running_in=found.environments, provenance=found.provenance,
+                    attestations=AttestationsOut.model_validate(checked, from_attributes=True) if checked else None)
 
 
 @router.post("/{digest}/reject", response_model=RejectionOut, summary="Block a digest from every further promotion",
