@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from pipeline.api.problems import install_problem_handlers
-from pipeline.api.routes import builds, environments, health, images, promotions, webhooks
+from pipeline.api.routes import builds, environments, health, images, metrics, promotions, webhooks
 from pipeline.config import Config
 from pipeline.store import Database
 
@@ -22,7 +22,7 @@ def create_app(config: Config, db: Database) -> FastAPI:
     app.state.config = config
     app.state.db = db
     install_problem_handlers(app)
-    for router in (health.router, webhooks.router, builds.router, promotions.router, environments.router,
+    for router in (health.router, metrics.router, webhooks.router, builds.router, promotions.router, environments.router,
                    images.router):
         app.include_router(router)
     return app

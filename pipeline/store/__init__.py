@@ -4,7 +4,7 @@ Query functions take a ``Session`` and never commit; the caller (an API dependen
 iteration, a CLI command) owns the transaction through ``Database.session()``.
 """
 
-from pipeline.store import builds, deliveries, intake, jobs, locks, projects, promotions
+from pipeline.store import builds, deliveries, intake, jobs, locks, metrics, projects, promotions
 from pipeline.store.database import (
     Database,
     current_revision,
@@ -39,6 +39,7 @@ __all__ = [
     "intake",
     "jobs",
     "locks",
+    "metrics",
     "migrate",
     "open_database",
     "projects",

@@ -1,0 +1,78 @@
+"""``/metrics``: Prometheus text, computed from the database on each scrape (see store.metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+from sqlalchemy.orm import Session
+
+from pipeline.api.deps import SessionDep
+from pipeline.store import metrics
+
+router = APIRouter(tags=["health"])
+
+
+class _FromDatabase(Collector):
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._counts()
+        yield from self._durations()
+        yield from self._queues()
+        yield from self._cache()
+
+    def _counts(self) -> Iterator[Metric]:
+        for what, labels, help_text in (
+                ("builds", ["project", "status"], "Finished builds by outcome"),
+                ("promotions", ["project", "environment", "status"], "Finished promotions by outcome"),
+                ("webhook_deliveries", ["provider", "outcome"], "Webhook deliveries by outcome")):
+            family = CounterMetricFamily(f"pipeline_{what}", help_text, labels=labels)
+            for values, count in metrics.counts(self.session, what):
+                family.add_metric(list(values), count)
+            yield family
+
+    def _durations(self) -> Iterator[Metric]:
+        for what, labels in (("builds", ["project"]), ("promotions", ["project", "environment"])):
+            family = HistogramMetricFamily(f"pipeline_{what[:-1]}_duration_seconds",
+                                           f"Start to finish of succeeded {what}", labels=labels)
+            for found in metrics.durations(self.session, what):
+                buckets = [(floatToGoString(b), c) for b, c in zip(metrics.BUCKETS, found.buckets, strict=True)]
+                family.add_metric(list(found.labels), [*buckets, ("+Inf", found.count)], found.total)
+            yield family
+
+    def _queues(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("pipeline_queue_depth", "Rows waiting to be worked", labels=["queue"])
+        age = GaugeMetricFamily("pipeline_queue_oldest_age_seconds", "Age of the oldest waiting row",
+                                labels=["queue"])
+        for queue in ("builds", "promotions"):
+            state = metrics.queue_state(self.session, queue)
+            depth.add_metric([queue], state.depth)
+            age.add_metric([queue], state.oldest_age_seconds)
+        yield depth
+        yield age
+
+    def _cache(self) -> Iterator[Metric]:
+        steps = CounterMetricFamily("pipeline_build_steps", "Build steps of succeeded builds", labels=["project"])
+        cached = CounterMetricFamily("pipeline_build_steps_cached", "Build steps served from cache",
+                                     labels=["project"])
+        ratio = GaugeMetricFamily("pipeline_build_cache_hit_ratio", "Cached share of build steps", labels=["project"])
+        for project, total, hits in metrics.cache_steps(self.session):
+            steps.add_metric([project], total)
+            cached.add_metric([project], hits)
+            ratio.add_metric([project], hits / total if total else 0.0)
+        yield from (steps, cached, ratio)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def prometheus_metrics(session: SessionDep) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FromDatabase(session))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
