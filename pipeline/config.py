@@ -29,6 +29,7 @@ from pydantic import (
 from pipeline.errors import ConfigError, NotFound, SigningError
 
 __all__ = [
+    "ApiConfig",
     "ENVIRONMENT_TAG_FIELDS",
     "TEMPLATE_FIELDS",
     "BuildConfig",
@@ -392,8 +393,16 @@ class SigningConfig(_Model):
         return value.encode("utf-8")
 
 
+class ApiConfig(_Model):
+    """Access to the REST API. Webhooks are always authenticated by their signatures instead."""
+
+    auth: bool = True  # false: no tokens at all, everyone is admin (a trusted laptop only)
+    anonymous_read: bool = False  # true: GET endpoints and the web page need no token
+
+
 class Config(_Model):
     data_dir: Path = Path("./data")
+    api: ApiConfig = Field(default_factory=ApiConfig)
     database_url: str | None = None
     docker: DockerConfig = Field(default_factory=DockerConfig)
     registries: dict[str, RegistryConfig] = Field(default_factory=dict)

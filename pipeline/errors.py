@@ -11,6 +11,8 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
     │   ├── BadSignature    401
     │   ├── PayloadTooLarge 413
     │   └── UnsupportedMediaType 415
+    ├── Unauthenticated     401     (no API token, or one that is unknown or revoked)
+    ├── Forbidden           403     (the token's role does not allow it)
     ├── NotFound            404
     ├── Conflict            409
     │   ├── LeaseLost               (another worker owns the job now)
@@ -37,6 +39,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "EngineError",
+    "Forbidden",
     "GitError",
     "GitPushRefused",
     "InvalidRequest",
@@ -49,6 +52,7 @@ __all__ = [
     "RegistryError",
     "RegistryRefused",
     "SigningError",
+    "Unauthenticated",
     "UnsupportedMediaType",
     "UpstreamError",
 ]
@@ -99,6 +103,18 @@ class UnsupportedMediaType(InvalidRequest):
     status = 415
     type = "/problems/unsupported-media-type"
     title = "Unsupported media type"
+
+
+class Unauthenticated(PipelineError):
+    status = 401
+    type = "/problems/unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(PipelineError):
+    status = 403
+    type = "/problems/forbidden"
+    title = "Not allowed"
 
 
 class NotFound(PipelineError):

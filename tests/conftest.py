@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.api import create_app
 from pipeline.config import Config
-from pipeline.store import Database, migrate, open_database, projects
+from pipeline.store import Database, migrate, open_database, projects, tokens
 from tests.gitrepo import GitRepo
 from tests.services import DOCKER_REGISTRY, DockerEngine, Postgres, Registry, Service
 from tests.token_server import TokenServer
@@ -133,11 +133,20 @@ def secure_registry(service_root: Path) -> Iterator[Registry]:
     yield from _running(server, "/usr/bin/docker-registry")
 
 
-def app_client(db: Database, config: Config) -> Iterator[TestClient]:
-    """A test client of the real app on ``db``, with the config's projects recorded."""
+def token_headers(db: Database, name: str = "admin", role: str = "admin",
+                  environments: list[str] | None = None) -> dict[str, str]:
+    """An API token made in ``db``, as request headers; its name is the actor it records."""
+    with db.session() as session:
+        _, secret = tokens.create_token(session, name=name, role=role, environments=environments, created_by="tests")
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def app_client(db: Database, config: Config, *, actor: str = "admin") -> Iterator[TestClient]:
+    """A test client of the real app on ``db``, with the config's projects recorded, sending an
+    admin token named ``actor``."""
     with db.session() as session:
         projects.sync_projects(session, config.projects)
-    with TestClient(create_app(config, db)) as client:
+    with TestClient(create_app(config, db), headers=token_headers(db, actor)) as client:
         yield client
 
 

@@ -19,11 +19,14 @@ __all__ = [
     "ImageOut",
     "LogLine",
     "LogPage",
+    "NewToken",
     "PromotionOut",
     "PromotionPage",
     "PromotionRequest",
     "ReasonBody",
     "RejectionOut",
+    "TokenOut",
+    "TokenRequest",
     "WebhookAnswer",
 ]
 
@@ -222,3 +225,30 @@ class ImageOut(BaseModel):
         default=None, description="in-toto statement (SLSA provenance v1) of the newest build that made the digest")
     attestations: AttestationsOut | None = Field(
         default=None, description="only with ?attestations=true: the .att tag, verified with the signing key")
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "ci-bot", "role": "builder"}, {"name": "release-team", "role": "promoter", "environments": ["prod"]}]})
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+( [\w.@+-]+)*$")
+    role: str = Field(description="viewer, builder, promoter or admin")
+    environments: list[str] = Field(default_factory=list, description="limit a promoter to these environments")
+
+
+class TokenOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: str
+    environments: list[str] | None
+    prefix: str
+    created_by: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class NewToken(TokenOut):
+    token: str = Field(description="the token itself: shown once, stored only as a hash")

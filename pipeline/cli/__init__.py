@@ -18,6 +18,7 @@ import typer
 
 from pipeline.cli._keys import keys_app
 from pipeline.cli._ops import register as register_ops
+from pipeline.cli._tokens import tokens_app
 from pipeline.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:  # the ops commands need neither; importing SQLAlchemy costs most of a CLI start
@@ -31,6 +32,7 @@ app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_hel
 
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 register_ops(app)
+app.add_typer(tokens_app, name="tokens")
 
 ConfigOption = Annotated[
     Path | None,
@@ -163,6 +165,19 @@ def api_command(
                 log_config=None, access_log=access_log)
 
 
+def _first_admin_token(db: Database, cfg: Config) -> None:
+    """A fresh installation has no token to make tokens with: make one admin token and show it once."""
+    from pipeline.store import tokens
+
+    if not cfg.api.auth:
+        return
+    with db.session() as session:
+        if tokens.count_active(session):
+            return
+        _, secret = tokens.create_token(session, name="admin", role="admin", environments=None, created_by="serve")
+    typer.echo(f"first admin token (shown once; `pipeline tokens create` makes more): {secret}", err=True)
+
+
 @app.command("serve")
 def serve_command(
     config: ConfigOption = None,
@@ -179,6 +194,7 @@ def serve_command(
     from workers.scheduler import start_scheduler
 
     cfg, db = _start(config, migrate_embedded=True)
+    _first_admin_token(db, cfg)
     pool, threads = _start_workers(db, cfg, workers, promotion_workers)
     scheduler = start_scheduler(db, cfg)
     try:

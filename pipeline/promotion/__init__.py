@@ -1,6 +1,12 @@
 """Promotion: the exact digest a build made moves through environments, recorded for good."""
 
-from pipeline.promotion._history import EnvironmentState, ImageLineage, environment_matrix, image_lineage
+from pipeline.promotion._history import (
+    EnvironmentState,
+    ImageLineage,
+    attestation_status,
+    environment_matrix,
+    image_lineage,
+)
 from pipeline.promotion._locations import Location, build_location, environment_location, environment_tag
 from pipeline.promotion._policy import refusal
 from pipeline.promotion._requests import (
@@ -20,6 +26,7 @@ __all__ = [
     "PromotionOutcome",
     "PromotionRefused",
     "StepContext",
+    "attestation_status",
     "build_location",
     "environment_location",
     "environment_matrix",

@@ -4,7 +4,7 @@ Query functions take a ``Session`` and never commit; the caller (an API dependen
 iteration, a CLI command) owns the transaction through ``Database.session()``.
 """
 
-from pipeline.store import builds, deliveries, intake, jobs, locks, metrics, projects, promotions
+from pipeline.store import builds, deliveries, intake, jobs, locks, metrics, projects, promotions, tokens
 from pipeline.store.database import (
     Database,
     current_revision,
@@ -13,6 +13,7 @@ from pipeline.store.database import (
     open_database,
 )
 from pipeline.store.tables import (
+    ApiToken,
     Build,
     BuildLog,
     Delivery,
@@ -24,6 +25,7 @@ from pipeline.store.tables import (
 )
 
 __all__ = [
+    "ApiToken",
     "Build",
     "BuildLog",
     "Database",
@@ -44,5 +46,6 @@ __all__ = [
     "open_database",
     "projects",
     "promotions",
+    "tokens",
     "utcnow",
 ]

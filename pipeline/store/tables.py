@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Build", "BuildLog", "Delivery", "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "utcnow"]
+__all__ = ["ApiToken", "Base", "Build", "BuildLog", "Delivery", "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -226,3 +226,19 @@ class RejectedDigest(Base):
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 is kept, so a leaked database leaks no usable token."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    environments: Mapped[list[Any] | None]  # a promoter limited to these environments; None = all
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]

@@ -4,6 +4,7 @@ staging, by digest: real `pipeline serve`, dockerd, registry, Git."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str,
-           git_repo: GitRepo) -> Iterator[tuple[str, GitRepo]]:
+           git_repo: GitRepo) -> Iterator[tuple[str, GitRepo, dict[str, str]]]:
     data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host,
                                repo_url=git_repo.url)
     data["projects"]["demo"]["environments"] = [
@@ -56,7 +57,9 @@ def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("pipeline serve did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
         time.sleep(0.2)
-    yield url, git_repo
+    printed = re.search(r"first admin token \(shown once[^)]*\): (pipe_\S+)", (tmp_path / "serve.log").read_text())
+    assert printed, "pipeline serve did not print the first admin token"
+    yield url, git_repo, {"Authorization": f"Bearer {printed[1]}"}
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=30)
@@ -65,10 +68,10 @@ def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image:
     log.close()
 
 
-def _wait_for(url: str, job_id: int, timeout: float = 240, what: str = "builds") -> dict:
+def _wait_for(url: str, job_id: int, headers: dict[str, str], timeout: float = 240, what: str = "builds") -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = httpx.get(f"{url}/api/v1/{what}/{job_id}").json()
+        job = httpx.get(f"{url}/api/v1/{what}/{job_id}", headers=headers).json()
         if job["status"] in ("succeeded", "failed", "cancelled", "rejected"):
             return job
         time.sleep(0.5)
@@ -76,9 +79,9 @@ def _wait_for(url: str, job_id: int, timeout: float = 240, what: str = "builds")
 
 
 def test_signed_push_builds_and_pushes_the_recorded_digest(
-    served: tuple[str, GitRepo], registry: Registry, base_image: str
+    served: tuple[str, GitRepo, dict[str, str]], registry: Registry, base_image: str
 ) -> None:
-    url, repo = served
+    url, repo, auth = served
     sha = repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hello\n"}, "add app")
     body, headers = webhooks.github_delivery(
         webhooks.github_push("acme/demo", repo.url, after=sha, message="add app"), project.SECRET)
@@ -86,8 +89,9 @@ def test_signed_push_builds_and_pushes_the_recorded_digest(
     assert answer.status_code == 202, answer.text
     [build_id] = answer.json()["build_ids"]
 
-    build = _wait_for(url, build_id)
-    logs = httpx.get(f"{url}/api/v1/builds/{build_id}/logs").json()["lines"]
+    assert httpx.get(f"{url}/api/v1/builds/{build_id}").status_code == 401  # the API needs a token
+    build = _wait_for(url, build_id, auth)
+    logs = httpx.get(f"{url}/api/v1/builds/{build_id}/logs", headers=auth).json()["lines"]
     assert build["status"] == "succeeded", build["error"] + "\n" + "\n".join(x["line"] for x in logs[-30:])
     digest = build["digest"]
     assert digest.startswith("sha256:") and build["image"] == f"{registry.host}/acme/demo@{digest}"
@@ -108,18 +112,18 @@ def test_signed_push_builds_and_pushes_the_recorded_digest(
     lines = [x["line"] for x in logs]
     assert any("RUN mkdir -p /app" in line for line in lines)
     assert any(f"digest: {digest}" in line for line in lines)
-    listed = httpx.get(f"{url}/api/v1/builds", params={"project": "demo", "status": "succeeded"}).json()
+    listed = httpx.get(f"{url}/api/v1/builds", params={"project": "demo", "status": "succeeded"}, headers=auth).json()
     assert [b["id"] for b in listed["items"]] == [build_id]
 
     # the build went on to dev by itself; staging takes it on request, by digest
-    [auto] = httpx.get(f"{url}/api/v1/promotions", params={"environment": "dev"}).json()["items"]
+    [auto] = httpx.get(f"{url}/api/v1/promotions", params={"environment": "dev"}, headers=auth).json()["items"]
     assert (auto["digest"], auto["trigger"], auto["build_id"]) == (digest, "auto", build_id)
-    assert _wait_for(url, auto["id"], what="promotions")["status"] == "succeeded"
+    assert _wait_for(url, auto["id"], auth, what="promotions")["status"] == "succeeded"
     asked = httpx.post(f"{url}/api/v1/promotions", json={"project": "demo", "environment": "staging", "digest": digest},
-                       headers={"X-Pipeline-Actor": "e2e"})
+                       headers=auth)
     assert asked.status_code == 202, asked.text
-    assert _wait_for(url, asked.json()["id"], what="promotions")["status"] == "succeeded"
+    assert _wait_for(url, asked.json()["id"], auth, what="promotions")["status"] == "succeeded"
     for ref in ("acme/demo-dev:dev", f"acme/demo-staging:staging-{sha[:7]}"):
         assert skopeo_inspect(f"{registry.host}/{ref}", tls_verify=False)["Digest"] == digest
-    matrix = {e["environment"]: e for e in httpx.get(f"{url}/api/v1/environments").json()["items"]}
-    assert matrix["staging"]["current"]["commit"] == sha and matrix["staging"]["current"]["actor"] == "e2e"
+    matrix = {e["environment"]: e for e in httpx.get(f"{url}/api/v1/environments", headers=auth).json()["items"]}
+    assert matrix["staging"]["current"]["commit"] == sha and matrix["staging"]["current"]["actor"] == "admin"

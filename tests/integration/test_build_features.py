@@ -17,6 +17,7 @@ from pipeline.api import create_app
 from pipeline.config import Config, parse_config
 from pipeline.store import Build, Database, builds, migrate, open_database
 from tests import project
+from tests.conftest import token_headers
 from tests.gitrepo import GitRepo, _git
 from tests.services import DockerEngine, Registry, skopeo_config, skopeo_inspect
 from workers.build_worker import BuildWorker
@@ -129,7 +130,7 @@ def test_insight_and_advice_are_recorded_and_shown_by_the_api(
     config = _config(tmp_path, engine, registry, git_repo)
     build = project.run_build(sqlite_db, config, sha)
     assert build.status == "succeeded", build.error
-    with TestClient(create_app(config, sqlite_db)) as client:
+    with TestClient(create_app(config, sqlite_db), headers=token_headers(sqlite_db)) as client:
         shown = client.get(f"/api/v1/builds/{build.id}").json()
     assert shown["insight"]["wasted_bytes"] >= 65536
     assert any(f["path"] == "/big" for f in shown["insight"]["wasted_files"])
@@ -150,7 +151,7 @@ def test_cancel_through_the_api_stops_the_running_build(
     worker = BuildWorker(sqlite_db, config, name="w")
     thread = threading.Thread(target=worker.run_once)
     thread.start()
-    with TestClient(create_app(config, sqlite_db)) as client:
+    with TestClient(create_app(config, sqlite_db), headers=token_headers(sqlite_db)) as client:
         for _ in range(300):  # the slow step has started once its output reaches the log
             if "started-slow-step" in project.build_log(sqlite_db, build_id) or not thread.is_alive():
                 break

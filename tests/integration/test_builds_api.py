@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from pipeline.api import create_app
 from pipeline.config import parse_config
 from pipeline.store import Database, builds, jobs, projects
+from tests.conftest import token_headers
 
 CONFIG = parse_config({
     "registries": {"r": {"url": "127.0.0.1:5000"}},
@@ -30,7 +31,7 @@ def _add(db: Database, project: str, branch: str, n: int) -> int:
 def client(db: Database) -> Iterator[TestClient]:
     with db.session() as session:
         projects.sync_projects(session, CONFIG.projects)
-    with TestClient(create_app(CONFIG, db)) as test_client:
+    with TestClient(create_app(CONFIG, db), headers=token_headers(db)) as test_client:
         yield test_client
 
 
@@ -91,7 +92,7 @@ def test_request_a_build_by_ref_or_commit(db: Database, tmp_path) -> None:  # ty
                            "projects": {"app": {"repo": repo.url, "image": {"registry": "r", "repository": "a/b"}}}})
     with db.session() as session:
         projects.sync_projects(session, config.projects)
-    with TestClient(create_app(config, db)) as client:
+    with TestClient(create_app(config, db), headers=token_headers(db)) as client:
         by_ref = client.post("/api/v1/builds", json={"project": "app", "ref": "release/1"})
         assert by_ref.status_code == 202, by_ref.text
         assert (by_ref.json()["commit"], by_ref.json()["ref"], by_ref.json()["trigger"]) == (other, "refs/heads/release/1", "api")

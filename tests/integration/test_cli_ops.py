@@ -20,6 +20,7 @@ import uvicorn
 from pipeline.api import create_app
 from pipeline.config import Config
 from pipeline.store import Database, builds, migrate, open_database, projects
+from tests.conftest import token_headers
 from tests.integration.test_promotion import IMAGES, config, pushed  # noqa: F401  (fixtures)
 from tests.services import free_port
 from workers.promotion_worker import PromotionWorker
@@ -34,7 +35,8 @@ def sqlite(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def served(sqlite: Database, config: Config, pushed: dict[str, str]) -> Iterator[tuple[str, dict[str, int]]]:  # noqa: F811
+def served(sqlite: Database, config: Config, pushed: dict[str, str],  # noqa: F811
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, int]]]:
     """The API on a real port, a promotion worker beside it, and one succeeded build per image."""
     ids = {}
     with sqlite.session() as session:
@@ -53,6 +55,8 @@ def served(sqlite: Database, config: Config, pushed: dict[str, str]) -> Iterator
         thread.start()
     while not server.started:
         time.sleep(0.05)
+    token = token_headers(sqlite, "cli-user", "promoter")["Authorization"].removeprefix("Bearer ")
+    monkeypatch.setenv("PIPELINE_TOKEN", token)  # what cli() passes on
     yield f"http://127.0.0.1:{port}", ids
     server.should_exit = True
     worker.stop()
@@ -61,7 +65,7 @@ def served(sqlite: Database, config: Config, pushed: dict[str, str]) -> Iterator
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PIPELINE_URL": url, "PIPELINE_ACTOR": "cli-user", "COLUMNS": "200"}
+    env = {**os.environ, "PIPELINE_URL": url, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env,
                           timeout=120)
 

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from pipeline import promotion
 from pipeline.config import Config, parse_config
 from pipeline.store import Database, builds, jobs, projects, promotions
-from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, TOKEN_USERS, app_client
+from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, TOKEN_USERS, app_client, token_headers
 from tests.images import OciLayout, skopeo_push
 from tests.services import Registry, skopeo_inspect
 from workers.promotion_worker import PromotionWorker
@@ -94,7 +94,7 @@ def built(db: Database, config: Config, pushed: dict[str, str]) -> dict[str, int
 
 @pytest.fixture
 def api(db: Database, config: Config) -> Iterator[TestClient]:
-    yield from app_client(db, config)
+    yield from app_client(db, config, actor="ops@example.com")
 
 
 def work(db: Database, config: Config) -> int:
@@ -106,8 +106,7 @@ def work(db: Database, config: Config) -> int:
 
 
 def promote(api: TestClient, environment: str, **body: Any) -> dict[str, Any]:
-    answer = api.post("/api/v1/promotions", json={"project": "demo", "environment": environment, **body},
-                      headers={"X-Pipeline-Actor": "ops@example.com"})
+    answer = api.post("/api/v1/promotions", json={"project": "demo", "environment": environment, **body})
     assert answer.status_code == 202, answer.text
     return answer.json()  # type: ignore[no-any-return]
 
@@ -169,7 +168,7 @@ def test_a_rejected_digest_is_never_promoted_again(
         registry: Registry) -> None:
     queued = promote(api, "dev", digest=pushed["v2"])
     refused = api.post(f"/api/v1/images/{pushed['v2']}/reject", json={"reason": "CVE-2026-0001 in libfoo"},
-                       headers={"X-Pipeline-Actor": "security"})
+                       headers=token_headers(db, "security", "promoter"))
     assert refused.status_code == 200 and refused.json()["actor"] == "security"
     assert work(db, config) == 1
     late = get(api, queued["id"])  # asked before the rejection, refused when the worker looked
@@ -210,7 +209,7 @@ def test_rollback_walks_back_through_history_and_holds_the_environment(
     nothing = api.post("/api/v1/environments/demo/dev/rollback")
     assert nothing.status_code == 409 and "nothing to roll back to" in nothing.json()["detail"]
 
-    released = api.post("/api/v1/environments/demo/dev/release", headers={"X-Pipeline-Actor": "ops"})
+    released = api.post("/api/v1/environments/demo/dev/release", headers=token_headers(db, "ops", "promoter"))
     assert released.status_code == 200 and released.json()["released_by"] == "ops"
     assert api.post("/api/v1/environments/demo/dev/release").status_code == 404
     promote(api, "dev", build_id=built["v3"])

@@ -8,17 +8,18 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.api.deps import ConfigDep, DatabaseDep, SessionDep
+from pipeline.api.deps import Allowed, ConfigDep, DatabaseDep, SessionDep
 from pipeline.api.pagination import decode_cursor, split_page
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
 from pipeline.build_requests import request_build
 from pipeline.store import Database, builds
 
-router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
+router = APIRouter(prefix="/api/v1/builds", tags=["builds"], dependencies=[Depends(Allowed("viewer"))])
+BUILDER = [Depends(Allowed("builder"))]
 
 BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "superseded", "skipped"]
 
@@ -82,12 +83,14 @@ async def get_logs(build_id: int, db: DatabaseDep, after: Annotated[int, Query(g
     return StreamingResponse(_follow(db, build_id, after), media_type="application/x-ndjson")
 
 
-@router.post("", response_model=BuildOut, status_code=202, summary="Queue a build of a ref or commit")
+@router.post("", response_model=BuildOut, status_code=202, summary="Queue a build of a ref or commit",
+             dependencies=BUILDER)
 def create_build(body: BuildRequest, db: DatabaseDep, config: ConfigDep) -> BuildOut:
     build = request_build(db, config, body.project, ref=body.ref, commit=body.commit)
     return BuildOut.model_validate(build)
 
 
-@router.post("/{build_id}/cancel", response_model=BuildOut, summary="Cancel a queued or running build")
+@router.post("/{build_id}/cancel", response_model=BuildOut, summary="Cancel a queued or running build",
+             dependencies=BUILDER)
 def cancel_build(build_id: int, session: SessionDep) -> BuildOut:
     return BuildOut.model_validate(builds.cancel_build(session, build_id))

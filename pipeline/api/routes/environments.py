@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 
 from pipeline import promotion
-from pipeline.api.deps import ActorDep, ConfigDep, DatabaseDep, SessionDep
+from pipeline.access import Principal, check_role
+from pipeline.api.deps import ActorDep, Allowed, ConfigDep, DatabaseDep, SessionDep
 from pipeline.api.problems import problem_responses
 from pipeline.api.routes.promotions import accepted
 from pipeline.api.schemas import Arrival, EnvironmentMatrix, EnvironmentOut, HoldOut, PromotionOut, ReasonBody
 from pipeline.store import Build, Promotion
 
-router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
+router = APIRouter(prefix="/api/v1/environments", tags=["environments"], dependencies=[Depends(Allowed("viewer"))])
+
+
+def _may_change(environment: str, principal: Annotated[Principal, Depends(Allowed("promoter"))]) -> None:
+    check_role(principal, "promoter", environment)
+
+
+PROMOTER = [Depends(_may_change)]
 
 
 def _arrival(row: Promotion | None, build: Build | None = None) -> Arrival | None:
@@ -35,16 +45,17 @@ def environment_matrix(session: SessionDep, config: ConfigDep, project: str | No
 
 @router.post("/{project}/{environment}/rollback", response_model=PromotionOut, status_code=202,
              summary="Promote what ran before, and hold auto-promotion until released",
-             responses=problem_responses(404, 409))
+             responses=problem_responses(401, 403, 404, 409), dependencies=PROMOTER)
 def rollback(project: str, environment: str, db: DatabaseDep, config: ConfigDep, actor: ActorDep,
              body: ReasonBody | None = None) -> PromotionOut:
-    with db.session() as session:
+    with db.session(immediate=True) as session:
         row = promotion.request_rollback(session, config, project, environment, actor=actor,
                                          reason=body.reason if body else "")
     return accepted(row)
 
 
 @router.post("/{project}/{environment}/release", response_model=HoldOut,
-             summary="Let auto-promotion into the environment resume", responses=problem_responses(404))
+             summary="Let auto-promotion into the environment resume", responses=problem_responses(401, 403, 404),
+             dependencies=PROMOTER)
 def release(project: str, environment: str, session: SessionDep, config: ConfigDep, actor: ActorDep) -> HoldOut:
     return HoldOut.model_validate(promotion.release_environment(session, config, project, environment, actor=actor))

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from pipeline import promotion
-from pipeline.api.deps import ActorDep, ConfigDep, SessionDep
+from pipeline.access import Principal
+from pipeline.api.deps import ActorDep, Allowed, ConfigDep, SessionDep
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import AttestationsOut, BuildOut, ImageOut, PromotionOut, ReasonBody, RejectionOut
-from pipeline.promotion._history import attestation_status
+from pipeline.errors import Forbidden
 
-router = APIRouter(prefix="/api/v1/images", tags=["images"])
+router = APIRouter(prefix="/api/v1/images", tags=["images"], dependencies=[Depends(Allowed("viewer"))])
+
+
+def _may_reject(principal: Annotated[Principal, Depends(Allowed("promoter"))]) -> None:
+    """A rejection holds for every environment, so a promoter limited to some may not make one."""
+    if principal.environments is not None:
+        raise Forbidden(f"{principal.name} may promote only to {', '.join(principal.environments)}; rejecting a "
+                        "digest for every environment needs an unlimited promoter")
 
 Digest = Annotated[str, Path(pattern="^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])]
 
@@ -24,7 +32,7 @@ def image(digest: Digest, session: SessionDep, config: ConfigDep,
                                                           "with the signing key (a few registry requests)")] = False,
           ) -> ImageOut:
     found = promotion.image_lineage(session, config, digest)
-    checked = attestation_status(config, found) if attestations else None
+    checked = promotion.attestation_status(config, found) if attestations else None
     return ImageOut(digest=digest, builds=[BuildOut.model_validate(b) for b in found.builds],
                     promotions=[PromotionOut.model_validate(p) for p in found.promotions],
                     rejected=RejectionOut.model_validate(found.rejection) if found.rejection else None,
@@ -33,6 +41,6 @@ def image(digest: Digest, session: SessionDep, config: ConfigDep,
 
 
 @router.post("/{digest}/reject", response_model=RejectionOut, summary="Block a digest from every further promotion",
-             responses=problem_responses(422))
+             responses=problem_responses(401, 403, 422), dependencies=[Depends(_may_reject)])
 def reject(digest: Digest, body: ReasonBody, session: SessionDep, actor: ActorDep) -> RejectionOut:
     return RejectionOut.model_validate(promotion.reject_digest(session, digest, actor=actor, reason=body.reason))

@@ -5,17 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from pipeline import promotion
-from pipeline.api.deps import ActorDep, ConfigDep, DatabaseDep, SessionDep
+from pipeline.access import Principal, check_role
+from pipeline.api.deps import ActorDep, Allowed, ConfigDep, DatabaseDep, SessionDep
 from pipeline.api.pagination import decode_cursor, split_page
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import PromotionOut, PromotionPage, PromotionRequest
 from pipeline.errors import PolicyViolation
 from pipeline.store import Promotion, promotions
 
-router = APIRouter(prefix="/api/v1/promotions", tags=["promotions"])
+router = APIRouter(prefix="/api/v1/promotions", tags=["promotions"], dependencies=[Depends(Allowed("viewer"))])
 
 PromotionStatus = Literal["pending", "running", "succeeded", "failed", "rejected"]
 
@@ -27,10 +28,14 @@ def accepted(row: Promotion) -> PromotionOut:
     return PromotionOut.model_validate(row)
 
 
+def _may_promote(body: PromotionRequest, principal: Annotated[Principal, Depends(Allowed("promoter"))]) -> None:
+    check_role(principal, "promoter", body.environment)
+
+
 @router.post("", response_model=PromotionOut, status_code=202, summary="Promote a built digest to an environment",
-             responses=problem_responses(404, 409, 422))
+             responses=problem_responses(401, 403, 404, 409, 422), dependencies=[Depends(_may_promote)])
 def create_promotion(body: PromotionRequest, db: DatabaseDep, config: ConfigDep, actor: ActorDep) -> PromotionOut:
-    with db.session() as session:
+    with db.session(immediate=True) as session:
         row = promotion.request_promotion(session, config, body.project, body.environment, digest=body.digest,
                                           build_id=body.build_id, actor=actor, reason=body.reason)
     return accepted(row)
