@@ -9,7 +9,7 @@ turns them into ``ConfigError``.
 from __future__ import annotations
 
 from pipeline.gitops._repo import Pushed, gitops_mirror, write_back
-from pipeline.gitops._update import (
+from pipeline.gitops._types import (
     AmbiguousTargetError,
     HelmField,
     HelmValue,
@@ -25,8 +25,8 @@ from pipeline.gitops._update import (
     TargetNotFoundError,
     UpdateError,
     UpdateResult,
-    update_yaml,
 )
+from pipeline.gitops._update import update_yaml
 
 __all__ = [
     "AmbiguousTargetError",

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.config import GitConfig
 from pipeline.errors import ConfigError, GitError, GitPushRefused
-from pipeline.gitops._update import UpdateError, UpdateResult
+from pipeline.gitops._types import UpdateError, UpdateResult
 from pipeline.source import AUTOCRLF, auth_env, fetch_mirror, locked, public_url, run_git
 
 __all__ = ["Pushed", "gitops_mirror", "write_back"]

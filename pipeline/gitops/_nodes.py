@@ -1,0 +1,198 @@
+"""Locating the target in composed YAML nodes, and the plan of edits made from what was found.
+
+Only ruamel's composer nodes remember where each value starts and ends in the text, and only
+that lets ``_splice`` replace a value without re-emitting the file, so every target is located
+on nodes, never on loaded Python objects. The helpers here are shared by the three target kinds:
+lookups that refuse duplicate keys, checks that refuse what a textual replacement cannot express
+(aliases, block scalars, collections), and error wording (``_show``, ``_describe``).
+
+A target module answers with a ``_Plan``: the ops (``_Set``, ``_Append``, ``_Delete``) plus the
+old and new value. An empty plan means the file already holds the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from pipeline.gitops._types import AmbiguousTargetError, InvalidYamlError, StructureError
+
+__all__ = [
+    "_NULL",
+    "_STR",
+    "_Append",
+    "_Delete",
+    "_Key",
+    "_Op",
+    "_Path",
+    "_Plan",
+    "_Set",
+    "_already",
+    "_check_writable",
+    "_compose",
+    "_describe",
+    "_is_alias",
+    "_is_null",
+    "_lookup",
+    "_one_line",
+    "_refuse_alias",
+    "_scalar_text",
+    "_set_key",
+    "_show",
+    "_single_document",
+]
+
+
+_Key: TypeAlias = str | int
+_Path: TypeAlias = tuple[_Key, ...]  # (document index, key or sequence index, ...)
+
+
+@dataclass(frozen=True)
+class _Set:
+    """Set the mapping key at ``path``; ``key``/``node`` are the existing key and scalar, if any."""
+
+    path: _Path
+    value: str
+    key: ScalarNode | None = None
+    node: ScalarNode | None = None
+
+
+@dataclass(frozen=True)
+class _Append:
+    """Append a new mapping to the sequence at ``path`` (created when missing)."""
+
+    path: _Path
+    entry: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Delete:
+    path: _Path
+
+
+_Op: TypeAlias = _Set | _Append | _Delete
+
+
+@dataclass(frozen=True)
+class _Plan:
+    ops: tuple[_Op, ...]
+    old_value: str | None
+    new_value: str
+
+
+_STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
+
+
+def _compose(text: str, source: str) -> list[Node]:
+    """Parse to nodes (not Python objects): only nodes remember where they are in the text."""
+    try:
+        return list(YAML(typ="rt").compose_all(text))
+    except YAMLError as exc:
+        raise InvalidYamlError(f"not valid YAML: {_one_line(exc)}", source=source) from exc
+
+
+def _one_line(exc: Exception) -> str:
+    """ruamel's problem and where, without its multi-line excerpt naming "<unicode string>"."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
+
+
+def _is_null(node: Node | None) -> bool:
+    return node is None or (isinstance(node, ScalarNode) and node.tag == _NULL)
+
+
+def _is_alias(key: Node, value: Node) -> bool:
+    """An alias reuses the node of its anchor, which therefore starts before the key does."""
+    return value.start_mark.index < key.end_mark.index
+
+
+def _lookup(mapping: MappingNode, key: str, source: str,
+            where: str) -> tuple[ScalarNode, Node] | None:
+    """The (key, value) pair for a string key; a key written twice is not ours to pick from."""
+    hits = [(k, v) for k, v in mapping.value
+            if isinstance(k, ScalarNode) and k.tag == _STR and k.value == key]
+    if len(hits) > 1:
+        lines = ", ".join(str(k.start_mark.line + 1) for k, _ in hits)
+        raise AmbiguousTargetError(f"key {key!r} appears {len(hits)} times (lines {lines})",
+                                   source=source, path=where)
+    return hits[0] if hits else None
+
+
+def _describe(node: Node | None) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if _is_null(node):
+        return "null"
+    assert isinstance(node, ScalarNode)
+    if node.tag == _STR:
+        return f"the string {node.value!r}"
+    return f"{node.value!r} ({node.tag.rsplit(':', 1)[-1]})"
+
+
+def _scalar_text(node: Node | None) -> str | None:
+    """A scalar's text, or None for null and collections: for old values and names."""
+    if isinstance(node, ScalarNode) and not _is_null(node):
+        return str(node.value)
+    return None
+
+
+def _show(keys: Iterable[_Key]) -> str:
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out or "<document root>"
+
+
+def _single_document(docs: list[Node], source: str, where: str) -> tuple[int, Node | None]:
+    """Values files and kustomizations hold one document; guessing among several is unsafe."""
+    full = [(i, node) for i, node in enumerate(docs) if not _is_null(node)]
+    if len(full) > 1:
+        raise StructureError(f"the file has {len(full)} YAML documents; expected one",
+                             source=source, path=where)
+    return full[0] if full else (0, None)
+
+
+def _refuse_alias(key: Node, node: Node, source: str, where: str) -> None:
+    """Writing through ``*alias`` would edit its anchor, and so every other use of it."""
+    if _is_alias(key, node):
+        raise StructureError(
+            f"is an alias of &{node.anchor} (line {node.start_mark.line + 1}); writing it would "
+            "change every use of that anchor, so change the anchor's value instead",
+            source=source, path=where)
+
+
+def _check_writable(key: ScalarNode, node: Node, source: str, where: str) -> None:
+    """Refuse values a textual replacement cannot express faithfully."""
+    _refuse_alias(key, node, source, where)
+    if not isinstance(node, ScalarNode):
+        raise StructureError(f"is {_describe(node)}, not a scalar", source=source, path=where)
+    if node.style in ("|", ">"):
+        raise StructureError(f"is a block scalar ({node.style}); write it as a one-line value "
+                             "first", source=source, path=where)
+
+
+def _already(node: Node | None, value: str) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == _STR and node.value == value
+
+
+def _set_key(mapping: MappingNode, path: _Path, key: str, value: str, source: str,
+             where: str) -> list[_Op]:
+    """The op setting ``key`` of an existing mapping, or none when it already holds ``value``."""
+    hit = _lookup(mapping, key, source, where)
+    if hit is None:
+        return [_Set(path + (key,), value)]
+    key_node, node = hit
+    _check_writable(key_node, node, source, f"{where}.{key}")
+    if _already(node, value):
+        return []
+    return [_Set(path + (key,), value, key_node, node)]  # type: ignore[arg-type]
