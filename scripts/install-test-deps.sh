@@ -93,6 +93,13 @@ if ! id postgres >/dev/null 2>&1; then
     exit 1
 fi
 
+# headless Chromium and its matching WebDriver for tests/integration/test_web_page.py
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    say "chromium, chromium-driver already present"
+else
+    apt_install chromium chromium-driver
+fi
+
 # helm (pinned, from the npm registry) for the chart's checks in tests/integration/test_packaging.py
 if command -v npm >/dev/null 2>&1; then
     say "npm already present"

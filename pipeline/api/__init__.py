@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from pipeline.api.problems import install_problem_handlers
-from pipeline.api.routes import builds, environments, health, images, metrics, promotions, tokens, webhooks
+from pipeline.api.routes import builds, environments, health, images, metrics, promotions, tokens, ui, webhooks
 from pipeline.config import Config
 from pipeline.store import Database
 
@@ -23,7 +23,7 @@ def create_app(config: Config, db: Database) -> FastAPI:
     app.state.db = db
     install_problem_handlers(app)
     for router in (health.router, metrics.router, webhooks.router, builds.router, promotions.router, environments.router,
-                   images.router, tokens.router):
+                   images.router, tokens.router, ui.router):
         app.include_router(router)
     return app
 

@@ -52,8 +52,12 @@ def _inside(path: str) -> str:
 
 def write_back(data_dir: Path, work_dir: Path, *, repo: str, branch: str, path: str, auth: GitConfig,
                edit: Callable[[str], UpdateResult], message: str, author: tuple[str, str],
-               attempts: int = 5) -> Pushed:
-    """Apply ``edit`` to ``path`` on ``branch`` and push the commit; no commit when nothing changes."""
+               attempts: int = 5, push_to: str | None = None) -> Pushed:
+    """Apply ``edit`` to ``path`` on ``branch`` and push the commit; no commit when nothing changes.
+
+    ``push_to`` names another branch to push the commit to (a pull request's head, made fresh
+    from ``branch`` and owned by us, so it is force-pushed) instead of ``branch`` itself.
+    """
     relative = _inside(path)
     mirror = gitops_mirror(data_dir, repo)
     mirror.parent.mkdir(parents=True, exist_ok=True)
@@ -66,8 +70,8 @@ def write_back(data_dir: Path, work_dir: Path, *, repo: str, branch: str, path: 
             if not result.changed:
                 return Pushed(None, attempt, result.old_value, result.new_value)
             commit = _commit(clone, relative, message, author)
-            if _push(clone, repo, branch, auth):
-                log.info("gitops: pushed %s to %s %s", commit[:12], public_url(repo), branch)
+            if _push(clone, repo, push_to or branch, auth, force=push_to is not None):
+                log.info("gitops: pushed %s to %s %s", commit[:12], public_url(repo), push_to or branch)
                 return Pushed(commit, attempt, result.old_value, result.new_value)
             log.info("gitops: %s %s moved on; re-applying the edit (attempt %d)", public_url(repo), branch, attempt)
     raise GitError(f"{public_url(repo)} {branch} kept moving: the push was overtaken {attempts} times; "
@@ -102,10 +106,10 @@ def _commit(clone: Path, path: str, message: str, author: tuple[str, str]) -> st
     return run_git("-C", str(clone), "rev-parse", "HEAD").strip()
 
 
-def _push(clone: Path, repo: str, branch: str, auth: GitConfig) -> bool:
+def _push(clone: Path, repo: str, branch: str, auth: GitConfig, *, force: bool = False) -> bool:
     """``True`` once pushed; ``False`` when the branch moved meanwhile (worth another try)."""
     try:
-        run_git("-C", str(clone), "push", "--", repo, f"HEAD:refs/heads/{branch}",
+        run_git("-C", str(clone), "push", "--", repo, f"{'+' if force else ''}HEAD:refs/heads/{branch}",
                 env=auth_env(repo, auth), timeout=auth.timeout_seconds)
     except GitError as exc:
         if any(word in exc.message for word in _REJECTED_AS_STALE):
