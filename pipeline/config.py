@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -202,6 +202,21 @@ class GitConfig(_Model):
         return self
 
 
+class PullRequestConfig(_Model):
+    """Write-back through a pull request on the Git host instead of a push to the branch."""
+
+    provider: Literal["github"] = "github"
+    repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")  # owner/name on the host
+    api_url: str = "https://api.github.com"
+    token_env: str  # a token allowed to open pull requests; read when needed, never stored
+
+    def token(self) -> str:
+        value = os.environ.get(self.token_env)
+        if not value:
+            raise ConfigError(f"gitops.pull_request.token_env: {self.token_env} is not set")
+        return value
+
+
 class GitOpsConfig(_Model):
     """Where a promotion is written back: one file on one branch of the environment's deploy
     repository, and which value in it names the image (exactly one of ``key``,
@@ -216,6 +231,7 @@ class GitOpsConfig(_Model):
     resource_kind: str | None = None  # with container: only in resources of this kind ...
     resource_name: str | None = None  # ... and this name
     git: GitConfig = Field(default_factory=GitConfig)
+    pull_request: PullRequestConfig | None = None  # set: the edit goes to a branch and a pull request
     author_name: str = "pipeline"
     author_email: str = "pipeline@localhost"
 
@@ -376,6 +392,7 @@ class WorkerConfig(_Model):
     reap_seconds: int = Field(default=15, ge=1)
     max_attempts: int = Field(default=3, ge=1)
     retry_seconds: float = Field(default=5.0, gt=0)  # first retry after a transient failure; doubles each time
+    merge_check_seconds: int = Field(default=30, ge=1)  # how often pull-request-mode promotions ask the host
 
 
 class SigningConfig(_Model):

@@ -33,6 +33,9 @@ class PromotionWorker(QueueWorker):
         if isinstance(outcome, promotion.PromotionRefused):
             self.record(promotion_id, beat, jobs.finish, status="rejected", error=outcome.reason)
             return
+        if isinstance(outcome, promotion.PromotionPaused):
+            self.record(promotion_id, beat, jobs.finish, status="awaiting_merge", **outcome.columns())
+            return
         self.record(promotion_id, beat, jobs.finish, then=lambda session: self._next(session, promotion_id),
                     status="succeeded", **outcome.columns())
 

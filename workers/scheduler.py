@@ -1,5 +1,6 @@
 """Periodic duties inside the service's processes (APScheduler), not the build queue itself:
-the lease reaper, and polling of repositories whose host sends no webhooks."""
+the lease reaper, polling of repositories whose host sends no webhooks, and asking whether the
+pull requests of promotions in pull-request mode were merged."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.intake import poll_project
+from pipeline.promotion import check_pull_requests
 from pipeline.store import Database, jobs
 
 __all__ = ["reap_expired_leases", "start_scheduler"]
@@ -37,6 +39,11 @@ def start_scheduler(db: Database, config: Config) -> BackgroundScheduler:
         reap_expired_leases, "interval", seconds=config.worker.reap_seconds, args=[db, config],
         id="reap-expired-leases", max_instances=1, coalesce=True,
     )
+    if any(env.gitops and env.gitops.pull_request for p in config.projects.values() for env in p.environments):
+        scheduler.add_job(
+            check_pull_requests, "interval", seconds=config.worker.merge_check_seconds, args=[db, config],
+            id="check-pull-requests", max_instances=1, coalesce=True,
+        )
     for name, project in config.projects.items():
         if project.poll:
             scheduler.add_job(

@@ -135,6 +135,7 @@ class PromotionOut(BaseModel):
     restores_id: int | None
     copy_report: dict[str, Any] | None
     gitops_commit: str | None = None
+    gitops_pull_request: str | None = None
     steps: list[dict[str, Any]]
     error: str | None
     attempts: int

@@ -29,7 +29,7 @@ Url = Annotated[str, typer.Option("--url", envvar="PIPELINE_URL", help="The serv
 Output = Annotated[str, typer.Option("--output", "-o", help="table or json.")]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it has finished, showing progress.")]
 DEFAULT_URL = "http://127.0.0.1:8080"
-_TERMINAL = {"succeeded", "failed", "cancelled", "superseded", "skipped", "rejected"}
+_TERMINAL = {"succeeded", "failed", "cancelled", "superseded", "skipped", "rejected", "awaiting_merge"}
 _BAD = {"failed", "rejected", "cancelled"}
 
 console = Console(highlight=False)

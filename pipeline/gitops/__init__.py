@@ -8,6 +8,7 @@ turns them into ``ConfigError``.
 
 from __future__ import annotations
 
+from pipeline.gitops._pulls import GitHubPulls, PullRequest, PullRequestHost, pull_request_host
 from pipeline.gitops._repo import Pushed, gitops_mirror, write_back
 from pipeline.gitops._types import (
     AmbiguousTargetError,
@@ -29,6 +30,10 @@ from pipeline.gitops._types import (
 from pipeline.gitops._update import update_yaml
 
 __all__ = [
+    "GitHubPulls",
+    "PullRequest",
+    "PullRequestHost",
+    "pull_request_host",
     "AmbiguousTargetError",
     "HelmField",
     "HelmValue",

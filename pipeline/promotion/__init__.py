@@ -8,6 +8,7 @@ from pipeline.promotion._history import (
     image_lineage,
 )
 from pipeline.promotion._locations import Location, build_location, environment_location, environment_tag
+from pipeline.promotion._merges import check_pull_requests
 from pipeline.promotion._policy import refusal
 from pipeline.promotion._requests import (
     queue_auto_after_build,
@@ -17,17 +18,26 @@ from pipeline.promotion._requests import (
     request_promotion,
     request_rollback,
 )
-from pipeline.promotion._run import PromotionOutcome, PromotionRefused, StepContext, run_promotion, step_registry
+from pipeline.promotion._run import (
+    PromotionOutcome,
+    PromotionPaused,
+    PromotionRefused,
+    StepContext,
+    run_promotion,
+    step_registry,
+)
 
 __all__ = [
     "EnvironmentState",
     "ImageLineage",
     "Location",
     "PromotionOutcome",
+    "PromotionPaused",
     "PromotionRefused",
     "StepContext",
     "attestation_status",
     "build_location",
+    "check_pull_requests",
     "environment_location",
     "environment_matrix",
     "environment_tag",

@@ -19,11 +19,13 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.promotion._locations import Location, build_location, environment_location, environment_tag
 from pipeline.promotion._policy import refusal
 from pipeline.promotion._signatures import SignatureRefused, copy_signatures, sign_image, verify_signature
-from pipeline.promotion._writeback import push_to_git
+from pipeline.promotion._writeback import AwaitingMerge, push_to_git
 from pipeline.registry import RegistryClient, copy_image
 from pipeline.store import Build, Database, Promotion, builds, promotions, utcnow
 
-__all__ = ["PromotionOutcome", "PromotionRefused", "StepContext", "run_promotion", "step_registry"]
+__all__ = ["PromotionOutcome", "PromotionPaused", "PromotionRefused", "StepContext", "run_promotion", "step_registry"]
+
+_DONE = ("succeeded", "merged")  # steps a resumed promotion does not run again
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,20 @@ class PromotionRefused:
     """The policy said no when the worker looked (rejected meanwhile, held, not upstream)."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class PromotionPaused:
+    """The write-back opened a pull request; the promotion resumes once it is merged."""
+
+    pull_request: str
+    gitops_commit: str | None
+    copy_report: dict[str, Any] | None
+    steps: list[dict[str, Any]]
+
+    def columns(self) -> dict[str, Any]:
+        return {"gitops_pull_request": self.pull_request, "gitops_commit": self.gitops_commit,
+                "copy_report": self.copy_report, "steps": self.steps, "error": None, "finished_at": None}
 
 
 @dataclass(frozen=True)
@@ -162,17 +178,26 @@ def _context(db: Database, config: Config, promotion_id: int) -> Iterator[StepCo
                           environment_location(config, env), environment_tag(env, promotion.project, build), clients)
 
 
-def run_promotion(db: Database, config: Config, promotion_id: int) -> PromotionOutcome | PromotionRefused:
-    """Run every step of one promotion; raises ``PipelineError`` when a step fails."""
+def run_promotion(db: Database, config: Config,
+                  promotion_id: int) -> PromotionOutcome | PromotionRefused | PromotionPaused:
+    """Run the steps of one promotion not done yet (a promotion resumed after its pull request
+    was merged starts after the write-back); raises ``PipelineError`` when a step fails."""
     registry = step_registry()
     with _context(db, config, promotion_id) as ctx:
         if isinstance(ctx, PromotionRefused):
             return ctx
-        done: list[dict[str, Any]] = []
+        done = [step for step in ctx.promotion.steps if step.get("status") in _DONE]
+        finished = {step["kind"] for step in done}
         for kind in steps_for(ctx.env):
+            if kind in finished:
+                continue
             started = utcnow()
             try:
                 message = registry[kind](ctx)
+            except AwaitingMerge as paused:
+                done.append(_step(kind, "awaiting_merge", paused.message, started))
+                return PromotionPaused(paused.pull_request.url, ctx.outputs.get("gitops_commit"),
+                                       ctx.outputs.get("copy_report"), done)
             except SignatureRefused as exc:
                 done.append(_step(kind, "refused", exc.message, started))
                 _save_steps(db, promotion_id, done)
@@ -191,8 +216,8 @@ def run_promotion(db: Database, config: Config, promotion_id: int) -> PromotionO
             target_ref=ctx.target.ref(ctx.promotion.digest, ctx.tag),
             previous_digest=ctx.current.digest if ctx.current else None,
             rollback_to_id=pointer,
-            copy_report=ctx.outputs.get("copy_report"),
-            gitops_commit=ctx.outputs.get("gitops_commit"),
+            copy_report=ctx.outputs.get("copy_report", ctx.promotion.copy_report),
+            gitops_commit=ctx.outputs.get("gitops_commit", ctx.promotion.gitops_commit),
             steps=done,
         )
 

@@ -14,14 +14,36 @@ import shutil
 from typing import TYPE_CHECKING
 
 from pipeline.config import GitOpsConfig
-from pipeline.gitops import HelmValue, ImageChange, KustomizeImage, ManifestContainer, Target, update_yaml, write_back
+from pipeline.gitops import (
+    HelmValue,
+    ImageChange,
+    KustomizeImage,
+    ManifestContainer,
+    PullRequest,
+    Target,
+    pull_request_host,
+    update_yaml,
+    write_back,
+)
 from pipeline.source import public_url
 from pipeline.store import locks
 
 if TYPE_CHECKING:
     from pipeline.promotion._run import StepContext
 
-__all__ = ["push_to_git"]
+__all__ = ["AwaitingMerge", "pull_request_number", "push_to_git"]
+
+
+class AwaitingMerge(Exception):
+    """The edit waits in a pull request: the promotion pauses until someone merges it."""
+
+    def __init__(self, pull_request: PullRequest, message: str) -> None:
+        super().__init__(message)
+        self.pull_request, self.message = pull_request, message
+
+
+def pull_request_number(url: str) -> int:
+    return int(url.rstrip("/").rsplit("/", 1)[-1])
 
 
 def _target(gitops: GitOpsConfig) -> Target:
@@ -42,8 +64,11 @@ def _message(ctx: StepContext) -> str:
 
 
 def push_to_git(ctx: StepContext) -> str:
+    """Push the edit to the branch, or in pull-request mode to a branch of its own plus a pull
+    request (then the promotion waits, ``AwaitingMerge``, and the tag moves after the merge)."""
     gitops = ctx.env.gitops
     assert gitops is not None
+    head = f"pipeline/{ctx.promotion.project}/{ctx.promotion.environment}/promotion-{ctx.promotion.id}"
     change = ImageChange(ctx.target.name, ctx.promotion.digest, ctx.tag)
     target = _target(gitops)
     work = ctx.config.data_dir / "work" / f"promotion-{ctx.promotion.id}"
@@ -52,11 +77,19 @@ def push_to_git(ctx: StepContext) -> str:
             pushed = write_back(
                 ctx.config.data_dir, work, repo=gitops.repo, branch=gitops.branch, path=gitops.path, auth=gitops.git,
                 edit=lambda text: update_yaml(text, target, change, source=gitops.path), message=_message(ctx),
-                author=(gitops.author_name, gitops.author_email))
+                author=(gitops.author_name, gitops.author_email), push_to=head if gitops.pull_request else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     where = f"{public_url(gitops.repo)} {gitops.branch}:{gitops.path}"
     if pushed.commit is None:
         return f"{where} already names {pushed.new_value}; no commit"
     ctx.outputs["gitops_commit"] = pushed.commit
+    if gitops.pull_request is not None:
+        host = pull_request_host(gitops.pull_request)
+        try:
+            opened = host.open(head=head, base=gitops.branch, title=_message(ctx).splitlines()[0], body=_message(ctx))
+        finally:
+            host.close()
+        raise AwaitingMerge(opened, f"pushed {pushed.commit[:12]} to {head}; waiting for pull request "
+                                    f"{opened.url} into {gitops.branch} to be merged")
     return f"pushed {pushed.commit[:12]} to {where}: {pushed.old_value} -> {pushed.new_value}"

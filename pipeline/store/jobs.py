@@ -32,13 +32,17 @@ class JobKind:
     running: str = "running"
     lost: str = "failed"
     serial: tuple[str, ...] = ()  # rows equal in these columns run one at a time, oldest first
+    blocking: tuple[str, ...] = ("running",)  # statuses that hold their group (with ``serial``)
 
 
 _CLAIM_LOCK = 0x7069_7065  # "pipe": one advisory lock id for claims under concurrency limits
 
 BUILDS = JobKind(Build, waiting="queued")
 _SERIAL_LOCK = 0x7072_6f6d  # "prom": claims of serialized queues take turns
-PROMOTIONS = JobKind(Promotion, waiting="pending", serial=("project", "environment"))
+# a promotion waiting for its pull request to be merged still holds its environment: one
+# applied after it would be undone when the older pull request is merged
+PROMOTIONS = JobKind(Promotion, waiting="pending", serial=("project", "environment"),
+                     blocking=("running", "awaiting_merge"))
 
 
 def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> list[str]:
@@ -109,7 +113,7 @@ def _first_in_line(kind: JobKind) -> list[Any]:
     other = aliased(table)
     same = and_(*(getattr(other, c) == getattr(table, c) for c in kind.serial))
     return [
-        ~exists().where(same, other.status == kind.running),
+        ~exists().where(same, other.status.in_(kind.blocking)),
         ~exists().where(same, other.status == kind.waiting, other.id < table.id),
     ]
 

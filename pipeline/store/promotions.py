@@ -14,8 +14,10 @@ from pipeline.store.tables import Build, EnvironmentHold, Promotion, RejectedDig
 
 __all__ = [
     "PromotionFilter",
+    "abandon",
     "active_hold",
     "add_promotion",
+    "awaiting_merge",
     "count_waiting",
     "current",
     "get_promotion",
@@ -26,6 +28,7 @@ __all__ = [
     "reject_digest",
     "rejection",
     "release_hold",
+    "resume",
     "succeeded_build_with_digest",
     "was_promoted",
 ]
@@ -106,6 +109,21 @@ def list_promotions(session: Session, where: PromotionFilter, *, limit: int, bef
     return list(session.scalars(stmt))
 
 
+def awaiting_merge(session: Session) -> list[Promotion]:
+    return list(session.scalars(select(Promotion).where(Promotion.status == "awaiting_merge").order_by(Promotion.id)))
+
+
+def resume(session: Session, promotion_id: int, steps: list[dict[str, Any]]) -> None:
+    """Back to the queue after its pull request was merged; the worker runs the steps left."""
+    session.execute(update(Promotion).where(Promotion.id == promotion_id, Promotion.status == "awaiting_merge")
+                    .values(status="pending", steps=steps, worker=None, not_before=None, error=None))
+
+
+def abandon(session: Session, promotion_id: int, error: str) -> None:
+    session.execute(update(Promotion).where(Promotion.id == promotion_id, Promotion.status == "awaiting_merge")
+                    .values(status="failed", error=error, finished_at=utcnow()))
+
+
 def record_steps(session: Session, promotion_id: int, steps: list[dict[str, Any]]) -> None:
     """What the promotion has done so far, visible while it runs."""
     session.execute(update(Promotion).where(Promotion.id == promotion_id).values(steps=steps))
@@ -160,5 +178,5 @@ def reject_digest(session: Session, digest: str, *, actor: str, reason: str) -> 
 def count_waiting(session: Session, project: str, environment: str) -> int:
     stmt = select(func.count()).select_from(Promotion).where(
         Promotion.project == project, Promotion.environment == environment,
-        Promotion.status.in_(["pending", "running"]))
+        Promotion.status.in_(["pending", "running", "awaiting_merge"]))
     return int(session.scalar(stmt) or 0)

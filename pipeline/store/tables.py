@@ -187,6 +187,7 @@ class Promotion(Base):
     restores_id: Mapped[int | None] = mapped_column(Integer)
     copy_report: Mapped[dict[str, Any] | None]
     gitops_commit: Mapped[str | None] = mapped_column(String(64))
+    gitops_pull_request: Mapped[str | None] = mapped_column(String(500))
     steps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -18,7 +18,7 @@ from pipeline.store import Promotion, promotions
 
 router = APIRouter(prefix="/api/v1/promotions", tags=["promotions"], dependencies=[Depends(Allowed("viewer"))])
 
-PromotionStatus = Literal["pending", "running", "succeeded", "failed", "rejected"]
+PromotionStatus = Literal["pending", "running", "awaiting_merge", "succeeded", "failed", "rejected"]
 
 
 def accepted(row: Promotion) -> PromotionOut:
