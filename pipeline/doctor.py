@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pipeline import builder, source
-from pipeline.config import Config, ProjectConfig
+from pipeline.config import Config, GitOpsConfig, ProjectConfig
 from pipeline.errors import PipelineError
 from pipeline.registry import RegistryClient
+from pipeline.signing import load_private_key, load_public_key
 from pipeline.store import Database, current_revision, head_revision
 
 __all__ = ["Check", "run_checks"]
@@ -65,9 +66,43 @@ def _repos(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
         yield f"repo of {name}", check
 
 
+def _signing(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
+    """The signing key opens with its password, and every `verify` key is a P-256 public key."""
+    if config.signing is not None:
+        signing = config.signing
+
+        def key() -> str:
+            load_private_key(signing.key_file, signing.password())
+            return f"{signing.key_file} opens with {signing.password_env}"
+        yield "signing key", key
+    for name, project in config.projects.items():
+        for env in project.environments:
+            for path in env.verify:
+                yield f"verify key of {name}/{env.name}", lambda path=path: (load_public_key(path), f"{path}")[1]
+
+
+def _gitops(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
+    """Every environment repository answers with its credentials and has the branch written to."""
+    for name, project in config.projects.items():
+        for env in project.environments:
+            if env.gitops is None:
+                continue
+
+            def check(gitops: GitOpsConfig = env.gitops) -> str:
+                out = source.run_git("ls-remote", "--heads", "--", gitops.repo, f"refs/heads/{gitops.branch}",
+                                     env=source.auth_env(gitops.repo, gitops.git), timeout=60)
+                if not out.strip():
+                    raise PipelineError(f"{source.public_url(gitops.repo)} has no branch {gitops.branch!r}")
+                if gitops.pull_request is not None:
+                    gitops.pull_request.token()
+                mode = "pull requests" if gitops.pull_request else "pushes"
+                return f"{source.public_url(gitops.repo)} {gitops.branch}: reachable ({mode})"
+            yield f"gitops of {name}/{env.name}", check
+
+
 def run_checks(config: Config, db: Database) -> list[Check]:
     checks: list[tuple[str, Callable[[], str]]] = [("database", lambda: _database(db)), ("git", _git)]
-    checks += [*_engines(config), *_registries(config), *_repos(config)]
+    checks += [*_engines(config), *_registries(config), *_repos(config), *_signing(config), *_gitops(config)]
     results: list[Check] = []
     for component, check in checks:
         try:

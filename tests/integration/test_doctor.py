@@ -6,6 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from pipeline.config import parse_config
+from pipeline.doctor import run_checks
+from pipeline.signing import generate_key_pair
+from pipeline.store import migrate, open_database
 from tests import project
 from tests.gitrepo import GitRepo
 from tests.services import DockerEngine, Registry
@@ -41,3 +47,29 @@ def test_doctor_passes_on_a_working_setup_and_names_what_is_broken(
     assert "cannot reach registry 127.0.0.1:9" in bad.stdout
     assert "no Docker engine answers" in bad.stdout and "missing.git" in bad.stdout
     assert "3 of 5 checks failed" in bad.stderr
+
+
+def test_doctor_checks_the_signing_key_verify_keys_and_environment_repositories(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    git_repo.commit({"values.yaml": "image: {digest: x}\n"})
+    key, public = generate_key_pair(tmp_path, b"right")
+    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
+                               engine_host=engine.host, repo_url=git_repo.url)
+    data["signing"] = {"key_file": str(key), "password_env": "DOCTOR_COSIGN_PASSWORD"}
+    data["projects"]["demo"]["environments"] = [
+        {"name": "dev", "registry": "local", "repository": "acme/dev", "sign": True, "verify": [str(public)],
+         "gitops": {"repo": git_repo.url, "path": "values.yaml", "key": "image.digest"}},
+        {"name": "prod", "registry": "local", "repository": "acme/prod", "gitops": {
+            "repo": git_repo.url, "branch": "release", "path": "values.yaml", "key": "image.digest",
+            "pull_request": {"repository": "acme/deploy", "token_env": "DOCTOR_GITHUB_TOKEN"}}}]
+    db = open_database(f"sqlite:///{tmp_path / 'doctor.db'}")
+    migrate(db)
+    monkeypatch.setenv("DOCTOR_COSIGN_PASSWORD", "right")
+    found = {c.component: c for c in run_checks(parse_config(data), db)}
+    assert found["signing key"].ok and found["verify key of demo/dev"].ok and found["gitops of demo/dev"].ok
+    assert not found["gitops of demo/prod"].ok and "no branch 'release'" in found["gitops of demo/prod"].detail
+    monkeypatch.setenv("DOCTOR_COSIGN_PASSWORD", "wrong")
+    again = {c.component: c for c in run_checks(parse_config(data), db)}
+    assert not again["signing key"].ok and "wrong password" in again["signing key"].detail.lower()
+    db.dispose()
