@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.config import Config
 from pipeline.errors import LeaseLost
+from pipeline.logs import job_context
 from pipeline.store import Database, jobs
 
 __all__ = ["Heartbeat", "QueueWorker", "retry_delay"]
@@ -56,6 +57,7 @@ class QueueWorker:
     """Claims and works rows of one queue until ``stop()``; one job at a time."""
 
     kind: jobs.JobKind
+    job_key: str  # how log records name the job: build_id or promotion_id
 
     def __init__(self, db: Database, config: Config, name: str | None = None) -> None:
         self.db, self.config = db, config
@@ -93,7 +95,8 @@ class QueueWorker:
         log.info("worker %s: claimed %s %s", self.name, self.kind.table.__tablename__, job_id)
         beat = Heartbeat(self.db, self.kind, job_id, self.name, self.lease)
         beat.start()
-        self.work(job_id, beat)
+        with job_context(**{self.job_key: job_id}):
+            self.work(job_id, beat)
         return True
 
     def work(self, job_id: int, beat: Heartbeat) -> None:

@@ -27,6 +27,7 @@ class BuildWorker(QueueWorker):
     """Claims and runs builds until ``stop()``; one build at a time per worker."""
 
     kind = jobs.BUILDS
+    job_key = "build_id"
 
     def limits(self) -> dict[str, int]:
         return {name: p.concurrency for name, p in self.config.projects.items() if p.concurrency}

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 class PromotionWorker(QueueWorker):
     kind = jobs.PROMOTIONS
+    job_key = "promotion_id"
 
     def work(self, promotion_id: int, beat: Heartbeat) -> None:
         try:

@@ -7,7 +7,6 @@ Commands are thin: load the config, open the database, call into ``pipeline`` or
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -41,7 +40,9 @@ ConfigOption = Annotated[
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.logs import setup_logging
+
+    setup_logging()
 
 
 def _open(config_path: Path | None) -> tuple[Config, Database]:
