@@ -12,8 +12,9 @@ from pipeline.store import Database
 __all__ = ["app_from_env", "create_app"]
 
 
-def create_app(config: Config, db: Database) -> FastAPI:
-    """An app bound to one config and database; the caller owns their lifetimes."""
+def create_app(config: Config, db: Database, *, needs_engine: bool = False) -> FastAPI:
+    """An app bound to one config and database; the caller owns their lifetimes. With
+    ``needs_engine`` (a process that also builds), ``/readyz`` demands an answering engine."""
     app = FastAPI(
         title="pipeline",
         summary="GitOps image build-and-promote service",
@@ -21,6 +22,7 @@ def create_app(config: Config, db: Database) -> FastAPI:
     )
     app.state.config = config
     app.state.db = db
+    app.state.needs_engine = needs_engine
     install_problem_handlers(app)
     for router in (health.router, metrics.router, webhooks.router, builds.router, promotions.router, environments.router,
                    images.router, tokens.router, ui.router):

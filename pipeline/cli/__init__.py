@@ -199,7 +199,8 @@ def serve_command(
     pool, threads = _start_workers(db, cfg, workers, promotion_workers)
     scheduler = start_scheduler(db, cfg)
     try:
-        uvicorn.run(create_app(cfg, db), host=host, port=port, log_config=None, access_log=access_log)
+        uvicorn.run(create_app(cfg, db, needs_engine=workers > 0), host=host, port=port, log_config=None,
+                    access_log=access_log)
     finally:
         _stop_workers(pool, threads)
         scheduler.shutdown(wait=False)

@@ -1,13 +1,26 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+Ready means the database answers with the schema this code expects and, in a process that
+builds (``serve`` with build workers), that at least one Docker engine answers; the engine
+check is cached for a few seconds so a probe every second costs one ``docker version`` per
+interval, not per probe. An API-only process (``pipeline api``) does not need an engine.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from pipeline.api.deps import DatabaseDep
+from pipeline import builder
+from pipeline.api.deps import ConfigDep, DatabaseDep
+from pipeline.config import Config
+from pipeline.errors import EngineError
 from pipeline.store import current_revision, head_revision
+
+_ENGINE_CACHE_SECONDS = 5.0
 
 router = APIRouter(tags=["health"])
 
@@ -17,8 +30,21 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers and its schema is current")
-def readyz(db: DatabaseDep) -> JSONResponse:
+def _engine(request: Request, config: Config) -> str | None:
+    """The answering engine's name, or ``None``; remembered for a few seconds."""
+    cached = getattr(request.app.state, "engine_probe", None)
+    if cached and time.monotonic() - cached[0] < _ENGINE_CACHE_SECONDS:
+        return cached[1]  # type: ignore[no-any-return]
+    try:
+        name: str | None = builder.pick_engine(config.docker.hosts, config.docker.cli).name
+    except EngineError:
+        name = None
+    request.app.state.engine_probe = (time.monotonic(), name)
+    return name
+
+
+@router.get("/readyz", summary="The database answers with a current schema (and, where builds run, an engine)")
+def readyz(request: Request, db: DatabaseDep, config: ConfigDep) -> JSONResponse:
     try:
         with db.session() as session:
             session.execute(text("SELECT 1"))
@@ -28,4 +54,9 @@ def readyz(db: DatabaseDep) -> JSONResponse:
     if current != head:
         detail = f"schema at {current}, code expects {head}: run `pipeline migrate`"
         return JSONResponse({"status": "unavailable", "detail": detail}, 503)
-    return JSONResponse({"status": "ok", "schema": current})
+    if not getattr(request.app.state, "needs_engine", False):
+        return JSONResponse({"status": "ok", "schema": current})
+    engine = _engine(request, config)
+    if engine is None:
+        return JSONResponse({"status": "unavailable", "detail": "no Docker engine answers (see `pipeline doctor`)"}, 503)
+    return JSONResponse({"status": "ok", "schema": current, "engine": engine})
