@@ -18,6 +18,7 @@ __all__ = [
     "HoldOut",
     "ImageOut",
     "LogLine",
+    "LeadTimeOut",
     "LogPage",
     "NewToken",
     "PromotionOut",
@@ -181,6 +182,17 @@ class Arrival(BaseModel):
     since: dt.datetime | None
 
 
+class LeadTimeOut(BaseModel):
+    """Push to arrival over the window (rollbacks left out)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    median_seconds: float
+    p90_seconds: float
+    samples: int
+    window_days: int
+
+
 class EnvironmentOut(BaseModel):
     project: str
     environment: str
@@ -190,6 +202,7 @@ class EnvironmentOut(BaseModel):
     previous: Arrival | None
     held: HoldOut | None
     waiting: int
+    lead_time: LeadTimeOut | None = None
 
 
 class EnvironmentMatrix(BaseModel):

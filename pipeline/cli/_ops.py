@@ -51,6 +51,13 @@ def _short(digest: str | None) -> str:
     return digest.removeprefix("sha256:")[:12] if digest else "-"
 
 
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def _when(value: str | None) -> str:
     return value.replace("T", " ")[:19] if value else "-"
 
@@ -183,12 +190,15 @@ def release(project: str, environment: str, url: Url = DEFAULT_URL) -> None:
 
 
 def _matrix_table(matrix: dict[str, Any]) -> Table:
-    table = Table("project", "environment", "digest", "commit", "since", "by", "previous", "held", box=None)
+    table = Table("project", "environment", "digest", "commit", "since", "by", "previous", "held",
+                  "lead time (median / p90)", box=None)
     for e in matrix["items"]:
         now, before = e["current"] or {}, e["previous"] or {}
         held = f"by {e['held']['actor']}" if e["held"] else ""
+        lead = e.get("lead_time")
+        lead_text = f"{_duration(lead['median_seconds'])} / {_duration(lead['p90_seconds'])}" if lead else "-"
         table.add_row(e["project"], e["environment"], _short(now.get("digest")), (now.get("commit") or "-")[:7],
-                      _when(now.get("since")), now.get("actor") or "-", _short(before.get("digest")), held)
+                      _when(now.get("since")), now.get("actor") or "-", _short(before.get("digest")), held, lead_text)
     return table
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +17,28 @@ from pipeline.config import Config, RegistryConfig, SigningConfig
 from pipeline.errors import NotFound, PipelineError
 from pipeline.registry import RegistryClient
 from pipeline.signing import DSSE_MEDIA_TYPE, attestation_tag, load_private_key, verify_attestation_manifest
-from pipeline.store import Build, EnvironmentHold, Promotion, builds, promotions
+from pipeline.store import Build, EnvironmentHold, Promotion, builds, promotions, utcnow
 
-__all__ = ["AttestationStatus", "EnvironmentState", "ImageLineage", "attestation_status", "environment_matrix",
+__all__ = ["AttestationStatus", "EnvironmentState", "ImageLineage", "LeadTime", "attestation_status", "environment_matrix",
            "image_lineage"]
+
+
+@dataclass(frozen=True)
+class LeadTime:
+    """Push to arrival in an environment over a window: what DORA calls lead time for changes."""
+
+    median_seconds: float
+    p90_seconds: float
+    samples: int
+    window_days: int
+
+
+def _lead_time(delays: list[float], window_days: int) -> LeadTime | None:
+    if not delays:
+        return None
+    ordered = sorted(delays)
+    p90 = statistics.quantiles(ordered, n=10, method="inclusive")[-1] if len(ordered) > 1 else ordered[0]
+    return LeadTime(statistics.median(ordered), p90, len(ordered), window_days)
 
 
 @dataclass(frozen=True)
@@ -32,11 +52,14 @@ class EnvironmentState:
     previous: Promotion | None  # what a rollback would restore
     hold: EnvironmentHold | None
     waiting: int
+    lead_time: LeadTime | None = None
 
 
-def environment_matrix(session: Session, config: Config, project: str | None = None) -> list[EnvironmentState]:
+def environment_matrix(session: Session, config: Config, project: str | None = None,
+                       window_days: int = 30) -> list[EnvironmentState]:
     """One entry per configured project and environment, in config order."""
     names = [project] if project else list(config.projects)
+    since = utcnow() - dt.timedelta(days=window_days)
     states = []
     for name in names:
         project_config = config.project(name)
@@ -47,7 +70,8 @@ def environment_matrix(session: Session, config: Config, project: str | None = N
                         if current and current.rollback_to_id else None)
             states.append(EnvironmentState(
                 name, env.name, config.registries[env.registry].host, env.repository, current, build, previous,
-                promotions.active_hold(session, name, env.name), promotions.count_waiting(session, name, env.name)))
+                promotions.active_hold(session, name, env.name), promotions.count_waiting(session, name, env.name),
+                _lead_time(promotions.arrival_delays(session, name, env.name, since), window_days)))
     return states
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "abandon",
     "active_hold",
     "add_promotion",
+    "arrival_delays",
     "awaiting_merge",
     "count_waiting",
     "current",
@@ -173,6 +174,21 @@ def reject_digest(session: Session, digest: str, *, actor: str, reason: str) -> 
     session.add(row)
     session.flush()
     return row
+
+
+def arrival_delays(session: Session, project: str, environment: str, since: dt.datetime,
+                   limit: int = 1000) -> list[float]:
+    """Seconds from push (the build queued) to arrival in the environment, newest first; a
+    rollback is not an arrival of new work and is left out."""
+    stmt = (
+        select(Build.created_at, Promotion.finished_at)
+        .join(Build, Build.id == Promotion.build_id)
+        .where(Promotion.project == project, Promotion.environment == environment,
+               Promotion.status == "succeeded", Promotion.trigger != "rollback", Promotion.finished_at >= since)
+        .order_by(Promotion.id.desc())
+        .limit(limit)
+    )
+    return [(arrived - pushed).total_seconds() for pushed, arrived in session.execute(stmt) if pushed and arrived]
 
 
 def count_waiting(session: Session, project: str, environment: str) -> int:

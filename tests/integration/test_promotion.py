@@ -347,3 +347,23 @@ def test_promotion_history_pages_stay_stable_while_promotions_arrive(
     assert api.get("/api/v1/promotions", params={"cursor": "garbage"}).status_code == 422
     assert api.get("/api/v1/promotions", params={"actor": "ops@example.com", "environment": "dev"}).json()["items"]
     assert api.get("/api/v1/promotions", params={"trigger": "rollback"}).json()["items"] == []
+
+
+def test_the_matrix_reports_lead_time_from_push_to_arrival(
+        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with db.session() as session:
+        for n, delay in enumerate([60, 120, 180, 600, 90, 5]):
+            build_id = builds.queue_build(session, project="demo", commit=f"{n:x}" * 40, ref="refs/heads/main",
+                                          branch="main", trigger="test")
+            pushed_at = now - dt.timedelta(days=40 if n == 5 else 1, seconds=delay)
+            builds.record_progress(session, build_id, status="succeeded", digest=pushed["v1"], created_at=pushed_at)
+            promotions.add_promotion(session, project="demo", environment="dev", digest=pushed["v1"],
+                                     build_id=build_id, actor="t", status="succeeded",
+                                     trigger="rollback" if n == 4 else "manual",  # a rollback is no arrival
+                                     created_at=pushed_at, finished_at=pushed_at + dt.timedelta(seconds=delay))
+    lead = matrix(api)["dev"]["lead_time"]
+    assert (lead["samples"], lead["median_seconds"], lead["window_days"]) == (4, 150.0, 30)
+    assert lead["p90_seconds"] == pytest.approx(474.0)
+    assert api.get("/api/v1/environments", params={"window_days": 60}).json()["items"][0]["lead_time"]["samples"] == 5
+    assert matrix(api)["prod"]["lead_time"] is None

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from pipeline import promotion
 from pipeline.access import Principal, check_role
 from pipeline.api.deps import ActorDep, Allowed, ConfigDep, DatabaseDep, SessionDep
 from pipeline.api.problems import problem_responses
 from pipeline.api.routes.promotions import accepted
-from pipeline.api.schemas import Arrival, EnvironmentMatrix, EnvironmentOut, HoldOut, PromotionOut, ReasonBody
+from pipeline.api.schemas import (
+    Arrival,
+    EnvironmentMatrix,
+    EnvironmentOut,
+    HoldOut,
+    LeadTimeOut,
+    PromotionOut,
+    ReasonBody,
+)
 from pipeline.store import Build, Promotion
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"], dependencies=[Depends(Allowed("viewer"))])
@@ -33,12 +41,14 @@ def _arrival(row: Promotion | None, build: Build | None = None) -> Arrival | Non
 
 
 @router.get("", response_model=EnvironmentMatrix, summary="Every project's environments: digest, commit, since, by whom")
-def environment_matrix(session: SessionDep, config: ConfigDep, project: str | None = None) -> EnvironmentMatrix:
-    states = promotion.environment_matrix(session, config, project)
+def environment_matrix(session: SessionDep, config: ConfigDep, project: str | None = None,
+                       window_days: Annotated[int, Query(ge=1, le=366)] = 30) -> EnvironmentMatrix:
+    states = promotion.environment_matrix(session, config, project, window_days)
     return EnvironmentMatrix(items=[
         EnvironmentOut(project=s.project, environment=s.environment, registry=s.registry, repository=s.repository,
                        current=_arrival(s.current, s.build), previous=_arrival(s.previous),
-                       held=HoldOut.model_validate(s.hold) if s.hold else None, waiting=s.waiting)
+                       held=HoldOut.model_validate(s.hold) if s.hold else None, waiting=s.waiting,
+                       lead_time=LeadTimeOut.model_validate(s.lead_time) if s.lead_time else None)
         for s in states
     ])
 
