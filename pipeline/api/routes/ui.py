@@ -128,10 +128,27 @@ def matrix_html(states: list[EnvironmentState]) -> str:
             f'<td class="actor">{actor}</td>'
             f'<td class="previous">{_digest(previous.digest) if previous else ""}</td>'
             f'<td class="hold">{held}</td>'
+            f'<td class="lead">{_lead(s)}</td>'
             f'<td class="actions">{"".join(actions)}</td></tr>')
     return _table("Environments: what runs where", ["Project", "Environment", "Digest", "Commit", "Since",
-                                                   "Promoted by", "Previous", "Hold", "Actions"],
+                                                   "Promoted by", "Previous", "Hold", "Lead time", "Actions"],
                   rows, "No project has environments configured.", "matrix")
+
+
+def _lead(state: EnvironmentState) -> str:
+    """Median push-to-arrival time, p90 in the tooltip."""
+    lead = state.lead_time
+    if lead is None:
+        return ""
+    title = f"p90 {_span(lead.p90_seconds)} over {lead.samples} arrivals in {lead.window_days} days"
+    return f'<span title="{esc(title)}">{esc(_span(lead.median_seconds))}</span>'
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def builds_html(rows_: list[Build]) -> str:
