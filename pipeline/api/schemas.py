@@ -140,6 +140,7 @@ class PromotionOut(BaseModel):
     steps: list[dict[str, Any]]
     error: str | None
     attempts: int
+    worker: str | None = None
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None

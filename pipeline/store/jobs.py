@@ -65,22 +65,21 @@ def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta,
     PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already serializes it); claims are short.
     """
     table = kind.table
-    now = utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and limits:
+        session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
+    if postgres and kind.serial:
+        session.execute(select(func.pg_advisory_xact_lock(_SERIAL_LOCK)))
+    now = utcnow()  # after any wait for a lock: the lease and started_at count from the real claim
     oldest = (
         select(table.id)
         .where(table.status == kind.waiting, or_(table.not_before.is_(None), table.not_before <= now))
         .order_by(table.id)
         .limit(1)
     )
-    if limits:
-        if postgres:
-            session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
-        if saturated := _saturated(session, kind, limits):
-            oldest = oldest.where(table.project.not_in(saturated))
+    if limits and (saturated := _saturated(session, kind, limits)):
+        oldest = oldest.where(table.project.not_in(saturated))
     if kind.serial:
-        if postgres:
-            session.execute(select(func.pg_advisory_xact_lock(_SERIAL_LOCK)))
         oldest = oldest.where(*_first_in_line(kind))
     if postgres:
         oldest = oldest.with_for_update(skip_locked=True)
