@@ -187,6 +187,14 @@ def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
     return sum(int(fields[i]) for i in wanted) / CLK_TCK
 
 
+def tree_cpu_seconds(pid: int, *, system_only: bool = False) -> float:
+    """``cpu_seconds`` of a process and its live children: `pipeline api --processes N` serves
+    from worker processes under a supervisor, which itself does next to nothing."""
+    return cpu_seconds(pid, system_only=system_only) + sum(
+        cpu_seconds(child, system_only=system_only) for child in children_of(pid)
+    )
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -527,11 +535,11 @@ class Bench:
         pg_pid = int((self.pg.data_dir / "postmaster.pid").read_text().split()[0])
         pg_pids = [pg_pid, *children_of(pg_pid)]
         cpu_before = (
-            cpu_seconds(server.pid),
+            tree_cpu_seconds(server.pid),
             sum(cpu_seconds(p) for p in pg_pids),
             resource.getrusage(resource.RUSAGE_CHILDREN),
             machine_busy(),
-            cpu_seconds(server.pid, system_only=True),
+            tree_cpu_seconds(server.pid, system_only=True),
         )
         spy = self.start_profiler(server.pid, duration, profile) if profile else None
         sampler = (
@@ -547,11 +555,11 @@ class Bench:
         pg_pids = set(pg_pids) | set(children_of(pg_pid))
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_after = (
-            cpu_seconds(server.pid),
+            tree_cpu_seconds(server.pid),
             sum(cpu_seconds(p) for p in pg_pids),
             usage,
             machine_busy(),
-            cpu_seconds(server.pid, system_only=True),
+            tree_cpu_seconds(server.pid, system_only=True),
         )
         if spy is not None:
             spy.wait(timeout=duration + 120)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pipeline.config import Config, ProjectConfig
 from pipeline.errors import BadSignature, NotFound, PayloadTooLarge
-from pipeline.intake._accept import accept_pushes
+from pipeline.intake._accept import Accepted, accept_pushes
 from pipeline.intake._event import Delivery as ParsedDelivery
 from pipeline.intake._event import PushEvent
 from pipeline.intake._matching import match_project, normalize_repo
@@ -26,12 +26,16 @@ from pipeline.store import Database
 __all__ = [
     "MAX_BODY_BYTES",
     "PROVIDERS",
+    "Checked",
     "IntakeResult",
     "PushEvent",
     "accept_pushes",
+    "answer",
+    "check",
     "normalize_repo",
     "poll_project",
     "receive",
+    "record",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,38 @@ def receive(
     db: Database, config: Config, provider: str, headers: Mapping[str, str], body: bytes
 ) -> IntakeResult:
     """Handle one delivery; raises ``PipelineError`` subclasses for refusals (4xx)."""
+    checked = check(config, provider, headers, body)
+    if isinstance(checked, IntakeResult):
+        return checked
+    return record(db, checked)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A delivery whose signature verified, with its ref updates read: what is left is to record it."""
+
+    name: str
+    project: ProjectConfig
+    delivery: ParsedDelivery
+    pushes: list[PushEvent]
+    body_sha256: str
+
+    def columns(self) -> dict[str, str]:
+        """The delivery row's identifying columns, cut to their lengths."""
+        d = self.delivery
+        return {"provider": d.provider, "delivery_id": d.delivery_id[:100], "hook_id": d.hook_id[:100],
+                "event": d.event[:50], "repository": d.repository[:500], "body_sha256": self.body_sha256}
+
+    @property
+    def not_push(self) -> str:
+        return "" if self.delivery.kind == "push" else f"event {self.delivery.event!r} is not handled"
+
+
+def check(config: Config, provider: str, headers: Mapping[str, str], body: bytes) -> Checked | IntakeResult:
+    """Everything before the database: parse, find the project, verify, read the pushes.
+
+    Returns the answer itself when nothing is to be recorded (a ping); raises for refusals.
+    """
     host = PROVIDERS.get(provider)
     if host is None:
         raise NotFound(f"unknown webhook provider {provider!r}; supported: {', '.join(PROVIDERS)}")
@@ -73,7 +109,7 @@ def receive(
     if delivery.kind == "ping":
         return IntakeResult(200, "pong", "webhook reaches the service and its signature verifies", name)
     pushes = host.pushes(delivery) if delivery.kind == "push" else []
-    return _record(db, name, project, delivery, pushes, hashlib.sha256(delivery.signed_body).hexdigest())
+    return Checked(name, project, delivery, pushes, hashlib.sha256(delivery.signed_body).hexdigest())
 
 
 def _verify(name: str, project: ProjectConfig, delivery: ParsedDelivery, headers: Mapping[str, str],
@@ -93,16 +129,17 @@ def _verify(name: str, project: ProjectConfig, delivery: ParsedDelivery, headers
         raise
 
 
-def _record(db: Database, name: str, project: ProjectConfig, delivery: ParsedDelivery,
-            pushes: list[PushEvent], body_hash: str) -> IntakeResult:
-    not_push = "" if delivery.kind == "push" else f"event {delivery.event!r} is not handled"
+def record(db: Database, checked: Checked) -> IntakeResult:
+    """Record a checked delivery in one transaction and queue its builds (the synchronous path)."""
     with db.session() as session:
-        accepted = accept_pushes(
-            session, name, project, pushes, trigger="webhook", provider=delivery.provider,
-            delivery_id=delivery.delivery_id[:100], hook_id=delivery.hook_id[:100], event=delivery.event[:50],
-            repository=delivery.repository[:500], body_sha256=body_hash, reason=not_push,
-        )
-    log.info("project %s: %s delivery %s %s %s", name, delivery.provider, delivery.delivery_id[:100],
-             accepted.outcome, accepted.reason)
+        accepted = accept_pushes(session, checked.name, checked.project, checked.pushes, trigger="webhook",
+                                 reason=checked.not_push, **checked.columns())
+    return answer(checked, accepted)
+
+
+def answer(checked: Checked, accepted: Accepted) -> IntakeResult:
+    """What to answer the host for a recorded delivery (logged, as every delivery is)."""
+    log.info("project %s: %s delivery %s %s %s", checked.name, checked.delivery.provider,
+             checked.delivery.delivery_id[:100], accepted.outcome, accepted.reason)
     code = 202 if accepted.outcome == "queued" else 200
-    return IntakeResult(code, accepted.outcome, accepted.reason, name, accepted.build_ids)
+    return IntakeResult(code, accepted.outcome, accepted.reason, checked.name, accepted.build_ids)

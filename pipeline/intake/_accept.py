@@ -13,7 +13,7 @@ from pipeline.intake._event import PushEvent
 from pipeline.intake._filters import needs_path_check, skip_reason
 from pipeline.store import builds, deliveries, intake, utcnow
 
-__all__ = ["Accepted", "accept_pushes"]
+__all__ = ["Accepted", "accept_pushes", "plan"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,16 @@ class Accepted:
     build_ids: list[int] = field(default_factory=list)
 
 
+def plan(project: ProjectConfig, pushes: Sequence[PushEvent], given: str = "") -> tuple[list[PushEvent], str]:
+    """The pushes that build, and why the others do not (``given`` when there are no pushes)."""
+    reasons = [skip_reason(project, push) for push in pushes]
+    wanted = [push for push, reason in zip(pushes, reasons, strict=True) if reason is None]
+    skipped = "; ".join(r for r in reasons if r)
+    if not pushes:
+        skipped = given or "no ref updates in the push"
+    return wanted, skipped
+
+
 def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: Sequence[PushEvent], *,
                   trigger: str, **delivery: object) -> Accepted:
     """Record the delivery and queue a build for every push that passes the filters.
@@ -34,12 +44,7 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
     Written in the caller's transaction, so a push is either fully accepted (recorded and
     queued) or not at all. ``delivery`` holds the delivery row's identifying columns.
     """
-    reasons = [skip_reason(project, push) for push in pushes]
-    wanted = [push for push, reason in zip(pushes, reasons, strict=True) if reason is None]
-    skipped = "; ".join(r for r in reasons if r)
-    given = str(delivery.pop("reason", "") or "")
-    if not pushes:
-        skipped = given or "no ref updates in the push"
+    wanted, skipped = plan(project, pushes, str(delivery.pop("reason", "") or ""))
     if len(pushes) == 1 and len(wanted) == 1 and session.get_bind().dialect.name == "postgresql":
         return _one_round_trip(session, name, project, wanted[0], trigger, delivery)
     first = pushes[0] if pushes else None

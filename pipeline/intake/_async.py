@@ -1,0 +1,226 @@
+"""The webhook route's path on PostgreSQL: no session, no thread, one statement on an async pool.
+
+Under load the synchronous path spent most of its time waiting: for a threadpool thread, for
+the GIL those threads share, and in SQLAlchemy's session and connection machinery around a
+statement that is already a single round trip. Here the checks (parse, match, verify, filter)
+run on the event loop, and the statement goes to PostgreSQL on a small pool (``Pool``) of
+autocommit ``psycopg.AsyncConnection``s: the same statements as the session path, from the same text
+(``pipeline.store.intake``), so both write the same rows with the same dedupe (unique
+indexes, ``ON CONFLICT DO NOTHING``) and superseding.
+
+What this path does not cover goes to the synchronous path in the threadpool: SQLite, and a
+delivery with several ref updates of which one or more builds (Bitbucket), which the general
+path writes in one transaction of several statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg.pq import TransactionStatus
+from starlette.concurrency import run_in_threadpool
+
+from pipeline.config import Config
+from pipeline.intake import IntakeResult, answer, check, record
+from pipeline.intake._accept import Accepted, plan
+from pipeline.intake._filters import needs_path_check
+from pipeline.store import Database, utcnow
+from pipeline.store.intake import INSERT_IGNORED_PG, RECORD_SINGLE_PUSH_PG, recorded_from_row
+
+__all__ = ["APPLICATION_NAME", "POOL_SIZE", "Pool", "conninfo", "open_pool", "receive_async"]
+
+log = logging.getLogger(__name__)
+
+# Per API process. PostgreSQL runs on the same few cores: more statements in flight than it has
+# cores only queue inside PostgreSQL, while each extra backend costs memory and lock traffic.
+POOL_SIZE = 4
+# Bodies larger than this are parsed in the threadpool, so one huge payload does not stall the
+# event loop for every other request.
+INLINE_BODY_BYTES = 256 * 1024
+CHECKOUT_TIMEOUT = 30.0  # seconds a delivery waits for a free connection, as SQLAlchemy's pool does
+MAX_LIFETIME = 1800.0  # seconds before a connection is replaced, as the engine's pool_recycle
+APPLICATION_NAME = "pipeline-intake"  # how its connections show in pg_stat_activity
+
+
+def conninfo(db: Database) -> str:
+    """The libpq connection string of the database's SQLAlchemy URL."""
+    _, kwargs = db.engine.dialect.create_connect_args(db.engine.url)
+    kwargs.pop("context", None)
+    kwargs.setdefault("application_name", APPLICATION_NAME)
+    return make_conninfo(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def open_pool(db: Database, size: int = POOL_SIZE) -> Pool:
+    """A pool of autocommit connections to ``db``; they are made on first use."""
+    return Pool(conninfo(db), size)
+
+
+async def receive_async(pool: Pool | None, db: Database, config: Config, provider: str,
+                        headers: dict[str, str], body: bytes) -> IntakeResult:
+    """``intake.receive`` for the webhook route: the same answers, the same rows."""
+    if len(body) > INLINE_BODY_BYTES:
+        checked = await run_in_threadpool(check, config, provider, headers, body)
+    else:
+        checked = check(config, provider, headers, body)
+    if isinstance(checked, IntakeResult):
+        return checked
+    if pool is None:
+        return await run_in_threadpool(record, db, checked)
+    wanted, skipped = plan(checked.project, checked.pushes, checked.not_push)
+    if wanted and not (len(checked.pushes) == 1 and len(wanted) == 1):
+        return await run_in_threadpool(record, db, checked)
+    now = utcnow()
+    values: dict[str, Any] = {**checked.columns(), "project": checked.name, "now": now}
+    first = checked.pushes[0] if checked.pushes else None
+    values.update(ref=first.ref if first else None, before=first.before if first else None,
+                  after=first.after if first else None)
+    if wanted:
+        push = wanted[0]
+        values.update(branch=push.branch, check_paths=needs_path_check(checked.project, push), trigger="webhook")
+        sql = RECORD_SINGLE_PUSH_PG[checked.project.supersede_running]
+    else:
+        values["reason"] = skipped
+        sql = INSERT_IGNORED_PG
+    row = await _execute(pool, sql, values)
+    if not wanted:
+        accepted = (Accepted("duplicate", "this delivery was received before") if row is None
+                    else Accepted("ignored", skipped))
+        return answer(checked, accepted)
+    recorded = recorded_from_row(row)
+    if recorded.delivery_id is None:
+        accepted = Accepted("duplicate", "this delivery was received before")
+    else:
+        if recorded.superseded:
+            log.info("project %s: builds %s superseded by %s", checked.name, recorded.superseded,
+                     recorded.build_id)
+        accepted = Accepted("queued", "", [recorded.build_id] if recorded.build_id is not None else [])
+    return answer(checked, accepted)
+
+
+async def _execute(pool: Pool, sql: str, values: dict[str, Any]) -> Any:
+    """One autocommit statement and its one row (None when it returned none).
+
+    A connection that broke while idle (the server restarted, a proxy closed it) fails at once;
+    the pool drops it with the other idle ones, and the statement is tried once more on a new
+    connection. Should it have broken only after the statement committed, the retry finds the
+    delivery recorded and answers ``duplicate``: nothing is queued twice.
+    """
+    for attempt in (1, 2):
+        async with pool.connection() as conn:
+            try:
+                cursor = await conn.execute(sql, values)
+                return await cursor.fetchone()
+            except psycopg.OperationalError:
+                if attempt == 2 or not conn.broken:
+                    raise
+                log.warning("intake: a pooled PostgreSQL connection was broken; retrying on another")
+    raise AssertionError("unreachable")
+
+
+class Pool:
+    """A fixed number of autocommit connections, handed out last-in first-out.
+
+    Lighter than ``psycopg_pool``'s checkout (a ``wait_for`` task, a check loop, statistics),
+    which cost an eighth of a delivery's CPU. Connections are made on demand; one that broke is
+    dropped when it comes back, and the next checkout makes a new one.
+    """
+
+    def __init__(self, conninfo: str, size: int) -> None:
+        self._conninfo, self._size = conninfo, size
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._waiters: collections.deque[asyncio.Future[psycopg.AsyncConnection[Any] | None]] = collections.deque()
+        self._born: dict[int, float] = {}
+        self._count = 0  # connections made and not dropped, idle or in use
+        self._closed = False
+        self._closing: set[asyncio.Future[None]] = set()
+
+    async def _get(self) -> psycopg.AsyncConnection[Any]:
+        while True:
+            if self._closed:
+                raise psycopg.OperationalError("the intake connection pool is closed")
+            if self._idle:
+                return self._idle.pop()
+            if self._count < self._size:
+                self._count += 1
+                try:
+                    conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                    self._born[id(conn)] = time.monotonic()
+                    return conn
+                except BaseException:
+                    self._count -= 1
+                    self._wake(None)
+                    raise
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            timer = loop.call_later(CHECKOUT_TIMEOUT, _expire, waiter)
+            try:
+                conn = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None and waiter.result():
+                    self._put(waiter.result())  # handed over just as this task was cancelled
+                raise
+            finally:
+                timer.cancel()
+            if conn is not None:
+                return conn
+            # None: a connection was dropped, so there is room to make one
+
+    def _wake(self, conn: psycopg.AsyncConnection[Any] | None) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    def _put(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if conn.broken:
+            # the server went away or restarted: the idle ones are most likely broken as well
+            for idle in self._idle:
+                self._drop(idle)
+            self._idle.clear()
+        if (self._closed or conn.broken or conn.closed or conn.info.transaction_status != TransactionStatus.IDLE
+                or time.monotonic() - self._born.get(id(conn), 0) > MAX_LIFETIME):
+            self._drop(conn)
+        elif not self._wake(conn):
+            self._idle.append(conn)
+
+    def _drop(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._count -= 1
+        self._born.pop(id(conn), None)
+        self._closing.add(task := asyncio.ensure_future(conn.close()))
+        task.add_done_callback(self._closing.discard)
+        self._wake(None)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        conn = await self._get()
+        try:
+            yield conn
+        finally:
+            self._put(conn)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._drop(conn)
+        while self._wake(None):
+            pass
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(psycopg.OperationalError(
+            f"no PostgreSQL connection free for intake after {CHECKOUT_TIMEOUT:g} s"))
