@@ -96,9 +96,11 @@ def image_lineage(session: Session, config: Config, digest: str) -> ImageLineage
     moved = promotions.promotions_of_digest(session, digest)
     if not made and not moved:
         raise NotFound(f"no build or promotion knows {digest}")
-    running = [
-        f"{state.project}/{state.environment}" for state in environment_matrix(session, config)
-        if state.current is not None and state.current.digest == digest
+    arrived = {(p.project, p.environment) for p in moved if p.status == "succeeded"}
+    running = [  # only where it ever arrived can it run now: one query per such environment
+        f"{project}/{env.name}" for project, project_config in config.projects.items()
+        for env in project_config.environments if (project, env.name) in arrived
+        and (now := promotions.current(session, project, env.name)) is not None and now.digest == digest
     ]
     made = list(reversed(made))
     return ImageLineage(digest, made, moved, promotions.rejection(session, digest), running, _provenance_of(made))

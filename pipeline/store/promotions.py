@@ -177,7 +177,7 @@ def reject_digest(session: Session, digest: str, *, actor: str, reason: str) -> 
 
 
 def arrival_delays(session: Session, project: str, environment: str, since: dt.datetime,
-                   limit: int = 1000) -> list[float]:
+                   limit: int = 200) -> list[float]:
     """Seconds from push (the build queued) to arrival in the environment, newest first; a
     rollback is not an arrival of new work and is left out."""
     stmt = (

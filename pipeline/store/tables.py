@@ -108,6 +108,7 @@ class Build(Base):
         Index(None, "project", "id"),
         Index(None, "commit"),
         Index(None, "digest"),
+        Index(None, "project", "branch", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
