@@ -21,7 +21,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         before = data["before"]
-        if not isinstance(before, int):
+        if not isinstance(before, int) or not 1 <= before <= 2**31 - 1:
             raise TypeError
         return before
     except (binascii.Error, ValueError, KeyError, TypeError):

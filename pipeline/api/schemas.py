@@ -113,7 +113,7 @@ class PromotionRequest(BaseModel):
     project: str = Field(max_length=63)
     environment: str = Field(max_length=63)
     digest: str | None = Field(default=None, max_length=80)
-    build_id: int | None = Field(default=None, ge=1)
+    build_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     reason: str = Field(default="", max_length=2000)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -14,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline.api.deps import Allowed, ConfigDep, DatabaseDep, SessionDep
 from pipeline.api.pagination import decode_cursor, split_page
+from pipeline.api.params import MAX_ID, Id, Moment
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
 from pipeline.build_requests import request_build
 from pipeline.store import Database, builds
@@ -32,8 +32,8 @@ def list_builds(
     status: BuildStatus | None = None,
     commit: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{4,40}$")] = None,
     digest: Annotated[str | None, Query(pattern="^sha256:[0-9a-f]{64}$")] = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Moment = None,
+    until: Moment = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> BuildPage:
@@ -45,7 +45,7 @@ def list_builds(
 
 
 @router.get("/{build_id}", response_model=BuildOut, summary="One build, with its digest once pushed")
-def get_build(build_id: int, session: SessionDep) -> BuildOut:
+def get_build(build_id: Id, session: SessionDep) -> BuildOut:
     return BuildOut.model_validate(builds.get_build(session, build_id))
 
 
@@ -75,7 +75,7 @@ async def _follow(db: Database, build_id: int, after: int) -> AsyncIterator[byte
 @router.get("/{build_id}/logs", response_model=LogPage, summary="Build output after line `after`",
             responses={200: {"content": {"application/x-ndjson": {}},
                              "description": "with follow=true: one JSON line per log line until the build ends"}})
-async def get_logs(build_id: int, db: DatabaseDep, after: Annotated[int, Query(ge=0)] = 0,
+async def get_logs(build_id: Id, db: DatabaseDep, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                    follow: bool = False) -> LogPage | StreamingResponse:
     page = await run_in_threadpool(_page, db, build_id, after)  # 404 before any streaming starts
     if not follow:
@@ -92,5 +92,5 @@ def create_build(body: BuildRequest, db: DatabaseDep, config: ConfigDep) -> Buil
 
 @router.post("/{build_id}/cancel", response_model=BuildOut, summary="Cancel a queued or running build",
              dependencies=BUILDER)
-def cancel_build(build_id: int, session: SessionDep) -> BuildOut:
+def cancel_build(build_id: Id, session: SessionDep) -> BuildOut:
     return BuildOut.model_validate(builds.cancel_build(session, build_id))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +10,7 @@ from pipeline import promotion
 from pipeline.access import Principal, check_role
 from pipeline.api.deps import ActorDep, Allowed, ConfigDep, DatabaseDep, SessionDep
 from pipeline.api.pagination import decode_cursor, split_page
+from pipeline.api.params import Id, Moment
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import PromotionOut, PromotionPage, PromotionRequest
 from pipeline.errors import PolicyViolation
@@ -50,8 +50,8 @@ def list_promotions(
     digest: Annotated[str | None, Query(pattern="^sha256:[0-9a-f]{64}$")] = None,
     actor: str | None = None,
     trigger: Literal["manual", "auto", "rollback"] | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Moment = None,
+    until: Moment = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> PromotionPage:
@@ -64,5 +64,5 @@ def list_promotions(
 
 @router.get("/{promotion_id}", response_model=PromotionOut, summary="One promotion with its steps",
             responses=problem_responses(404))
-def get_promotion(promotion_id: int, session: SessionDep) -> PromotionOut:
+def get_promotion(promotion_id: Id, session: SessionDep) -> PromotionOut:
     return PromotionOut.model_validate(promotions.get_promotion(session, promotion_id))

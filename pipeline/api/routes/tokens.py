@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 
 from pipeline.access import parse_role
 from pipeline.api.deps import ActorDep, Allowed, SessionDep
+from pipeline.api.params import Id
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import NewToken, TokenOut, TokenRequest
 from pipeline.store import tokens
@@ -29,5 +30,5 @@ def list_tokens(session: SessionDep) -> list[TokenOut]:
 
 @router.post("/{token_id}/revoke", response_model=TokenOut, summary="Revoke a token for good",
              responses=problem_responses(404))
-def revoke_token(token_id: int, session: SessionDep) -> TokenOut:
+def revoke_token(token_id: Id, session: SessionDep) -> TokenOut:
     return TokenOut.model_validate(tokens.revoke_token(session, token_id))
