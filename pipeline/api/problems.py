@@ -20,11 +20,16 @@ _CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s]+@")
 PROBLEM_JSON = "application/problem+json"
 
 
-_PROBLEM_SCHEMA = {"type": "object", "properties": {
+_PROBLEM_SCHEMA = {"type": "object", "title": "Problem", "description": "RFC 9457 problem details", "properties": {
     "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-    "detail": {"type": "string"}}, "required": ["type", "title", "status", "detail"]}
-_MEANING = {400: "Malformed request", 401: "Bad or missing signature", 404: "No such resource",
-            409: "Refused: the current state does not allow it", 422: "Invalid request"}
+    "detail": {"type": "string"},
+    "errors": {"type": "array", "description": "with 422: each invalid field",
+               "items": {"type": "object", "properties": {"where": {"type": "string"}, "message": {"type": "string"}}}}},
+    "required": ["type", "title", "status", "detail"]}
+_MEANING = {400: "Malformed request", 401: "No usable API token (or, for webhooks, signature)",
+            403: "The token's role does not allow it", 404: "No such resource",
+            409: "Refused: the current state does not allow it", 413: "Body too large",
+            415: "Unsupported content type", 422: "Invalid request"}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:

@@ -14,11 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from pipeline.api.deps import Allowed, ConfigDep, DatabaseDep, SessionDep
 from pipeline.api.pagination import decode_cursor, split_page
 from pipeline.api.params import MAX_ID, Id, Moment
+from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
 from pipeline.build_requests import request_build
 from pipeline.store import Database, builds
 
-router = APIRouter(prefix="/api/v1/builds", tags=["builds"], dependencies=[Depends(Allowed("viewer"))])
+router = APIRouter(prefix="/api/v1/builds", tags=["builds"], dependencies=[Depends(Allowed("viewer"))],
+                   responses=problem_responses(400, 401, 403, 404, 409, 422))
 BUILDER = [Depends(Allowed("builder"))]
 
 BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "superseded", "skipped"]

@@ -22,7 +22,8 @@ from pipeline.api.schemas import (
 )
 from pipeline.store import Build, Promotion
 
-router = APIRouter(prefix="/api/v1/environments", tags=["environments"], dependencies=[Depends(Allowed("viewer"))])
+router = APIRouter(prefix="/api/v1/environments", tags=["environments"], dependencies=[Depends(Allowed("viewer"))],
+                   responses=problem_responses(400, 401, 403, 404, 409, 422))
 
 
 def _may_change(environment: str, principal: Annotated[Principal, Depends(Allowed("promoter"))]) -> None:

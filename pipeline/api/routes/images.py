@@ -13,7 +13,8 @@ from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import AttestationsOut, BuildOut, ImageOut, PromotionOut, ReasonBody, RejectionOut
 from pipeline.errors import Forbidden
 
-router = APIRouter(prefix="/api/v1/images", tags=["images"], dependencies=[Depends(Allowed("viewer"))])
+router = APIRouter(prefix="/api/v1/images", tags=["images"], dependencies=[Depends(Allowed("viewer"))],
+                   responses=problem_responses(400, 401, 403, 404, 409, 422))
 
 
 def _may_reject(principal: Annotated[Principal, Depends(Allowed("promoter"))]) -> None:

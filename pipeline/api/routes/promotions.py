@@ -16,7 +16,8 @@ from pipeline.api.schemas import PromotionOut, PromotionPage, PromotionRequest
 from pipeline.errors import PolicyViolation
 from pipeline.store import Promotion, promotions
 
-router = APIRouter(prefix="/api/v1/promotions", tags=["promotions"], dependencies=[Depends(Allowed("viewer"))])
+router = APIRouter(prefix="/api/v1/promotions", tags=["promotions"], dependencies=[Depends(Allowed("viewer"))],
+                   responses=problem_responses(400, 401, 403, 404, 409, 422))
 
 PromotionStatus = Literal["pending", "running", "awaiting_merge", "succeeded", "failed", "rejected"]
 

@@ -12,7 +12,7 @@ from pipeline.api.schemas import NewToken, TokenOut, TokenRequest
 from pipeline.store import tokens
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"], dependencies=[Depends(Allowed("admin"))],
-                   responses=problem_responses(401, 403))
+                   responses=problem_responses(400, 401, 403, 404, 422))
 
 
 @router.post("", response_model=NewToken, status_code=201, summary="Create a token (its value is shown only now)")

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from pipeline import intake
+from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import WebhookAnswer
 from pipeline.config import Config
 from pipeline.errors import PayloadTooLarge
@@ -78,7 +79,8 @@ router.routes.append(Route("/webhooks/{provider}", _receive, methods=["POST"], i
 @router.post(
     "/webhooks/{provider}",
     response_model=WebhookAnswer,
-    responses={202: {"model": WebhookAnswer, "description": "builds queued"}},
+    responses={202: {"model": WebhookAnswer, "description": "builds queued"},
+               **problem_responses(400, 401, 404, 413, 415, 422)},
     summary="Receive a Git host's push webhook",
 )
 async def receive_webhook(provider: str, request: Request) -> JSONResponse:
