@@ -80,9 +80,17 @@ class LogSink:
             with self._lock:
                 lines, self._pending = self._pending, []
                 self._last = time.monotonic()
-            if lines:
-                with self._db.session() as session:
+            if not lines:
+                return
+            try:
+                # a writer from the start: append_logs reads the last seq, then inserts, and on
+                # SQLite a read transaction cannot become a writer once another one committed
+                with self._db.session(immediate=True) as session:
                     builds.append_logs(session, self._id, lines)
+            except Exception:
+                with self._lock:  # keep them for the next flush: a log line is never dropped
+                    self._pending = lines + self._pending
+                raise
 
 
 @dataclass(frozen=True)
