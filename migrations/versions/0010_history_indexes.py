@@ -1,6 +1,7 @@
-"""history queries: builds by project and branch (bench/history_queries.py)
+"""history queries: builds by branch and project (bench/history_queries.py)
 
-builds (project, branch, id): a branch filter had to read every build of the project.
+builds (branch, project, id): a branch filter had to read every build of the project. Branch
+first, so that the intake's superseding (project, ref, id < n) is never planned on it.
 
 At 1M builds a rare branch of a busy project took 435 ms (p99) and 3.4 ms with it.
 
@@ -21,9 +22,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('builds', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_builds_project_branch_id'), ['project', 'branch', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_builds_branch_project_id'), ['branch', 'project', 'id'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('builds', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_builds_project_branch_id'))
+        batch_op.drop_index(batch_op.f('ix_builds_branch_project_id'))

@@ -108,7 +108,9 @@ class Build(Base):
         Index(None, "project", "id"),
         Index(None, "commit"),
         Index(None, "digest"),
-        Index(None, "project", "branch", "id"),
+        # branch first: with project first, the planner took it for the intake's superseding
+        # (project, ref, id < n) and scanned a project's whole history on every delivery
+        Index(None, "branch", "project", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
