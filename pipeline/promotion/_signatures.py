@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.errors import NotFound, PolicyViolation, SigningError
-from pipeline.registry import Manifest, RegistryClient, copy_image, update_artifact
+from pipeline.registry import copy_image, update_artifact
 from pipeline.signing import (
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING_MEDIA_TYPE,
@@ -50,13 +50,6 @@ def attestation_tag(digest: str) -> str:
 
 def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _find(client: RegistryClient, repository: str, tag: str) -> Manifest | None:
-    try:
-        return client.manifest(repository, tag)
-    except NotFound:
-        return None
 
 
 def _layers(raw: bytes) -> list[dict[str, Any]]:
@@ -123,7 +116,7 @@ def verify_signature(ctx: StepContext) -> str:
     names = ", ".join(str(path) for path in ctx.env.verify)
     digest, client, repository = ctx.promotion.digest, ctx.client(ctx.source), ctx.source.repository
     tag = signature_tag(digest)
-    found = _find(client, repository, tag)
+    found = client.find(repository, tag)
     if found is None:
         raise SignatureRefused(f"{ctx.env.name} requires a signature: no signature for {digest} in "
                                f"{ctx.source.name} (no {tag} tag); keys tried: {names}")

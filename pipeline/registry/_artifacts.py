@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipeline.errors import NotFound, RegistryError
+from pipeline.errors import RegistryError
 from pipeline.registry._client import Manifest, RegistryClient
 
 __all__ = ["Change", "update_artifact"]
@@ -42,13 +42,6 @@ def _host_lock(data_dir: Path, client: RegistryClient, repository: str, tag: str
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _find(client: RegistryClient, repository: str, tag: str) -> Manifest | None:
-    try:
-        return client.manifest(repository, tag)
-    except NotFound:
-        return None
-
-
 def update_artifact(data_dir: Path, client: RegistryClient, repository: str, tag: str, change: Change,
                     present: Callable[[bytes], bool]) -> bool:
     """Apply ``change`` to the tag's manifest until a read-back shows ``present``; True if it wrote.
@@ -59,7 +52,7 @@ def update_artifact(data_dir: Path, client: RegistryClient, repository: str, tag
     with _host_lock(data_dir, client, repository, tag):
         wrote = False
         for attempt in range(ATTEMPTS):
-            current = _find(client, repository, tag)
+            current = client.find(repository, tag)
             manifest, blobs = change(current.raw if current else None)
             if manifest is None:
                 return wrote
@@ -70,7 +63,7 @@ def update_artifact(data_dir: Path, client: RegistryClient, repository: str, tag
             client.put_manifest(repository, tag, Manifest(manifest, _OCI_MANIFEST, digest))
             wrote = True
             time.sleep(random.uniform(0.05, 0.2))  # let a racing PUT land before we look
-            after = _find(client, repository, tag)
+            after = client.find(repository, tag)
             if after is not None and present(after.raw):
                 return wrote
             time.sleep(random.uniform(0.1, 0.4) * (attempt + 1))

@@ -262,6 +262,13 @@ class RegistryClient:
         return ManifestInfo(digest, response.headers.get("content-type", ""),
                             int(response.headers.get("content-length") or len(response.content)))
 
+    def find(self, repository: str, reference: str) -> Manifest | None:
+        """``manifest``, or ``None`` when the registry has no such tag or digest."""
+        try:
+            return self.manifest(repository, reference)
+        except NotFound:
+            return None
+
     def find_manifest(self, repository: str, reference: str) -> ManifestInfo | None:
         """``manifest_info``, or ``None`` when the registry has no such tag or digest."""
         try:

@@ -8,22 +8,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from pipeline.api import create_app
 from pipeline.config import Config
-from pipeline.store import Database, builds, migrate, open_database, projects
+from pipeline.store import Database, migrate, open_database
 from tests.conftest import token_headers
 from tests.integration.test_promotion import IMAGES, config, pushed  # noqa: F401  (fixtures)
-from tests.services import free_port
-from workers.promotion_worker import PromotionWorker
+from tests.seed import serve_with_promoter, succeeded_builds
 
 
 @pytest.fixture
@@ -38,30 +34,12 @@ def sqlite(tmp_path: Path) -> Iterator[Database]:
 def served(sqlite: Database, config: Config, pushed: dict[str, str],  # noqa: F811
            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, int]]]:
     """The API on a real port, a promotion worker beside it, and one succeeded build per image."""
-    ids = {}
-    with sqlite.session() as session:
-        projects.sync_projects(session, config.projects)
-        for n, tag in enumerate(IMAGES):
-            ids[tag] = builds.queue_build(session, project="demo", commit=f"{n + 1:x}" * 40, ref="refs/heads/main",
-                                          branch="main", trigger="test")
-            builds.record_progress(session, ids[tag], status="succeeded", digest=pushed[tag])
-            builds.append_logs(session, ids[tag], [f"building {tag}", "done"])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config, sqlite), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    worker = PromotionWorker(sqlite, config, name="cli-promoter")
-    threads = [threading.Thread(target=server.run), threading.Thread(target=worker.run_forever)]
-    for thread in threads:
-        thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    made = succeeded_builds(sqlite, config, "demo", [pushed[t] for t in IMAGES],
+                            logs=lambda n: [f"building {IMAGES[n]}", "done"])
     token = token_headers(sqlite, "cli-user", "promoter")["Authorization"].removeprefix("Bearer ")
     monkeypatch.setenv("PIPELINE_TOKEN", token)  # what cli() passes on
-    yield f"http://127.0.0.1:{port}", ids
-    server.should_exit = True
-    worker.stop()
-    for thread in threads:
-        thread.join(timeout=30)
+    with serve_with_promoter(create_app(config, sqlite), sqlite, config, "cli-promoter") as url:
+        yield url, dict(zip(IMAGES, made, strict=True))
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:

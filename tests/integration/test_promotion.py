@@ -20,9 +20,10 @@ from fastapi.testclient import TestClient
 
 from pipeline import promotion
 from pipeline.config import Config, parse_config
-from pipeline.store import Database, builds, jobs, projects, promotions
+from pipeline.store import Database, builds, jobs, promotions
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, TOKEN_USERS, app_client, token_headers
 from tests.images import OciLayout, skopeo_push
+from tests.seed import succeeded_builds
 from tests.services import Registry, skopeo_inspect
 from workers.promotion_worker import PromotionWorker
 
@@ -81,16 +82,7 @@ def repo(config: Config, environment: str) -> str:
 @pytest.fixture
 def built(db: Database, config: Config, pushed: dict[str, str]) -> dict[str, int]:
     """One succeeded build row per pushed image: tag -> build id."""
-    ids = {}
-    with db.session() as session:
-        projects.sync_projects(session, config.projects)
-        for n, tag in enumerate(IMAGES):
-            build_id = builds.queue_build(session, project="demo", commit=f"{n + 1:x}" * 40, ref="refs/heads/main",
-                                          branch="main", trigger="test")
-            builds.record_progress(session, build_id, status="succeeded", digest=pushed[tag],
-                                   image=f"local/acme/demo@{pushed[tag]}")
-            ids[tag] = build_id
-    return ids
+    return dict(zip(IMAGES, succeeded_builds(db, config, "demo", [pushed[t] for t in IMAGES]), strict=True))
 
 
 @pytest.fixture

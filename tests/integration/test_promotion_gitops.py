@@ -16,9 +16,10 @@ import pytest
 
 from pipeline import promotion
 from pipeline.config import Config, parse_config
-from pipeline.store import Database, builds, projects, promotions
+from pipeline.store import Database, promotions
 from tests.gitrepo import GitRepo
 from tests.images import OciLayout, skopeo_push
+from tests.seed import succeeded_builds
 from tests.services import Registry, skopeo_inspect
 from workers.promotion_worker import PromotionWorker
 
@@ -85,15 +86,7 @@ def config(tmp_path: Path, registry: Registry, deploy: GitRepo) -> Config:
 
 @pytest.fixture
 def built(db: Database, config: Config, digests: list[str]) -> list[int]:
-    ids = []
-    with db.session() as session:
-        projects.sync_projects(session, config.projects)
-        for n, digest in enumerate(digests):
-            build_id = builds.queue_build(session, project="app", commit=f"{n + 7}" * 40, ref="refs/heads/main",
-                                          branch="main", trigger="test")
-            builds.record_progress(session, build_id, status="succeeded", digest=digest)
-            ids.append(build_id)
-    return ids
+    return succeeded_builds(db, config, "app", digests, first=7)
 
 
 def _promote(db: Database, config: Config, environment: str, build_id: int) -> Any:

@@ -15,10 +15,11 @@ import pytest
 
 from pipeline import promotion
 from pipeline.config import Config, parse_config
-from pipeline.store import Database, builds, projects, promotions
+from pipeline.store import Database, promotions
 from tests.github_api import FakeGitHub
 from tests.gitrepo import GitRepo
 from tests.images import OciLayout, skopeo_push
+from tests.seed import succeeded_builds
 from tests.services import Registry, skopeo_inspect
 from workers.promotion_worker import PromotionWorker
 
@@ -67,15 +68,7 @@ def config(tmp_path: Path, registry: Registry, deploy: GitRepo, github: FakeGitH
 
 @pytest.fixture
 def built(db: Database, config: Config, digests: list[str]) -> list[int]:
-    ids = []
-    with db.session() as session:
-        projects.sync_projects(session, config.projects)
-        for n, digest in enumerate(digests):
-            build_id = builds.queue_build(session, project="app", commit=f"{n + 3}" * 40, ref="refs/heads/main",
-                                          branch="main", trigger="test")
-            builds.record_progress(session, build_id, status="succeeded", digest=digest)
-            ids.append(build_id)
-    return ids
+    return succeeded_builds(db, config, "app", digests, first=3)
 
 
 def _ask(db: Database, config: Config, build_id: int) -> int:

@@ -33,9 +33,10 @@ from pipeline.signing import (
     simple_signing_payload,
     verify_signature_manifest,
 )
-from pipeline.store import Database, builds, projects
+from pipeline.store import Database
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, app_client
 from tests.images import OciLayout, skopeo_push
+from tests.seed import succeeded_builds
 from tests.services import Registry, skopeo_inspect
 from workers.promotion_worker import PromotionWorker
 
@@ -113,16 +114,7 @@ def config(data: dict[str, Any]) -> Config:
 
 @pytest.fixture
 def built(db: Database, config: Config, pushed: dict[str, str]) -> dict[str, int]:
-    ids = {}
-    with db.session() as session:
-        projects.sync_projects(session, config.projects)
-        for n, tag in enumerate(IMAGES):
-            build_id = builds.queue_build(session, project="demo", commit=f"{n + 7:x}" * 40, ref="refs/heads/main",
-                                          branch="main", trigger="test")
-            builds.record_progress(session, build_id, status="succeeded", digest=pushed[tag],
-                                   image=f"local/{SOURCE}@{pushed[tag]}")
-            ids[tag] = build_id
-    return ids
+    return dict(zip(IMAGES, succeeded_builds(db, config, "demo", [pushed[t] for t in IMAGES], first=7), strict=True))
 
 
 @pytest.fixture

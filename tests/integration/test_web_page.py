@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,16 +19,15 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from pipeline.api import create_app
 from pipeline.config import Config
-from pipeline.store import Database, builds, migrate, open_database, projects, tokens
+from pipeline.store import Database, migrate, open_database, tokens
 from tests.integration.test_promotion import IMAGES, config, pushed, work  # noqa: F401  (fixtures)
-from tests.services import Postgres, free_port
-from workers.promotion_worker import PromotionWorker
+from tests.seed import serve_with_promoter, succeeded_builds
+from tests.services import Postgres
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -72,16 +70,9 @@ def postgresql(postgres: Postgres, pg_template: str) -> Iterator[Database]:
 
 def make_builds(db: Database, cfg: Config, digests: dict[str, str]) -> dict[str, int]:
     """One succeeded build row (with a log) per pushed image: tag -> build id."""
-    ids = {}
-    with db.session() as session:
-        projects.sync_projects(session, cfg.projects)
-        for n, tag in enumerate(IMAGES):
-            ids[tag] = builds.queue_build(session, project="demo", commit=f"{n + 1:x}" * 40, ref="refs/heads/main",
-                                          branch="main", trigger="test")
-            builds.record_progress(session, ids[tag], status="succeeded", digest=digests[tag],
-                                   image=f"local/acme/demo@{digests[tag]}")
-            builds.append_logs(session, ids[tag], [f"building {tag}", "step 1/2", "done"])
-    return ids
+    made = succeeded_builds(db, cfg, "demo", [digests[t] for t in IMAGES],
+                            logs=lambda n: [f"building {IMAGES[n]}", "step 1/2", "done"])
+    return dict(zip(IMAGES, made, strict=True))
 
 
 @pytest.fixture
@@ -101,19 +92,8 @@ def served(postgresql: Database, config: Config, built: dict[str, int]) -> Itera
             posted.append(dict(request.headers))
         return await call_next(request)
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    worker = PromotionWorker(postgresql, config, name="web-promoter")
-    threads = [threading.Thread(target=server.run), threading.Thread(target=worker.run_forever)]
-    for thread in threads:
-        thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", posted
-    server.should_exit = True
-    worker.stop()
-    for thread in threads:
-        thread.join(timeout=30)
+    with serve_with_promoter(app, postgresql, config, "web-promoter") as url:
+        yield url, posted
 
 
 @pytest.fixture
