@@ -25,8 +25,10 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from pipeline.config import Config, parse_config
+from pipeline.promotion import _history
 from pipeline.promotion._history import environment_matrix, image_lineage
-from pipeline.store import Database, builds, migrate, open_database, promotions
+from pipeline.store import Database, builds, jobs, migrate, open_database, promotions
+from pipeline.store.pages import Before
 from tests.services import Postgres
 
 GOAL_MS = 20.0
@@ -187,6 +189,14 @@ class Samples:
                                     "TABLESAMPLE SYSTEM (1) LIMIT 2000")
             self.actors = [r[0] for r in q("SELECT DISTINCT actor FROM promotions WHERE id > "
                                            f"{self.max_promotion} - 200000")]
+            # people who promoted only long ago: a filter on them found nothing near the top
+            self.rare_actors = [r[0] for r in q(
+                "SELECT actor FROM promotions WHERE actor <> 'auto' GROUP BY actor ORDER BY count(*) LIMIT 5")]
+            conn.execute(text(f"UPDATE promotions SET actor = 'departed' || (id % 5) WHERE id IN "
+                              f"(SELECT id FROM promotions WHERE actor <> 'auto' AND id < {self.max_promotion // 3} "
+                              "ORDER BY id LIMIT 300)"))
+            conn.commit()
+            self.rare_actors += [f"departed{i}" for i in range(5)]
 
     def pick(self, seq: list[Any]) -> Any:
         return self.rng.choice(seq)
@@ -196,16 +206,29 @@ class Samples:
         return start, start + dt.timedelta(days=7)
 
 
+def claim_promotion(ses: Session) -> Any:
+    """What a promotion worker asks every poll while promotions wait: the serialized claim."""
+    claimed = jobs.claim(ses, jobs.PROMOTIONS, "bench", dt.timedelta(seconds=60))
+    ses.rollback()
+    return claimed
+
+
 def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], Any]]]:
     """(name, call) pairs; each call draws fresh parameters. Limits are the API's: 50 + 1."""
     BF, PF, L = builds.BuildFilter, promotions.PromotionFilter, 51
-    lb = lambda w, before=None: (lambda ses: builds.list_builds(ses, w, limit=L, before_id=before))  # noqa: E731
-    lp = lambda w, before=None: (lambda ses: promotions.list_promotions(ses, w, limit=L, before_id=before))  # noqa: E731
+    at = lambda before: Before(before) if before else None  # noqa: E731
+    lb = lambda w, before=None: (lambda ses: builds.list_builds(ses, w, limit=L, before=at(before)))  # noqa: E731
+    lp = lambda w, before=None: (lambda ses: promotions.list_promotions(ses, w, limit=L, before=at(before)))  # noqa: E731
     r = s.rng
 
     def branch_of_project() -> BF:
         project, branch, *_ = s.pick(s.build_rows)
         return BF(project=project, branch=branch)
+
+    def matrix_cold(ses: Session) -> Any:
+        """The matrix as the first request after an arrival in every cell sees it: nothing kept."""
+        _history._LEAD_TIMES.clear()
+        return environment_matrix(ses, config)
 
     def one(make: Callable[[], Callable[[Session], Any]]) -> Callable[[Session], Any]:
         return lambda ses: make()(ses)
@@ -214,9 +237,20 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
         since, until = s.week()
         return BF(since=since, until=until)
 
-    def week_p() -> PF:
+    def week_p(**where: Any) -> PF:
         since, until = s.week()
-        return PF(since=since, until=until)
+        return PF(since=since, until=until, **where)
+
+    def project_week_b() -> BF:
+        since, until = s.week()
+        return BF(project=project_name(r.randint(1, PROJECTS)), since=since, until=until)
+
+    def week_page_2(where: Callable[[], Any], listing: Callable[..., Any]) -> Callable[[Session], Any]:
+        """The second page of a week: continues from the first page's last row by time."""
+        def call(ses: Session) -> Any:
+            first = listing(ses, chosen := where(), limit=L)
+            return listing(ses, chosen, limit=L, before=Before(first[-2].id, first[-2].created_at)) if first else []
+        return call
 
     return [
         ("builds newest page", one(lambda: lb(BF()))),
@@ -226,6 +260,8 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
         ("builds by commit prefix (7)", one(lambda: lb(BF(commit=s.pick(s.build_rows)[2][:7])))),
         ("builds by digest", one(lambda: lb(BF(digest=s.pick(s.build_rows)[3])))),
         ("builds by 1-week range", one(lambda: lb(week_b()))),
+        ("builds by 1-week range, page 2", week_page_2(week_b, builds.list_builds)),
+        ("builds by project + 1-week range", one(lambda: lb(project_week_b()))),
         ("builds deep cursor page", one(lambda: lb(BF(), r.randint(1, s.max_build)))),
         ("builds by project, deep cursor", one(lambda: lb(BF(project=project_name(r.randint(1, PROJECTS))),
                                                         r.randint(1, s.max_build)))),
@@ -235,8 +271,12 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
         ("promotions by status", one(lambda: lp(PF(status=r.choice(PROMOTION_STATUSES))))),
         ("promotions by digest", one(lambda: lp(PF(digest=s.pick(s.promotion_rows)[2])))),
         ("promotions by actor", one(lambda: lp(PF(actor=s.pick(s.actors))))),
+        ("promotions by rare actor", one(lambda: lp(PF(actor=s.pick(s.rare_actors))))),
         ("promotions by trigger", one(lambda: lp(PF(trigger=r.choice(("manual", "auto", "rollback")))))),
         ("promotions by 1-week range", one(lambda: lp(week_p()))),
+        ("promotions by 1-week range, page 2", week_page_2(week_p, promotions.list_promotions)),
+        ("promotions by project+env + 1-week range", one(lambda: lp(week_p(
+            project=project_name(r.randint(1, PROJECTS)), environment=r.choice(ENVIRONMENTS))))),
         ("promotions deep cursor page", one(lambda: lp(PF(), r.randint(1, s.max_promotion)))),
         ("promotions.current", lambda ses: promotions.current(ses, project_name(r.randint(1, PROJECTS)),
                                                               r.choice(ENVIRONMENTS))),
@@ -244,6 +284,9 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
             ses, *(lambda row: (row[0], r.choice(ENVIRONMENTS), row[2]))(s.pick(s.promotion_rows)))),
         ("environment_matrix (1 project)", lambda ses: environment_matrix(ses, config,
                                                                          project_name(r.randint(1, PROJECTS)))),
+        ("environment_matrix (all 20 projects)", lambda ses: environment_matrix(ses, config)),
+        ("environment_matrix (all 20, lead times cold)", matrix_cold),
+        ("claim a promotion (rolled back)", claim_promotion),
         ("image_lineage (1 digest)", lambda ses: image_lineage(ses, config, s.pick(s.promotion_rows)[2])),
     ]
 

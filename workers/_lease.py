@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pipeline.config import Config
+from pipeline.config import Config, LiveConfig
 from pipeline.errors import LeaseLost
 from pipeline.logs import job_context
 from pipeline.store import Database, jobs
@@ -59,11 +59,20 @@ class QueueWorker:
     kind: jobs.JobKind
     job_key: str  # how log records name the job: build_id or promotion_id
 
-    def __init__(self, db: Database, config: Config, name: str | None = None) -> None:
-        self.db, self.config = db, config
+    def __init__(self, db: Database, config: Config | LiveConfig, name: str | None = None) -> None:
+        self.db = db
+        self.live = LiveConfig.of(config)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:x}"
-        self.lease = dt.timedelta(seconds=config.worker.lease_seconds)
         self._stop = threading.Event()
+
+    @property
+    def config(self) -> Config:
+        """The config as it is now: a reload takes effect at the next job, never within one."""
+        return self.live.current
+
+    @property
+    def lease(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.config.worker.lease_seconds)
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,20 +89,21 @@ class QueueWorker:
                 self._stop.wait(self.config.worker.poll_seconds)
         log.info("%s %s: stopped", type(self).__name__, self.name)
 
-    def claim(self) -> int | None:
+    def claim(self, lease: dt.timedelta | None = None) -> int | None:
         with self.db.session(immediate=True) as session:
-            return jobs.claim(session, self.kind, self.name, self.lease, self.limits())
+            return jobs.claim(session, self.kind, self.name, lease or self.lease, self.limits())
 
     def limits(self) -> dict[str, int] | None:
         return None
 
     def run_once(self) -> bool:
         """Claim and work one row; ``False`` when the queue was empty."""
-        job_id = self.claim()
+        lease = self.lease
+        job_id = self.claim(lease)
         if job_id is None:
             return False
         log.info("worker %s: claimed %s %s", self.name, self.kind.table.__tablename__, job_id)
-        beat = Heartbeat(self.db, self.kind, job_id, self.name, self.lease)
+        beat = Heartbeat(self.db, self.kind, job_id, self.name, lease)
         beat.start()
         with job_context(**{self.job_key: job_id}):
             self.work(job_id, beat)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from pipeline.config import Config
+from pipeline.config import Config, LiveConfig
+from pipeline.config_reload import CHECK_SECONDS, ReloadFollower
 from pipeline.errors import PipelineError
 from pipeline.intake import poll_project
 from pipeline.promotion import check_pull_requests
@@ -20,11 +21,12 @@ __all__ = ["reap_expired_leases", "start_scheduler"]
 log = logging.getLogger(__name__)
 
 
-def reap_expired_leases(db: Database, config: Config) -> jobs.Reaped:
+def reap_expired_leases(db: Database, config: Config | LiveConfig) -> jobs.Reaped:
     """Give builds and promotions whose worker went quiet back to the queue."""
+    attempts = LiveConfig.of(config).current.worker.max_attempts
     with db.session(immediate=True) as session:
-        reaped = jobs.reap(session, jobs.BUILDS, config.worker.max_attempts)
-        promotions = jobs.reap(session, jobs.PROMOTIONS, config.worker.max_attempts)
+        reaped = jobs.reap(session, jobs.BUILDS, attempts)
+        promotions = jobs.reap(session, jobs.PROMOTIONS, attempts)
     for kind, result in (("build", reaped), ("promotion", promotions)):
         if result.requeued:
             log.warning("requeued %s(s) %s: their worker stopped sending heartbeats", kind, result.requeued)
@@ -33,29 +35,50 @@ def reap_expired_leases(db: Database, config: Config) -> jobs.Reaped:
     return reaped
 
 
-def start_scheduler(db: Database, config: Config) -> BackgroundScheduler:
+def start_scheduler(db: Database, config: Config | LiveConfig) -> BackgroundScheduler:
+    """The duties, planned from the config; a reload (``pipeline.config_reload``) re-plans them:
+    a project that gained ``poll`` starts being polled, one that lost it stops."""
+    live = LiveConfig.of(config)
     scheduler = BackgroundScheduler(daemon=True)
-    scheduler.add_job(
-        reap_expired_leases, "interval", seconds=config.worker.reap_seconds, args=[db, config],
-        id="reap-expired-leases", max_instances=1, coalesce=True,
-    )
-    if any(env.gitops and env.gitops.pull_request for p in config.projects.values() for env in p.environments):
-        scheduler.add_job(
-            check_pull_requests, "interval", seconds=config.worker.merge_check_seconds, args=[db, config],
-            id="check-pull-requests", max_instances=1, coalesce=True,
-        )
-    for name, project in config.projects.items():
-        if project.poll:
-            scheduler.add_job(
-                _poll, "interval", seconds=project.poll, args=[db, config, name], id=f"poll-{name}",
-                max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
-            )
+    follower = ReloadFollower(db, live)
+    follower.mark_current()
+    scheduler.add_job(follower.check, "interval", seconds=CHECK_SECONDS, id="follow-config-reloads",
+                      max_instances=1, coalesce=True)
+    _plan(scheduler, db, live)
+    live.on_change(lambda _: _plan(scheduler, db, live))
     scheduler.start()
     return scheduler
 
 
-def _poll(db: Database, config: Config, name: str) -> None:
+def _plan(scheduler: BackgroundScheduler, db: Database, live: LiveConfig) -> None:
+    """(Re)place every duty that depends on the config; each reads ``live.current`` when it runs."""
+    config = live.current
+    duties = {"reap-expired-leases": (reap_expired_leases, config.worker.reap_seconds, [db, live])}
+    if any(env.gitops and env.gitops.pull_request for p in config.projects.values() for env in p.environments):
+        duties["check-pull-requests"] = (_check_pull_requests, config.worker.merge_check_seconds, [db, live])
+    polled = {f"poll-{name}": project.poll for name, project in config.projects.items() if project.poll}
+    for job in scheduler.get_jobs():
+        if job.id != "follow-config-reloads" and job.id not in duties and job.id not in polled:
+            job.remove()
+    for job_id, (duty, seconds, args) in duties.items():
+        scheduler.add_job(duty, "interval", seconds=seconds, args=args, id=job_id, max_instances=1, coalesce=True,
+                          replace_existing=True)
+    for job_id, seconds in polled.items():
+        existing = scheduler.get_job(job_id)
+        if existing is None or existing.trigger.interval.total_seconds() != seconds:
+            scheduler.add_job(_poll, "interval", seconds=seconds, args=[db, live, job_id.removeprefix("poll-")],
+                              id=job_id, max_instances=1, coalesce=True, replace_existing=True,
+                              next_run_time=datetime.now(UTC))
+
+
+def _check_pull_requests(db: Database, live: LiveConfig) -> None:
+    check_pull_requests(db, live.current)
+
+
+def _poll(db: Database, live: LiveConfig, name: str) -> None:
+    if name not in live.current.projects:
+        return  # removed by a reload just now
     try:
-        poll_project(db, config, name)
+        poll_project(db, live.current, name)
     except PipelineError as exc:  # an unreachable host must not stop the other duties
         log.warning("project %s: polling failed: %s", name, exc.message)

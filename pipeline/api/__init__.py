@@ -4,28 +4,43 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from pipeline.api._openapi import keep_example_nulls
 from pipeline.api.problems import install_problem_handlers
-from pipeline.api.routes import builds, environments, health, images, metrics, promotions, tokens, ui, webhooks
-from pipeline.config import Config
+from pipeline.api.routes import (
+    builds,
+    environments,
+    health,
+    images,
+    metrics,
+    promotions,
+    settings,
+    tokens,
+    ui,
+    webhooks,
+)
+from pipeline.config import Config, LiveConfig
 from pipeline.store import Database
 
 __all__ = ["app_from_env", "create_app"]
 
 
-def create_app(config: Config, db: Database, *, needs_engine: bool = False) -> FastAPI:
+def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool = False) -> FastAPI:
     """An app bound to one config and database; the caller owns their lifetimes. With
-    ``needs_engine`` (a process that also builds), ``/readyz`` demands an answering engine."""
+    ``needs_engine`` (a process that also builds), ``/readyz`` demands an answering engine.
+    Given a ``LiveConfig``, requests see each reload from the next request on."""
+    live = LiveConfig.of(config)
     app = FastAPI(
         title="pipeline",
         summary="GitOps image build-and-promote service",
         version="0.1.0",
     )
-    app.state.config = config
-    app.state.db = db
+    app.state.live, app.state.config, app.state.db = live, live.current, db
+    live.on_change(lambda new: setattr(app.state, "config", new))
     app.state.needs_engine = needs_engine
     install_problem_handlers(app)
+    keep_example_nulls(app)
     for router in (health.router, metrics.router, webhooks.router, builds.router, promotions.router, environments.router,
-                   images.router, tokens.router, ui.router):
+                   images.router, tokens.router, settings.router, ui.router):
         app.include_router(router)
     return app
 
@@ -33,8 +48,11 @@ def create_app(config: Config, db: Database, *, needs_engine: bool = False) -> F
 def app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` (``pipeline api --workers N``): each worker process
     reads the config named by ``PIPELINE_CONFIG`` and opens its own database pool."""
-    from pipeline.config import load_config
+    from pipeline.config import config_file, load_config
+    from pipeline.config_reload import ReloadFollower
     from pipeline.store import open_database
 
-    config = load_config(None)
-    return create_app(config, open_database(config.effective_database_url))
+    live = LiveConfig(load_config(None), config_file(None))
+    db = open_database(live.current.effective_database_url)
+    ReloadFollower(db, live).start()  # no scheduler in these processes: a thread follows reloads
+    return create_app(live, db)

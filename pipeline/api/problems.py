@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipeline.api._examples import PROBLEMS
 from pipeline.errors import PipelineError
 
 __all__ = ["install_problem_handlers", "problem", "problem_responses"]
@@ -32,10 +34,15 @@ _MEANING = {400: "Malformed request", 401: "No usable API token (or, for webhook
             415: "Unsupported content type", 422: "Invalid request"}
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
-    """OpenAPI entries for the problem bodies an endpoint can answer with."""
+def problem_responses(*statuses: int, examples: Mapping[int, Mapping[str, object]] | None = None,
+                      ) -> dict[int | str, dict[str, object]]:
+    """OpenAPI entries for the problem bodies an endpoint can answer with, each with an example body:
+    the usual one for its status, with what ``examples`` gives for it (say, this endpoint's ``detail``)."""
+    given = examples or {}
     return {status: {"description": _MEANING.get(status, "Error"),
-                     "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}} for status in statuses}
+                     "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA,
+                                                "example": {**PROBLEMS[status], **given.get(status, {})}}}}
+            for status in statuses}
 
 
 def problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: object) -> JSONResponse:

@@ -7,45 +7,61 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.api import _examples as ex
+
 __all__ = [
     "Arrival",
     "AttestationsOut",
     "BuildOut",
     "BuildPage",
     "BuildRequest",
+    "ConfigOut",
+    "ConfigReloadOut",
     "EnvironmentMatrix",
     "EnvironmentOut",
     "HoldOut",
     "ImageOut",
-    "LogLine",
     "LeadTimeOut",
+    "LogLine",
     "LogPage",
     "NewToken",
     "PromotionOut",
     "PromotionPage",
     "PromotionRequest",
+    "Readiness",
     "ReasonBody",
+    "ReloadRecord",
     "RejectionOut",
     "TokenOut",
     "TokenRequest",
     "WebhookAnswer",
 ]
 
+BUILD_STATUSES = "queued, running, succeeded, failed, cancelled, superseded or skipped"
+PROMOTION_STATUSES = "pending, running, awaiting_merge, succeeded, failed or rejected"
+
+
+def _examples(*values: object) -> dict[str, list[object]]:
+    """``json_schema_extra`` for a model: its examples in the OpenAPI document."""
+    return {"examples": list(values)}
+
 
 class BuildOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """One build: what was asked for, where it ran, and the digest it pushed."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.BUILD, ex.QUEUED_BUILD))
 
     id: int
     project: str
-    commit: str
+    commit: str = Field(description="the full 40-hex commit built")
     branch: str | None
-    ref: str
-    trigger: str
-    status: str
+    ref: str = Field(description="the full ref the commit was resolved from, such as refs/heads/main")
+    trigger: str = Field(description="webhook, poll, or who asked through the API")
+    status: str = Field(description=BUILD_STATUSES)
     build_args: dict[str, Any]
-    image: str | None
+    image: str | None = Field(description="the pushed image by digest: registry/repository@sha256:...")
     tags: list[str]
-    digest: str | None
+    digest: str | None = Field(description="sha256 digest of the pushed manifest, once pushed")
     engine: str | None
     builder_mode: str | None
     error: str | None
@@ -69,7 +85,7 @@ class BuildOut(BaseModel):
 class BuildRequest(BaseModel):
     """Build a branch or tag as it is now, or an exact commit."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"project": "hello", "ref": "main"}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*ex.BUILD_REQUESTS))
 
     project: str
     ref: str | None = Field(default=None, max_length=255)
@@ -77,12 +93,16 @@ class BuildRequest(BaseModel):
 
 
 class BuildPage(BaseModel):
+    """A page of builds, newest first."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.BUILD_PAGE))
+
     items: list[BuildOut]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last one")
 
 
 class LogLine(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(*ex.LOG_LINES))
 
     seq: int
     line: str
@@ -90,14 +110,22 @@ class LogLine(BaseModel):
 
 
 class LogPage(BaseModel):
+    """Log lines after ``after``, with the build's status to know whether more will come."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.LOG_PAGE))
+
     build_id: int
-    status: str
+    status: str = Field(description=BUILD_STATUSES)
     lines: list[LogLine]
-    next_seq: int
+    next_seq: int = Field(description="pass as ?after= to read only the lines written since")
 
 
 class WebhookAnswer(BaseModel):
-    outcome: str
+    """What became of a delivery."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(*ex.WEBHOOK_ANSWERS))
+
+    outcome: str = Field(description="queued (202), ignored, duplicate or pong (200)")
     reason: str
     project: str | None
     build_ids: list[int]
@@ -106,9 +134,7 @@ class WebhookAnswer(BaseModel):
 class PromotionRequest(BaseModel):
     """Promote the digest a build made: name the digest or the build."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"project": "hello", "environment": "staging", "build_id": 42},
-        {"project": "hello", "environment": "prod", "digest": "sha256:" + "0" * 64, "reason": "release 1.4"}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*ex.PROMOTION_REQUESTS))
 
     project: str = Field(max_length=63)
     environment: str = Field(max_length=63)
@@ -118,15 +144,17 @@ class PromotionRequest(BaseModel):
 
 
 class PromotionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """One promotion of a digest into an environment, with the steps it ran."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.PROMOTION, ex.ROLLBACK))
 
     id: int
     project: str
     environment: str
     digest: str
     build_id: int | None
-    status: str
-    trigger: str
+    status: str = Field(description=PROMOTION_STATUSES)
+    trigger: str = Field(description="manual, auto or rollback")
     actor: str
     reason: str
     source_ref: str | None
@@ -147,18 +175,26 @@ class PromotionOut(BaseModel):
 
 
 class PromotionPage(BaseModel):
+    """A page of promotions, newest first."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.PROMOTION_PAGE))
+
     items: list[PromotionOut]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last one")
 
 
 class ReasonBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Why: recorded with the rollback or rejection and shown to whoever looks."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*ex.REASONS))
 
     reason: str = Field(default="", max_length=2000)
 
 
 class HoldOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """A hold on an environment: no auto-promotion into it until released."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.HOLD, ex.RELEASED_HOLD))
 
     project: str
     environment: str
@@ -173,6 +209,8 @@ class HoldOut(BaseModel):
 class Arrival(BaseModel):
     """A digest's stay in an environment: which promotion put it there, from which build."""
 
+    model_config = ConfigDict(json_schema_extra=_examples(ex.ARRIVAL, ex.PREVIOUS_ARRIVAL))
+
     promotion_id: int
     digest: str
     build_id: int | None
@@ -186,7 +224,7 @@ class Arrival(BaseModel):
 class LeadTimeOut(BaseModel):
     """Push to arrival over the window (rollbacks left out)."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.LEAD_TIME))
 
     median_seconds: float
     p90_seconds: float
@@ -195,6 +233,10 @@ class LeadTimeOut(BaseModel):
 
 
 class EnvironmentOut(BaseModel):
+    """What runs in one environment of a project, what ran before, and whether it is held."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.PROD, ex.HELD_PROD))
+
     project: str
     environment: str
     registry: str
@@ -202,16 +244,22 @@ class EnvironmentOut(BaseModel):
     current: Arrival | None
     previous: Arrival | None
     held: HoldOut | None
-    waiting: int
+    waiting: int = Field(description="promotions into the environment not finished yet")
     lead_time: LeadTimeOut | None = None
 
 
 class EnvironmentMatrix(BaseModel):
+    """Every configured project and environment, in config order."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.ENVIRONMENT_MATRIX))
+
     items: list[EnvironmentOut]
 
 
 class RejectionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """A digest blocked from every further promotion."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.REJECTION))
 
     digest: str
     reason: str
@@ -222,6 +270,8 @@ class RejectionOut(BaseModel):
 class AttestationsOut(BaseModel):
     """The digest's ``.att`` tag in the repository of the build that made it, as checked now."""
 
+    model_config = ConfigDict(json_schema_extra=_examples(ex.ATTESTATIONS))
+
     reference: str
     present: bool
     layers: int = 0
@@ -231,6 +281,10 @@ class AttestationsOut(BaseModel):
 
 
 class ImageOut(BaseModel):
+    """A digest's lineage: the builds that made it, its promotions, and where it runs now."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.IMAGE_LINEAGE))
+
     digest: str
     builds: list[BuildOut]
     promotions: list[PromotionOut]
@@ -243,8 +297,7 @@ class ImageOut(BaseModel):
 
 
 class TokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"name": "ci-bot", "role": "builder"}, {"name": "release-team", "role": "promoter", "environments": ["prod"]}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*ex.TOKEN_REQUESTS))
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+( [\w.@+-]+)*$")
     role: str = Field(description="viewer, builder, promoter or admin")
@@ -252,13 +305,15 @@ class TokenRequest(BaseModel):
 
 
 class TokenOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """An API token as stored: never its value, only the first characters to recognize it by."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(*ex.TOKENS))
 
     id: int
     name: str
-    role: str
-    environments: list[str] | None
-    prefix: str
+    role: str = Field(description="viewer, builder, promoter or admin")
+    environments: list[str] | None = Field(description="the environments a limited promoter may promote to")
+    prefix: str = Field(description="the token's first 12 characters")
     created_by: str
     created_at: dt.datetime
     last_used_at: dt.datetime | None
@@ -266,4 +321,62 @@ class TokenOut(BaseModel):
 
 
 class NewToken(TokenOut):
+    """A token just created, with its value."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.NEW_TOKEN))
+
     token: str = Field(description="the token itself: shown once, stored only as a hash")
+
+
+class Readiness(BaseModel):
+    """What ``/readyz`` answers (documentation only: the route writes the JSON itself)."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(*ex.READY, *ex.NOT_READY))
+
+    status: str = Field(description="ok or unavailable")
+    schema_: str | None = Field(default=None, alias="schema", description="the database's schema revision")
+    engine: str | None = Field(default=None, description="the Docker engine that answered, where builds run")
+    detail: str | None = Field(default=None, description="why not ready")
+
+
+class ReloadRecord(BaseModel):
+    """A config reload someone asked for."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.RELOAD_RECORD))
+
+    id: int
+    fingerprint: str
+    actor: str
+    summary: str
+    created_at: dt.datetime
+
+
+class ConfigOut(BaseModel):
+    """The config the answering process runs."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.CONFIG))
+
+    source: str | None = Field(description="the config file; none for a config made in code")
+    fingerprint: str = Field(description="names the config's content: equal in every process that took a reload")
+    loaded_at: dt.datetime
+    projects: dict[str, list[str]] = Field(description="each project's environments, in promotion order")
+    last_reload: ReloadRecord | None
+
+
+class ConfigReloadOut(BaseModel):
+    """What a reload changed in the answering process; the others follow on their own."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(ex.CONFIG_RELOAD))
+
+    reload_id: int
+    source: str
+    fingerprint: str
+    previous: str
+    changed: bool
+    summary: str
+    projects_added: list[str]
+    projects_removed: list[str]
+    projects_changed: list[str]
+    sections: list[str]
+    restart_required: list[str] = Field(description="changed settings a running process takes only at a restart")
+    others_within_seconds: float = Field(description="how soon the other processes read their own file")

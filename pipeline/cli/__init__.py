@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline.cli._config import config_app
 from pipeline.cli._keys import keys_app
 from pipeline.cli._ops import register as register_ops
 from pipeline.cli._tokens import tokens_app
 from pipeline.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:  # the ops commands need neither; importing SQLAlchemy costs most of a CLI start
-    from pipeline.config import Config
+    from pipeline.config import Config, LiveConfig
     from pipeline.store import Database
 
 __all__ = ["app", "main"]
@@ -32,6 +33,7 @@ app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_hel
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 register_ops(app)
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(config_app, name="config")
 
 ConfigOption = Annotated[
     Path | None,
@@ -70,8 +72,11 @@ def _sync_projects(db: Database, config: Config) -> None:
         projects.sync_projects(session, config.projects)
 
 
-def _start(config_path: Path | None, *, migrate_embedded: bool = False) -> tuple[Config, Database]:
-    """What every long-running command does first: logging, config, a current schema, projects."""
+def _start(config_path: Path | None, *, migrate_embedded: bool = False) -> tuple[LiveConfig, Database]:
+    """What every long-running command does first: logging, config, a current schema, projects;
+    and SIGHUP reloads the config of this process (``pipeline.config_reload``)."""
+    from pipeline.config import LiveConfig, config_file
+
     _setup_logging()
     cfg, db = _open(config_path)
     if migrate_embedded and db.dialect == "sqlite":
@@ -80,7 +85,23 @@ def _start(config_path: Path | None, *, migrate_embedded: bool = False) -> tuple
         migrate(db)
     _require_current_schema(db)
     _sync_projects(db, cfg)
-    return cfg, db
+    live = LiveConfig(cfg, config_file(config_path))
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=_reload_here, args=(db, live), daemon=True).start())
+    return live, db
+
+
+def _reload_here(db: Database, live: LiveConfig) -> None:
+    """SIGHUP: this process only, as daemons do; ``pipeline config reload`` reaches them all."""
+    import logging
+
+    from pipeline.config_reload import sync
+
+    try:
+        live.reload()
+        sync(db, live)
+    except PipelineError as exc:
+        logging.getLogger("pipeline.config_reload").error("SIGHUP: config not reloaded, keeping the running one: %s",
+                                                          exc.message)
 
 
 @app.command("migrate")
@@ -94,7 +115,7 @@ def migrate_command(config: ConfigOption = None) -> None:
     typer.echo(f"database at revision {current_revision(db)}")
 
 
-def _start_workers(db: Database, cfg: Config, builds: int, promotions: int) -> tuple[list, list[threading.Thread]]:  # type: ignore[type-arg]
+def _start_workers(db: Database, cfg: LiveConfig, builds: int, promotions: int) -> tuple[list, list[threading.Thread]]:  # type: ignore[type-arg]
     """Build and promotion workers, each in its own thread (they wait on I/O, not on the GIL)."""
     from workers.build_worker import BuildWorker
     from workers.promotion_worker import PromotionWorker
@@ -195,7 +216,7 @@ def serve_command(
     from workers.scheduler import start_scheduler
 
     cfg, db = _start(config, migrate_embedded=True)
-    _first_admin_token(db, cfg)
+    _first_admin_token(db, cfg.current)
     pool, threads = _start_workers(db, cfg, workers, promotion_workers)
     scheduler = start_scheduler(db, cfg)
     try:

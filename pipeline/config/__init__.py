@@ -26,6 +26,7 @@ from pydantic import (
 
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuildOverride, ImageConfig, SecretConfig
+from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
     EnvironmentConfig,
@@ -55,6 +56,10 @@ __all__ = [
     "SecretConfig",
     "SigningConfig",
     "WorkerConfig",
+    "ConfigChange",
+    "LiveConfig",
+    "config_file",
+    "fingerprint",
     "load_config",
     "parse_config",
 ]
@@ -268,12 +273,17 @@ def parse_config(data: Any, source: str = "config") -> Config:
         raise ConfigError(_describe(exc, source)) from None
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Read the config named by ``path`` or ``PIPELINE_CONFIG`` (the environment wins)."""
+def config_file(path: str | Path | None = None) -> Path:
+    """The config file named by ``path`` or ``PIPELINE_CONFIG`` (the environment wins)."""
     chosen = os.environ.get("PIPELINE_CONFIG") or path
     if not chosen:
         raise ConfigError("no config file: pass --config FILE or set PIPELINE_CONFIG")
-    file = Path(chosen)
+    return Path(chosen)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read the config named by ``path`` or ``PIPELINE_CONFIG`` (the environment wins)."""
+    file = config_file(path)
     try:
         text = file.read_text()
     except OSError as exc:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,30 +13,16 @@ from sqlalchemy.orm import Session
 
 from pipeline.config import Config, RegistryConfig, SigningConfig
 from pipeline.errors import NotFound, PipelineError
+from pipeline.promotion._leadtime import LeadTime, LeadTimes
 from pipeline.registry import RegistryClient
 from pipeline.signing import DSSE_MEDIA_TYPE, attestation_tag, load_private_key, verify_attestation_manifest
-from pipeline.store import Build, EnvironmentHold, Promotion, builds, promotions, utcnow
+from pipeline.store import Build, EnvironmentHold, Promotion, builds, matrix, promotions
 
 __all__ = ["AttestationStatus", "EnvironmentState", "ImageLineage", "LeadTime", "attestation_status", "environment_matrix",
            "image_lineage"]
 
 
-@dataclass(frozen=True)
-class LeadTime:
-    """Push to arrival in an environment over a window: what DORA calls lead time for changes."""
-
-    median_seconds: float
-    p90_seconds: float
-    samples: int
-    window_days: int
-
-
-def _lead_time(delays: list[float], window_days: int) -> LeadTime | None:
-    if not delays:
-        return None
-    ordered = sorted(delays)
-    p90 = statistics.quantiles(ordered, n=10, method="inclusive")[-1] if len(ordered) > 1 else ordered[0]
-    return LeadTime(statistics.median(ordered), p90, len(ordered), window_days)
+_LEAD_TIMES = LeadTimes()
 
 
 @dataclass(frozen=True)
@@ -57,21 +41,24 @@ class EnvironmentState:
 
 def environment_matrix(session: Session, config: Config, project: str | None = None,
                        window_days: int = 30) -> list[EnvironmentState]:
-    """One entry per configured project and environment, in config order."""
+    """One entry per configured project and environment, in config order; six statements
+    however many cells (``store.matrix``), five while no cell has a new arrival (``LeadTimes``)."""
     names = [project] if project else list(config.projects)
-    since = utcnow() - dt.timedelta(days=window_days)
+    cells = [(name, env.name) for name in names for env in config.project(name).environments]
+    running = matrix.current(session, cells)
+    made = matrix.builds_by_id(session, {p.build_id for p in running.values() if p.build_id})
+    before = matrix.promotions_by_id(session, {p.rollback_to_id for p in running.values() if p.rollback_to_id})
+    held, waiting = matrix.holds(session, names), matrix.waiting(session, names)
+    lead_times = _LEAD_TIMES.of(session, running, cells, window_days)
     states = []
-    for name in names:
-        project_config = config.project(name)
-        for env in project_config.environments:
-            current = promotions.current(session, name, env.name)
-            build = builds.get_build(session, current.build_id) if current and current.build_id else None
-            previous = (promotions.get_promotion(session, current.rollback_to_id)
-                        if current and current.rollback_to_id else None)
-            states.append(EnvironmentState(
-                name, env.name, config.registries[env.registry].host, env.repository, current, build, previous,
-                promotions.active_hold(session, name, env.name), promotions.count_waiting(session, name, env.name),
-                _lead_time(promotions.arrival_delays(session, name, env.name, since), window_days)))
+    for name, environment in cells:
+        env = config.project(name).environment(environment)
+        current = running.get((name, environment))
+        states.append(EnvironmentState(
+            name, environment, config.registries[env.registry].host, env.repository, current,
+            made.get(current.build_id) if current and current.build_id else None,
+            before.get(current.rollback_to_id) if current and current.rollback_to_id else None,
+            held.get((name, environment)), waiting.get((name, environment), 0), lead_times[(name, environment)]))
     return states
 
 
@@ -92,7 +79,7 @@ def _provenance_of(made: list[Build]) -> dict[str, Any] | None:
 
 def image_lineage(session: Session, config: Config, digest: str) -> ImageLineage:
     """The build that made a digest and every environment it has been in."""
-    made = builds.list_builds(session, builds.BuildFilter(digest=digest), limit=100, before_id=None)
+    made = builds.list_builds(session, builds.BuildFilter(digest=digest), limit=100)
     moved = promotions.promotions_of_digest(session, digest)
     if not made and not moved:
         raise NotFound(f"no build or promotion knows {digest}")

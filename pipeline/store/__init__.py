@@ -4,7 +4,20 @@ Query functions take a ``Session`` and never commit; the caller (an API dependen
 iteration, a CLI command) owns the transaction through ``Database.session()``.
 """
 
-from pipeline.store import builds, deliveries, intake, jobs, locks, metrics, projects, promotions, tokens
+from pipeline.store import (
+    builds,
+    deliveries,
+    intake,
+    jobs,
+    locks,
+    matrix,
+    metrics,
+    pages,
+    projects,
+    promotions,
+    reloads,
+    tokens,
+)
 from pipeline.store.database import (
     Database,
     current_revision,
@@ -16,6 +29,7 @@ from pipeline.store.tables import (
     ApiToken,
     Build,
     BuildLog,
+    ConfigReload,
     Delivery,
     EnvironmentHold,
     Project,
@@ -28,6 +42,7 @@ __all__ = [
     "ApiToken",
     "Build",
     "BuildLog",
+    "ConfigReload",
     "Database",
     "Delivery",
     "EnvironmentHold",
@@ -41,11 +56,14 @@ __all__ = [
     "intake",
     "jobs",
     "locks",
+    "matrix",
     "metrics",
     "migrate",
     "open_database",
+    "pages",
     "projects",
     "promotions",
+    "reloads",
     "tokens",
     "utcnow",
 ]

@@ -6,10 +6,11 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import Conflict, NotFound
+from pipeline.store.pages import Before, newest_first
 from pipeline.store.tables import Build, BuildLog, utcnow
 
 __all__ = [
@@ -139,11 +140,9 @@ class BuildFilter:
     until: dt.datetime | None = None
 
 
-def list_builds(session: Session, where: BuildFilter, *, limit: int, before_id: int | None) -> list[Build]:
-    """Newest first, keyset-paginated on id so pages stay stable while builds are added."""
-    stmt = select(Build).order_by(Build.id.desc()).limit(limit)
-    if before_id is not None:
-        stmt = stmt.where(Build.id < before_id)
+def list_builds(session: Session, where: BuildFilter, *, limit: int, before: Before | None = None) -> list[Build]:
+    """Newest first, keyset-paginated (``pages``) so pages stay stable while builds are added."""
+    stmt = select(Build)
     if where.project:
         stmt = stmt.where(Build.project == where.project)
     if where.branch:
@@ -151,14 +150,22 @@ def list_builds(session: Session, where: BuildFilter, *, limit: int, before_id: 
     if where.status:
         stmt = stmt.where(Build.status == where.status)
     if where.commit:
-        stmt = stmt.where(Build.commit.startswith(where.commit.lower(), autoescape=True))
+        stmt = stmt.where(*_commit_prefix(where.commit.lower()))
     if where.digest:
         stmt = stmt.where(Build.digest == where.digest)
-    if where.since:
-        stmt = stmt.where(Build.created_at >= where.since)
-    if where.until:
-        stmt = stmt.where(Build.created_at < where.until)
-    return list(session.scalars(stmt))
+    return list(session.scalars(newest_first(stmt, Build, since=where.since, until=where.until, before=before,
+                                             limit=limit)))
+
+
+def _commit_prefix(prefix: str) -> tuple[ColumnElement[bool], ...]:
+    """A hex prefix as a range the ``commit`` index serves under any collation (a LIKE uses a
+    b-tree only under the C collation), plus the LIKE that makes it exact."""
+    conditions: list[ColumnElement[bool]] = [Build.commit >= prefix,
+                                             Build.commit.startswith(prefix, autoescape=True)]
+    digits = prefix.rstrip("f")
+    if digits:  # the first string past the prefix: its last non-f digit plus one, f's dropped
+        conditions.append(Build.commit < digits[:-1] + "0123456789abcdef"["0123456789abcdef".index(digits[-1]) + 1])
+    return tuple(conditions)
 
 
 def record_progress(session: Session, build_id: int, **values: object) -> None:

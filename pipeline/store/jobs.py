@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import LeaseLost
-from pipeline.store.tables import Build, Promotion, utcnow
+from pipeline.store.tables import Build, Promotion, literal_in, utcnow
 
 __all__ = ["BUILDS", "PROMOTIONS", "JobKind", "Reaped", "claim", "finish", "heartbeat", "reap", "release"]
 
@@ -111,9 +111,10 @@ def _first_in_line(kind: JobKind) -> list[Any]:
     table = kind.table
     other = aliased(table)
     same = and_(*(getattr(other, c) == getattr(table, c) for c in kind.serial))
+    # literal statuses: the promotions' partial index of unfinished rows serves both probes
     return [
-        ~exists().where(same, other.status.in_(kind.blocking)),
-        ~exists().where(same, other.status == kind.waiting, other.id < table.id),
+        ~exists().where(same, literal_in(other.status, kind.blocking)),
+        ~exists().where(same, literal_in(other.status, (kind.waiting,)), other.id < table.id),
     ]
 
 

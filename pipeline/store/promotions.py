@@ -6,10 +6,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFound
+from pipeline.store.pages import Before, newest_first
 from pipeline.store.tables import Build, EnvironmentHold, Promotion, RejectedDigest, utcnow
 
 __all__ = [
@@ -17,9 +18,7 @@ __all__ = [
     "abandon",
     "active_hold",
     "add_promotion",
-    "arrival_delays",
     "awaiting_merge",
-    "count_waiting",
     "current",
     "get_promotion",
     "list_promotions",
@@ -95,19 +94,15 @@ class PromotionFilter:
     until: dt.datetime | None = None
 
 
-def list_promotions(session: Session, where: PromotionFilter, *, limit: int, before_id: int | None) -> list[Promotion]:
-    """Newest first, keyset-paginated on id so pages stay stable while promotions are added."""
-    stmt = select(Promotion).order_by(Promotion.id.desc()).limit(limit)
-    if before_id is not None:
-        stmt = stmt.where(Promotion.id < before_id)
+def list_promotions(session: Session, where: PromotionFilter, *, limit: int,
+                    before: Before | None = None) -> list[Promotion]:
+    """Newest first, keyset-paginated (``pages``) so pages stay stable while promotions are added."""
+    stmt = select(Promotion)
     for column in ("project", "environment", "status", "digest", "actor", "trigger"):
         if (value := getattr(where, column)) is not None:
             stmt = stmt.where(getattr(Promotion, column) == value)
-    if where.since:
-        stmt = stmt.where(Promotion.created_at >= where.since)
-    if where.until:
-        stmt = stmt.where(Promotion.created_at < where.until)
-    return list(session.scalars(stmt))
+    return list(session.scalars(newest_first(stmt, Promotion, since=where.since, until=where.until, before=before,
+                                             limit=limit)))
 
 
 def awaiting_merge(session: Session) -> list[Promotion]:
@@ -174,25 +169,3 @@ def reject_digest(session: Session, digest: str, *, actor: str, reason: str) -> 
     session.add(row)
     session.flush()
     return row
-
-
-def arrival_delays(session: Session, project: str, environment: str, since: dt.datetime,
-                   limit: int = 200) -> list[float]:
-    """Seconds from push (the build queued) to arrival in the environment, newest first; a
-    rollback is not an arrival of new work and is left out."""
-    stmt = (
-        select(Build.created_at, Promotion.finished_at)
-        .join(Build, Build.id == Promotion.build_id)
-        .where(Promotion.project == project, Promotion.environment == environment,
-               Promotion.status == "succeeded", Promotion.trigger != "rollback", Promotion.finished_at >= since)
-        .order_by(Promotion.id.desc())
-        .limit(limit)
-    )
-    return [(arrived - pushed).total_seconds() for pushed, arrived in session.execute(stmt) if pushed and arrived]
-
-
-def count_waiting(session: Session, project: str, environment: str) -> int:
-    stmt = select(func.count()).select_from(Promotion).where(
-        Promotion.project == project, Promotion.environment == environment,
-        Promotion.status.in_(["pending", "running", "awaiting_merge"]))
-    return int(session.scalar(stmt) or 0)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -20,12 +21,26 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["ApiToken", "Base", "Build", "BuildLog", "Delivery", "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "utcnow"]
+__all__ = ["ARRIVED_SQL", "WAITING", "WAITING_SQL", "ApiToken", "Base", "Build", "BuildLog", "ConfigReload", "Delivery",
+           "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "literal_in", "utcnow"]
+
+
+WAITING = ("pending", "running", "awaiting_merge")  # promotions not yet finished
+WAITING_SQL = "status IN ('pending', 'running', 'awaiting_merge')"
+ARRIVED_SQL = "status = 'succeeded'"
+
+
+def literal_in(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
+    """``column IN (…)`` with the values written into the SQL rather than bound: only then can
+    PostgreSQL match a partial index's predicate, in a prepared statement's generic plan too."""
+    return column.in_(bindparam(None, list(values), expanding=True, literal_execute=True))
 
 
 def utcnow() -> dt.datetime:
@@ -111,6 +126,7 @@ class Build(Base):
         # branch first: with project first, the planner took it for the intake's superseding
         # (project, ref, id < n) and scanned a project's whole history on every delivery
         Index(None, "branch", "project", "id"),
+        Index(None, "created_at", "id"),  # listings with a time range (store.pages)
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
@@ -173,6 +189,14 @@ class Promotion(Base):
         Index(None, "project", "environment", "id"),
         Index(None, "status", "id"),
         Index(None, "digest"),
+        Index(None, "created_at", "id"),  # listings with a time range (store.pages)
+        Index(None, "project", "environment", "created_at", "id"),
+        Index(None, "actor", "id"),
+        # partial: what the matrix and the claim ask of one environment, without its whole history
+        Index("ix_promotions_waiting", "project", "environment",
+              postgresql_where=text(WAITING_SQL), sqlite_where=text(WAITING_SQL)),
+        Index("ix_promotions_arrivals", "project", "environment", "finished_at",
+              postgresql_where=text(ARRIVED_SQL), sqlite_where=text(ARRIVED_SQL)),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
@@ -246,3 +270,14 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+
+
+class ConfigReload(Base):
+    """A config reload someone asked for: every process that sees a newer row reads its file again."""
+
+    __tablename__ = "config_reloads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from pipeline.api import create_app
 from pipeline.config import parse_config
-from pipeline.store import Database, builds, jobs, projects
+from pipeline.store import Build, Database, builds, jobs, projects
 from tests.conftest import token_headers
 
 CONFIG = parse_config({
@@ -59,6 +61,66 @@ def test_cursor_pages_are_stable_while_builds_arrive(client: TestClient, db: Dat
     third = client.get("/api/v1/builds", params={"limit": 3, "cursor": second["next_cursor"]}).json()
     assert [x["id"] for x in second["items"]] == made[::-1][3:6]
     assert [x["id"] for x in third["items"]] == made[:1] and third["next_cursor"] is None
+
+
+def _at(db: Database, build_id: int, when: dt.datetime) -> None:
+    with db.session() as session:
+        session.execute(update(Build).where(Build.id == build_id).values(created_at=when))
+
+
+def test_a_time_range_pages_by_time_through_ties_while_builds_arrive(client: TestClient, db: Database) -> None:
+    """With since/until the order is (created_at, id): ties within one instant and a build whose
+    id is higher but whose time is older (clocks of two API hosts) each appear exactly once."""
+    t0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    made = [_add(db, "api", "main", n) for n in range(9)]
+    times = [t0, t0 + dt.timedelta(seconds=1), t0 + dt.timedelta(seconds=1), t0 + dt.timedelta(seconds=1),
+             t0 + dt.timedelta(seconds=2), t0 - dt.timedelta(days=1), t0 + dt.timedelta(seconds=3),
+             t0 + dt.timedelta(seconds=0.5), t0 + dt.timedelta(days=9)]
+    for build_id, when in zip(made, times, strict=True):
+        _at(db, build_id, when)
+    window = {"since": (t0 - dt.timedelta(hours=1)).isoformat(), "until": (t0 + dt.timedelta(days=1)).isoformat()}
+    expected = [made[6], made[4], made[3], made[2], made[1], made[7], made[0]]  # newest time first, then id
+    seen, cursor = [], None
+    while True:
+        answer = client.get("/api/v1/builds", params={**window, "limit": 2, **({"cursor": cursor} if cursor else {})})
+        assert answer.status_code == 200, answer.text
+        seen += [x["id"] for x in answer.json()["items"]]
+        _at(db, _add(db, "api", "main", 100 + len(seen)), t0 + dt.timedelta(hours=2))  # arrives at the top
+        if not (cursor := answer.json()["next_cursor"]):
+            break
+    assert seen == expected
+    only_since = client.get("/api/v1/builds", params={"since": (t0 + dt.timedelta(days=8)).isoformat()}).json()
+    assert [x["id"] for x in only_since["items"]] == [made[8]]
+
+
+def test_a_cursor_continues_only_the_kind_of_listing_it_came_from(client: TestClient, db: Database) -> None:
+    for n in range(3):
+        _add(db, "api", "main", n)
+    by_id = client.get("/api/v1/builds", params={"limit": 1}).json()["next_cursor"]
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()
+    answer = client.get("/api/v1/builds", params={"since": since, "cursor": by_id})
+    assert answer.status_code == 422 and "without since/until" in answer.json()["detail"], answer.text
+    by_time = client.get("/api/v1/builds", params={"since": since, "limit": 1}).json()["next_cursor"]
+    assert [x["id"] for x in client.get("/api/v1/builds", params={"cursor": by_time, "limit": 5}).json()["items"]] \
+        == [x["id"] for x in client.get("/api/v1/builds").json()["items"]][1:]  # a time cursor's id still places it
+    forged = base64.urlsafe_b64encode(json.dumps({"before": 5, "at": "yesterday"}).encode()).decode()
+    naive = base64.urlsafe_b64encode(json.dumps({"before": 5, "at": "2026-01-01T00:00:00"}).encode()).decode()
+    for cursor in (forged, naive):
+        answer = client.get("/api/v1/builds", params={"since": since, "cursor": cursor})
+        assert answer.status_code == 422 and "not one this API returned" in answer.json()["detail"]
+
+
+def test_commit_prefixes_ending_in_f_match_exactly(client: TestClient, db: Database) -> None:
+    """The prefix is a range for the index (last non-f digit plus one): check the carries."""
+    for sha in ("abff" + "0" * 36, "abfff" + "1" * 35, "ac" + "0" * 38, "abe" + "e" * 37, "f" * 40, "fe" + "0" * 38):
+        with db.session() as session:
+            builds.create_build(session, project="api", commit=sha, ref="refs/heads/main", branch="main", trigger="test")
+    found = lambda prefix: {x["commit"] for x in client.get("/api/v1/builds", params={"commit": prefix}).json()["items"]}  # noqa: E731
+    assert found("abff") == {"abff" + "0" * 36, "abfff" + "1" * 35}
+    assert found("abfff") == {"abfff" + "1" * 35}
+    assert found("ffff") == {"f" * 40}
+    assert found("ABEE") == {"abe" + "e" * 37}
+    assert found("acff") == set()
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from pipeline.api import _examples as ex
 from pipeline.api.deps import Allowed, ConfigDep, DatabaseDep, SessionDep
-from pipeline.api.pagination import decode_cursor, split_page
-from pipeline.api.params import MAX_ID, Id, Moment
+from pipeline.api.pagination import page
+from pipeline.api.params import MAX_ID, Cursor, Id, PageSize, Since, Until
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
 from pipeline.build_requests import request_build
@@ -24,30 +25,40 @@ router = APIRouter(prefix="/api/v1/builds", tags=["builds"], dependencies=[Depen
 BUILDER = [Depends(Allowed("builder"))]
 
 BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "superseded", "skipped"]
+BuildId = Annotated[Id, Path(description="the build's id", examples=[ex.BUILD_ID])]
 
 
-@router.get("", response_model=BuildPage, summary="List builds, newest first")
+@router.get("", response_model=BuildPage, summary="List builds, newest first",
+            description=(
+                "The build history, newest first, filtered by any of project, branch, status, commit (a prefix "
+                "of at least 4 hex digits), digest and creation time. Pages hold `limit` builds; pass the "
+                "answer's `next_cursor` as `cursor` for the next one. Needs a viewer token."))
 def list_builds(
     session: SessionDep,
-    project: str | None = None,
-    branch: str | None = None,
-    status: BuildStatus | None = None,
-    commit: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{4,40}$")] = None,
-    digest: Annotated[str | None, Query(pattern="^sha256:[0-9a-f]{64}$")] = None,
-    since: Moment = None,
-    until: Moment = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    project: Annotated[str | None, Query(description="only this project's builds", examples=[ex.PROJECT])] = None,
+    branch: Annotated[str | None, Query(description="only builds of this branch", examples=["main"])] = None,
+    status: Annotated[BuildStatus | None, Query(description="only builds in this status")] = None,
+    commit: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{4,40}$", description="only builds of commits "
+                                        "starting with these hex digits (4 to 40)", examples=[ex.COMMIT])] = None,
+    digest: Annotated[str | None, Query(pattern="^sha256:[0-9a-f]{64}$", description="only builds that pushed "
+                                        "this digest", examples=[ex.DIGEST])] = None,
+    since: Since = None,
+    until: Until = None,
+    limit: PageSize = 50,
+    cursor: Cursor = None,
 ) -> BuildPage:
     where = builds.BuildFilter(project, branch, status, commit, digest, since, until)
-    before = decode_cursor(cursor) if cursor else None
-    rows = builds.list_builds(session, where, limit=limit + 1, before_id=before)
-    page, next_cursor = split_page(rows, limit)
-    return BuildPage(items=[BuildOut.model_validate(row) for row in page], next_cursor=next_cursor)
+    rows, next_cursor = page(lambda n, before: builds.list_builds(session, where, limit=n, before=before), limit,
+                             cursor, by_time=since is not None or until is not None)
+    return BuildPage(items=[BuildOut.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{build_id}", response_model=BuildOut, summary="One build, with its digest once pushed")
-def get_build(build_id: Id, session: SessionDep) -> BuildOut:
+@router.get("/{build_id}", response_model=BuildOut, summary="One build, with its digest once pushed",
+            description=(
+                "The build's state: ref and commit, status, engine, attempts and error, and once pushed its "
+                "image, digest, tags, layers, provenance and image insight. Needs a viewer token."),
+            responses=problem_responses(404, examples={404: {"detail": "no build with id 99"}}))
+def get_build(build_id: BuildId, session: SessionDep) -> BuildOut:
     return BuildOut.model_validate(builds.get_build(session, build_id))
 
 
@@ -75,10 +86,19 @@ async def _follow(db: Database, build_id: int, after: int) -> AsyncIterator[byte
 
 
 @router.get("/{build_id}/logs", response_model=LogPage, summary="Build output after line `after`",
-            responses={200: {"content": {"application/x-ndjson": {}},
+            description=(
+                "The build's log lines after line `after`, with the build's status: poll again with "
+                "`after=next_seq` until the status is final. With `follow=true` the answer is a stream "
+                "(application/x-ndjson) of one JSON line per log line as it is written, ending with "
+                "`{\"status\": ..., \"end\": true}` once the build has ended. Needs a viewer token."),
+            responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"},
+                                                                  "example": ex.LOG_STREAM}},
                              "description": "with follow=true: one JSON line per log line until the build ends"}})
-async def get_logs(build_id: Id, db: DatabaseDep, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-                   follow: bool = False) -> LogPage | StreamingResponse:
+async def get_logs(build_id: BuildId, db: DatabaseDep,
+                   after: Annotated[int, Query(ge=0, le=MAX_ID, description="the last line already read (its "
+                                               "`seq`); 0 for all", examples=[2])] = 0,
+                   follow: Annotated[bool, Query(description="stream the lines as they are written, until the "
+                                                 "build ends")] = False) -> LogPage | StreamingResponse:
     page = await run_in_threadpool(_page, db, build_id, after)  # 404 before any streaming starts
     if not follow:
         return page
@@ -86,6 +106,14 @@ async def get_logs(build_id: Id, db: DatabaseDep, after: Annotated[int, Query(ge
 
 
 @router.post("", response_model=BuildOut, status_code=202, summary="Queue a build of a ref or commit",
+             description=(
+                 "Queues a build of the project's branch or tag as it is now (resolved with the repository) or of "
+                 "an exact 40-hex commit, as if it had been pushed; answers the queued build (poll it, or read "
+                 "its logs). 404 when the ref does not exist. Needs a builder token."),
+             responses={202: {"description": "the build, queued",
+                              "content": {"application/json": {"example": ex.QUEUED_BUILD}}},
+                        **problem_responses(404, examples={404: {"detail": "no branch or tag 'mian' in the "
+                                                                           "repository"}})},
              dependencies=BUILDER)
 def create_build(body: BuildRequest, db: DatabaseDep, config: ConfigDep) -> BuildOut:
     build = request_build(db, config, body.project, ref=body.ref, commit=body.commit)
@@ -93,6 +121,10 @@ def create_build(body: BuildRequest, db: DatabaseDep, config: ConfigDep) -> Buil
 
 
 @router.post("/{build_id}/cancel", response_model=BuildOut, summary="Cancel a queued or running build",
+             description=(
+                 "Cancels the build: a queued one never starts, a running one is stopped by its worker at its "
+                 "next heartbeat. Answers the build, now `cancelled`. 409 when it has already ended. Needs a "
+                 "builder token."),
              dependencies=BUILDER)
-def cancel_build(build_id: Id, session: SessionDep) -> BuildOut:
+def cancel_build(build_id: BuildId, session: SessionDep) -> BuildOut:
     return BuildOut.model_validate(builds.cancel_build(session, build_id))

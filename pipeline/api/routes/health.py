@@ -15,7 +15,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from pipeline import builder
+from pipeline.api import _examples as ex
 from pipeline.api.deps import ConfigDep, DatabaseDep
+from pipeline.api.schemas import Readiness
 from pipeline.config import Config
 from pipeline.errors import EngineError
 from pipeline.store import current_revision, head_revision
@@ -25,7 +27,11 @@ _ENGINE_CACHE_SECONDS = 5.0
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up",
+            description=("Liveness probe: answers 200 as long as the process serves HTTP; it looks at nothing else "
+                         "(not even the database). Needs no token."),
+            responses={200: {"description": "the process is up",
+                             "content": {"application/json": {"example": ex.HEALTH}}}})
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -43,7 +49,22 @@ def _engine(request: Request, config: Config) -> str | None:
     return name
 
 
-@router.get("/readyz", summary="The database answers with a current schema (and, where builds run, an engine)")
+def _named(summaries: tuple[str, ...], values: list[dict[str, str]]) -> dict[str, dict[str, object]]:
+    return {f"example{i}": {"summary": summary, "value": value}
+            for i, (summary, value) in enumerate(zip(summaries, values, strict=True), 1)}
+
+
+@router.get("/readyz", summary="The database answers with a current schema (and, where builds run, an engine)",
+            description=(
+                "Readiness probe: 200 when the database answers with the schema revision this code expects and, "
+                "in a process that also builds (`pipeline serve` with build workers), a Docker engine answers "
+                "(checked at most every few seconds). 503 with the reason otherwise. Needs no token."),
+            responses={
+                200: {"model": Readiness, "description": "ready to serve", "content": {"application/json": {
+                    "examples": _named(("pipeline api", "pipeline serve (builds here)"), ex.READY)}}},
+                503: {"model": Readiness, "description": "not ready: the detail says why", "content": {
+                    "application/json": {"examples": _named(("schema behind: run pipeline migrate",
+                                                             "no Docker engine answers"), ex.NOT_READY)}}}})
 def readyz(request: Request, db: DatabaseDep, config: ConfigDep) -> JSONResponse:
     try:
         with db.session() as session:

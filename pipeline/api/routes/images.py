@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from pipeline import promotion
 from pipeline.access import Principal
+from pipeline.api import _examples as ex
 from pipeline.api.deps import ActorDep, Allowed, ConfigDep, SessionDep
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import AttestationsOut, BuildOut, ImageOut, PromotionOut, ReasonBody, RejectionOut
@@ -23,11 +24,18 @@ def _may_reject(principal: Annotated[Principal, Depends(Allowed("promoter"))]) -
         raise Forbidden(f"{principal.name} may promote only to {', '.join(principal.environments)}; rejecting a "
                         "digest for every environment needs an unlimited promoter")
 
-Digest = Annotated[str, Path(pattern="^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])]
+Digest = Annotated[str, Path(pattern="^sha256:[0-9a-f]{64}$", examples=[ex.DIGEST],
+                              description="the image manifest's digest, as a build reported it")]
 
 
 @router.get("/{digest}", response_model=ImageOut, summary="Which build made a digest and where it has been",
-            responses=problem_responses(404))
+            description=(
+                "The digest's lineage: every build that pushed it (with its provenance), every promotion of it, "
+                "whether it is rejected, and the environments it runs in now. With `attestations=true` the "
+                "service also reads the digest's `.att` tag from the registry and verifies it with the signing "
+                "key. Needs a viewer token; 404 when no build or promotion knows the digest."),
+            responses=problem_responses(404, examples={404: {"detail": f"no build or promotion knows "
+                                                                       f"{ex.UNKNOWN_DIGEST}"}}))
 def image(digest: Digest, session: SessionDep, config: ConfigDep,
           attestations: Annotated[bool, Query(description="also look at the .att tag in the registry and verify it "
                                                           "with the signing key (a few registry requests)")] = False,
@@ -42,6 +50,16 @@ def image(digest: Digest, session: SessionDep, config: ConfigDep,
 
 
 @router.post("/{digest}/reject", response_model=RejectionOut, summary="Block a digest from every further promotion",
-             responses=problem_responses(401, 403, 422), dependencies=[Depends(_may_reject)])
+             description=(
+                 "Records the digest as rejected, with the reason (required): every later promotion of it, to any "
+                 "environment, is refused with the reason, and pending ones are refused when a worker takes "
+                 "them. What runs now is not touched: roll back where it runs. Needs a promoter token that is not "
+                 "limited to some environments."),
+             responses=problem_responses(401, 403, 422, examples={
+                 403: {"detail": f"{ex.PROMOTER_TOKEN} may promote only to prod; rejecting a digest for every "
+                                 "environment needs an unlimited promoter"},
+                 422: {"detail": "say why the digest is rejected (reason): it is shown to whoever tries to "
+                                 "promote it"}}),
+             dependencies=[Depends(_may_reject)])
 def reject(digest: Digest, body: ReasonBody, session: SessionDep, actor: ActorDep) -> RejectionOut:
     return RejectionOut.model_validate(promotion.reject_digest(session, digest, actor=actor, reason=body.reason))

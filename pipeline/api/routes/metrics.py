@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 from sqlalchemy.orm import Session
 
+from pipeline.api import _examples as ex
 from pipeline.api.deps import SessionDep
 from pipeline.store import metrics
 
@@ -71,7 +72,12 @@ class _FromDatabase(Collector):
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+            description=(
+                "Prometheus text exposition, computed from the database on each scrape: finished builds, "
+                "promotions and webhook deliveries by outcome, build and promotion durations, queue depth and "
+                "age, and build cache hits. Needs no token."),
+            responses={200: {"description": "the metrics, in the Prometheus text format",
+                             "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example": ex.METRICS}}}})
 def prometheus_metrics(session: SessionDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_FromDatabase(session))

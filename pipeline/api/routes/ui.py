@@ -181,12 +181,11 @@ def timeline_html(project: str, rows_: list[Promotion]) -> str:
 
 
 def _builds(session: Session) -> list[Build]:
-    return builds.list_builds(session, builds.BuildFilter(), limit=BUILDS_SHOWN, before_id=None)
+    return builds.list_builds(session, builds.BuildFilter(), limit=BUILDS_SHOWN)
 
 
 def _timeline(session: Session, project: str) -> list[Promotion]:
-    return promotions.list_promotions(session, promotions.PromotionFilter(project=project), limit=PROMOTIONS_SHOWN,
-                                      before_id=None)
+    return promotions.list_promotions(session, promotions.PromotionFilter(project=project), limit=PROMOTIONS_SHOWN)
 
 
 def _project(config: Config, project: str | None) -> str:

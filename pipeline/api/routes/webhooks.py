@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from pipeline import intake
+from pipeline.api import _examples as ex
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import WebhookAnswer
 from pipeline.config import Config
@@ -76,13 +78,39 @@ async def _receive(request: Request) -> JSONResponse:
 router.routes.append(Route("/webhooks/{provider}", _receive, methods=["POST"], include_in_schema=False))
 
 
+_JSON = "application/json"
+_PROVIDERS = ", ".join(intake.PROVIDERS)
+
+
 @router.post(
     "/webhooks/{provider}",
     response_model=WebhookAnswer,
-    responses={202: {"model": WebhookAnswer, "description": "builds queued"},
-               **problem_responses(400, 401, 404, 413, 415, 422)},
     summary="Receive a Git host's push webhook",
+    description=(
+        "Point a Git host's push webhook here (`/webhooks/github`, `/webhooks/gitlab`, ...). The body names the "
+        "repository, which must match a configured project; the project's secret verifies the signature (GitHub "
+        "`X-Hub-Signature-256`, GitLab `X-Gitlab-Token`, Gitea `X-Gitea-Signature`, Bitbucket `X-Hub-Signature`, "
+        "generic `X-Pipeline-Signature`), and only then is each pushed branch or tag that passes the project's "
+        "filters queued as a build: 202 with the build ids. A delivery that builds nothing (a ping, a filtered "
+        "branch, a delivery seen before) is answered 200 with the reason. Needs no API token: the signature is "
+        "the authentication. The body is the host's own push payload (JSON; GitHub and Gitea also send it "
+        "form-encoded), at most 25 MiB."),
+    responses={200: {"description": "nothing to build: the reason says why",
+                     "content": {_JSON: {"example": ex.WEBHOOK_ANSWERS[1]}}},
+               202: {"model": WebhookAnswer, "description": "builds queued",
+                     "content": {_JSON: {"example": ex.WEBHOOK_ANSWERS[0]}}},
+               **problem_responses(400, 401, 404, 413, 415, 422, examples={
+                   400: {"type": "/problems/bad-payload", "title": "Malformed payload",
+                         "detail": "missing header X-GitHub-Event: is this a GitHub webhook?"},
+                   401: {"type": "/problems/bad-signature", "title": "Signature verification failed",
+                         "detail": "X-Hub-Signature-256 does not match the body signed with the project's secret"},
+                   404: {"detail": f"repository {ex.REPO_URL!r} matches no configured project"}})},
+    openapi_extra={"requestBody": {"required": True, "description": "the Git host's push payload", "content": {
+        _JSON: {"schema": {"type": "object", "additionalProperties": True}, "example": ex.GITHUB_PUSH}}}},
 )
-async def receive_webhook(provider: str, request: Request) -> JSONResponse:
+async def receive_webhook(
+    provider: Annotated[str, Path(description=f"who sends the delivery: {_PROVIDERS}", examples=["github"])],
+    request: Request,
+) -> JSONResponse:
     """The OpenAPI entry of the route above (the same handler, should this one ever match)."""
     return await _receive(request)
