@@ -3,9 +3,9 @@
 A cell is one project's environment. Asked cell by cell the matrix cost six statements a
 cell (22 for one project, 480 for twenty); here each kind of fact is one statement over all
 cells, and each per-cell part of it is a short index probe (``LIMIT``), never a scan of the
-cell's history. On PostgreSQL the probes are a LATERAL join over the cells as VALUES; SQLite,
-which has no LATERAL, gets a UNION ALL of them, built once per number of cells with bound
-values. Rows are loaded without the large JSON columns the matrix never shows (steps,
+cell's history. On PostgreSQL the probes are a LATERAL join over the cells (``unnest`` of two
+arrays); SQLite, which has no LATERAL, gets a UNION ALL of them, built once per number of
+cells with bound values. Rows are loaded without the large JSON columns the matrix never shows (steps,
 insight, provenance: loaded lazily if asked for).
 """
 
@@ -17,7 +17,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, String, Values, bindparam, column, func, select, true, union_all, values
+from sqlalchemy import CompoundSelect, Select, String, bindparam, func, select, true, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, load_only
 
 from pipeline.store.tables import WAITING, Build, EnvironmentHold, Promotion, literal_in
@@ -45,27 +46,30 @@ def _cell_of(i: int) -> tuple[Any, Any]:
     return bindparam(f"project_{i}"), bindparam(f"environment_{i}")
 
 
-def _bind(cells: Sequence[Cell], **more: Any) -> dict[str, Any]:
+def _bind(cells: Sequence[Cell], postgres: bool, **more: Any) -> dict[str, Any]:
+    if postgres:
+        return {"projects": [p for p, _ in cells], "environments": [e for _, e in cells]} | more
     values = {f"project_{i}": project for i, (project, _) in enumerate(cells)}
     return values | {f"environment_{i}": environment for i, (_, environment) in enumerate(cells)} | more
 
 
-@functools.lru_cache(maxsize=128)
+def _cells_table() -> Any:
+    """PostgreSQL: the cells as ``unnest`` of two array parameters, so that one statement serves
+    any number of cells and SQLAlchemy compiles it once (a VALUES list is compiled every time)."""
+    return (func.unnest(bindparam("projects", type_=ARRAY(String)), bindparam("environments", type_=ARRAY(String)))
+            .table_valued("project", "environment").render_derived(name="cells"))
+
+
+@functools.lru_cache(maxsize=64)
 def _current_statement(n: int, postgres: bool) -> Select[Any]:
+    """``n`` counts only on SQLite (a UNION ALL branch a cell)."""
     if postgres:
-        table = _cells_table(n)
+        table = _cells_table()
         newest = _newest_succeeded(table.c.project, table.c.environment).lateral("newest")
         ids: Any = select(newest.c.id).select_from(table).join(newest, true())
     else:
         ids = _union([_newest_succeeded(project, environment) for project, environment in map(_cell_of, range(n))])
     return select(Promotion).options(_PROMOTION_COLUMNS).where(Promotion.id.in_(ids))
-
-
-def _cells_table(n: int) -> Values:
-    """The cells as VALUES of bound parameters (``_bind``), so that the statement is built and
-    compiled once per number of cells."""
-    return values(column("project", String), column("environment", String), name="cells").data(
-        [_cell_of(i) for i in range(n)])
 
 
 def _newest_succeeded(project: Any, environment: Any) -> Select[Any]:
@@ -78,13 +82,13 @@ def _newest_succeeded(project: Any, environment: Any) -> Select[Any]:
 def current(session: Session, cells: Sequence[Cell]) -> dict[Cell, Promotion]:
     """Each cell's newest succeeded promotion: what it runs.
 
-    On PostgreSQL a LATERAL join over the cells as VALUES: one plan for any number of cells
+    On PostgreSQL a LATERAL join over the cells: one short plan for any number of cells
     (planning the 80-branch UNION cost 15 ms of the matrix's 36); SQLite has no LATERAL.
     """
     if not cells:
         return {}
     postgres = session.get_bind().dialect.name == "postgresql"
-    rows = session.scalars(_current_statement(len(cells), postgres), _bind(cells))
+    rows = session.scalars(_current_statement(0 if postgres else len(cells), postgres), _bind(cells, postgres))
     return {(row.project, row.environment): row for row in rows}
 
 
@@ -128,10 +132,10 @@ def _arrivals(project: Any, environment: Any, per_cell: int) -> Select[Any]:
             .order_by(Promotion.finished_at.desc()).limit(per_cell))
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=64)
 def _arrivals_statement(n: int, per_cell: int, postgres: bool) -> Select[Any] | CompoundSelect:
     if postgres:
-        table = _cells_table(n)
+        table = _cells_table()
         newest = _arrivals(table.c.project, table.c.environment, per_cell).lateral("arrivals")
         return select(newest).select_from(table).join(newest, true())
     return _union([_arrivals(project, environment, per_cell) for project, environment in map(_cell_of, range(n))])
@@ -144,7 +148,8 @@ def arrival_delays(session: Session, cells: Sequence[Cell], since: dt.datetime,
     if not cells:
         return {}
     postgres = session.get_bind().dialect.name == "postgresql"
-    rows = session.execute(_arrivals_statement(len(cells), per_cell, postgres), _bind(cells, since=since))
+    rows = session.execute(_arrivals_statement(0 if postgres else len(cells), per_cell, postgres),
+                           _bind(cells, postgres, since=since))
     delays: dict[Cell, list[float]] = defaultdict(list)
     for project, environment, pushed, arrived in rows:
         if pushed is not None and arrived is not None:
