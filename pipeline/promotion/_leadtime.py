@@ -3,8 +3,8 @@
 Working it out reads each cell's newest arrivals (up to 200 index probes and build lookups a
 cell): for a matrix of 80 cells at 5M promotions, 105 ms of the page's 250. It changes only
 when a cell gets a new arrival, so it is kept per cell, keyed by the cell's newest succeeded
-promotion; the window ends at the start of the current hour, so that a kept value is exact for
-the hour it was made in.
+promotion. The window starts at midnight (UTC) ``window_days`` ago, so that a kept value is
+exact all day; every cell is worked out anew once a day.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ class LeadTimes:
     def of(self, session: Session, newest: Mapping[Cell, Promotion], cells: Sequence[Cell], window_days: int,
            now: dt.datetime | None = None) -> dict[Cell, LeadTime | None]:
         """``newest``: each cell's newest succeeded promotion (a cell without one has had no arrival)."""
-        hour = (now or utcnow()).replace(minute=0, second=0, microsecond=0)
+        day = (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
         database = session.get_bind().url.render_as_string(hide_password=True)
-        keys = {cell: (database, cell, newest[cell].id, newest[cell].finished_at, window_days, hour)
+        keys = {cell: (database, cell, newest[cell].id, newest[cell].finished_at, window_days, day)
                 for cell in cells if cell in newest}
         found: dict[Cell, LeadTime | None] = {cell: None for cell in cells}
         with self._lock:
@@ -69,7 +69,7 @@ class LeadTimes:
             found.update({cell: self._kept[key] for cell, key in keys.items() if key in self._kept})
         if not missing:
             return found
-        delays = matrix.arrival_delays(session, missing, hour - dt.timedelta(days=window_days))
+        delays = matrix.arrival_delays(session, missing, day - dt.timedelta(days=window_days))
         made = {cell: _summary(delays.get(cell, []), window_days) for cell in missing}
         found.update(made)
         with self._lock:

@@ -122,13 +122,21 @@ def waiting(session: Session, projects: Sequence[str]) -> dict[Cell, int]:
     return {(project, environment): count for project, environment, count in session.execute(stmt)}
 
 
-def _arrivals(project: Any, environment: Any, per_cell: int) -> Select[Any]:
-    return (select(Promotion.project, Promotion.environment, Build.created_at.label("pushed"),
-                   Promotion.finished_at.label("arrived"))
+def _seconds_between(earlier: Any, later: Any, postgres: bool) -> Any:
+    """Seconds as a float made by the database: 16,000 rows of two timestamps each cost more to
+    turn into Python datetimes than the query took."""
+    if postgres:
+        return func.extract("epoch", later - earlier)
+    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+
+def _arrivals(project: Any, environment: Any, per_cell: int, postgres: bool) -> Select[Any]:
+    return (select(Promotion.project, Promotion.environment,
+                   _seconds_between(Build.created_at, Promotion.finished_at, postgres).label("seconds"))
             .join(Build, Build.id == Promotion.build_id)
             .where(Promotion.project == project, Promotion.environment == environment,
                    literal_in(Promotion.status, _SUCCEEDED), Promotion.finished_at >= bindparam("since"),
-                   Promotion.trigger != "rollback")
+                   Promotion.trigger != "rollback", Build.created_at.is_not(None))
             .order_by(Promotion.finished_at.desc()).limit(per_cell))
 
 
@@ -136,9 +144,10 @@ def _arrivals(project: Any, environment: Any, per_cell: int) -> Select[Any]:
 def _arrivals_statement(n: int, per_cell: int, postgres: bool) -> Select[Any] | CompoundSelect:
     if postgres:
         table = _cells_table()
-        newest = _arrivals(table.c.project, table.c.environment, per_cell).lateral("arrivals")
+        newest = _arrivals(table.c.project, table.c.environment, per_cell, postgres).lateral("arrivals")
         return select(newest).select_from(table).join(newest, true())
-    return _union([_arrivals(project, environment, per_cell) for project, environment in map(_cell_of, range(n))])
+    return _union([_arrivals(project, environment, per_cell, postgres)
+                   for project, environment in map(_cell_of, range(n))])
 
 
 def arrival_delays(session: Session, cells: Sequence[Cell], since: dt.datetime,
@@ -151,7 +160,6 @@ def arrival_delays(session: Session, cells: Sequence[Cell], since: dt.datetime,
     rows = session.execute(_arrivals_statement(0 if postgres else len(cells), per_cell, postgres),
                            _bind(cells, postgres, since=since))
     delays: dict[Cell, list[float]] = defaultdict(list)
-    for project, environment, pushed, arrived in rows:
-        if pushed is not None and arrived is not None:
-            delays[(project, environment)].append((arrived - pushed).total_seconds())
+    for project, environment, seconds in rows:
+        delays[(project, environment)].append(round(float(seconds), 3))  # julianday is exact to ~10 µs
     return dict(delays)
