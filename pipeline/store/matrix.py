@@ -21,13 +21,13 @@ from sqlalchemy import CompoundSelect, Select, String, bindparam, func, select, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, load_only
 
-from pipeline.store.tables import WAITING, Build, EnvironmentHold, Promotion, literal_in
+from pipeline.store.promotions import newest_succeeded
+from pipeline.store.tables import ARRIVED, WAITING, Build, EnvironmentHold, Promotion, literal_in
 
 __all__ = ["Cell", "arrival_delays", "builds_by_id", "current", "holds", "promotions_by_id", "waiting"]
 
 Cell = tuple[str, str]  # (project, environment)
 
-_SUCCEEDED = ("succeeded",)
 _PROMOTION_COLUMNS = load_only(Promotion.id, Promotion.project, Promotion.environment, Promotion.digest,
                                Promotion.build_id, Promotion.status, Promotion.trigger, Promotion.actor,
                                Promotion.rollback_to_id, Promotion.created_at, Promotion.finished_at)
@@ -65,18 +65,11 @@ def _current_statement(n: int, postgres: bool) -> Select[Any]:
     """``n`` counts only on SQLite (a UNION ALL branch a cell)."""
     if postgres:
         table = _cells_table()
-        newest = _newest_succeeded(table.c.project, table.c.environment).lateral("newest")
+        newest = newest_succeeded(table.c.project, table.c.environment).lateral("newest")
         ids: Any = select(newest.c.id).select_from(table).join(newest, true())
     else:
-        ids = _union([_newest_succeeded(project, environment) for project, environment in map(_cell_of, range(n))])
+        ids = _union([newest_succeeded(project, environment) for project, environment in map(_cell_of, range(n))])
     return select(Promotion).options(_PROMOTION_COLUMNS).where(Promotion.id.in_(ids))
-
-
-def _newest_succeeded(project: Any, environment: Any) -> Select[Any]:
-    return (select(Promotion.id)
-            .where(Promotion.project == project, Promotion.environment == environment,
-                   literal_in(Promotion.status, _SUCCEEDED))
-            .order_by(Promotion.id.desc()).limit(1))
 
 
 def current(session: Session, cells: Sequence[Cell]) -> dict[Cell, Promotion]:
@@ -135,7 +128,7 @@ def _arrivals(project: Any, environment: Any, per_cell: int, postgres: bool) -> 
                    _seconds_between(Build.created_at, Promotion.finished_at, postgres).label("seconds"))
             .join(Build, Build.id == Promotion.build_id)
             .where(Promotion.project == project, Promotion.environment == environment,
-                   literal_in(Promotion.status, _SUCCEEDED), Promotion.finished_at >= bindparam("since"),
+                   literal_in(Promotion.status, ARRIVED), Promotion.finished_at >= bindparam("since"),
                    Promotion.trigger != "rollback", Build.created_at.is_not(None))
             .order_by(Promotion.finished_at.desc()).limit(per_cell))
 

@@ -6,15 +6,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFound
 from pipeline.store.pages import Before, newest_first
-from pipeline.store.tables import Build, EnvironmentHold, Promotion, RejectedDigest, utcnow
+from pipeline.store.tables import ARRIVED, Build, EnvironmentHold, Promotion, RejectedDigest, literal_in, utcnow
 
 __all__ = [
-    "PromotionFilter",
     "abandon",
     "active_hold",
     "add_promotion",
@@ -22,7 +21,9 @@ __all__ = [
     "current",
     "get_promotion",
     "list_promotions",
+    "newest_succeeded",
     "place_hold",
+    "PromotionFilter",
     "promotions_of_digest",
     "record_steps",
     "reject_digest",
@@ -48,15 +49,19 @@ def get_promotion(session: Session, promotion_id: int) -> Promotion:
     return row
 
 
+def newest_succeeded(project: Any, environment: Any) -> Select[tuple[int]]:
+    """The id of the promotion an environment runs: its newest succeeded one. The one definition,
+    for ``current`` and for the matrix (``store.matrix``), which gives it columns, not values."""
+    return (select(Promotion.id)
+            .where(Promotion.project == project, Promotion.environment == environment,
+                   literal_in(Promotion.status, ARRIVED))
+            .order_by(Promotion.id.desc()).limit(1))
+
+
 def current(session: Session, project: str, environment: str) -> Promotion | None:
-    """The promotion whose digest the environment runs: its newest succeeded one."""
-    stmt = (
-        select(Promotion)
-        .where(Promotion.project == project, Promotion.environment == environment, Promotion.status == "succeeded")
-        .order_by(Promotion.id.desc())
-        .limit(1)
-    )
-    return session.scalars(stmt).first()
+    """The promotion whose digest the environment runs."""
+    return session.scalars(select(Promotion).where(
+        Promotion.id == newest_succeeded(project, environment).scalar_subquery())).first()
 
 
 def was_promoted(session: Session, project: str, environment: str, digest: str) -> bool:

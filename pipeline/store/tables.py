@@ -28,13 +28,21 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["ARRIVED_SQL", "WAITING", "WAITING_SQL", "ApiToken", "Base", "Build", "BuildLog", "ConfigReload", "Delivery",
+__all__ = ["ARRIVED", "ARRIVED_SQL", "WAITING", "WAITING_SQL", "ApiToken", "Base", "Build", "BuildLog", "ConfigReload", "Delivery",
            "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "literal_in", "utcnow"]
 
 
 WAITING = ("pending", "running", "awaiting_merge")  # promotions not yet finished
-WAITING_SQL = "status IN ('pending', 'running', 'awaiting_merge')"
-ARRIVED_SQL = "status = 'succeeded'"
+ARRIVED = ("succeeded",)  # a promotion whose digest reached its environment
+
+
+def _status_in(statuses: tuple[str, ...]) -> str:
+    """A partial index's predicate, as ``literal_in`` renders it in queries."""
+    return f"status IN ({', '.join(repr(s) for s in statuses)})"
+
+
+WAITING_SQL = _status_in(WAITING)
+ARRIVED_SQL = _status_in(ARRIVED)
 
 
 def literal_in(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
