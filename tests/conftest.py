@@ -11,7 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +20,8 @@ from pipeline.api import create_app
 from pipeline.config import Config
 from pipeline.store import Database, migrate, open_database, projects, tokens
 from tests.gitrepo import GitRepo
-from tests.services import DOCKER_REGISTRY, DockerEngine, Postgres, Registry, Service
+from tests.services import DOCKER_REGISTRY, DockerEngine, Postgres, Registry, Registry3, Service
+from tests.tools import tool
 from tests.token_server import TokenServer
 
 _counter = itertools.count()
@@ -91,9 +92,69 @@ def second_engine(service_root: Path) -> Iterator[DockerEngine]:
     yield from _running(DockerEngine(service_root / "engine2"), "dockerd")
 
 
+# The registry implementations a test marked ``both_registries`` runs against, by test id.
+REGISTRY_IMPLEMENTATIONS: dict[str, type[Registry]] = {"distribution2": Registry, "distribution3": Registry3}
+DEFAULT_REGISTRY = "distribution2"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_registries: run the test with every registry fixture on "
+                                       "distribution 2.8 and on distribution 3")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test (or module) marked ``both_registries`` runs once per registry implementation: the
+    registry fixtures below all follow ``registry_impl``. Session scope lets pytest group the
+    tests by implementation; the servers themselves live in ``registry_pool`` all session."""
+    if "registry_impl" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_registries"):
+        metafunc.parametrize("registry_impl", list(REGISTRY_IMPLEMENTATIONS), indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def registry(service_root: Path) -> Iterator[Registry]:
-    yield from _running(Registry(service_root / "registry"), "/usr/bin/docker-registry")
+def registry_impl(request: pytest.FixtureRequest) -> str:
+    """Which registry implementation the registry fixtures give: distribution 2.8 unless the test
+    is marked ``both_registries``."""
+    return str(getattr(request, "param", DEFAULT_REGISTRY))
+
+
+class RegistryPool:
+    """Every registry server of the session, started on first use and stopped at its end.
+
+    The fixtures that hand them out are re-made whenever pytest switches implementation; the
+    servers (ports, data) stay, so a test sees the same registry whichever order ran before."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.running: dict[tuple[str, str], Registry] = {}
+        self.base_images: dict[str, str] = {}
+
+    def get(self, name: str, implementation: str, **options: Any) -> Registry:
+        key = (name, implementation)
+        if key not in self.running:
+            kind = REGISTRY_IMPLEMENTATIONS[implementation]
+            _need(DOCKER_REGISTRY if kind is Registry else tool("registry3"))
+            suffix = "" if implementation == DEFAULT_REGISTRY else f"-{implementation}"
+            server = kind(self.root / f"{name}{suffix}", **options)
+            server.start()
+            self.running[key] = server
+        return self.running[key]
+
+    def stop(self) -> None:
+        for server in self.running.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_pool(service_root: Path) -> Iterator[RegistryPool]:
+    pool = RegistryPool(service_root)
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(registry_pool: RegistryPool, registry_impl: str) -> Registry:
+    """Plain HTTP on loopback."""
+    return registry_pool.get("registry", registry_impl)
 
 
 REGISTRY_USER, REGISTRY_PASSWORD = "builder", "pa55-w0rd-for-tests"
@@ -113,24 +174,22 @@ def token_server(service_root: Path) -> Iterator[TokenServer]:
 
 
 @pytest.fixture(scope="session")
-def token_registry(service_root: Path, token_server: TokenServer) -> Iterator[Registry]:
+def token_registry(registry_pool: RegistryPool, registry_impl: str, token_server: TokenServer) -> Registry:
     """A TLS registry behind the Bearer-token challenge flow of public registries."""
-    server = Registry(service_root / "token-registry", tls=True, token_auth=token_server.registry_auth())
-    yield from _running(server, DOCKER_REGISTRY)
+    return registry_pool.get("token-registry", registry_impl, tls=True, token_auth=token_server.registry_auth())
 
 
 @pytest.fixture(scope="session")
-def http_token_registry(service_root: Path, token_server: TokenServer) -> Iterator[Registry]:
+def http_token_registry(registry_pool: RegistryPool, registry_impl: str, token_server: TokenServer) -> Registry:
     """The same token flow without TLS (the same token server: its tokens are good for both)."""
-    server = Registry(service_root / "token-registry-http", token_auth=token_server.registry_auth())
-    yield from _running(server, DOCKER_REGISTRY)
+    return registry_pool.get("token-registry-http", registry_impl, token_auth=token_server.registry_auth())
 
 
 @pytest.fixture(scope="session")
-def secure_registry(service_root: Path) -> Iterator[Registry]:
+def secure_registry(registry_pool: RegistryPool, registry_impl: str) -> Registry:
     """What a private registry looks like: TLS with its own CA, and basic auth."""
-    server = Registry(service_root / "secure-registry", tls=True, htpasswd_users={REGISTRY_USER: REGISTRY_PASSWORD})
-    yield from _running(server, "/usr/bin/docker-registry")
+    return registry_pool.get("secure-registry", registry_impl, tls=True,
+                             htpasswd_users={REGISTRY_USER: REGISTRY_PASSWORD})
 
 
 def token_headers(db: Database, name: str = "admin", role: str = "admin",
@@ -151,11 +210,14 @@ def app_client(db: Database, config: Config, *, actor: str = "admin") -> Iterato
 
 
 @pytest.fixture(scope="session")
-def base_image(engine: DockerEngine, registry: Registry) -> str:
-    """A busybox base image in the test registry, so Dockerfiles can say FROM it offline."""
+def base_image(engine: DockerEngine, registry: Registry, registry_pool: RegistryPool) -> str:
+    """A busybox base image in the test registry, so Dockerfiles can say FROM it offline
+    (pushed once per registry server)."""
     ref = f"{registry.host}/busybox:1"
-    engine.import_busybox(ref)
-    engine.push(ref)
+    if registry.host not in registry_pool.base_images:
+        engine.import_busybox(ref)
+        engine.push(ref)
+        registry_pool.base_images[registry.host] = ref
     return ref
 
 

@@ -40,6 +40,8 @@ PSQL = "/usr/bin/psql"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "rm", "env", "wc", "sleep", "true",
                    "test", "grep")
+# The pinned Go tools (scripts/install-go-tools.sh); tests/tools.py fails a test that lacks one.
+TOOLS_BIN = Path(os.environ.get("PIPELINE_TOOLS_DIR", "/var/cache/pipeline/tools")) / "bin"
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PathLike = str | Path
@@ -309,6 +311,7 @@ class Registry(Service):
     HTTP to every 127.x registry (even one listed in insecure-registries) and gets 400 from a
     TLS one; docker push/pull/login and skopeo handle TLS here fine."""
     name = "registry"
+    implementation = "distribution 2.8"  # what the tests and their ids call it
 
     def __init__(self, base_dir: PathLike, *, tls: bool = False,
                  htpasswd_users: dict[str, str] | None = None,
@@ -337,8 +340,16 @@ class Registry(Service):
         self.config_path.write_text(json.dumps(self._config(), indent=2) + "\n")  # JSON is YAML
         # REGISTRY_* variables would override the config file: keep them out.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        self._spawn([DOCKER_REGISTRY, "serve", str(self.config_path)], env=env, cwd=self.base_dir)
+        self._spawn([self.binary(), "serve", str(self.config_path)], env=self._env(env),
+                    cwd=self.base_dir)
         self._wait_ready(self._answers, started)
+
+    def binary(self) -> str:
+        """The registry program: Debian's distribution 2.8."""
+        return DOCKER_REGISTRY
+
+    def _env(self, env: dict[str, str]) -> dict[str, str]:
+        return env
 
     def _config(self) -> dict[str, Any]:
         http: dict[str, Any] = {"addr": self.host, "secret": secrets.token_hex(16)}
@@ -376,6 +387,74 @@ class Registry(Service):
             return exc.code == 401
         except OSError:  # URLError included: not listening yet
             return False
+
+
+REGISTRY3 = TOOLS_BIN / "registry3"
+
+
+class Registry3(Registry):
+    """CNCF distribution 3 (``registry3``, built by scripts/install-go-tools.sh), configured
+    like ``Registry`` so every registry test can run against both implementations.
+
+    The config file format is the same (version 0.1). What differs for a client: distribution 3
+    serves the OCI referrers API (``GET /v2/<name>/referrers/<digest>``, answered with an
+    image index) and says ``OCI-Subject`` when it stores a manifest with a ``subject``; 2.8
+    answers the referrers path with 404, so tools fall back to the ``sha256-<hex>`` tag.
+    OpenTelemetry tracing is compiled in and on by default; the exporter is turned off here
+    (it would try to reach a collector on localhost:4318 and log every failure)."""
+    name = "registry3"
+    implementation = "distribution 3"
+
+    def binary(self) -> str:
+        if not os.access(REGISTRY3, os.X_OK):
+            raise RuntimeError(f"{REGISTRY3} is missing: run `bash scripts/install-go-tools.sh registry3`")
+        return str(REGISTRY3.resolve())
+
+    def _env(self, env: dict[str, str]) -> dict[str, str]:
+        return {**env, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
+
+    def _config(self) -> dict[str, Any]:
+        """2.8's config, plus a JWKS naming the token key by its libtrust fingerprint.
+
+        distribution 3 looks a token's ``kid`` up by the RFC 7638 JWK thumbprint of each
+        ``rootcertbundle`` certificate's key, where 2.8 used the libtrust fingerprint: a token
+        server written for 2.8 (ours, and older ones in the wild) is refused with "token signed
+        by untrusted key". Its ``jwks`` option takes keys with any ``kid``, which is how an
+        operator keeps such a token server working, so that is what is configured here."""
+        config = super()._config()
+        token = config.get("auth", {}).get("token")
+        if token and token.get("rootcertbundle") and "jwks" not in token:
+            jwks = self.base_dir / "token-jwks.json"
+            jwks.write_text(json.dumps({"keys": _libtrust_jwks(Path(token["rootcertbundle"]))}))
+            config["auth"]["token"] = {**token, "jwks": str(jwks)}
+        return config
+
+
+def _libtrust_jwks(bundle: Path) -> list[dict[str, str]]:
+    """The EC P-256 keys of a certificate bundle as JWKs whose kid is the libtrust fingerprint
+    (base32 of the first 30 bytes of sha256(SPKI DER), in 12 groups of 4 joined by ':')."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    keys = []
+    for cert in x509.load_pem_x509_certificates(bundle.read_bytes()):
+        public = cert.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+            continue
+        der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
+        kid = ":".join(b32[i:i + 4] for i in range(0, len(b32), 4))
+        numbers = public.public_numbers()
+
+        def b64url(value: int) -> str:
+            return base64.urlsafe_b64encode(value.to_bytes(32, "big")).decode().rstrip("=")
+
+        keys.append({"kty": "EC", "crv": "P-256", "kid": kid, "x": b64url(numbers.x), "y": b64url(numbers.y)})
+    return keys
 
 
 class Postgres(Service):

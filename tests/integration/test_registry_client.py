@@ -12,6 +12,8 @@ from pipeline.registry import RegistryClient
 from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.services import DockerEngine, Registry, skopeo_inspect
 
+pytestmark = pytest.mark.both_registries  # distribution 2.8 and 3
+
 
 @pytest.fixture(scope="module")
 def secure_image(engine: DockerEngine, secure_registry: Registry, base_image: str, tmp_path_factory) -> str:  # type: ignore[no-untyped-def]

@@ -20,6 +20,8 @@ from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER, TOKEN_USERS
 from tests.images import OciLayout, skopeo_push
 from tests.services import Registry, skopeo_inspect
 
+pytestmark = pytest.mark.both_registries  # distribution 2.8 and 3
+
 
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> OciLayout:

@@ -26,6 +26,8 @@ from tests.conftest import TOKEN_USERS as USERS
 from tests.services import DockerEngine, Registry, skopeo_inspect
 from tests.token_server import TokenRequest, TokenServer, parse_scope
 
+pytestmark = pytest.mark.both_registries  # distribution 2.8 and 3
+
 IMAGE = "team/busybox:1"
 
 
