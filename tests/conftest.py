@@ -20,8 +20,7 @@ from pipeline.api import create_app
 from pipeline.config import Config
 from pipeline.store import Database, migrate, open_database, projects, tokens
 from tests.gitrepo import GitRepo
-from tests.services import DOCKER_REGISTRY, DockerEngine, Postgres, Registry, Registry3, Service
-from tests.tools import tool
+from tests.services import DOCKER_REGISTRY, REGISTRY3, DockerEngine, Postgres, Registry, Registry3, Service
 from tests.token_server import TokenServer
 
 _counter = itertools.count()
@@ -132,7 +131,9 @@ class RegistryPool:
         key = (name, implementation)
         if key not in self.running:
             kind = REGISTRY_IMPLEMENTATIONS[implementation]
-            _need(DOCKER_REGISTRY if kind is Registry else tool("registry3"))
+            if kind is Registry3 and not os.access(REGISTRY3, os.X_OK):
+                pytest.fail(f"{REGISTRY3} is missing: run `bash scripts/install-go-tools.sh registry3` first")
+            _need(DOCKER_REGISTRY)
             suffix = "" if implementation == DEFAULT_REGISTRY else f"-{implementation}"
             server = kind(self.root / f"{name}{suffix}", **options)
             server.start()

@@ -27,6 +27,8 @@ from tests.seed import succeeded_builds
 from tests.services import Registry, skopeo_inspect
 from workers.promotion_worker import PromotionWorker
 
+pytestmark = pytest.mark.both_registries  # distribution 2.8 and 3
+
 IMAGES = ("v1", "v2", "v3")
 
 

@@ -40,6 +40,8 @@ from tests.seed import succeeded_builds
 from tests.services import Registry, skopeo_inspect
 from workers.promotion_worker import PromotionWorker
 
+pytestmark = pytest.mark.both_registries  # distribution 2.8 and 3
+
 IMAGES = ("s1", "s2")
 SOURCE = "acme/signing-src"
 PASSWORD = "correct horse battery staple"

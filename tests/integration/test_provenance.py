@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.build_job import _attach_provenance
+from pipeline.build import attach_provenance as _attach_provenance
 from pipeline.config import Config, parse_config
 from pipeline.errors import RegistryError
 from pipeline.registry import Manifest, RegistryClient
@@ -22,6 +22,8 @@ from tests import project
 from tests.conftest import app_client
 from tests.gitrepo import GitRepo
 from tests.services import DockerEngine, Registry, skopeo_inspect
+
+pytestmark = pytest.mark.both_registries  # distribution 2.8 and 3
 
 PASSWORD = "att-pa55"
 SECRET_VALUE = "tok-5e3r3t-v4lue"
