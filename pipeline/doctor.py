@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pipeline import builder, source
-from pipeline.config import Config, GitOpsConfig, ProjectConfig
+from pipeline.config import BuilderConfig, Config, GitOpsConfig, ProjectConfig
 from pipeline.errors import PipelineError
 from pipeline.registry import RegistryClient
 from pipeline.signing import load_private_key, load_public_key
@@ -33,12 +33,16 @@ def _database(db: Database) -> str:
     return f"{db.dialect}, schema {current}"
 
 
-def _engines(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
-    for index, host in enumerate(config.docker.hosts or [None]):
-        def check(host: str | None = host, index: int = index) -> str:
-            engine = builder.pick_engine([host] if host else [], config.docker.cli)
-            return f"answers; builds with {engine.mode} via {engine.cli}"
-        yield f"engine {host or 'default'}", check
+def _builders(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
+    """Each builder with its kind, version and platforms, or why builds would skip it."""
+    pool = builder.BuilderPool.from_config(config)
+    for entry in pool.builders:
+        def check(entry: BuilderConfig = entry) -> str:
+            status = pool.status(entry, fresh=True)
+            if not status.healthy:
+                raise PipelineError(f"{entry.kind} {entry.endpoint}: {status.detail}")
+            return status.detail
+        yield f"builder {entry.name}", check
 
 
 def _registries(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
@@ -102,7 +106,7 @@ def _gitops(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
 
 def run_checks(config: Config, db: Database) -> list[Check]:
     checks: list[tuple[str, Callable[[], str]]] = [("database", lambda: _database(db)), ("git", _git)]
-    checks += [*_engines(config), *_registries(config), *_repos(config), *_signing(config), *_gitops(config)]
+    checks += [*_builders(config), *_registries(config), *_repos(config), *_signing(config), *_gitops(config)]
     results: list[Check] = []
     for component, check in checks:
         try:

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
-from pipeline.config._build import BuildConfig, BuildOverride, ImageConfig, SecretConfig
+from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
@@ -43,6 +43,7 @@ __all__ = [
     "TEMPLATE_FIELDS",
     "BuildConfig",
     "BuildOverride",
+    "BuilderConfig",
     "Config",
     "DockerConfig",
     "EnvironmentConfig",
@@ -177,6 +178,9 @@ class ProjectConfig(Model):
 
 
 class DockerConfig(Model):
+    """The Docker CLI to build with; ``hosts`` is the older spelling of ``builders`` (one
+    ``docker:`` builder per engine, named after its host)."""
+
     hosts: list[str] = Field(default_factory=list)
     cli: str | None = None
 
@@ -202,10 +206,36 @@ class Config(Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     database_url: str | None = None
     docker: DockerConfig = Field(default_factory=DockerConfig)
+    builders: list[BuilderConfig] = Field(default_factory=list)
     registries: dict[str, RegistryConfig] = Field(default_factory=dict)
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     signing: SigningConfig | None = None
+
+    @field_validator("builders")
+    @classmethod
+    def _builder_names_unique(cls, builders: list[BuilderConfig]) -> list[BuilderConfig]:
+        seen: set[str] = set()
+        for builder in builders:
+            if builder.name in seen:
+                raise ValueError(f"builder {builder.name!r} is defined twice")
+            seen.add(builder.name)
+        return builders
+
+    @model_validator(mode="after")
+    def _one_builder_list(self) -> Config:
+        if self.builders and self.docker.hosts:
+            raise ValueError("builders: give either builders or docker.hosts (its older spelling), not both; "
+                             "move each host to builders as {name: NAME, docker: HOST}")
+        return self
+
+    @property
+    def builder_pool(self) -> list[BuilderConfig]:
+        """The builders builds rotate over: ``builders``, else one per ``docker.hosts`` entry
+        (named after the host, as engines were recorded before), else the local engine."""
+        if self.builders:
+            return list(self.builders)
+        return [BuilderConfig(name=host, docker=host) for host in self.docker.hosts or ["default"]]
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:

@@ -33,9 +33,9 @@ def test_doctor_passes_on_a_working_setup_and_names_what_is_broken(
                    capture_output=True)
     good = _doctor(config)
     assert good.returncode == 0, good.stdout + good.stderr
-    for component in ("database", "git", f"engine {engine.host}", "registry local", "repo of demo"):
+    for component in ("database", "git", f"builder {engine.host}", "registry local", "repo of demo"):
         assert any(line.startswith("ok") and component in line for line in good.stdout.splitlines()), good.stdout
-    assert "builds with buildkit" in good.stdout
+    assert "Docker Engine 20.10" in good.stdout and "linux/amd64" in good.stdout and "built-in BuildKit" in good.stdout
 
     data["registries"]["local"]["url"] = "127.0.0.1:9"
     data["docker"]["hosts"] = ["unix:///nonexistent/docker.sock"]
@@ -45,7 +45,7 @@ def test_doctor_passes_on_a_working_setup_and_names_what_is_broken(
     failed = [line for line in bad.stdout.splitlines() if line.startswith("FAIL")]
     assert len(failed) == 3, bad.stdout
     assert "cannot reach registry 127.0.0.1:9" in bad.stdout
-    assert "no Docker engine answers" in bad.stdout and "missing.git" in bad.stdout
+    assert "the engine does not answer" in bad.stdout and "missing.git" in bad.stdout
     assert "3 of 5 checks failed" in bad.stderr
 
 

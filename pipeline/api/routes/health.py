@@ -1,14 +1,13 @@
 """Liveness and readiness probes.
 
 Ready means the database answers with the schema this code expects and, in a process that
-builds (``serve`` with build workers), that at least one Docker engine answers; the engine
-check is cached for a few seconds so a probe every second costs one ``docker version`` per
-interval, not per probe. An API-only process (``pipeline api``) does not need an engine.
+builds (``serve`` with build workers), that at least one builder answers; the answer lists every
+builder with its kind, version and platforms (or why it is unhealthy). Builder probes are cached
+for a few seconds (``BuilderPool``), so a probe every second does not dial every builder each
+time. An API-only process (``pipeline api``) does not need a builder.
 """
 
 from __future__ import annotations
-
-import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -19,10 +18,7 @@ from pipeline.api import _examples as ex
 from pipeline.api.deps import ConfigDep, DatabaseDep
 from pipeline.api.schemas import Readiness
 from pipeline.config import Config
-from pipeline.errors import EngineError
 from pipeline.store import current_revision, head_revision
-
-_ENGINE_CACHE_SECONDS = 5.0
 
 router = APIRouter(tags=["health"])
 
@@ -36,17 +32,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _engine(request: Request, config: Config) -> str | None:
-    """The answering engine's name, or ``None``; remembered for a few seconds."""
-    cached = getattr(request.app.state, "engine_probe", None)
-    if cached and time.monotonic() - cached[0] < _ENGINE_CACHE_SECONDS:
-        return cached[1]  # type: ignore[no-any-return]
-    try:
-        name: str | None = builder.pick_engine(config.docker.hosts, config.docker.cli).name
-    except EngineError:
-        name = None
-    request.app.state.engine_probe = (time.monotonic(), name)
-    return name
+def _builders(config: Config) -> list[dict[str, object]]:
+    """Every builder's probe (at most a few seconds old): kind, version, platforms, or why not."""
+    return [status.to_dict() for status in builder.BuilderPool.from_config(config).statuses()]
 
 
 def _named(summaries: tuple[str, ...], values: list[dict[str, str]]) -> dict[str, dict[str, object]]:
@@ -57,8 +45,9 @@ def _named(summaries: tuple[str, ...], values: list[dict[str, str]]) -> dict[str
 @router.get("/readyz", summary="The database answers with a current schema (and, where builds run, an engine)",
             description=(
                 "Readiness probe: 200 when the database answers with the schema revision this code expects and, "
-                "in a process that also builds (`pipeline serve` with build workers), a Docker engine answers "
-                "(checked at most every few seconds). 503 with the reason otherwise. Needs no token."),
+                "in a process that also builds (`pipeline serve` with build workers), a builder answers "
+                "(checked at most every few seconds; `builders` lists each with its kind, version and platforms). "
+                "503 with the reason otherwise. Needs no token."),
             responses={
                 200: {"model": Readiness, "description": "ready to serve", "content": {"application/json": {
                     "examples": _named(("pipeline api", "pipeline serve (builds here)"), ex.READY)}}},
@@ -77,7 +66,10 @@ def readyz(request: Request, db: DatabaseDep, config: ConfigDep) -> JSONResponse
         return JSONResponse({"status": "unavailable", "detail": detail}, 503)
     if not getattr(request.app.state, "needs_engine", False):
         return JSONResponse({"status": "ok", "schema": current})
-    engine = _engine(request, config)
-    if engine is None:
-        return JSONResponse({"status": "unavailable", "detail": "no Docker engine answers (see `pipeline doctor`)"}, 503)
-    return JSONResponse({"status": "ok", "schema": current, "engine": engine})
+    builders = _builders(config)
+    healthy = [b["name"] for b in builders if b["healthy"]]
+    if not healthy:
+        why = "; ".join(f"{b['name']}: {b['detail']}" for b in builders)
+        return JSONResponse({"status": "unavailable", "detail": f"no builder answers (see `pipeline doctor`): {why}",
+                             "builders": builders}, 503)
+    return JSONResponse({"status": "ok", "schema": current, "engine": healthy[0], "builders": builders})
