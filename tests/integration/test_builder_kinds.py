@@ -159,6 +159,31 @@ def test_multi_platform_index_without_emulation(
         assert _file_in_image(registry, "kinds/multi", child, "arch") == f"built for {arch}\n"
 
 
+ARM64_BUSYBOX = Path("/var/cache/pipeline/tools/arm64/busybox")
+
+
+def test_run_steps_on_arm64_execute_under_qemu_binfmt(
+    tmp_path: Path, uses_buildx: Path, buildkitd: BuildkitDaemon, registry: Registry
+) -> None:
+    """Debian's qemu-user-static registers binfmt (flag F) in this VM, so BuildKit runs arm64 RUN steps."""
+    if not ARM64_BUSYBOX.is_file():
+        pytest.fail(f"{ARM64_BUSYBOX} is missing: run `bash scripts/install-qemu-binfmt.sh` (as root) first")
+    context = _context(tmp_path, "ARG TARGETARCH\nFROM scratch AS base-arm64\nCOPY busybox-arm64 /bin/busybox\n"
+                       "FROM scratch AS base-amd64\nCOPY busybox-amd64 /bin/busybox\nFROM base-${TARGETARCH}\n"
+                       'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /machine"]\n')
+    (context / "busybox-arm64").write_bytes(ARM64_BUSYBOX.read_bytes())
+    (context / "busybox-amd64").write_bytes(Path("/bin/busybox").read_bytes())
+    for name in ("busybox-arm64", "busybox-amd64"):
+        (context / name).chmod(0o755)
+    spec = _spec(context, f"{registry.host}/kinds/emulated:1", platforms=["linux/amd64", "linux/arm64"])
+    built, _ = _build(_pool(tmp_path, buildkit_entry("farm", buildkitd)), spec, tmp_path)
+    assert built.engine is not None and "linux/arm64" in built.engine.platforms, "BuildKit found the emulator"
+    index = _manifest(registry, "kinds/emulated", built.digest)
+    machines = {m["platform"]["architecture"]: _file_in_image(registry, "kinds/emulated", _manifest(
+        registry, "kinds/emulated", m["digest"]), "machine") for m in index["manifests"]}
+    assert machines == {"amd64": "x86_64\n", "arm64": "aarch64\n"}
+
+
 def test_provenance_mode_max_is_pushed_with_the_image_and_kept(
     tmp_path: Path, uses_buildx: Path, buildkitd: BuildkitDaemon, registry: Registry
 ) -> None:
