@@ -1,6 +1,7 @@
 """Packaging: the service's Dockerfile (hadolint, structure) and the Helm chart (helm lint --strict,
-helm template with default and production-like values through kubernetes-validate --strict, and
-what the rendered objects say). helm comes from scripts/install-packaging-tools.sh (.tools/)."""
+helm template with default, production-like and BuildKit-farm values through kubernetes-validate
+--strict, and what the rendered objects say). helm comes from scripts/install-packaging-tools.sh
+(.tools/)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from pipeline.config import parse_config
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "pipeline"
 PRODUCTION_VALUES = CHART / "ci" / "production-values.yaml"
+BUILDKIT_VALUES = CHART / "ci" / "buildkit-values.yaml"
 INSTALL_SCRIPT = ROOT / "scripts" / "install-packaging-tools.sh"
 BIN = Path(sys.executable).parent
 KUBERNETES_VERSION = "1.30.0"
-VALUE_SETS = {"default": [], "production": ["-f", str(PRODUCTION_VALUES)]}
+VALUE_SETS = {"default": [], "production": ["-f", str(PRODUCTION_VALUES)], "buildkit": ["-f", str(BUILDKIT_VALUES)]}
+VALUE_FILES = {"default": CHART / "values.yaml", "production": PRODUCTION_VALUES, "buildkit": BUILDKIT_VALUES}
 HOOK = "pre-install,pre-upgrade"
 
 
@@ -86,8 +89,10 @@ def _env(container: dict) -> dict[str, dict]:
 
 
 def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
+    """The service's own pods (the BuildKit daemons are checked on their own)."""
     return [(f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
-            for o in objects if o["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}]
+            for o in objects if o["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}
+            and o["metadata"]["labels"].get("app.kubernetes.io/component") != "buildkit"]
 
 
 # --- Dockerfile -------------------------------------------------------------------------------
@@ -242,7 +247,7 @@ def test_rendered_objects_pass_kubernetes_validate_strict(rendered: dict[str, st
 
 
 def test_values_files_pass_yamllint() -> None:
-    files = [CHART / "values.yaml", PRODUCTION_VALUES, CHART / "Chart.yaml"]
+    files = [CHART / "values.yaml", PRODUCTION_VALUES, BUILDKIT_VALUES, CHART / "Chart.yaml"]
     result = _run([_tool("yamllint"), "--strict", "-f", "parsable", "-c", str(ROOT / "charts" / ".yamllint.yaml"),
                    *map(str, files)])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -278,7 +283,7 @@ def test_api_probes_and_command(rendered: dict[str, str], values: str) -> None:
     args = container["args"]
     assert args[0] == "api" and args[args.index("--host") + 1] == "0.0.0.0"
     assert int(args[args.index("--port") + 1]) == container["ports"][0]["containerPort"]
-    (service,) = _find(objects, "Service")
+    (service,) = [o for o in _find(objects, "Service") if o["metadata"]["name"] == "rel-pipeline-api"]
     assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
 
 
@@ -363,9 +368,7 @@ def test_configmap_holds_a_config_the_service_accepts(rendered: dict[str, str], 
     objects = _objects(rendered[values])
     (config_map,) = _find(objects, "ConfigMap", "rel-pipeline-config")
     data = yaml.safe_load(config_map["data"]["pipeline.yaml"])
-    given = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
-    if values == "production":
-        given = yaml.safe_load(PRODUCTION_VALUES.read_text())["config"]
+    given = yaml.safe_load(VALUE_FILES[values].read_text())["config"]
     assert {k: v for k, v in data.items() if k != "data_dir"} == given
     assert data["data_dir"] == "/var/lib/pipeline" and "database_url" not in data
     config = parse_config(data, "ConfigMap pipeline.yaml")
@@ -418,3 +421,62 @@ def test_service_monitor_and_ingress_only_when_asked(rendered: dict[str, str]) -
 def test_chart_refuses_bad_values_with_a_message(helm: str, args: list[str], message: str) -> None:
     result = _template(helm, *args)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+# --- BuildKit farm ----------------------------------------------------------------------------
+
+def test_buildkit_farm_is_a_rootless_statefulset_behind_a_headless_service(rendered: dict[str, str]) -> None:
+    values = yaml.safe_load(BUILDKIT_VALUES.read_text())["buildkit"]
+    objects = _objects(rendered["buildkit"])
+    (farm,) = _find(objects, "StatefulSet", "rel-pipeline-buildkit")
+    service = next(o for o in _find(objects, "Service") if o["metadata"]["name"] == "rel-pipeline-buildkit")
+    assert service["spec"]["clusterIP"] == "None" and farm["spec"]["serviceName"] == "rel-pipeline-buildkit"
+    assert service["spec"]["ports"] == [{"name": "buildkit", "port": 1234, "targetPort": "buildkit"}]
+    assert farm["spec"]["replicas"] == values["replicas"]
+    pod = farm["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    (daemon,) = pod["containers"]
+    args = daemon["args"]
+    assert args[args.index("--addr", args.index("--addr") + 1) + 1] == "tcp://0.0.0.0:1234"
+    for flag, path in (("--tlscacert", "ca.pem"), ("--tlscert", "cert.pem"), ("--tlskey", "key.pem")):
+        assert args[args.index(flag) + 1] == f"/etc/buildkit/tls/{path}"
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == values["tlsSecret"]
+    assert "capabilities" not in daemon["securityContext"] and "privileged" not in daemon["securityContext"]
+    (claim,) = farm["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    assert {m["name"]: m["mountPath"] for m in daemon["volumeMounts"]}["cache"] == "/home/user/.local/share/buildkit"
+    assert not [o for o in _objects(rendered["default"]) if o["kind"] == "StatefulSet"], "off by default"
+
+
+def test_buildkit_workers_build_on_every_daemon_over_mutual_tls(rendered: dict[str, str], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PIPELINE_DATABASE_URL", raising=False)
+    values = yaml.safe_load(BUILDKIT_VALUES.read_text())
+    objects = _objects(rendered["buildkit"])
+    (worker,) = _workers(objects)  # workers.engines is empty: the farm's worker only
+    assert worker["metadata"]["name"] == "rel-pipeline-worker-buildkit"
+    pod = worker["spec"]["template"]["spec"]
+    assert "DOCKER_HOST" not in _env(pod["containers"][0])
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["buildkit-tls"] == "/etc/pipeline/buildkit-tls"
+    assert volumes["buildkit-tls"]["secret"]["secretName"] == values["buildkit"]["clientTlsSecret"]
+    (config_map,) = _find(objects, "ConfigMap", volumes["config"]["configMap"]["name"])
+    text = config_map["data"]["pipeline.yaml"]
+    data = yaml.safe_load(text)
+    assert [b["buildkit"] for b in data["builders"]] == [
+        f"tcp://rel-pipeline-buildkit-{i}.rel-pipeline-buildkit.ci.svc:1234" for i in range(2)]
+    assert {b["max_parallel"] for b in data["builders"]} == {3}
+    assert all(b["platforms"] == ["linux/amd64", "linux/arm64"] for b in data["builders"])
+    # the service accepts it where the client certificate is mounted
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("PEM\n")
+    config = parse_config(yaml.safe_load(text.replace("/etc/pipeline/buildkit-tls", str(tmp_path))), "ConfigMap")
+    assert [(b.name, b.kind) for b in config.builder_pool] == [("buildkit-0", "buildkit"), ("buildkit-1", "buildkit")]
+    assert config.projects["shop"].build.platforms == ["linux/amd64", "linux/arm64"]
+
+
+def test_buildkit_farm_needs_its_tls_secrets(helm: str) -> None:
+    result = _template(helm, "--set", "buildkit.enabled=true")
+    assert result.returncode != 0 and "buildkit.tlsSecret" in result.stderr, result.stderr

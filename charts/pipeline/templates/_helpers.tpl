@@ -128,6 +128,38 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The BuildKit StatefulSet's and its headless Service's name. */}}
+{{- define "pipeline.buildkitName" -}}
+{{- printf "%s-buildkit" (include "pipeline.fullname" .) }}
+{{- end }}
+
+{{/* One `buildkit:` builder per daemon of the StatefulSet, by its stable DNS name. */}}
+{{- define "pipeline.buildkitBuilders" -}}
+{{- $name := include "pipeline.buildkitName" . }}
+{{- $builders := list }}
+{{- range $i := until (int .Values.buildkit.replicas) }}
+{{- $builder := dict "name" (printf "buildkit-%d" $i) "buildkit" (printf "tcp://%s-%d.%s.%s.svc:%d" $name $i $name $.Release.Namespace (int $.Values.buildkit.port)) "ca_file" "/etc/pipeline/buildkit-tls/ca.pem" "cert_file" "/etc/pipeline/buildkit-tls/cert.pem" "key_file" "/etc/pipeline/buildkit-tls/key.pem" }}
+{{- with $.Values.buildkit.platforms }}
+{{- $_ := set $builder "platforms" . }}
+{{- end }}
+{{- with $.Values.buildkit.maxParallel }}
+{{- $_ := set $builder "max_parallel" (int .) }}
+{{- end }}
+{{- $builders = append $builders $builder }}
+{{- end }}
+{{- toYaml $builders }}
+{{- end }}
+
+{{/* pipeline.yaml of the BuildKit workers: the config with the farm as its builders. */}}
+{{- define "pipeline.buildkitConfigFile" -}}
+{{- $config := fromYaml (include "pipeline.configFile" .) }}
+{{- $docker := deepCopy (get $config "docker" | default dict) }}
+{{- $_ := unset $docker "hosts" }}
+{{- $_ := set $config "docker" $docker }}
+{{- $_ := set $config "builders" (fromYamlArray (include "pipeline.buildkitBuilders" .)) }}
+{{- toYaml $config }}
+{{- end }}
+
 {{/* Checksum of the config so pods restart when it changes. */}}
 {{- define "pipeline.configChecksum" -}}
 {{- include "pipeline.configFile" . | sha256sum }}
