@@ -1,5 +1,9 @@
 """Promotion steps for cosign signatures: verify at the source, carry them along, sign the target.
 
+Signatures come in two layouts: the ``sha256-<hex>.sig`` tag (cosign 2, and what we write) and
+cosign 3's sigstore bundles, stored as OCI referrers of the digest (the referrers API, or the
+``sha256-<hex>`` fallback index on registries without it). Both are verified and carried.
+
 The ``.sig`` image of a digest is a tag (``sha256-<hex>.sig``) anyone may rewrite, so every
 change is a read-modify-write: fetch, append, upload, PUT, then read back and check the layer
 is there, again if a concurrent signer overwrote it. Signers on one host are serialized by a
@@ -18,8 +22,14 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.errors import NotFound, PolicyViolation, SigningError
-from pipeline.registry import copy_image, update_artifact
+from pipeline.registry import Manifest, RegistryClient, copy_image, update_artifact
 from pipeline.signing import (
+    BUNDLE_MEDIA_TYPES,
+    BundleCheck,
+    bundle_layer,
+    check_bundle,
+    merge_referrers_index,
+    referrers_tag,
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING_MEDIA_TYPE,
     append_signature,
@@ -109,17 +119,41 @@ def _why_not(layer: dict[str, Any], fetch: Callable[[str], bytes], digest: str,
     return "it does not verify"
 
 
+def _bundle_verdicts(client: RegistryClient, repository: str, digest: str,
+                     keys: Sequence[ec.EllipticCurvePublicKey]) -> list[tuple[str, BundleCheck]]:
+    """(referrer digest, verdict) for each sigstore bundle among the digest's OCI referrers
+    (cosign 3's default format), read through the referrers API or its fallback tag."""
+    verdicts = []
+    descriptors, _ = client.referrers(repository, digest)
+    for descriptor in descriptors:
+        if descriptor.get("artifactType") not in (None, *BUNDLE_MEDIA_TYPES):
+            continue  # an SBOM, an attestation of another kind: not a signature
+        referrer = str(descriptor.get("digest"))
+        found = client.find(repository, referrer)
+        layer = bundle_layer(found.raw) if found is not None else None
+        if layer is None:
+            if descriptor.get("artifactType") in BUNDLE_MEDIA_TYPES:
+                verdicts.append((referrer, BundleCheck(None, "is missing or holds no bundle layer")))
+            continue
+        try:
+            bundle = client.read_blob(repository, str(layer.get("digest")))
+        except NotFound:
+            verdicts.append((referrer, BundleCheck(None, "its bundle blob is missing")))
+            continue
+        verdicts.append((referrer, check_bundle(bundle, digest, keys)))
+    return verdicts
+
+
 def verify_signature(ctx: StepContext) -> str:
-    """Refuse the promotion unless the source's ``.sig`` has a layer one of ``env.verify`` accepts."""
+    """Refuse the promotion unless one of ``env.verify`` accepts a signature of the digest at
+    the source: a layer of its ``.sig`` tag (cosign 2, and cosign 3 with
+    ``--new-bundle-format=false``) or a sigstore bundle among its OCI referrers (cosign 3)."""
     where = f"projects.{ctx.promotion.project}.environments.{ctx.env.name}"
     keys = _load_verify_keys(ctx.env.verify, where)
     names = ", ".join(str(path) for path in ctx.env.verify)
     digest, client, repository = ctx.promotion.digest, ctx.client(ctx.source), ctx.source.repository
     tag = signature_tag(digest)
     found = client.find(repository, tag)
-    if found is None:
-        raise SignatureRefused(f"{ctx.env.name} requires a signature: no signature for {digest} in "
-                               f"{ctx.source.name} (no {tag} tag); keys tried: {names}")
 
     def fetch(layer_digest: str) -> bytes:
         try:
@@ -127,20 +161,36 @@ def verify_signature(ctx: StepContext) -> str:
         except NotFound:
             return b""  # a layer whose payload is gone cannot verify
 
-    try:
-        verified = verify_signature_manifest(found.raw, fetch, digest, keys)
-    except SigningError as exc:
-        raise SignatureRefused(f"{ctx.env.name} requires a signature: {ctx.source.name}:{tag} is unusable "
-                               f"({exc.message}); keys tried: {names}") from None
-    if verified:
-        key = ctx.env.verify[verified[0].key_index]
-        return (f"{ctx.source.name}:{tag} layer {verified[0].layer_index} ({_short(verified[0].layer_digest)}) "
-                f"verifies with {key}")
-    layers = _layers(found.raw)
-    problems = "; ".join(f"layer {i} ({_short(str(layer.get('digest')))}) {_why_not(layer, fetch, digest, keys)}"
-                         for i, layer in enumerate(layers)) or "it has no layers"
+    problems = []
+    if found is not None:
+        try:
+            verified = verify_signature_manifest(found.raw, fetch, digest, keys)
+        except SigningError as exc:
+            verified = []
+            problems.append(f"{ctx.source.name}:{tag} is unusable ({exc.message})")
+        if verified:
+            key = ctx.env.verify[verified[0].key_index]
+            return (f"{ctx.source.name}:{tag} layer {verified[0].layer_index} "
+                    f"({_short(verified[0].layer_digest)}) verifies with {key}")
+        if not problems:
+            layers = _layers(found.raw)
+            problems.append("; ".join(f"layer {i} ({_short(str(layer.get('digest')))}) "
+                                      f"{_why_not(layer, fetch, digest, keys)}"
+                                      for i, layer in enumerate(layers)) or "it has no layers")
+    bundles = _bundle_verdicts(client, repository, digest, keys)
+    for referrer, check in bundles:
+        if check.ok:
+            assert check.key_index is not None
+            return (f"{ctx.source.name}: sigstore bundle {_short(referrer)} (an OCI referrer of the digest) "
+                    f"verifies with {ctx.env.verify[check.key_index]}")
+    problems += [f"sigstore bundle {_short(referrer)} {check.reason}" for referrer, check in bundles]
+    if found is None and not bundles:
+        raise SignatureRefused(f"{ctx.env.name} requires a signature: no signature for {digest} in "
+                               f"{ctx.source.name} (no {tag} tag, no sigstore bundle among its referrers); "
+                               f"keys tried: {names}")
+    where_looked = f"{ctx.source.name}:{tag}" if found is not None else f"{ctx.source.name} (its referrers)"
     raise SignatureRefused(f"{ctx.env.name} requires a signature: no valid signature for {digest} in "
-                           f"{ctx.source.name}:{tag}; keys tried: {names}; {problems}")
+                           f"{where_looked}; keys tried: {names}; {'; '.join(problems)}")
 
 
 # -- copy-signatures ------------------------------------------------------------------------
@@ -207,7 +257,35 @@ def copy_signatures(ctx: StepContext) -> str:
             notes.append(f"{tag} already there")
         else:
             notes.append(f"{tag} differs in the target; kept the target's")
+    carried = _copy_referrers(ctx, source, target, digest)
+    if carried:
+        notes.append(carried)
     return "; ".join(notes)
+
+
+def _copy_referrers(ctx: StepContext, source: RegistryClient, target: RegistryClient, digest: str) -> str:
+    """Carry the digest's OCI referrers (cosign 3's sigstore bundles, attestations pushed as
+    referrers): each manifest by digest with its blobs, then, where the target has no referrers
+    API, the ``sha256-<hex>`` fallback index gains their descriptors (others' entries kept)."""
+    descriptors, _ = source.referrers(ctx.source.repository, digest)
+    if not descriptors:
+        return ""
+    for descriptor in descriptors:
+        copy_image(source, ctx.source.repository, target, ctx.target.repository, str(descriptor["digest"]), tags=[])
+    _, indexed = target.referrers(ctx.target.repository, digest)
+    if indexed:
+        return f"{len(descriptors)} referrers copied (indexed by the target's referrers API)"
+    wanted = {descriptor.get("digest") for descriptor in descriptors}
+
+    def change(existing: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        return merge_referrers_index(existing, descriptors), []
+
+    def present(raw: bytes) -> bool:
+        return wanted <= {m.get("digest") for m in Manifest(raw, "", "").children()}
+
+    tag = referrers_tag(digest)
+    wrote = update_artifact(ctx.config.data_dir, target, ctx.target.repository, tag, change, present)
+    return f"{len(descriptors)} referrers {'copied' if wrote else 'already there'} ({tag} index)"
 
 
 # -- sign -------------------------------------------------------------------------------------

@@ -94,12 +94,20 @@ class Manifest:
         ]
 
 
+def _error_words(error: dict[str, Any]) -> str:
+    """``CODE: message``, plus the detail when it is words: distribution 3 says there why it
+    refused (``mediaType in manifest should be ...``) where 2.8 sent ``{}``."""
+    words = f"{error.get('code', '?')}: {error.get('message', '')}".strip()
+    detail = error.get("detail")
+    return f"{words} ({detail})" if isinstance(detail, str) and detail.strip() else words
+
+
 def _registry_message(response: httpx.Response) -> str:
     """The registry's own words (``{"errors": [{"code", "message"}]}``), for the user."""
     try:
         response.read()
         errors = response.json().get("errors") or []
-        parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors if isinstance(e, dict)]
+        parts = [_error_words(e) for e in errors if isinstance(e, dict)]
     except (ValueError, AttributeError, httpx.HTTPError):
         parts = []
     return "; ".join(parts) or response.reason_phrase or "no detail"
@@ -298,6 +306,27 @@ class RegistryClient:
         if found != manifest.digest:
             raise RegistryError(f"{self.host}/{repository}:{tag} points at {found} after tagging, "
                                 f"not {manifest.digest}")
+
+    def referrers(self, repository: str, digest: str) -> tuple[list[dict[str, Any]], bool]:
+        """Descriptors of the manifests whose ``subject`` is ``digest``, and whether the registry
+        keeps them itself (the OCI 1.1 referrers API) rather than in the fallback tag.
+
+        A registry without the API (distribution 2.8 and 3.1: ``404 page not found``) has
+        writers such as cosign 3 and go-containerregistry keep an image index under the tag
+        ``sha256-<hex>`` instead; that index is read then, and an empty list means neither has
+        any. A registry with the API must be told nothing: it indexes a pushed referrer itself.
+        """
+        index_type = INDEX_TYPES[0]
+        path = f"/v2/{repository}/referrers/{digest}"
+        with _map_errors(self.host):
+            response = self._http.get(path, headers={"Accept": index_type}, auth=self._pull(repository))
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        if response.status_code == 200 and kind == index_type:
+            return Manifest(response.content, kind, _digest_of(response.content)).children(), True
+        if response.status_code not in (400, 404, 405) and response.status_code != 200:
+            raise self._fail(response, f"referrers of {repository}@{digest}")
+        fallback = self.find(repository, digest.replace(":", "-", 1))
+        return (fallback.children() if fallback is not None else []), False
 
     # -- blobs -------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Everything here is pure bytes in, bytes out (no registry I/O), so signatures we make verify
 with ``cosign verify --key cosign.pub --insecure-ignore-tlog=true IMAGE@DIGEST`` and cosign's
 signatures verify here. ``_attestation`` does the same for SLSA provenance: an in-toto
-statement in a DSSE envelope on the ``.att`` tag, as ``cosign attest`` writes it. The format is pinned byte for byte in the tests against artifacts
+statement in a DSSE envelope on the ``.att`` tag, as ``cosign attest`` writes it;
+``_bundle`` reads cosign 3's Sigstore bundles, stored as OCI referrers of the image. The format is pinned byte for byte in the tests against artifacts
 the real cosign produced.
 """
 
@@ -28,6 +29,17 @@ from pipeline.signing._attestation import (
     statement_bytes,
     verify_attestation_manifest,
     verify_envelope,
+)
+from pipeline.signing._bundle import (
+    BUNDLE_MEDIA_TYPE,
+    BUNDLE_MEDIA_TYPES,
+    COSIGN_SIGN_PREDICATE,
+    REFERRERS_INDEX_MEDIA_TYPE,
+    BundleCheck,
+    bundle_layer,
+    check_bundle,
+    merge_referrers_index,
+    referrers_tag,
 )
 from pipeline.signing._keys import (
     PASSWORD_ENV,
@@ -65,6 +77,15 @@ from pipeline.signing._sigmanifest import (
 __all__ = [
     "BUILDER_ID_PREFIX",
     "BUILD_TYPE",
+    "BUNDLE_MEDIA_TYPE",
+    "BUNDLE_MEDIA_TYPES",
+    "COSIGN_SIGN_PREDICATE",
+    "REFERRERS_INDEX_MEDIA_TYPE",
+    "BundleCheck",
+    "bundle_layer",
+    "check_bundle",
+    "merge_referrers_index",
+    "referrers_tag",
     "CONFIG_MEDIA_TYPE",
     "COSIGN_SIGNATURE_TYPE",
     "DSSE_MEDIA_TYPE",
