@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/, not the project, on sys.path
     sys.path.insert(0, str(ROOT))
 
-from pipeline import build_job  # noqa: E402
+from pipeline.build import LogSink, _job as build_job  # noqa: E402
 from pipeline.config import Config, parse_config  # noqa: E402
 from pipeline.store import Database, builds, migrate, open_database  # noqa: E402
 from tests import project  # noqa: E402
@@ -138,7 +138,7 @@ def source_files(run: int, revision: int) -> dict[str, str | bytes]:
 LINE_TIMES: dict[int, list[tuple[float, str]]] = {}
 
 
-class _TimedSink(build_job.LogSink):
+class _TimedSink(LogSink):
     """The service's own LogSink, plus a precise timestamp for every line it is handed."""
 
     def __init__(self, db: Database, build_id: int, *args: Any, **kwargs: Any) -> None:
@@ -151,7 +151,7 @@ class _TimedSink(build_job.LogSink):
         super().__call__(line)
 
 
-build_job.LogSink = _TimedSink  # type: ignore[misc]  # observation only; behaviour unchanged
+build_job.LogSink = _TimedSink  # type: ignore[misc]  # observation only (the job makes its sink); behaviour unchanged
 
 _VERTEX_NAME = re.compile(r"^#(\d+) (.+)$")  # a vertex's first line is its name
 _VERTEX_DONE = re.compile(r"^#(\d+) DONE (\d+(?:\.\d+)?)s$")
@@ -182,7 +182,7 @@ def normalize(name: str) -> str:
 
 
 def service_phases(t0: float, t_end: float, lines: list[tuple[float, str]]) -> dict[str, float]:
-    """Split queue -> succeeded into phases by the lines build_job and the Docker CLI print."""
+    """Split queue -> succeeded into phases by the lines the build stage and the Docker CLI print."""
     def first(pred: Any, start: int = 0) -> int | None:
         return next((i for i in range(start, len(lines)) if pred(lines[i][1])), None)
 

@@ -3,7 +3,9 @@
 # Idempotent: installs only what is missing, prints one line per thing it did.
 #   Docker Engine 20.10 (BuildKit built in), CNCF distribution registry, skopeo,
 #   static busybox (base images without Docker Hub), PostgreSQL 15, OpenSSH server and
-#   client (a real SSH Git host: tests/ssh_server.py starts its own sshd).
+#   client (a real SSH Git host: tests/ssh_server.py starts its own sshd), runc (for
+#   buildkitd), and the pinned Go tools of scripts/install-go-tools.sh (BuildKit, buildx,
+#   cosign 2 and 3, crane, distribution 3).
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -88,6 +90,12 @@ else
     apt_install openssh-server openssh-client
 fi
 
+if [ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ]; then
+    say "runc already present"
+else
+    apt_install runc
+fi
+
 if ! id postgres >/dev/null 2>&1; then
     say "user postgres is missing although postgresql-15 is installed" >&2
     exit 1
@@ -107,3 +115,5 @@ else
     apt_install npm
 fi
 say "helm at $(bash "$(dirname "$0")/install-packaging-tools.sh" | tail -n 1)"
+started=$(date +%s)
+say "go tools in $(bash "$(dirname "$0")/install-go-tools.sh") ($(( $(date +%s) - started )) s)"

@@ -1,5 +1,12 @@
-"""What every queue worker shares: a name, a heartbeat that keeps the lease, the polling loop,
-and backoff for retries. Build and promotion workers differ only in what they run."""
+"""What every queue worker shares: a name, the claim and its heartbeat, the wait for work,
+one lifecycle that ends every job, and backoff for retries. Build and promotion workers
+differ only in what they run and what a success writes.
+
+The lifecycle, whatever the job does: claim (a ``Job`` with a fencing epoch), heartbeat,
+run, then exactly one of finish, release for a retry, or nothing when the lease was lost;
+the heartbeat stops in a ``finally``. An exception that is no ``PipelineError`` (a bug) ends
+the job as failed with "internal error: …" and its traceback in the log, never ``running``.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +16,19 @@ import os
 import random
 import socket
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from pipeline.claims import ClaimScope, Heartbeat
 from pipeline.config import Config, LiveConfig
-from pipeline.errors import LeaseLost
+from pipeline.errors import LeaseLost, PipelineError
 from pipeline.logs import job_context
-from pipeline.store import Database, jobs
+from pipeline.store import Database, jobs, wakeups
 
-__all__ = ["Heartbeat", "QueueWorker", "retry_delay"]
+__all__ = ["Outcome", "QueueWorker", "retry_delay", "traceback_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +38,12 @@ def retry_delay(attempts: int, base: float = 5.0, cap: float = 300.0) -> dt.time
     return dt.timedelta(seconds=random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(attempts - 1, 0)))
 
 
-class Heartbeat(threading.Thread):
-    """Extends a job's lease until ``done``; sets ``lost`` once another party took the row."""
+class Outcome:
+    """How a job ended, as the worker writes it: the row's new columns and, in the same
+    transaction, what follows from them (automatic promotions)."""
 
-    def __init__(self, db: Database, kind: jobs.JobKind, job_id: int, worker: str, lease: dt.timedelta) -> None:
-        super().__init__(name=f"heartbeat-{kind.table.__tablename__}-{job_id}", daemon=True)
-        self.db, self.kind, self.job_id, self.worker, self.lease = db, kind, job_id, worker, lease
-        self.done = threading.Event()
-        self.lost = threading.Event()
-
-    def run(self) -> None:
-        # frequent enough that a cancel or a superseding push stops the job within seconds
-        interval = min(self.lease.total_seconds() / 3, 2.0)
-        while not self.done.wait(interval):
-            try:
-                with self.db.session() as session:
-                    jobs.heartbeat(session, self.kind, self.job_id, self.worker, self.lease)
-            except LeaseLost:
-                log.warning("%s %s: lease lost, stopping it", self.kind.table.__tablename__, self.job_id)
-                self.lost.set()
-                return
-            except Exception:  # the database may be briefly away; the lease has slack
-                log.exception("%s %s: heartbeat failed", self.kind.table.__tablename__, self.job_id)
+    def __init__(self, status: str, then: Callable[[Session], object] | None = None, **values: Any) -> None:
+        self.status, self.then, self.values = status, then, values
 
 
 class QueueWorker:
@@ -64,6 +57,7 @@ class QueueWorker:
         self.live = LiveConfig.of(config)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:x}"
         self._stop = threading.Event()
+        self._wake = wakeups.signal(self.kind.table.__tablename__)
 
     @property
     def config(self) -> Config:
@@ -76,20 +70,28 @@ class QueueWorker:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.fire()  # an idle worker notices now, not at its next poll
 
     def run_forever(self) -> None:
+        """Work until stopped; when the queue is empty, sleep until woken (a job queued in this
+        process, a NOTIFY on PostgreSQL) or until the poll interval, whichever comes first."""
+        unlisten = wakeups.listen(self.db.url)
         log.info("%s %s: started", type(self).__name__, self.name)
-        while not self._stop.is_set():
-            try:
-                worked = self.run_once()
-            except Exception:
-                log.exception("worker %s: iteration failed", self.name)
-                worked = False
-            if not worked:
-                self._stop.wait(self.config.worker.poll_seconds)
+        try:
+            while not self._stop.is_set():
+                generation = self._wake.generation
+                try:
+                    worked = self.run_once()
+                except Exception:
+                    log.exception("worker %s: iteration failed", self.name)
+                    worked = False
+                if not worked and not self._stop.is_set():
+                    self._wake.wait(generation, self.config.worker.poll_seconds)
+        finally:
+            unlisten()
         log.info("%s %s: stopped", type(self).__name__, self.name)
 
-    def claim(self, lease: dt.timedelta | None = None) -> int | None:
+    def claim(self, lease: dt.timedelta | None = None) -> jobs.Job | None:
         with self.db.session(immediate=True) as session:
             return jobs.claim(session, self.kind, self.name, lease or self.lease, self.limits())
 
@@ -97,42 +99,70 @@ class QueueWorker:
         return None
 
     def run_once(self) -> bool:
-        """Claim and work one row; ``False`` when the queue was empty."""
+        """Claim and work one row to its end; ``False`` when the queue was empty."""
         lease = self.lease
-        job_id = self.claim(lease)
-        if job_id is None:
+        job = self.claim(lease)
+        if job is None:
             return False
-        log.info("worker %s: claimed %s %s", self.name, self.kind.table.__tablename__, job_id)
-        beat = Heartbeat(self.db, self.kind, job_id, self.name, lease)
+        log.info("worker %s: claimed %s (claim %s)", self.name, job.name, job.epoch)
+        beat = Heartbeat(self.db, job, lease)
         beat.start()
-        with job_context(**{self.job_key: job_id}):
-            self.work(job_id, beat)
+        with job_context(**{self.job_key: job.id}):
+            try:
+                outcome = self._outcome(job, ClaimScope(self.db, job, beat))
+            finally:
+                beat.stop()
+            if outcome is not None:
+                self._write(job, outcome)
+            else:
+                log.info("worker %s: %s ended", self.name, job.name)
         return True
 
-    def work(self, job_id: int, beat: Heartbeat) -> None:
+    def work(self, scope: ClaimScope) -> Outcome | None:
+        """Run the claimed job; ``None`` when the job wrote its own end. Raise ``PipelineError``
+        for a failure users can act on."""
         raise NotImplementedError
 
-    def record(self, job_id: int, beat: Heartbeat, write: Callable[..., None],
-               then: Callable[[Session], object] | None = None, **values: Any) -> bool:
-        """Stop the heartbeat, then write the outcome (``jobs.finish`` or ``jobs.release``) and,
-        in the same transaction, what follows from it; ``False`` when the lease was lost."""
-        beat.done.set()
-        beat.join()
+    def internal_error(self, scope: ClaimScope, exc: BaseException) -> None:
+        """Where a job's own log keeps the traceback of a bug (the build log); the process log
+        always has it."""
+
+    def _outcome(self, job: jobs.Job, scope: ClaimScope) -> Outcome | None:
+        try:
+            return self.work(scope)
+        except LeaseLost as exc:
+            log.warning("worker %s: %s; leaving it to its new owner", self.name, exc.message)
+            return None
+        except PipelineError as exc:
+            if exc.retryable and job.attempts < self.config.worker.max_attempts:
+                delay = retry_delay(job.attempts, base=self.config.worker.retry_seconds)
+                return Outcome("retry", error=f"will retry: {exc.message}", delay=delay)
+            return Outcome("failed", error=exc.message)
+        except Exception as exc:  # a bug must still end the job with a readable error
+            log.exception("%s crashed", job.name)
+            try:
+                self.internal_error(scope, exc)
+            except Exception:
+                log.exception("%s: could not keep the traceback with the job", job.name)
+            return Outcome("failed", error=f"internal error: {exc!r}")
+
+    def _write(self, job: jobs.Job, outcome: Outcome) -> None:
+        """One transaction: the outcome (only while the claim holds) and what follows from it."""
         try:
             with self.db.session() as session:
-                write(session, self.kind, job_id, self.name, **values)
-                if then is not None:
-                    then(session)
+                if outcome.status == "retry":
+                    jobs.release(session, job, **outcome.values)
+                else:
+                    jobs.finish(session, job, status=outcome.status, **outcome.values)
+                if outcome.then is not None:
+                    outcome.then(session)
         except LeaseLost as exc:
             log.warning("worker %s: %s", self.name, exc.message)
-            return False
-        log.info("worker %s: %s %s %s", self.name, self.kind.table.__tablename__, job_id,
-                 values.get("status", "requeued"))
-        return True
+            return
+        log.info("worker %s: %s %s", self.name, job.name,
+                 "requeued" if outcome.status == "retry" else outcome.status)
 
-    def fail_or_retry(self, job_id: int, beat: Heartbeat, attempts: int, retryable: bool, message: str) -> None:
-        if retryable and attempts < self.config.worker.max_attempts:
-            delay = retry_delay(attempts, base=self.config.worker.retry_seconds)
-            self.record(job_id, beat, jobs.release, error=f"will retry: {message}", delay=delay)
-        else:
-            self.record(job_id, beat, jobs.finish, status="failed", error=message)
+
+def traceback_lines(exc: BaseException) -> list[str]:
+    """The traceback of a bug as log lines, for the job's own log."""
+    return "".join(traceback.format_exception(exc)).rstrip("\n").splitlines()

@@ -65,7 +65,8 @@ PROVENANCE = _provenance()
 
 BUILD: dict[str, Any] = {
     "id": BUILD_ID, "project": PROJECT, "commit": COMMIT, "branch": "main", "ref": "refs/heads/main",
-    "trigger": "webhook", "status": "succeeded", "build_args": BUILD_ARGS, "image": IMAGE,
+    "trigger": "webhook", "actor": "github delivery 72d3162e-cc78-11e3-81ab-4c9367dc0958", "status": "succeeded",
+    "build_args": BUILD_ARGS, "image": IMAGE,
     "tags": [f"main-{COMMIT[:7]}", "latest"], "digest": DIGEST, "engine": "default", "builder_mode": "buildx",
     "error": None, "attempts": 1, "worker": WORKER, "created_at": _at("09:30:12"), "started_at": _at("09:30:13"),
     "finished_at": _at("09:31:47"), "not_before": None, "steps_total": 12, "steps_cached": 9,
@@ -78,7 +79,8 @@ BUILD: dict[str, Any] = {
 }
 QUEUED_BUILD: dict[str, Any] = {
     "id": QUEUED_BUILD_ID, "project": PROJECT, "commit": COMMIT, "branch": None, "ref": "refs/tags/v1.4.0",
-    "trigger": "api", "status": "queued", "build_args": {}, "image": None, "tags": [], "digest": None,
+    "trigger": "api", "actor": "release-bot", "status": "queued", "build_args": {}, "image": None, "tags": [],
+    "digest": None,
     "engine": None, "builder_mode": None, "error": None, "attempts": 0, "worker": None,
     "created_at": _at("10:05:00"), "started_at": None, "finished_at": None, "not_before": None,
     "steps_total": None, "steps_cached": None, "cache_from": [], "image_size": None, "layers": [],

@@ -56,7 +56,9 @@ class BuildOut(BaseModel):
     commit: str = Field(description="the full 40-hex commit built")
     branch: str | None
     ref: str = Field(description="the full ref the commit was resolved from, such as refs/heads/main")
-    trigger: str = Field(description="webhook, poll, or who asked through the API")
+    trigger: str = Field(description="webhook, poll, api (asked through the API or CLI) or rebuild")
+    actor: str = Field(description="who asked: the token's name, `github delivery <id>`, `poll`, or "
+                                   "`rebuild of <id> by <name>`")
     status: str = Field(description=BUILD_STATUSES)
     build_args: dict[str, Any]
     image: str | None = Field(description="the pushed image by digest: registry/repository@sha256:...")

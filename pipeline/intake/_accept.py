@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -13,7 +13,7 @@ from pipeline.intake._event import PushEvent
 from pipeline.intake._filters import needs_path_check, skip_reason
 from pipeline.store import builds, deliveries, intake, utcnow
 
-__all__ = ["Accepted", "accept_pushes", "plan"]
+__all__ = ["Accepted", "accept_pushes", "build_actor", "plan"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ def plan(project: ProjectConfig, pushes: Sequence[PushEvent], given: str = "") -
     return wanted, skipped
 
 
+def build_actor(trigger: str, delivery: Mapping[str, object]) -> str:
+    """Who asked for a pushed build: ``poll``, or the provider and the delivery's id."""
+    return "poll" if trigger == "poll" else f"{delivery['provider']} delivery {delivery['delivery_id']}"
+
+
 def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: Sequence[PushEvent], *,
                   trigger: str, **delivery: object) -> Accepted:
     """Record the delivery and queue a build for every push that passes the filters.
@@ -56,10 +61,11 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
     if delivery_id is None:
         return Accepted("duplicate", "this delivery was received before")
     queued: list[int] = []
+    actor = build_actor(trigger, delivery)
     for push in wanted:
         build_id = builds.queue_build(
             session, project=name, commit=push.after, ref=push.ref, branch=push.branch, trigger=trigger,
-            delivery_id=delivery_id, before_commit=push.before, check_paths=needs_path_check(project, push),
+            actor=actor, delivery_id=delivery_id, before_commit=push.before, check_paths=needs_path_check(project, push),
         )
         queued.append(build_id)
         if superseded := builds.supersede_older(session, name, push.ref, build_id, running=project.supersede_running):
@@ -79,7 +85,8 @@ def _one_round_trip(session: Session, name: str, project: ProjectConfig, push: P
     recorded = intake.record_single_push(
         session, now=utcnow(), supersede_running=project.supersede_running, project=name, ref=push.ref,
         before=push.before, after=push.after, branch=push.branch, check_paths=needs_path_check(project, push),
-        trigger=trigger, provider=delivery["provider"], delivery_id=delivery["delivery_id"],
+        trigger=trigger, actor=build_actor(trigger, delivery), provider=delivery["provider"],
+        delivery_id=delivery["delivery_id"],
         hook_id=delivery.get("hook_id") or "", event=delivery["event"], repository=delivery.get("repository"),
         body_sha256=delivery.get("body_sha256"),
     )

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline.config import Config
 from pipeline.intake import IntakeResult, answer, check, record
-from pipeline.intake._accept import Accepted, plan
+from pipeline.intake._accept import Accepted, build_actor, plan
 from pipeline.intake._filters import needs_path_check
 from pipeline.store import Database, utcnow
 from pipeline.store.intake import INSERT_IGNORED_PG, RECORD_SINGLE_PUSH_PG, recorded_from_row
@@ -84,7 +84,8 @@ async def receive_async(pool: Pool | None, db: Database, config: Config, provide
                   after=first.after if first else None)
     if wanted:
         push = wanted[0]
-        values.update(branch=push.branch, check_paths=needs_path_check(checked.project, push), trigger="webhook")
+        values.update(branch=push.branch, check_paths=needs_path_check(checked.project, push), trigger="webhook",
+                      actor=build_actor("webhook", values))
         sql = RECORD_SINGLE_PUSH_PG[checked.project.supersede_running]
     else:
         values["reason"] = skipped

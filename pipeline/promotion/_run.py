@@ -4,6 +4,11 @@ Each step is a function registered under a kebab-case kind; an environment's ste
 derived from its config, so a new capability (signing, Git write-back) is one function and
 one registration, not a branch in here. Steps are idempotent: a promotion retried after a
 lost lease runs them again and each finds its work done.
+
+A step that changes what others see (a signature, a Git push, the tag) runs only while the
+worker's claim holds: the executor checks the claim right before it, and the tag moves in a
+fenced transaction that also checks the tag still points where the environment's history
+says (``ClaimScope.fenced``). A worker that stalled past its lease wakes up to touch nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.claims import ClaimScope
 from pipeline.config import Config, EnvironmentConfig, ProjectConfig
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, Conflict, LeaseLost, PipelineError
 from pipeline.promotion._locations import Location, build_location, environment_location, environment_tag
 from pipeline.promotion._policy import refusal
 from pipeline.promotion._signatures import SignatureRefused, copy_signatures, sign_image, verify_signature
@@ -67,11 +73,15 @@ class PromotionOutcome:
         return dict(self.__dict__) | {"error": None}
 
 
+class TagMoved(Conflict):
+    """The environment tag no longer points where the history says: someone else moved it."""
+
+
 @dataclass
 class StepContext:
     """What a step may use; steps talk to registries only through ``client()``."""
 
-    db: Database
+    scope: ClaimScope
     config: Config
     project: ProjectConfig
     env: EnvironmentConfig
@@ -84,6 +94,10 @@ class StepContext:
     _clients: ExitStack
     _open: dict[str, RegistryClient] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db(self) -> Database:
+        return self.scope.db
 
     def client(self, location: Location) -> RegistryClient:
         """One client per registry for the whole promotion, so tokens and connections are reused."""
@@ -113,12 +127,36 @@ def _copy_image(ctx: StepContext) -> str:
 
 
 def _move_tag(ctx: StepContext) -> str:
-    """Point the environment tag at the digest, last, and read it back."""
+    """Point the environment tag at the digest, last, in a fenced transaction: only while the
+    claim holds and the tag still points at what the environment runs by its history (or at
+    nothing, or already at this digest). Movers of one tag take turns on the fence's lock."""
     target, repository, digest = ctx.client(ctx.target), ctx.target.repository, ctx.promotion.digest
     if ctx.outputs.get("noop"):
         return f"{ctx.tag} already points at {digest}"
-    target.tag(repository, ctx.tag, target.manifest(repository, digest))
+    manifest = target.manifest(repository, digest)
+    with ctx.scope.fenced(f"tag {ctx.target.ref(digest, ctx.tag)}") as session:
+        current = promotions.current(session, ctx.promotion.project, ctx.promotion.environment)
+        found = target.find_manifest(repository, ctx.tag)
+        if found is not None and found.digest != digest and (current is None or found.digest != current.digest):
+            raise TagMoved(_moved_by_whom(session, ctx, found.digest, current))
+        target.tag(repository, ctx.tag, manifest)
     return f"{ctx.tag} now points at {digest}"
+
+
+def _moved_by_whom(session: Any, ctx: StepContext, found: str, current: Promotion | None) -> str:
+    where = f"{ctx.target.name}:{ctx.tag}"
+    runs = f"promotion {current.id} ({current.digest})" if current else "nothing"
+    newer = [p for p in promotions.promotions_of_digest(session, found)
+             if p.project == ctx.promotion.project and p.environment == ctx.promotion.environment
+             and p.id > ctx.promotion.id]
+    if newer:
+        return f"superseded by promotion {newer[0].id}: {where} points at {found}; left as it is"
+    return (f"{where} points at {found}, but by its history the environment runs {runs}: it was moved "
+            "outside this service; left as it is (promote again to take it over)")
+
+
+# steps whose work others see the moment it is done: run only while the claim holds
+VISIBLE = frozenset({"copy-signatures", "sign", "git-push", "move-tag"})
 
 
 def step_registry() -> dict[str, Step]:
@@ -158,8 +196,8 @@ def _rollback_pointer(session: Any, promotion: Promotion, current: Promotion | N
 
 
 @contextmanager
-def _context(db: Database, config: Config, promotion_id: int) -> Iterator[StepContext | PromotionRefused]:
-    with db.session() as session:
+def _context(scope: ClaimScope, config: Config, promotion_id: int) -> Iterator[StepContext | PromotionRefused]:
+    with scope.db.session() as session:
         promotion = promotions.get_promotion(session, promotion_id)
         project = config.projects.get(promotion.project)
         if project is None:
@@ -174,16 +212,18 @@ def _context(db: Database, config: Config, promotion_id: int) -> Iterator[StepCo
         current = promotions.current(session, promotion.project, promotion.environment)
         source = _source(session, config, project, env, promotion)
     with ExitStack() as clients:
-        yield StepContext(db, config, project, env, promotion, build, current, source,
+        yield StepContext(scope, config, project, env, promotion, build, current, source,
                           environment_location(config, env), environment_tag(env, promotion.project, build), clients)
 
 
-def run_promotion(db: Database, config: Config,
+def run_promotion(scope: ClaimScope, config: Config,
                   promotion_id: int) -> PromotionOutcome | PromotionRefused | PromotionPaused:
     """Run the steps of one promotion not done yet (a promotion resumed after its pull request
-    was merged starts after the write-back); raises ``PipelineError`` when a step fails."""
+    was merged starts after the write-back); raises ``PipelineError`` when a step fails and
+    ``LeaseLost`` once the claim is gone (the step it would have run touches nothing)."""
     registry = step_registry()
-    with _context(db, config, promotion_id) as ctx:
+    db = scope.db
+    with _context(scope, config, promotion_id) as ctx:
         if isinstance(ctx, PromotionRefused):
             return ctx
         done = [step for step in ctx.promotion.steps if step.get("status") in _DONE]
@@ -193,6 +233,8 @@ def run_promotion(db: Database, config: Config,
                 continue
             started = utcnow()
             try:
+                if kind in VISIBLE or scope.should_stop():
+                    scope.check_lease()
                 message = registry[kind](ctx)
             except AwaitingMerge as paused:
                 done.append(_step(kind, "awaiting_merge", paused.message, started))
@@ -200,14 +242,17 @@ def run_promotion(db: Database, config: Config,
                                        ctx.outputs.get("copy_report"), done)
             except SignatureRefused as exc:
                 done.append(_step(kind, "refused", exc.message, started))
-                _save_steps(db, promotion_id, done)
+                _save_steps(scope, done)
                 return PromotionRefused(exc.message)
+            except LeaseLost as exc:
+                log.warning("promotion %s: %s: stopped before it: %s", promotion_id, kind, exc.message)
+                raise
             except PipelineError as exc:
                 done.append(_step(kind, "failed", exc.message, started))
-                _save_steps(db, promotion_id, done)
+                _save_steps(scope, done)
                 raise
             done.append(_step(kind, "succeeded", message, started))
-            _save_steps(db, promotion_id, done)
+            _save_steps(scope, done)
             log.info("promotion %s: %s: %s", promotion_id, kind, message)
         with db.session() as session:
             pointer = _rollback_pointer(session, ctx.promotion, ctx.current, bool(ctx.outputs.get("noop")))
@@ -227,6 +272,9 @@ def _step(kind: str, status: str, message: str, started: Any) -> dict[str, Any]:
             "finished_at": utcnow().isoformat()}
 
 
-def _save_steps(db: Database, promotion_id: int, steps: list[dict[str, Any]]) -> None:
-    with db.session() as session:
-        promotions.record_steps(session, promotion_id, steps)
+def _save_steps(scope: ClaimScope, steps: list[dict[str, Any]]) -> None:
+    """Progress is written only by the claim's holder: a stalled worker's late steps are dropped."""
+    if scope.job is None:
+        return
+    with scope.db.session() as session:
+        promotions.record_steps(session, scope.job, steps)

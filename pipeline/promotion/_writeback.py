@@ -74,6 +74,7 @@ def push_to_git(ctx: StepContext) -> str:
     work = ctx.config.data_dir / "work" / f"promotion-{ctx.promotion.id}"
     try:
         with locks.held(ctx.db, f"gitops:{gitops.repo}"):
+            ctx.scope.check_lease()  # after the wait for the lock, right before the clone and push
             pushed = write_back(
                 ctx.config.data_dir, work, repo=gitops.repo, branch=gitops.branch, path=gitops.path, auth=gitops.git,
                 edit=lambda text: update_yaml(text, target, change, source=gitops.path), message=_message(ctx),

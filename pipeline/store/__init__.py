@@ -17,6 +17,7 @@ from pipeline.store import (
     promotions,
     reloads,
     tokens,
+    wakeups,
 )
 from pipeline.store.database import (
     Database,
@@ -66,4 +67,5 @@ __all__ = [
     "reloads",
     "tokens",
     "utcnow",
+    "wakeups",
 ]

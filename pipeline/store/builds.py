@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import Conflict, NotFound
+from pipeline.store import jobs, wakeups
+from pipeline.store.jobs import Job
 from pipeline.store.pages import Before, newest_first
 from pipeline.store.tables import Build, BuildLog, utcnow
 
@@ -24,8 +27,10 @@ __all__ = [
     "last_succeeded",
     "list_builds",
     "queue_build",
+    "newest_with_digest",
     "read_logs",
     "record_progress",
+    "record_succeeded",
     "ref_was_built",
     "supersede_older",
 ]
@@ -39,13 +44,16 @@ def create_build(
     ref: str,
     branch: str | None,
     trigger: str,
+    actor: str | None = None,
     delivery_id: int | None = None,
     before_commit: str | None = None,
     check_paths: bool = False,
 ) -> Build:
-    """Queue a build and return its row (``queue_build`` when only the id is needed)."""
+    """Queue a build and return its row (``queue_build`` when only the id is needed); the
+    actor defaults to the trigger (``poll``)."""
     build_id = queue_build(session, project=project, commit=commit, ref=ref, branch=branch, trigger=trigger,
-                           delivery_id=delivery_id, before_commit=before_commit, check_paths=check_paths)
+                           actor=actor or trigger, delivery_id=delivery_id, before_commit=before_commit,
+                           check_paths=check_paths)
     return get_build(session, build_id)
 
 
@@ -54,7 +62,7 @@ _T = Build.__table__
 _QUEUE = insert(_T).returning(_T.c.id)
 _QUEUE_DEFAULTS = {"status": "queued", "attempts": 0, "build_args": {}, "tags": [], "cache_from": [],
                    "layers": [], "advice": [], "check_paths": False, "delivery_id": None,
-                   "before_commit": None}
+                   "before_commit": None, "epoch": 0}
 _SUPERSEDE = {
     running: update(_T)
     .where(_T.c.project == bindparam("p_project"), _T.c.ref == bindparam("p_ref"),
@@ -69,7 +77,9 @@ _SUPERSEDE = {
 def queue_build(session: Session, **values: object) -> int:
     """Insert a queued build without the ORM's unit of work."""
     row = _QUEUE_DEFAULTS | values | {"created_at": utcnow()}
-    return session.connection().execute(_QUEUE, row).scalar_one()
+    build_id: int = session.connection().execute(_QUEUE, row).scalar_one()
+    wakeups.announce(session, "builds")
+    return build_id
 
 
 def supersede_older(session: Session, project: str, ref: str, build_id: int, *, running: bool) -> list[int]:
@@ -81,6 +91,23 @@ def supersede_older(session: Session, project: str, ref: str, build_id: int, *, 
     params = {"p_project": project, "p_ref": ref, "p_id": build_id, "p_now": utcnow(),
               "p_error": f"superseded by build {build_id}"}
     return list(session.connection().execute(_SUPERSEDE[running], params).scalars())
+
+
+def record_succeeded(session: Session, job: Job, *, digest: str, image: str, tags: list[str], image_size: int,
+                     layers: list[dict[str, Any]], steps_total: int, steps_cached: int, cache_from: list[str],
+                     provenance: dict[str, Any] | None) -> None:
+    """The one place a build's digest is written: the image it pushed, by digest, and how it
+    was made. Only while ``job`` still holds the build (``LeaseLost`` otherwise)."""
+    jobs.finish(session, job, status="succeeded", digest=digest, image=image, tags=tags, image_size=image_size,
+                layers=layers, steps_total=steps_total, steps_cached=steps_cached, cache_from=cache_from,
+                provenance=provenance, error=None)
+
+
+def newest_with_digest(session: Session, project: str, digest: str) -> Build | None:
+    """The newest succeeded build of ``project`` that pushed ``digest``: who a tag belongs to."""
+    stmt = (select(Build).where(Build.digest == digest, Build.project == project, Build.status == "succeeded")
+            .order_by(Build.id.desc()).limit(1))
+    return session.scalars(stmt).first()
 
 
 def ref_was_built(session: Session, project: str, ref: str, commit: str) -> bool:

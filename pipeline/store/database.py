@@ -20,6 +20,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.store import wakeups
+
 __all__ = [
     "Database",
     "alembic_config",
@@ -88,6 +90,7 @@ class Database:
                                         pool_use_lifo=True)
             _postgres_setup(self.engine)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        wakeups.install(self._factory)
 
     @contextmanager
     def session(self, *, immediate: bool = False) -> Iterator[Session]:

@@ -36,10 +36,10 @@ WITH d AS (
     ON CONFLICT DO NOTHING
     RETURNING id
 ), b AS (
-    INSERT INTO builds (project, commit, branch, ref, before_commit, check_paths, trigger, delivery_id, status,
-                        build_args, tags, attempts, created_at, cache_from, layers, advice)
-    SELECT :project, :after, :branch, :ref, :before, :check_paths, :trigger, d.id, 'queued',
-           '{{}}', '[]', 0, :now, '[]', '[]', '[]'
+    INSERT INTO builds (project, commit, branch, ref, before_commit, check_paths, trigger, actor, delivery_id,
+                        status, build_args, tags, attempts, epoch, created_at, cache_from, layers, advice)
+    SELECT :project, :after, :branch, :ref, :before, :check_paths, :trigger, :actor,
+           d.id, 'queued', '{{}}', '[]', 0, 0, :now, '[]', '[]', '[]'
     FROM d
     RETURNING id
 ), s AS (

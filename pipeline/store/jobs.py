@@ -3,8 +3,14 @@
 Modelled on procrastinate: a claim is one ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
 LOCKED LIMIT 1) RETURNING`` so two workers can never take the same row (SQLite gets the same
 guarantee from ``BEGIN IMMEDIATE``, see ``Database.session``). A worker owns a row only
-while its lease runs; every write it makes afterwards names itself, so a worker that lost its
-lease finds out (``LeaseLost``) instead of overwriting the new owner's work.
+while its lease runs; every write it makes afterwards names its claim (holder and epoch), so a worker
+that lost its lease finds out (``LeaseLost``) instead of overwriting the new owner's work.
+
+The epoch is the fencing token: it grows with every claim of the row, so a worker that
+stalled past its lease (a GC pause, SIGSTOP, a frozen VM) and wakes up to find the row
+``running`` again, even under its own name after a restart, still sees that it is no longer
+its claim. ``check`` is that fresh read, asked right before every side effect that others
+can see (a tag move, a Git push, a signature).
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import LeaseLost
+from pipeline.store import wakeups
 from pipeline.store.tables import Build, Promotion, literal_in, utcnow
 
-__all__ = ["BUILDS", "PROMOTIONS", "JobKind", "Reaped", "claim", "finish", "heartbeat", "reap", "release"]
+__all__ = ["BUILDS", "PROMOTIONS", "Job", "JobKind", "Reaped", "check", "claim", "finish", "heartbeat",
+           "progress", "reap", "release"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,22 @@ class JobKind:
     lost: str = "failed"
     serial: tuple[str, ...] = ()  # rows equal in these columns run one at a time, oldest first
     blocking: tuple[str, ...] = ("running",)  # statuses that hold their group (with ``serial``)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claim of one row: what a worker holds, and what its writes are checked against."""
+
+    kind: JobKind
+    id: int
+    holder: str
+    epoch: int
+    attempts: int
+
+    @property
+    def name(self) -> str:
+        """``build 12`` or ``promotion 7``, for messages."""
+        return f"{self.kind.table.__tablename__.removesuffix('s')} {self.id}"
 
 
 _CLAIM_LOCK = 0x7069_7065  # "pipe": one advisory lock id for claims under concurrency limits
@@ -57,7 +81,7 @@ def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> li
 
 
 def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta,
-          limits: Mapping[str, int] | None = None) -> int | None:
+          limits: Mapping[str, int] | None = None) -> Job | None:
     """Take the oldest waiting row that is due, for ``worker``; ``None`` when there is none.
 
     ``limits`` caps running jobs per project. Counting and claiming must not interleave
@@ -90,15 +114,17 @@ def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta,
             status=kind.running,
             worker=worker,
             attempts=table.attempts + 1,
+            epoch=table.epoch + 1,
             lease_expires_at=now + lease,
             heartbeat_at=now,
             started_at=now,
             not_before=None,
         )
-        .returning(table.id)
+        .returning(table.id, table.epoch, table.attempts)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).scalar_one_or_none()
+    row = session.execute(stmt).one_or_none()
+    return None if row is None else Job(kind, row.id, worker, row.epoch, row.attempts)
 
 
 def _first_in_line(kind: JobKind) -> list[Any]:
@@ -118,45 +144,82 @@ def _first_in_line(kind: JobKind) -> list[Any]:
     ]
 
 
-def _owned(kind: JobKind, job_id: int, worker: str) -> Any:
-    table = kind.table
+def _owned(job: Job) -> Any:
+    table = job.kind.table
     return (
         update(table)
-        .where(table.id == job_id, table.worker == worker, table.status == kind.running)
+        .where(table.id == job.id, table.worker == job.holder, table.epoch == job.epoch,
+               table.status == job.kind.running)
         .execution_options(synchronize_session=False)
     )
 
 
-def heartbeat(session: Session, kind: JobKind, job_id: int, worker: str, lease: dt.timedelta) -> None:
+def check(session: Session, job: Job) -> None:
+    """A fresh read of the row: raises ``LeaseLost`` saying why, unless ``job`` still holds it.
+
+    Called right before a side effect outside the database; with the claim's epoch it also
+    catches a row that was reaped and claimed again in the meantime.
+    """
+    table = job.kind.table
+    row = session.execute(
+        select(table.status, table.worker, table.epoch, table.error).where(table.id == job.id)
+    ).one_or_none()
+    if row is None:
+        raise LeaseLost(f"{job.name} no longer exists")
+    if row.status == job.kind.running and row.worker == job.holder and row.epoch == job.epoch:
+        return
+    raise LeaseLost(f"{job.name}: {_why_lost(job, row)}")
+
+
+def _why_lost(job: Job, row: Any) -> str:
+    if row.status != job.kind.running:
+        detail = f" ({row.error})" if row.error else ""
+        return f"lease lost: it is {row.status} now{detail}"
+    return f"lease lost: claim {job.epoch} by {job.holder} was taken over by claim {row.epoch} of {row.worker}"
+
+
+def heartbeat(session: Session, job: Job, lease: dt.timedelta) -> None:
     """Extend the lease; raises ``LeaseLost`` once the row was reaped, cancelled or re-claimed."""
     now = utcnow()
-    result = session.execute(
-        _owned(kind, job_id, worker).values(heartbeat_at=now, lease_expires_at=now + lease)
-    )
+    result = session.execute(_owned(job).values(heartbeat_at=now, lease_expires_at=now + lease))
     if result.rowcount == 0:
-        raise LeaseLost(f"job {job_id} is no longer held by worker {worker}")
+        raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch})")
 
 
-def finish(session: Session, kind: JobKind, job_id: int, worker: str, **values: Any) -> None:
-    """Write the outcome, only if ``worker`` still holds the row."""
+def progress(session: Session, job: Job, **values: Any) -> None:
+    """Write what the job has done so far, only while ``job`` is still the row's claim."""
+    if session.execute(_owned(job).values(**values)).rowcount == 0:
+        raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); "
+                        "progress not recorded")
+
+
+def finish(session: Session, job: Job, **values: Any) -> None:
+    """Write the outcome, only if ``job`` is still the row's claim.
+
+    A serialized queue's finish takes the claims' lock first: the next claim of the group then
+    waits for this commit, and its ``started_at`` (taken after its wait) follows ``finished_at``.
+    """
+    if job.kind.serial and session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_SERIAL_LOCK)))
     values.setdefault("finished_at", utcnow())
-    result = session.execute(
-        _owned(kind, job_id, worker).values(lease_expires_at=None, **values)
-    )
+    result = session.execute(_owned(job).values(lease_expires_at=None, **values))
+    if job.kind.serial:  # the group is free: the next one in line may start now
+        wakeups.announce(session, job.kind.table.__tablename__)
     if result.rowcount == 0:
-        raise LeaseLost(f"job {job_id} is no longer held by worker {worker}; outcome not recorded")
+        raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); "
+                        "outcome not recorded")
 
 
-def release(session: Session, kind: JobKind, job_id: int, worker: str, error: str,
-            delay: dt.timedelta = dt.timedelta(0)) -> None:
+def release(session: Session, job: Job, error: str, delay: dt.timedelta = dt.timedelta(0)) -> None:
     """Give a row back to the queue after a failure worth retrying (engine down, registry 5xx),
     not to be claimed again before ``delay`` has passed."""
     result = session.execute(
-        _owned(kind, job_id, worker).values(status=kind.waiting, worker=None, lease_expires_at=None,
-                                            error=error, not_before=utcnow() + delay)
+        _owned(job).values(status=job.kind.waiting, worker=None, lease_expires_at=None, error=error,
+                           not_before=utcnow() + delay)
     )
     if result.rowcount == 0:
-        raise LeaseLost(f"job {job_id} is no longer held by worker {worker}; not released")
+        raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); not released")
+    wakeups.announce(session, job.kind.table.__tablename__)
 
 
 @dataclass(frozen=True)
@@ -189,4 +252,6 @@ def reap(session: Session, kind: JobKind, max_attempts: int) -> Reaped:
         .returning(table.id)
         .execution_options(synchronize_session=False)
     ).scalars().all()
+    if requeued or failed:
+        wakeups.announce(session, table.__tablename__)
     return Reaped(list(requeued), list(failed))

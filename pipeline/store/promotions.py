@@ -10,6 +10,8 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFound
+from pipeline.store import jobs, wakeups
+from pipeline.store.jobs import Job
 from pipeline.store.pages import Before, newest_first
 from pipeline.store.tables import ARRIVED, Build, EnvironmentHold, Promotion, RejectedDigest, literal_in, utcnow
 
@@ -39,6 +41,7 @@ def add_promotion(session: Session, **values: Any) -> Promotion:
     row = Promotion(**values)
     session.add(row)
     session.flush()
+    wakeups.announce(session, "promotions")
     return row
 
 
@@ -118,6 +121,7 @@ def resume(session: Session, promotion_id: int, steps: list[dict[str, Any]]) -> 
     """Back to the queue after its pull request was merged; the worker runs the steps left."""
     session.execute(update(Promotion).where(Promotion.id == promotion_id, Promotion.status == "awaiting_merge")
                     .values(status="pending", steps=steps, worker=None, not_before=None, error=None))
+    wakeups.announce(session, "promotions")
 
 
 def abandon(session: Session, promotion_id: int, error: str) -> None:
@@ -125,9 +129,10 @@ def abandon(session: Session, promotion_id: int, error: str) -> None:
                     .values(status="failed", error=error, finished_at=utcnow()))
 
 
-def record_steps(session: Session, promotion_id: int, steps: list[dict[str, Any]]) -> None:
-    """What the promotion has done so far, visible while it runs."""
-    session.execute(update(Promotion).where(Promotion.id == promotion_id).values(steps=steps))
+def record_steps(session: Session, job: Job, steps: list[dict[str, Any]]) -> None:
+    """What the promotion has done so far, visible while it runs; only its claim's holder
+    writes it (``LeaseLost`` otherwise)."""
+    jobs.progress(session, job, steps=steps)
 
 
 def active_hold(session: Session, project: str, environment: str) -> EnvironmentHold | None:

@@ -144,6 +144,8 @@ class Build(Base):
     before_commit: Mapped[str | None] = mapped_column(String(40))
     check_paths: Mapped[bool] = mapped_column(default=False, server_default=false())
     trigger: Mapped[str] = mapped_column(String(20))
+    # who asked: a token's name, "github delivery <id>", "poll", "rebuild of 12 by alice"
+    actor: Mapped[str] = mapped_column(String(255), default="", server_default="")
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_deliveries.id"))
     status: Mapped[str] = mapped_column(String(20), default="queued")
     build_args: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -154,6 +156,9 @@ class Build(Base):
     builder_mode: Mapped[str | None] = mapped_column(String(30))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
+    # the fencing token: grows with every claim, so a worker that stalled past its lease and
+    # wakes up finds that the row is no longer its claim, even when it is running again
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     not_before: Mapped[dt.datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[dt.datetime | None]
@@ -226,6 +231,9 @@ class Promotion(Base):
     steps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
+    # the fencing token: grows with every claim, so a worker that stalled past its lease and
+    # wakes up finds that the row is no longer its claim, even when it is running again
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     not_before: Mapped[dt.datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[dt.datetime | None]

@@ -32,6 +32,7 @@ SAMPLE = {"build_id": "1", "promotion_id": "1", "project": "demo", "environment"
           "digest": "sha256:" + "0" * 64, "token_id": "1"}
 # the least role each mutating endpoint needs
 NEEDS = {"/api/v1/builds": "builder", "/api/v1/builds/{build_id}/cancel": "builder",
+         "/api/v1/builds/{build_id}/rebuild": "builder",
          "/api/v1/promotions": "promoter", "/api/v1/environments/{project}/{environment}/rollback": "promoter",
          "/api/v1/environments/{project}/{environment}/release": "promoter",
          "/api/v1/images/{digest}/reject": "promoter", "/api/v1/tokens": "admin",

@@ -212,7 +212,7 @@ def test_supersede_running_also_takes_the_running_build(db: Database, config: Co
     for client in app_client(db, eager):
         _post(client, "github", *_gh(SECRET, "1" * 40))
         with db.session(immediate=True) as session:
-            running = jobs.claim(session, jobs.BUILDS, "w", dt.timedelta(seconds=60))
+            running = jobs.claim(session, jobs.BUILDS, "w", dt.timedelta(seconds=60)).id  # type: ignore[union-attr]
         _post(client, "github", *_gh(SECRET, "2" * 40))
     first, second = _builds(db)
     assert first.id == running and first.status == "superseded" and second.status == "queued"

@@ -33,9 +33,20 @@ def _queue(db: Database, count: int) -> list[int]:
         ]
 
 
+_HELD: dict[str, jobs.Job] = {}  # each worker's last claim, for its heartbeats and outcome
+
+
 def _claim(db: Database, worker: str, lease: dt.timedelta = LEASE) -> int | None:
     with db.session(immediate=True) as session:
-        return jobs.claim(session, jobs.BUILDS, worker, lease)
+        job = jobs.claim(session, jobs.BUILDS, worker, lease)
+    if job is None:
+        return None
+    _HELD[worker] = job
+    return job.id
+
+
+def _id(job: jobs.Job | None) -> int | None:
+    return None if job is None else job.id
 
 
 def _expire(db: Database, build_id: int) -> None:
@@ -78,10 +89,10 @@ def test_heartbeat_extends_the_lease_and_finish_records(db: Database) -> None:
     [build_id] = _queue(db, 1)
     _claim(db, "w1", dt.timedelta(seconds=5))
     with db.session() as session:
-        jobs.heartbeat(session, jobs.BUILDS, build_id, "w1", dt.timedelta(minutes=10))
+        jobs.heartbeat(session, _HELD["w1"], dt.timedelta(minutes=10))
     with db.session() as session:
         assert builds.get_build(session, build_id).lease_expires_at > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=9)
-        jobs.finish(session, jobs.BUILDS, build_id, "w1", status="succeeded", digest="sha256:" + "a" * 64)
+        jobs.finish(session, _HELD["w1"], status="succeeded", digest="sha256:" + "a" * 64)
     with db.session() as session:
         done = builds.get_build(session, build_id)
         assert (done.status, done.lease_expires_at) == ("succeeded", None) and done.finished_at is not None
@@ -96,10 +107,10 @@ def test_expired_lease_is_taken_again_by_another_worker(db: Database) -> None:
     assert _claim(db, "rescuer") == build_id
     with pytest.raises(LeaseLost):
         with db.session() as session:
-            jobs.heartbeat(session, jobs.BUILDS, build_id, "crashed", LEASE)
+            jobs.heartbeat(session, _HELD["crashed"], LEASE)
     with pytest.raises(LeaseLost):
         with db.session() as session:
-            jobs.finish(session, jobs.BUILDS, build_id, "crashed", status="failed", error="late")
+            jobs.finish(session, _HELD["crashed"], status="failed", error="late")
     with db.session() as session:
         build = builds.get_build(session, build_id)
         assert (build.status, build.worker, build.attempts, build.error) == ("running", "rescuer", 2, None)
@@ -124,7 +135,7 @@ def test_a_released_build_waits_for_its_backoff(db: Database) -> None:
     [build_id] = _queue(db, 1)
     _claim(db, "w1")
     with db.session() as session:
-        jobs.release(session, jobs.BUILDS, build_id, "w1", "will retry: registry 503", dt.timedelta(minutes=5))
+        jobs.release(session, _HELD["w1"], "will retry: registry 503", dt.timedelta(minutes=5))
     assert _claim(db, "w2") is None, "claimed before its backoff ended"
     with db.session() as session:
         session.execute(update(Build).where(Build.id == build_id)
@@ -139,12 +150,12 @@ def test_project_concurrency_limit_holds_back_its_builds_only(db: Database) -> N
                                     branch="main", trigger="test").id
     limits = {"app": 1}
     with db.session(immediate=True) as session:
-        assert jobs.claim(session, jobs.BUILDS, "w1", LEASE, limits) == first
+        assert _id(held := jobs.claim(session, jobs.BUILDS, "w1", LEASE, limits)) == first
     with db.session(immediate=True) as session:
-        assert jobs.claim(session, jobs.BUILDS, "w2", LEASE, limits) == other, "another project is not held"
+        assert _id(jobs.claim(session, jobs.BUILDS, "w2", LEASE, limits)) == other, "another project is not held"
     with db.session(immediate=True) as session:
         assert jobs.claim(session, jobs.BUILDS, "w3", LEASE, limits) is None
     with db.session() as session:
-        jobs.finish(session, jobs.BUILDS, first, "w1", status="succeeded")
+        jobs.finish(session, held, status="succeeded")  # type: ignore[arg-type]
     with db.session(immediate=True) as session:
-        assert jobs.claim(session, jobs.BUILDS, "w3", LEASE, limits) == second
+        assert _id(jobs.claim(session, jobs.BUILDS, "w3", LEASE, limits)) == second

@@ -213,7 +213,9 @@ def test_rollback_through_the_page(served: tuple[str, list[dict[str, str]]], bro
           "the refusal in the message area")
 
     # the live log view of a build
-    browser.find_element("css selector", f'#builds button[data-build="{built["v2"]}"]').click()
+    # the table is re-rendered by its refresh: find and click in one retried step
+    until(browser, lambda d: d.find_element("css selector", f'#builds button[data-build="{built["v2"]}"]').click()
+          or True, "the build's log button")
     until(browser, lambda d: "(succeeded)" in d.find_element("id", "log-title").text, "the log to end")
     assert browser.find_element("id", "log").text.splitlines() == [
         "building v2", "step 1/2", "done", "— build succeeded —"]

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline import builder
-from pipeline.build_job import _provenance
+from pipeline.build import provenance_for as _provenance
 from pipeline.config import parse_config
 from pipeline.errors import SigningError
 from pipeline.signing import (
@@ -113,7 +113,7 @@ def test_source_uri_carries_no_credentials(given: str, public: str) -> None:
 
 
 def test_a_build_with_a_buildkit_secret_never_shows_it(tmp_path: Path) -> None:
-    """Built the way build_job builds it: the spec holds the secret's value, the statement does not."""
+    """Built the way the build stage builds it: the spec holds the secret's value, the statement does not."""
     data = project.config_data(data_dir=tmp_path, registry_host="localhost:5000", engine_host="tcp://e:2375",
                                repo_url="https://bot:repo-token-77@git.example.com/acme/demo.git",
                                secrets=[{"id": "npm_token", "env": "DEMO_NPM_TOKEN"}])

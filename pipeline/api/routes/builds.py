@@ -12,12 +12,12 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.api import _examples as ex
-from pipeline.api.deps import Allowed, ConfigDep, DatabaseDep, SessionDep
+from pipeline.api.deps import ActorDep, Allowed, ConfigDep, DatabaseDep, SessionDep
 from pipeline.api.pagination import page
 from pipeline.api.params import MAX_ID, Cursor, Id, PageSize, Since, Until
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
-from pipeline.build_requests import request_build
+from pipeline.build import rebuild, request_build
 from pipeline.store import Database, builds
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"], dependencies=[Depends(Allowed("viewer"))],
@@ -115,9 +115,23 @@ async def get_logs(build_id: BuildId, db: DatabaseDep,
                         **problem_responses(404, examples={404: {"detail": "no branch or tag 'mian' in the "
                                                                            "repository"}})},
              dependencies=BUILDER)
-def create_build(body: BuildRequest, db: DatabaseDep, config: ConfigDep) -> BuildOut:
-    build = request_build(db, config, body.project, ref=body.ref, commit=body.commit)
+def create_build(body: BuildRequest, db: DatabaseDep, config: ConfigDep, actor: ActorDep) -> BuildOut:
+    build = request_build(db, config, body.project, ref=body.ref, commit=body.commit, actor=actor)
     return BuildOut.model_validate(build)
+
+
+@router.post("/{build_id}/rebuild", response_model=BuildOut, status_code=202,
+             summary="Queue the same commit and ref again",
+             description=(
+                 "Queues a new build of the build's commit and ref, recorded with the actor `rebuild of ID by "
+                 "NAME`; the old build stays as it was. 404 when there is no such build or its project left the "
+                 "config. Needs a builder token."),
+             responses={202: {"description": "the new build, queued",
+                              "content": {"application/json": {"example": ex.QUEUED_BUILD}}},
+                        **problem_responses(404, examples={404: {"detail": "no build with id 99"}})},
+             dependencies=BUILDER)
+def rebuild_build(build_id: BuildId, db: DatabaseDep, config: ConfigDep, actor: ActorDep) -> BuildOut:
+    return BuildOut.model_validate(rebuild(db, config, build_id, actor=actor))
 
 
 @router.post("/{build_id}/cancel", response_model=BuildOut, summary="Cancel a queued or running build",

@@ -1,4 +1,4 @@
-"""Builds asked for by people (API, CLI) rather than by a push."""
+"""Builds asked for by people (API, CLI) rather than by a push: a ref or commit, or a rebuild."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pipeline.config import Config
 from pipeline.errors import InvalidRequest, NotFound
 from pipeline.store import Build, Database, builds
 
-__all__ = ["request_build"]
+__all__ = ["rebuild", "request_build"]
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -23,7 +23,8 @@ def _full_ref(ref: str, refs: dict[str, str]) -> str:
 
 def request_build(db: Database, config: Config, project_name: str, *, ref: str | None = None,
                   commit: str | None = None, actor: str = "api") -> Build:
-    """Queue a build of ``ref`` (resolved now with ls-remote) or of an exact ``commit``."""
+    """Queue a build of ``ref`` (resolved now with ls-remote) or of an exact ``commit``; the
+    actor (the token's name) is recorded on the build."""
     project = config.project(project_name)
     if commit is not None and not _SHA.match(commit):
         raise InvalidRequest(f"commit must be a full 40-character lowercase SHA, got {commit[:60]!r}")
@@ -38,4 +39,13 @@ def request_build(db: Database, config: Config, project_name: str, *, ref: str |
     branch = full.removeprefix("refs/heads/") if full.startswith("refs/heads/") else None
     with db.session() as session:
         return builds.create_build(session, project=project_name, commit=commit, ref=full,  # type: ignore[arg-type]
-                                   branch=branch, trigger=actor)
+                                   branch=branch, trigger="api", actor=actor)
+
+
+def rebuild(db: Database, config: Config, build_id: int, *, actor: str) -> Build:
+    """Queue the same commit and ref again, as a new build that names the one it repeats."""
+    with db.session() as session:
+        old = builds.get_build(session, build_id)
+        config.project(old.project)  # a project removed from the config cannot build
+        return builds.create_build(session, project=old.project, commit=old.commit, ref=old.ref,
+                                   branch=old.branch, trigger="rebuild", actor=f"rebuild of {old.id} by {actor}")
