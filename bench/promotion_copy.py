@@ -1,10 +1,11 @@
-"""Benchmark: promotion by digest (``pipeline.registry.copy_image``) against skopeo and docker.
+"""Benchmark: promotion by digest (``pipeline.registry.copy_image``) against skopeo, crane and docker.
 
 Goals, on this 2-core machine, everything on 127.0.0.1 (goals in brackets):
 
 1. Copy of a 210 MB image of 4 incompressible layers (120 + 50 + 30 + 10 MB) from registry A
    to an empty registry B, median of 3 runs:
    - ours (``copy_image`` with one tag) / ``skopeo copy --preserve-digests`` ...        [<= 1.0]
+   - ours / ``crane copy`` (go-containerregistry) ..................................... [<= 1.0]
    - ours / ``docker pull A/repo@digest && docker tag && docker push B/repo:tag``      [<= 0.35]
    The digest in B must be the source's (checked with ``skopeo inspect``); docker's push is
    shown changing it.
@@ -13,12 +14,17 @@ Goals, on this 2-core machine, everything on 127.0.0.1 (goals in brackets):
 3. RSS growth of this process while ``copy_image`` copies a 1 GB image (4 x 256 MB): at most
    64 MB.
 
-Services: ``tests.services.Registry`` (CNCF distribution, plain HTTP) for the source and a fresh
+Both copy ratios are measured on every registry implementation of ``--registries`` (default
+both: distribution 2.8, Debian's, and distribution 3, ``registry3``), source and target of the
+same kind; the docker baseline, the re-promotion and the RSS test run on the first only.
+
+Services: ``tests.services.Registry`` / ``Registry3`` (plain HTTP) for the source and a fresh
 one for every measured copy, and one ``tests.services.DockerEngine`` for the docker baseline.
 Images are generated here as OCI layouts, streamed to disk, and pushed into the source with
 skopeo (``tests.images.skopeo_push``) before anything is measured.
 
     cd /work/main && uv run python bench/promotion_copy.py [--quick] [--runs N] [--repeat N] [--keep]
+        [--registries 2,3]
 """
 
 from __future__ import annotations
@@ -60,14 +66,17 @@ from _common import (
 from pipeline.config import RegistryConfig
 from pipeline.registry import CopyReport, RegistryClient, copy_image
 from tests.images import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, OciLayout, skopeo_push
-from tests.services import SKOPEO, DockerEngine, Registry, run, skopeo_inspect
+from tests.services import REGISTRY3, SKOPEO, TOOLS_BIN, DockerEngine, Registry, Registry3, run, skopeo_inspect
 
 MB = 1 << 20  # every "MB" this script prints is 2**20 bytes
 SIZES = {  # layer sizes in MB
     "full": {"image": [120, 50, 30, 10], "big": [256, 256, 256, 256]},
     "quick": {"image": [20, 15, 10, 5], "big": [50, 50, 50, 50]},
 }
-GOAL_SKOPEO, GOAL_DOCKER, GOAL_REPROMOTE_MS, GOAL_RSS_MB = 1.0, 0.35, 100.0, 64.0
+GOAL_SKOPEO, GOAL_CRANE, GOAL_DOCKER, GOAL_REPROMOTE_MS, GOAL_RSS_MB = 1.0, 1.0, 0.35, 100.0, 64.0
+CRANE = TOOLS_BIN / "crane"  # scripts/install-go-tools.sh crane
+IMPLEMENTATIONS: dict[str, type[Registry]] = {"2": Registry, "3": Registry3}
+IMPLEMENTATION_NAMES = {"2": "distribution 2.8", "3": "distribution 3"}
 REPO, TAG = "bench/app", "promoted"
 PARALLEL = 4  # copy_image's default
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -279,6 +288,8 @@ class Bench:
         self.source: Registry | None = None
         self.engine: DockerEngine | None = None
         self.source_client: RegistryClient | None = None
+        self.kind: type[Registry] = Registry  # the implementation measured now (see use())
+        self.sources: dict[str, tuple[Registry, RegistryClient]] = {}
         self.skopeo_env = {**os.environ, "HOME": str(workdir / "home")}
         self.counter = 0
 
@@ -288,7 +299,7 @@ class Bench:
     def target(self, name: str) -> Iterator[Registry]:
         """A new, empty registry for one measurement, deleted afterwards (disk and state)."""
         self.counter += 1
-        registry = Registry(self.workdir / f"t{self.counter:02d}-{name}")
+        registry = self.kind(self.workdir / f"t{self.counter:02d}-{name}")
         registry.start()
         self.services.append(registry)
         try:
@@ -296,6 +307,11 @@ class Bench:
         finally:
             registry.stop(remove=not self.args.keep)
             self.services.remove(registry)
+
+    def use(self, implementation: str) -> None:
+        """Measure on this registry implementation from now on: its source, its targets."""
+        self.source, self.source_client = self.sources[implementation]
+        self.kind = IMPLEMENTATIONS[implementation]
 
     def stop_all(self) -> None:
         for service in reversed(self.services):
@@ -327,6 +343,14 @@ class Bench:
             run([SKOPEO, "copy", "--preserve-digests", "--src-tls-verify=false",
                  "--dest-tls-verify=false", f"docker://{self.source.host}/{image.repo}@{image.digest}",
                  f"docker://{target.host}/{image.repo}:{tag}"], env=self.skopeo_env, timeout=300)
+        return sw.seconds
+
+    def crane(self, image: Image, target: Registry, tag: str = TAG) -> float:
+        """``crane copy`` keeps every digest (manifest bytes as they are, blobs streamed)."""
+        assert self.source is not None
+        with Stopwatch() as sw:
+            run([str(CRANE), "copy", "--insecure", f"{self.source.host}/{image.repo}@{image.digest}",
+                 f"{target.host}/{image.repo}:{tag}"], env=self.skopeo_env, timeout=300)
         return sw.seconds
 
     def docker(self, image: Image, target: Registry) -> tuple[dict[str, float], str]:
@@ -374,6 +398,8 @@ class Bench:
                 phases: dict[str, float] = {}
             elif kind == "skopeo":
                 seconds, phases = self.skopeo(image, target), {}
+            elif kind == "crane":
+                seconds, phases = self.crane(image, target), {}
             else:
                 phases, pushed = self.docker(image, target)
                 seconds = sum(phases.values())
@@ -388,9 +414,10 @@ class Bench:
 # The run
 # ---------------------------------------------------------------------------------------------
 
-def prepare(bench: Bench, images: Sequence[Image]) -> None:
-    """Start the source registry and the engine while worker processes write the layers, then
-    push every image into the source with skopeo and delete the layout."""
+def prepare(bench: Bench, images: Sequence[Image], implementations: Sequence[str]) -> None:
+    """Start a source registry per implementation and the engine while worker processes write
+    the layers, then push the images into the sources with skopeo (the RSS image into the first
+    only) and delete the layout."""
     layout = OciLayout(bench.workdir / "layout")
     context = multiprocessing.get_context("fork")  # no threads yet in this process
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1),
@@ -398,9 +425,13 @@ def prepare(bench: Bench, images: Sequence[Image]) -> None:
     try:
         with Stopwatch() as gen:
             jobs = submit_layers(pool, layout, images)
-            bench.source = Registry(bench.workdir / "source")
-            bench.source.start()
-            bench.services.append(bench.source)
+            for implementation in implementations:
+                source = IMPLEMENTATIONS[implementation](bench.workdir / f"source-{implementation}")
+                source.start()
+                bench.services.append(source)
+                bench.sources[implementation] = (source, client(source))
+            bench.use(implementations[0])
+            assert bench.source is not None
             bench.engine = DockerEngine(bench.workdir / "engine")
             bench.engine.start()
             bench.services.append(bench.engine)
@@ -417,29 +448,32 @@ def prepare(bench: Bench, images: Sequence[Image]) -> None:
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     with Stopwatch() as push:
-        for image in images:
-            skopeo_push(layout, image.name, bench.source, image.repo)
-    log(f"pushed {len(images)} images into the source with skopeo in {push.seconds:.1f} s")
+        for number, implementation in enumerate(implementations):
+            for image in images[:-1] if number else images:
+                skopeo_push(layout, image.name, bench.sources[implementation][0], image.repo)
+    log(f"pushed the images into {len(implementations)} source(s) with skopeo in {push.seconds:.1f} s")
     shutil.rmtree(layout.root)
-    bench.source_client = client(bench.source)
 
 
-def warm_up(bench: Bench, image: Image) -> None:
+def warm_up(bench: Bench, image: Image, docker: bool = True) -> None:
     """First-use costs (code paths, binaries in the page cache, the engine's first pull) paid
     once, not counted, with a 2 MB image."""
     with bench.target("warmup") as target:
         bench.ours(image, target)
         bench.skopeo(image, target, tag="skopeo")
-        bench.docker(image, target)
-    bench.clear_engine()
+        bench.crane(image, target, tag="crane")
+        if docker:
+            bench.docker(image, target)
+    if docker:
+        bench.clear_engine()
 
 
-def measure_copies(bench: Bench, image: Image, runs: int) -> list[Timed]:
+def measure_copies(bench: Bench, image: Image, runs: int, docker: bool = True) -> list[Timed]:
     results = []
     for run_no in range(1, runs + 1):
         # Odd runs: ours first; even runs: ours last. Each promotion gets its own new registry.
-        order = ["ours", "skopeo", "docker"] if run_no % 2 else ["docker", "skopeo", "ours"]
-        for kind in order:
+        order = ["ours", "skopeo", "crane", "docker"] if docker else ["ours", "skopeo", "crane"]
+        for kind in order if run_no % 2 else reversed(order):
             timed = bench.measure(kind, run_no, image)
             results.append(timed)
             log(f"run {run_no}/{runs}: {kind} {timed.seconds:.2f} s")
@@ -524,11 +558,26 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def copy_ratios(copies: Sequence[Timed], image: Image, where: str) -> tuple[list[list[object]], list[str]]:
+    """The summary rows ours / skopeo and ours / crane (medians) for one implementation's copies,
+    and the digest checks that failed."""
+    secs = {k: [t.seconds for t in copies if t.kind == k] for k in ("ours", "skopeo", "crane")}
+    mb = image.compressed_bytes / MB
+    rows: list[list[object]] = []
+    for tool_name, goal in (("skopeo", GOAL_SKOPEO), ("crane", GOAL_CRANE)):
+        ratio = median(secs["ours"]) / median(secs[tool_name])
+        rows.append([f"copy {mb:.0f} MB on {where}: ours / {tool_name} copy", f"{ratio:.3f}", f"<= {goal}",
+                     verdict(ratio <= goal)])
+    failures = [f"{where}: {t.kind} run {t.run}: target digest {t.digest} is not {image.digest}"
+                for t in copies if t.kind != "docker" and t.digest != image.digest]
+    return rows, failures
+
+
 def report(size: str, runs: int, image: Image, big: Image, copies: list[Timed],
-           again: Repromotion, rss: RssResult) -> tuple[list[list[object]], list[str]]:
+           again: Repromotion, rss: RssResult, where: str = "distribution 2.8") -> tuple[list[list[object]], list[str]]:
     """Print the details; return the summary rows and the list of failed checks."""
     failures: list[str] = []
-    by_kind = {k: [t for t in copies if t.kind == k] for k in ("ours", "skopeo", "docker")}
+    by_kind = {k: [t for t in copies if t.kind == k] for k in ("ours", "skopeo", "crane", "docker")}
     secs = {k: [t.seconds for t in v] for k, v in by_kind.items()}
     mb = image.compressed_bytes / MB
     print()
@@ -538,20 +587,22 @@ def report(size: str, runs: int, image: Image, big: Image, copies: list[Timed],
     print(f"source digest {image.digest}")
     print("skopeo: skopeo copy --preserve-digests --src-tls-verify=false --dest-tls-verify=false "
           "docker://A/repo@digest docker://B/repo:tag")
+    print("crane: crane copy --insecure A/repo@digest B/repo:tag")
     print("docker: docker pull A/repo@digest && docker tag A/repo@digest B/repo:tag && "
           "docker push B/repo:tag (engine emptied after every run)")
     print()
     headers = ["copy (s)", *[f"run {i}" for i in range(1, runs + 1)], "median", "MB/s"]
     rows: list[list[object]] = []
-    for kind, label in (("ours", "ours: copy_image"), ("skopeo", "skopeo copy"),
+    for kind, label in (("ours", "ours: copy_image"), ("skopeo", "skopeo copy"), ("crane", "crane copy"),
                         ("docker", "docker pull + tag + push")):
         rows.append([label, *secs[kind], median(secs[kind]), mb / median(secs[kind])])
     for phase in ("pull", "tag", "push"):
         values = [t.phases[phase] for t in by_kind["docker"]]
         rows.append([f"  docker {phase}", *values, median(values), ""])
     per_run = {k: [a / b for a, b in zip(secs["ours"], secs[k], strict=True)]
-               for k in ("skopeo", "docker")}
+               for k in ("skopeo", "crane", "docker")}
     rows.append(["ratio ours / skopeo", *per_run["skopeo"], median(secs["ours"]) / median(secs["skopeo"]), ""])
+    rows.append(["ratio ours / crane", *per_run["crane"], median(secs["ours"]) / median(secs["crane"]), ""])
     rows.append(["ratio ours / docker", *per_run["docker"], median(secs["ours"]) / median(secs["docker"]), ""])
     print(table(headers, rows))
     spread = secs["skopeo"]
@@ -631,9 +682,12 @@ def report(size: str, runs: int, image: Image, big: Image, copies: list[Timed],
     r_skopeo = median(secs["ours"]) / median(secs["skopeo"])
     r_docker = median(secs["ours"]) / median(secs["docker"])
     ms = median(again.reused_ms)
+    r_crane = median(secs["ours"]) / median(secs["crane"])
     summary: list[list[object]] = [
-        [f"copy {mb:.0f} MB: ours / skopeo", f"{r_skopeo:.3f}", f"<= {GOAL_SKOPEO}",
+        [f"copy {mb:.0f} MB on {where}: ours / skopeo copy", f"{r_skopeo:.3f}", f"<= {GOAL_SKOPEO}",
          verdict(r_skopeo <= GOAL_SKOPEO)],
+        [f"copy {mb:.0f} MB on {where}: ours / crane copy", f"{r_crane:.3f}", f"<= {GOAL_CRANE}",
+         verdict(r_crane <= GOAL_CRANE)],
         [f"copy {mb:.0f} MB: ours / docker pull+tag+push", f"{r_docker:.3f}", f"<= {GOAL_DOCKER}",
          verdict(r_docker <= GOAL_DOCKER)],
         ["digest kept by ours (skopeo inspect)",
@@ -658,11 +712,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs of the copy comparison (default 3, quick 1)")
     parser.add_argument("--repeat", type=int, default=5, help="re-promotions (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--time-limit", type=float, help="seconds (default 480, quick 180)")
+    parser.add_argument("--time-limit", type=float, help="seconds (default 900, quick 300)")
+    parser.add_argument("--registries", default="2,3",
+                        help="registry implementations, comma-separated: 2 (distribution 2.8), 3 (distribution 3)")
     args = parser.parse_args(argv)
+    implementations = [x.strip() for x in args.registries.split(",") if x.strip()]
+    if not implementations or any(x not in IMPLEMENTATIONS for x in implementations):
+        parser.error(f"--registries: choose from {', '.join(IMPLEMENTATIONS)}")
+    for needed in [CRANE, *([REGISTRY3] if "3" in implementations else [])]:
+        if not os.access(needed, os.X_OK):
+            parser.error(f"{needed} is missing: run `bash scripts/install-go-tools.sh {needed.name}`")
     size = "quick" if args.quick else "full"
     runs = args.runs or (1 if args.quick else 3)
-    limit = args.time_limit or (180.0 if args.quick else 480.0)
+    limit = args.time_limit or (300.0 if args.quick else 900.0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops services
 
     print(f"before: {machine_load()}; {code_version()}", flush=True)
@@ -678,7 +740,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         with time_limit(limit):
-            prepare(bench, [warm, image, big])
+            prepare(bench, [warm, image, big], implementations)
+            others: dict[str, list[Timed]] = {}
+            for implementation in implementations[1:]:  # copy ratios only; docker and the rest on the first
+                bench.use(implementation)
+                warm_up(bench, warm, docker=False)
+                log(f"{IMPLEMENTATION_NAMES[implementation]}: warm-up done")
+                others[implementation] = measure_copies(bench, image, runs, docker=False)
+            bench.use(implementations[0])
             warm_up(bench, warm)
             log("warm-up done")
             copies = measure_copies(bench, image, runs)
@@ -690,14 +759,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"stopped: {exc}")
         return 3
     finally:
-        if bench.source_client is not None:
-            bench.source_client.close()
+        for _, source_client in bench.sources.values():
+            source_client.close()
         bench.stop_all()
         if args.keep:
             log(f"work directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    summary, failures = report(size, runs, image, big, copies, again, rss)
+    summary, failures = report(size, runs, image, big, copies, again, rss, IMPLEMENTATION_NAMES[implementations[0]])
+    for implementation, timed in others.items():
+        where = IMPLEMENTATION_NAMES[implementation]
+        print()
+        print(f"{where}: copy (s), each into a new empty {where} registry")
+        rows = [[kind, *[t.seconds for t in timed if t.kind == kind], median([t.seconds for t in timed if t.kind == kind])]
+                for kind in ("ours", "skopeo", "crane")]
+        print(table(["copy (s)", *[f"run {i}" for i in range(1, runs + 1)], "median"], rows))
+        rows, failed = copy_ratios(timed, image, where)
+        summary[2:2] = rows
+        failures += failed
     print()
     print(table(["measurement", "value", "goal", ""], summary))
     print()
