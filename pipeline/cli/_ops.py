@@ -73,10 +73,10 @@ def _show(data: Any, output: str, table: Callable[[Any], Table]) -> None:
 
 
 def _builds_table(page: dict[str, Any]) -> Table:
-    table = Table("id", "project", "branch", "commit", "status", "digest", "created", box=None)
+    table = Table("id", "project", "branch", "commit", "status", "digest", "by", "created", box=None)
     for b in page["items"]:
         table.add_row(str(b["id"]), b["project"], b["branch"] or b["ref"], b["commit"][:7], b["status"],
-                      _short(b["digest"]), _when(b["created_at"]))
+                      _short(b["digest"]), b.get("actor") or b["trigger"], _when(b["created_at"]))
     return table
 
 
@@ -103,7 +103,8 @@ def builds_show(build_id: int, url: Url = DEFAULT_URL, output: Output = "table")
         b = client.get(f"/api/v1/builds/{build_id}")
     _show(b, output, lambda b: _fields([
         ("build", b["id"]), ("project", b["project"]), ("ref", b["ref"]), ("commit", b["commit"]),
-        ("status", b["status"]), ("image", b["image"]), ("tags", ", ".join(b["tags"])), ("engine", b["engine"]),
+        ("status", b["status"]), ("trigger", b["trigger"]), ("by", b.get("actor")), ("image", b["image"]),
+        ("tags", ", ".join(b["tags"])), ("engine", b["engine"]),
         ("steps cached", f"{b['steps_cached']}/{b['steps_total']}" if b["steps_total"] else None),
         ("size", b["image_size"]), ("started", _when(b["started_at"])), ("finished", _when(b["finished_at"])),
         ("error", b["error"])]))

@@ -223,6 +223,7 @@ def run_promotion(scope: ClaimScope, config: Config,
     ``LeaseLost`` once the claim is gone (the step it would have run touches nothing)."""
     registry = step_registry()
     db = scope.db
+    scope.check_lease()  # a worker that stalled between its claim and now starts nothing
     with _context(scope, config, promotion_id) as ctx:
         if isinstance(ctx, PromotionRefused):
             return ctx

@@ -47,6 +47,7 @@ def test_new_heads_queue_once_and_filters_apply(db: Database, git_repo: GitRepo)
                            ("refs/tags/v1.1", second, "queued")]
     with db.session() as session:
         assert {d.provider for d in session.scalars(select(Delivery))} == {"poll"}
+        assert {(b.trigger, b.actor) for b in session.scalars(select(Build))} == {("poll", "poll")}
 
 
 def test_scheduler_polls_on_start(db: Database, git_repo: GitRepo) -> None:

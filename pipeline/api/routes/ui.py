@@ -161,9 +161,10 @@ def builds_html(rows_: list[Build]) -> str:
             f"<td>{esc(b.project)}</td><td>{esc(b.branch or b.ref)}</td>"
             f'<td><code title="{esc(b.commit)}">{esc(b.commit[:12])}</code></td>'
             f"<td>{_status(b.status)}</td><td>{_digest(b.digest)}</td>"
+            f'<td class="actor">{esc(b.actor or b.trigger)}</td>'
             f"<td>{_time(b.finished_at or b.started_at or b.created_at)}</td></tr>")
     return _table("Recent builds (click one for its log)", ["Build", "Project", "Branch", "Commit", "Status",
-                                                           "Digest", "When"], rows, "No builds yet.", "builds")
+                                                           "Digest", "By", "When"], rows, "No builds yet.", "builds")
 
 
 def timeline_html(project: str, rows_: list[Promotion]) -> str:
