@@ -111,5 +111,6 @@ def build_spec(config: Config, project: ProjectConfig, build: Build, checkout: P
         cache_from=[] if options.no_cache else cache_from,
         platforms=list(options.platforms),
         provenance=options.provenance,
+        cache_ref=options.cache_ref,
     )
     return spec, tags

@@ -114,17 +114,23 @@ def checkout(ctx: BuildContext) -> BuildSkipped | None:
 
 
 def build(ctx: BuildContext) -> None:
-    """BuildKit builds the spec on an engine that answers and pushes the immutable tags."""
+    """BuildKit builds the spec on the first usable builder of the pool (the next one when that
+    builder fails mid-build) and pushes the immutable tags; where it runs is recorded as it starts."""
     assert ctx.checkout is not None
     ctx.spec, ctx.tags = build_spec(ctx.config, ctx.project, ctx.build, ctx.checkout, ctx.previous)
-    docker = ctx.config.docker
-    ctx.engine = builder.pick_engine(docker.hosts, docker.cli, spread=ctx.build.id)
-    with ctx.scope.db.session() as session:
-        builds.record_progress(session, ctx.build.id, engine=ctx.engine.name, builder_mode=ctx.engine.mode,
-                               build_args=ctx.spec.args, cache_from=ctx.spec.cache_from)
     if ctx.key is not None:
         ctx.key.result()  # a key that cannot sign fails before building
-    ctx.built = builder.build_and_push(ctx.engine, ctx.spec, ctx.sink, ctx.workdir / "tmp", ctx.scope.should_stop)
+    spec = ctx.spec
+
+    def started(engine: builder.Engine) -> None:
+        ctx.engine = engine
+        with ctx.scope.db.session() as session:
+            builds.record_progress(session, ctx.build.id, engine=engine.name, builder_mode=engine.mode,
+                                   build_args=spec.args, cache_from=spec.cache_from)
+
+    pool = builder.BuilderPool.from_config(ctx.config)
+    ctx.built = pool.build(spec, ctx.sink, ctx.workdir / "tmp", spread=ctx.build.id,
+                           should_stop=ctx.scope.should_stop, on_start=started)
 
 
 def push(ctx: BuildContext) -> None:

@@ -28,10 +28,14 @@ __all__ = ["Built", "build_and_push"]
 
 _PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: (\d+)")
 _STEP = re.compile(r"^#\d+ (\[[^\]]+\] .*)$")
-# what the CLI prints when the engine or daemon went away, as opposed to a failing Dockerfile
-_BUILDER_DOWN = ("Cannot connect to the Docker daemon", "connection refused", "no such host",
-                 "code = Unavailable", "error reading from server", "transport is closing",
-                 "connection reset by peer", "failed to dial", "broken pipe", "ERROR: no builder")
+# what the CLI prints when the engine or daemon itself went away (its gRPC stream broke) ...
+_BUILDER_GONE = ("Cannot connect to the Docker daemon", "code = Unavailable", "error reading from server",
+                 "transport is closing", "failed to dial", "ERROR: no builder")
+# ... when BuildKit could not reach a registry (the builder is fine: not another builder's job) ...
+_REGISTRY_DOWN = ("failed to push", "failed to do request", "failed to resolve source metadata",
+                  "failed to fetch", "failed to authorize")
+# ... and connection trouble that names neither
+_CONNECTION = ("connection refused", "no such host", "connection reset by peer", "broken pipe")
 _AUTH_REFUSED = ("401 Unauthorized", "unauthorized: ", "authorization failed", "no basic auth credentials")
 
 
@@ -169,12 +173,21 @@ _pushed_by_buildx = _pushed_by_buildkit  # the earlier name
 def _raise_for(engine: Engine, spec: BuildSpec, tail: list[str], returncode: int) -> None:
     # the CLI's own lines only: "#7 0.31 curl: connection refused" is the Dockerfile's problem
     own = [line for line in tail if not line.startswith("#")]
-    if down := [line for line in own if any(marker in line for marker in _BUILDER_DOWN)]:
-        last = down[-1]
-        raise EngineError(f"builder {engine.name} ({engine.describe}) failed during the build: {last}")
-    if engine.push_direct and spec.credentials and any(m in line for line in tail for m in _AUTH_REFUSED):
+
+    def found(markers: tuple[str, ...]) -> str | None:
+        return next((line for line in reversed(own) if any(marker in line for marker in markers)), None)
+
+    if line := found(_BUILDER_GONE):
+        raise EngineError(f"builder {engine.name} ({engine.describe}) failed during the build: {line}")
+    if spec.credentials and found(_AUTH_REFUSED):
         raise RegistryAuthError(f"login to {spec.registry} as {spec.credentials[0]} failed: the registry refused "
-                                f"the credentials when BuildKit pushed: {tail[-1]}")
+                                f"the credentials: {found(_AUTH_REFUSED)}")
+    if line := found(_REGISTRY_DOWN):
+        rest = own[own.index(line):][:6]  # a registry's own "errors:" list follows on the next lines
+        detail = "\n".join(part.removeprefix("ERROR: ") for part in rest if part.strip())
+        raise RegistryError(f"builder {engine.name} could not push to or pull from the registry: {detail}")
+    if line := found(_CONNECTION):
+        raise EngineError(f"builder {engine.name} ({engine.describe}) failed during the build: {line}")
     raise BuildError(_failure(tail, returncode))
 
 

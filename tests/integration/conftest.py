@@ -87,15 +87,20 @@ def buildkitd(service_root: Path, registry_impl: str, secure_registry: Registry,
     daemon.stop()
 
 
+@pytest.fixture
+def uses_buildkit(monkeypatch: pytest.MonkeyPatch, buildx_config: Path, buildkitd: BuildkitDaemon) -> BuilderUnderTest:
+    """The session's buildkitd as a `buildkit:` builder (buildx on DOCKER_CONFIG for this test)."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(buildx_config))
+    return BuilderUnderTest("buildkit", buildkit_entry("buildkitd", buildkitd), buildkitd)
+
+
 @pytest.fixture(params=["engine", "buildkit"])
-def builder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> BuilderUnderTest:
+def builder(request: pytest.FixtureRequest) -> BuilderUnderTest:
     """The test runs on Debian's 20.10 engine and again on the buildkitd v0.32 daemon."""
     if request.param == "engine":
         engine: DockerEngine = request.getfixturevalue("engine")
         return BuilderUnderTest("engine", {"name": engine.host, "docker": engine.host})
-    monkeypatch.setenv("DOCKER_CONFIG", str(request.getfixturevalue("buildx_config")))
-    daemon: BuildkitDaemon = request.getfixturevalue("buildkitd")
-    return BuilderUnderTest("buildkit", buildkit_entry("buildkitd", daemon), daemon)
+    return request.getfixturevalue("uses_buildkit")  # type: ignore[no-any-return]
 
 
 def pull(engine: DockerEngine, ref: str) -> str:

@@ -37,7 +37,8 @@ _log = project.build_log
 
 
 def test_failing_dockerfile_fails_once_with_the_step_and_its_output(
-    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
+    sqlite_db: Database,
 ) -> None:
     sha = git_repo.commit({"Dockerfile": f"FROM {base_image}\nRUN echo about-to-fail && exit 3\n"})
     build = _build(sqlite_db, _config(tmp_path, builder, registry, git_repo), sha)
@@ -138,7 +139,8 @@ def test_wrong_registry_password_fails_with_a_clear_error(
 
 
 def test_path_filter_checked_by_diff_when_the_host_sent_no_file_list(
-    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo, sqlite_db: Database
+    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
+    sqlite_db: Database,
 ) -> None:
     before = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
     after = git_repo.commit({"docs/notes.md": "only docs\n"})
