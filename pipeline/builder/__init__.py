@@ -53,8 +53,6 @@ def resolve_inside(root: Path, relative: str, what: str) -> Path:
     return path
 
 
-def _build_command(engine: Engine, spec: BuildSpec, iidfile: Path, secret_files: dict[str, Path],
-                   config_dir: str = "") -> list[str]:
-    """The build's argv (kept for tests; ``config_dir`` now travels in the environment)."""
+def _build_command(engine: Engine, spec: BuildSpec, iidfile: Path, secret_files: dict[str, Path]) -> list[str]:
+    """The build's argv, for the unit tests (the environment comes from ``Engine.env``)."""
     return _argv(engine, spec, iidfile, secret_files)
-

@@ -147,9 +147,9 @@ class BuilderPool:
             for line in passed:
                 on_line(line)
             skipped += passed
-            on_start(engine)
             try:
-                with _slot(engine.name):
+                with _slot(engine.name):  # taken before anyone hears it started: max_parallel holds
+                    on_start(engine)
                     built = build_and_push(engine, spec, on_line, scratch, should_stop)
                 return Built(**{**built.__dict__, "skipped": tuple(skipped)})
             except EngineError as exc:

@@ -125,6 +125,31 @@ def test_unknown_buildx_builder_and_missing_platform_are_clear_errors(
         _pool(tmp_path, buildkit_entry("farm", buildkitd)).pick(spec)
 
 
+def test_a_builder_at_max_parallel_is_skipped_for_the_next_one(
+    tmp_path: Path, uses_buildx: Path, buildkitd: BuildkitDaemon, registry: Registry, base_image: str
+) -> None:
+    slow = _context(tmp_path, f"FROM {base_image}\nRUN echo {tmp_path.name} && sleep 4\n")
+    quick = tmp_path / "quick"
+    quick.mkdir()
+    (quick / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /d\n")
+    pool = _pool(tmp_path, buildkit_entry("one", buildkitd, max_parallel=1),
+                 buildkit_entry("two", buildkitd, max_parallel=1))
+    started = threading.Event()
+    first: list[Built] = []
+    runner = threading.Thread(target=lambda: first.append(pool.build(
+        _spec(slow, f"{registry.host}/kinds/parallel:slow", network="host"), lambda line: None,
+        tmp_path / "scratch-1", on_start=lambda engine: started.set())))
+    runner.start()
+    try:
+        assert started.wait(60)
+        second, lines = _build(pool, _spec(quick, f"{registry.host}/kinds/parallel:quick"), tmp_path)
+    finally:
+        runner.join(120)
+    assert first and first[0].engine is not None and first[0].engine.name == "one"
+    assert second.engine is not None and second.engine.name == "two"
+    assert "builder one skipped: busy: 1 builds running (max_parallel 1)" in lines
+
+
 def test_a_builder_that_is_down_is_skipped_and_why_is_logged(
     tmp_path: Path, uses_buildx: Path, buildkitd: BuildkitDaemon, registry: Registry
 ) -> None:

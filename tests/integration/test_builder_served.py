@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.signing import attestation_tag, generate_key_pair, load_public_key, verify_envelope
 from tests import project, webhooks
 from tests.gitrepo import GitRepo
 from tests.integration.conftest import BuilderUnderTest, with_builder
@@ -144,13 +145,18 @@ def test_a_push_becomes_an_image_on_each_builder_and_reaches_dev(
 
 def test_multi_platform_index_with_provenance_is_built_and_promoted_whole(
     tmp_path: Path, uses_buildkit: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
-    serve: Any
+    serve: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """BuildKit's provenance inside the index, the service's signed SLSA attestation beside it
+    (``sha256-<index>.att``), both carried to dev with the index and every child."""
+    monkeypatch.setenv("COSIGN_PASSWORD", "served-index")
+    key_file, pub_file = generate_key_pair(tmp_path / "keys", b"served-index")
     dockerfile = (f"FROM --platform=$BUILDPLATFORM {base_image} AS build\nARG TARGETARCH\n"
                   "RUN echo \"for $TARGETARCH\" > /arch\nFROM scratch\nCOPY --from=build /arch /arch\n")
     data = _data(tmp_path, uses_buildkit, registry, git_repo, platforms=["linux/amd64", "linux/arm64"],
                  provenance=True)
     data["builders"][0]["platforms"] = ["linux/amd64", "linux/arm64"]  # no emulation needed: declared
+    data["signing"] = {"key_file": str(key_file)}
     served = serve(data)
     sha = git_repo.commit({"Dockerfile": dockerfile})
     build = served.wait("builds", served.push(git_repo, sha))
@@ -170,3 +176,11 @@ def test_multi_platform_index_with_provenance_is_built_and_promoted_whole(
     assert skopeo_inspect(f"{registry.host}/{dev}:dev", tls_verify=False, raw=True) == index
     for child in index["manifests"]:  # with every child: images and attestations
         assert _manifest(registry, dev, child["digest"])["layers"]
+    for repository in ("acme/demo", dev):  # the service's own attestation of the index, at both
+        signed = _manifest(registry, repository, attestation_tag(build["digest"]))
+        [layer] = signed["layers"]
+        envelope = httpx.get(f"{registry.url}/v2/{repository}/blobs/{layer['digest']}", follow_redirects=True)
+        statement = verify_envelope(envelope.content, [load_public_key(pub_file)])
+        assert statement is not None and statement["subject"][0]["digest"] == {"sha256": build["digest"][7:]}
+        assert statement["predicate"]["buildDefinition"]["externalParameters"]["platforms"] == [
+            "linux/amd64", "linux/arm64"]
