@@ -701,3 +701,104 @@ def build_problems(setup: Setup, config: Config, rows: Sequence[Build], probe: R
     if (current.digest if current else None) != in_registry:
         problems.append(f"dev tag is {in_registry}, the database says {current.digest if current else None}")
     return problems
+
+
+# -- a worker frozen past its lease ---------------------------------------------------------------
+
+
+@dataclass
+class Freeze:
+    """One SIGSTOP round: where the worker froze, what happened while it was frozen."""
+
+    step: str
+    frozen: int  # the promotion the frozen worker held
+    newer: int  # the promotion requested after it
+    finished_while_frozen: bool  # the other worker finished both while the first was frozen
+    waited_on_lock: bool  # if not: the other worker waited for a lock the frozen one holds
+    late_log: str  # what the frozen worker logged about its job after SIGCONT
+    problems: list[str] = field(default_factory=list)
+
+
+def _request(setup: Setup, env: str, build_id: int) -> int:
+    with setup.db.session() as session:
+        return promotion.request_promotion(session, setup.config, PROJECT, env, build_id=build_id, actor="chaos").id
+
+
+def _row(db: Database, promotion_id: int) -> Promotion:
+    return next(r for r in promotion_rows(db) if r.id == promotion_id)
+
+
+def freeze_promotion(setup: Setup, build_ids: Sequence[int], step: str, rng: random.Random,
+                     *, frozen_for: float = 30.0) -> Freeze:
+    """Worker A promotes to dev and is frozen (SIGSTOP, with its children) in ``step``; worker B
+    takes the promotion over once the lease expired and finishes it, then a newer one; then A
+    is woken (SIGCONT). A must touch nothing: no tag moved back, no late Git commit, no write
+    to the row. Builds are promoted in pairs (frozen, newer), the next pair when the worker had
+    already left the step when the signal landed."""
+    db = setup.db
+    with _fleet(setup, 0, ()) as (fleet, _):
+        a = fleet.spawn(setup.worker_config(), "--builds", "0", "--promotions", "1")
+        for attempt in range(0, len(build_ids) - 1, 2):
+            first = _request(setup, "dev", build_ids[attempt])
+            at = _wait_for(lambda: r if (r := _row(db, first)).status == "running" and next_step(r) == step
+                           else None, seconds=30, every=0.002)
+            if at is None:
+                raise AssertionError(f"promotion {first} never ran {step}: {_row(db, first).steps}\n{a.tail()}")
+            time.sleep(rng.uniform(0, 0.03))
+            fleet.signal(a, signal.SIGSTOP)
+            _wait_for(lambda: True if _state(a.pid) == "T" else None, seconds=5, every=0.001)
+            held = _row(db, first)
+            if held.status == "running" and held.worker == at.worker and next_step(held) == step:
+                break
+            say(f"worker {a.pid} was past {step} of promotion {first} when it froze; again")
+            fleet.signal(a, signal.SIGCONT)
+            _drain(db, promotion_rows, lambda r: r.status in ("pending", "running"), fleet)
+        else:
+            raise AssertionError(f"never froze a worker inside {step}")
+        frozen_steps = [s["kind"] for s in held.steps if s.get("status") == "succeeded"]
+        say(f"froze worker {a.pid} in {step} of promotion {first} (done: {frozen_steps})")
+        second = build_ids[attempt + 1]
+        b = fleet.spawn(setup.worker_config(), "--builds", "0", "--promotions", "1")
+        taken = _wait_for(lambda: r if (r := _row(db, first)).status == "succeeded" else None, seconds=frozen_for,
+                          every=0.05)
+        newer = _request(setup, "dev", second)
+        finished = taken is not None and _wait_for(
+            lambda: r if (r := _row(db, newer)).status == "succeeded" else None, seconds=frozen_for,
+            every=0.05) is not None
+        if finished:
+            _drain(db, promotion_rows, lambda r: r.status in ("pending", "running"), fleet)
+        waiting = not finished and _advisory_waits(db) > 0
+        if not finished:
+            say(f"promotion {first}/{newer} did not finish while worker {a.pid} was frozen: "
+                f"{_row(db, first).status}/{_row(db, newer).status}; a worker waits for an advisory lock: {waiting}")
+        fleet.signal(a, signal.SIGCONT)
+        late = _wait_for(lambda: _late_line(a, first), seconds=15, every=0.05)
+        _drain(db, promotion_rows, lambda r: r.status in ("pending", "running"), fleet)
+        time.sleep(LEASE_SECONDS)  # anything A would still do, it has done by now
+        rows = promotion_rows(db)
+        problems = promotion_problems(setup, rows)
+        mine = _row(db, first)
+        if mine.worker == held.worker or mine.epoch == held.epoch:
+            problems.append(f"promotion {first} was finished by the frozen worker's claim {held.epoch} ({mine.worker})")
+        if late is None:
+            problems.append(f"the frozen worker never said it lost promotion {first}:\n{a.tail()}")
+        return Freeze(step, first, newer, finished, waiting, late or "", problems)
+
+
+def _late_line(worker: WorkerProcess, promotion_id: int) -> str | None:
+    pattern = re.compile(rf"promotion {promotion_id}\b.*(lease lost|no longer held|taken over)", re.I)
+    try:
+        text = worker.log.read_text(errors="replace")
+    except OSError:
+        return None
+    return next((line for line in text.splitlines() if pattern.search(line)), None)
+
+
+def _advisory_waits(db: Database) -> int:
+    """Sessions of this database waiting for an advisory lock (the tag fence, the Git lock)."""
+    from sqlalchemy import text
+
+    with db.session() as session:
+        return int(session.execute(text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()")).scalar_one())
