@@ -205,15 +205,20 @@ def image_insight(ctx: BuildContext) -> None:
     """What the image is made of, after the digest is recorded: reading the whole image takes
     seconds, and nobody waiting for the digest should wait for it. A failure only warns."""
     options = ctx.project.build_for(ctx.build.branch)
-    if not (options.insight and ctx.built is not None and ctx.built.loaded and ctx.engine and ctx.spec):
+    if not (options.insight and ctx.built is not None and ctx.engine and ctx.spec):
         return
     scratch = ctx.workdir / "insight"
     scratch.mkdir(parents=True, exist_ok=True)
     kept = scratch / "Dockerfile"
     shutil.copyfile(ctx.spec.dockerfile, kept)
     try:
-        found = insight.save_and_analyze([str(p) for p in ctx.engine.client().docker_cmd], ctx.built.image_id,
-                                         scratch)
+        if ctx.built.loaded:
+            found = insight.save_and_analyze([str(p) for p in ctx.engine.client().docker_cmd], ctx.built.image_id,
+                                             scratch)
+        else:  # BuildKit pushed it straight to the registry: no engine holds it, read it back from there
+            with ctx.registry_client() as client:
+                archive = builder.registry_archive(client, ctx.repository, ctx.built.digest, scratch / "pushed.tar")
+            found = insight.analyze_archive(archive)
         advice = [a.to_dict() for a in insight.advise(kept, found)]
         compared = insight.compare(ctx.previous.insight if ctx.previous else None, found)
         with ctx.scope.db.session() as session:

@@ -20,6 +20,7 @@ from pipeline.builder._command import build_command as _argv
 from pipeline.builder._engine import Engine, pick_engine
 from pipeline.builder._pool import BuilderPool
 from pipeline.builder._probe import BuilderStatus
+from pipeline.builder._readback import registry_archive
 from pipeline.builder._run import Built, build_and_push
 from pipeline.builder._run import _pushed_by_buildx as _pushed_by_buildx  # noqa: PLC0414 (unit tests read it)
 from pipeline.builder._tags import render_args, render_tags, sanitize_tag, template_values
@@ -34,6 +35,7 @@ __all__ = [
     "build_and_push",
     "cache_ref",
     "pick_engine",
+    "registry_archive",
     "render_args",
     "render_tags",
     "resolve_inside",

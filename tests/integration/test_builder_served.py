@@ -163,6 +163,11 @@ def test_multi_platform_index_with_provenance_is_built_and_promoted_whole(
     assert build["status"] == "succeeded", build["error"]
     index = _manifest(registry, "acme/demo", build["digest"])
     assert index["mediaType"] == INDEX, "the recorded digest is the index's"
+    deadline = time.monotonic() + 60  # insight reads the amd64 image back after the digest is recorded
+    while not served.get(f"/api/v1/builds/{build['id']}").get("insight") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    shown = served.get(f"/api/v1/builds/{build['id']}")["insight"]
+    assert shown and shown["layer_count"] == 1, shown
     platforms = {(m["platform"]["os"], m["platform"]["architecture"]) for m in index["manifests"]}
     assert {("linux", "amd64"), ("linux", "arm64")} <= platforms
     attestations = [m for m in index["manifests"]
