@@ -135,7 +135,9 @@ class QueueWorker:
             return None
         except PipelineError as exc:
             if exc.retryable and job.attempts < self.config.worker.max_attempts:
-                delay = retry_delay(job.attempts, base=self.config.worker.retry_seconds)
+                asked = getattr(exc, "retry_after", None)  # a step that said when (StepResult.retry_after)
+                delay = (dt.timedelta(seconds=asked) if asked is not None
+                         else retry_delay(job.attempts, base=self.config.worker.retry_seconds))
                 return Outcome("retry", error=f"will retry: {exc.message}", delay=delay)
             return Outcome("failed", error=exc.message)
         except Exception as exc:  # a bug must still end the job with a readable error

@@ -18,13 +18,22 @@ from pipeline.promotion._requests import (
     request_promotion,
     request_rollback,
 )
-from pipeline.promotion._run import (
+from pipeline.promotion._executor import (
+    Executed,
     PromotionOutcome,
     PromotionPaused,
     PromotionRefused,
-    StepContext,
+    StepRetry,
+    execute,
     run_promotion,
-    step_registry,
+)
+from pipeline.promotion.steps import (
+    StepContext,
+    StepInfo,
+    StepRegistry,
+    StepResult,
+    build_default_registry,
+    steps_for,
 )
 
 __all__ = [
@@ -34,13 +43,20 @@ __all__ = [
     "PromotionOutcome",
     "PromotionPaused",
     "PromotionRefused",
+    "Executed",
     "StepContext",
+    "StepInfo",
+    "StepRegistry",
+    "StepResult",
+    "StepRetry",
     "attestation_status",
+    "build_default_registry",
     "build_location",
     "check_pull_requests",
     "environment_location",
     "environment_matrix",
     "environment_tag",
+    "execute",
     "image_lineage",
     "queue_auto_after_build",
     "queue_auto_after_promotion",
@@ -50,5 +66,5 @@ __all__ = [
     "request_promotion",
     "request_rollback",
     "run_promotion",
-    "step_registry",
+    "steps_for",
 ]

@@ -11,7 +11,7 @@ import logging
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.gitops import pull_request_host
-from pipeline.promotion._writeback import pull_request_number
+from pipeline.promotion.steps import pull_request_number
 from pipeline.store import Database, promotions
 
 __all__ = ["check_pull_requests"]

@@ -1,4 +1,4 @@
-"""The ``git-push`` step: write the promoted digest into the environment's deploy repository.
+"""``git-push``: write the promoted digest into the environment's deploy repository.
 
 It runs after the image and its signatures are in the target by digest and before the
 environment tag moves. The manifests in Git name the digest, which is already there, so Argo
@@ -11,7 +11,6 @@ a database lock (and on one machine by the mirror's file lock).
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING
 
 from pipeline.config import GitOpsConfig
 from pipeline.gitops import (
@@ -19,27 +18,16 @@ from pipeline.gitops import (
     ImageChange,
     KustomizeImage,
     ManifestContainer,
-    PullRequest,
     Target,
     pull_request_host,
     update_yaml,
     write_back,
 )
+from pipeline.promotion.steps._contract import StepContext, StepInfo, StepResult
 from pipeline.source import public_url
 from pipeline.store import locks
 
-if TYPE_CHECKING:
-    from pipeline.promotion._run import StepContext
-
-__all__ = ["AwaitingMerge", "pull_request_number", "push_to_git"]
-
-
-class AwaitingMerge(Exception):
-    """The edit waits in a pull request: the promotion pauses until someone merges it."""
-
-    def __init__(self, pull_request: PullRequest, message: str) -> None:
-        super().__init__(message)
-        self.pull_request, self.message = pull_request, message
+__all__ = ["GIT_PUSHER", "pull_request_number", "push_to_git"]
 
 
 def pull_request_number(url: str) -> int:
@@ -63,9 +51,9 @@ def _message(ctx: StepContext) -> str:
             f"build: {build.id}\npromotion: {promotion.id} ({promotion.trigger}, by {promotion.actor})\n")
 
 
-def push_to_git(ctx: StepContext) -> str:
+def push_to_git(ctx: StepContext) -> StepResult:
     """Push the edit to the branch, or in pull-request mode to a branch of its own plus a pull
-    request (then the promotion waits, ``AwaitingMerge``, and the tag moves after the merge)."""
+    request (then the promotion waits, ``awaiting_merge``, and the tag moves after the merge)."""
     gitops = ctx.env.gitops
     assert gitops is not None
     head = f"pipeline/{ctx.promotion.project}/{ctx.promotion.environment}/promotion-{ctx.promotion.id}"
@@ -83,14 +71,20 @@ def push_to_git(ctx: StepContext) -> str:
         shutil.rmtree(work, ignore_errors=True)
     where = f"{public_url(gitops.repo)} {gitops.branch}:{gitops.path}"
     if pushed.commit is None:
-        return f"{where} already names {pushed.new_value}; no commit"
-    ctx.outputs["gitops_commit"] = pushed.commit
+        return StepResult(f"{where} already names {pushed.new_value}; no commit")
+    output = {"gitops_commit": pushed.commit}
     if gitops.pull_request is not None:
         host = pull_request_host(gitops.pull_request)
         try:
             opened = host.open(head=head, base=gitops.branch, title=_message(ctx).splitlines()[0], body=_message(ctx))
         finally:
             host.close()
-        raise AwaitingMerge(opened, f"pushed {pushed.commit[:12]} to {head}; waiting for pull request "
-                                    f"{opened.url} into {gitops.branch} to be merged")
-    return f"pushed {pushed.commit[:12]} to {where}: {pushed.old_value} -> {pushed.new_value}"
+        return StepResult(f"pushed {pushed.commit[:12]} to {head}; waiting for pull request {opened.url} into "
+                          f"{gitops.branch} to be merged", status="awaiting_merge",
+                          output={**output, "pull_request": opened.url})
+    return StepResult(f"pushed {pushed.commit[:12]} to {where}: {pushed.old_value} -> {pushed.new_value}",
+                      output=output)
+
+
+GIT_PUSHER = StepInfo("git-push", push_to_git, reads=("environment repository",),
+                      writes=("a commit (or a pull request) naming the digest",), visible=True)
