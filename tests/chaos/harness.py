@@ -585,7 +585,7 @@ def next_commit(setup: Setup, n: int) -> str:
     enough to be killed in."""
     assert setup.source is not None
     dockerfile = (f"FROM {setup.base_image}\nCOPY payload.txt /payload.txt\n"
-                  "RUN sleep 1 && cat /payload.txt > /built.txt\n")
+                  "RUN sleep 0.5 && cat /payload.txt > /built.txt\n")
     return setup.source.commit({"Dockerfile": dockerfile, "payload.txt": f"chaos build {n} {time.time_ns()}\n"},
                                f"change {n}")
 
@@ -604,7 +604,7 @@ def build_step(row: Build, probe: RegistryProbe, repository: str) -> str | None:
     return "record"
 
 
-def kill_builds(setup: Setup, *, kills: int, seed: int, workers: int = 2, in_flight: int = 3,
+def kill_builds(setup: Setup, *, kills: int, seed: int, workers: int = 3, in_flight: int = 4,
                 budget_seconds: float = 120.0) -> ChaosReport:
     """Builds of new commits, one after another, while SIGKILL lands in checkout, build, push
     and record; then let the survivors finish and check everything."""
