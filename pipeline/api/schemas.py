@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.api import _examples as ex
+from pipeline.types import COMMIT_PATTERN
 
 __all__ = [
     "Arrival",
@@ -91,7 +92,7 @@ class BuildRequest(BaseModel):
 
     project: str
     ref: str | None = Field(default=None, max_length=255)
-    commit: str | None = Field(default=None, pattern="^[0-9a-f]{40}$")
+    commit: str | None = Field(default=None, pattern=f"^{COMMIT_PATTERN}$")
 
 
 class BuildPage(BaseModel):

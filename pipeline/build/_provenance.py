@@ -3,7 +3,6 @@ with a signing key, its signed DSSE envelope appended to the digest's ``.att``."
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -24,6 +23,7 @@ from pipeline.signing import (
     verify_envelope,
 )
 from pipeline.store import Build, utcnow
+from pipeline.types import content_digest
 
 __all__ = ["attach_provenance", "load_signing_key", "provenance_for"]
 
@@ -66,7 +66,7 @@ def attach_provenance(config: Config, project: ProjectConfig, digest: str, state
     """
     repository, tag = project.image.repository, attestation_tag(digest)
     envelope = dsse_envelope(statement, key)
-    layer_digest = "sha256:" + hashlib.sha256(envelope).hexdigest()
+    layer_digest = content_digest(envelope)
     payload, public = statement_bytes(statement), key.public_key()
     with RegistryClient(config.registries[project.image.registry]) as client:
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from pipeline import source
 from pipeline.config import Config
 from pipeline.errors import InvalidRequest, NotFound
 from pipeline.store import Build, Database, builds
+from pipeline.types import is_commit
 
 __all__ = ["rebuild", "request_build"]
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 def _full_ref(ref: str, refs: dict[str, str]) -> str:
@@ -26,7 +24,7 @@ def request_build(db: Database, config: Config, project_name: str, *, ref: str |
     """Queue a build of ``ref`` (resolved now with ls-remote) or of an exact ``commit``; the
     actor (the token's name) is recorded on the build."""
     project = config.project(project_name)
-    if commit is not None and not _SHA.match(commit):
+    if commit is not None and not is_commit(commit):
         raise InvalidRequest(f"commit must be a full 40-character lowercase SHA, got {commit[:60]!r}")
     if ref is None and commit is None:
         raise InvalidRequest("give a ref (branch or tag) or a commit")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     Field,
@@ -21,6 +21,7 @@ from pipeline.config._base import (
 )
 from pipeline.config._source import GitConfig
 from pipeline.errors import ConfigError, SigningError
+from pipeline.types import GitHost
 
 __all__ = ["ENVIRONMENT_TAG_FIELDS", "EnvironmentConfig", "GitOpsConfig", "PullRequestConfig", "SigningConfig"]
 
@@ -28,10 +29,18 @@ __all__ = ["ENVIRONMENT_TAG_FIELDS", "EnvironmentConfig", "GitOpsConfig", "PullR
 class PullRequestConfig(Model):
     """Write-back through a pull request on the Git host instead of a push to the branch."""
 
-    provider: Literal["github"] = "github"
+    provider: GitHost = "github"
     repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")  # owner/name on the host
     api_url: str = "https://api.github.com"
     token_env: str  # a token allowed to open pull requests; read when needed, never stored
+
+    @field_validator("provider")
+    @classmethod
+    def _implemented(cls, provider: str) -> str:
+        if provider != "github":
+            raise ValueError(f"pull requests are opened on github (and GitHub Enterprise) only, not {provider}; "
+                             "use a plain push (no pull_request) on this host")
+        return provider
 
     def token(self) -> str:
         value = os.environ.get(self.token_env)

@@ -7,18 +7,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import BadPayload
+from pipeline.types import is_commit
 
 __all__ = ["Delivery", "PushEvent", "ZERO_SHA", "validate_ref", "validate_sha"]
 
 ZERO_SHA = "0" * 40
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 # git check-ref-format's rules, and no byte a shell or a git option could misread
 _BAD_REF = re.compile(r"(^|/)[.-]|\.\.|[\x00-\x20\x7f~^:?*\[\\;|&$`'\"<>]|@\{|//|\.lock(/|$)|/$|\.$")
 MAX_REF = 255
 
 
 def validate_sha(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _SHA.match(value):
+    if not is_commit(value):
         shown = value[:60] if isinstance(value, str) else value
         raise BadPayload(f"{what} must be a 40-character hex commit SHA, got {shown!r}")
     return value

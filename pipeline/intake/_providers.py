@@ -14,6 +14,7 @@ from pipeline.errors import BadPayload
 from pipeline.intake._event import Delivery, PushEvent, changed_paths, validate_ref, validate_sha
 from pipeline.intake._json import decode_body, header, obj, text
 from pipeline.intake._signatures import require_hmac, require_token
+from pipeline.types import GIT_HOSTS
 
 __all__ = ["PROVIDERS", "Provider"]
 
@@ -194,3 +195,4 @@ class Generic(Provider):
 
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (GitHub(), GitLab(), Gitea(), Bitbucket(), Generic())}
+assert set(PROVIDERS) == {*GIT_HOSTS, "generic"}, "every Git host kind has its webhook reader"

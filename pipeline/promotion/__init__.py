@@ -1,5 +1,14 @@
 """Promotion: the exact digest a build made moves through environments, recorded for good."""
 
+from pipeline.promotion._executor import (
+    Executed,
+    PromotionOutcome,
+    PromotionPaused,
+    PromotionRefused,
+    StepRetry,
+    execute,
+    run_promotion,
+)
 from pipeline.promotion._history import (
     EnvironmentState,
     ImageLineage,
@@ -17,15 +26,6 @@ from pipeline.promotion._requests import (
     release_environment,
     request_promotion,
     request_rollback,
-)
-from pipeline.promotion._executor import (
-    Executed,
-    PromotionOutcome,
-    PromotionPaused,
-    PromotionRefused,
-    StepRetry,
-    execute,
-    run_promotion,
 )
 from pipeline.promotion.steps import (
     StepContext,

@@ -7,7 +7,6 @@ with the reason), so the history shows what was asked and why it did not happen.
 from __future__ import annotations
 
 import fnmatch
-import re
 
 from sqlalchemy.orm import Session
 
@@ -15,6 +14,7 @@ from pipeline.config import Config, EnvironmentConfig, ProjectConfig
 from pipeline.errors import Conflict, InvalidRequest, NotFound
 from pipeline.promotion._policy import refusal
 from pipeline.store import Build, EnvironmentHold, Promotion, RejectedDigest, builds, promotions, utcnow
+from pipeline.types import is_digest
 
 __all__ = [
     "queue_auto_after_build",
@@ -25,7 +25,6 @@ __all__ = [
     "request_rollback",
 ]
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def _build_for(session: Session, project: str, digest: str | None, build_id: int | None) -> Build:
@@ -40,7 +39,7 @@ def _build_for(session: Session, project: str, digest: str | None, build_id: int
             raise InvalidRequest(f"build {build_id} is {build.status}; only a succeeded build has a digest to promote")
         return build
     assert digest is not None
-    if not _DIGEST.fullmatch(digest):
+    if not is_digest(digest):
         raise InvalidRequest(f"digest must look like sha256:<64 lowercase hex>, got {digest[:80]!r}")
     found = promotions.succeeded_build_with_digest(session, project, digest)
     if found is None:
@@ -104,7 +103,7 @@ def release_environment(session: Session, config: Config, project: str, environm
 
 def reject_digest(session: Session, digest: str, *, actor: str, reason: str) -> RejectedDigest:
     """Block a digest from every further promotion; pending ones are refused when a worker takes them."""
-    if not _DIGEST.fullmatch(digest):
+    if not is_digest(digest):
         raise InvalidRequest(f"digest must look like sha256:<64 lowercase hex>, got {digest[:80]!r}")
     if not reason.strip():
         raise InvalidRequest("say why the digest is rejected (reason): it is shown to whoever tries to promote it")

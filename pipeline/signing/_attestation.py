@@ -39,7 +39,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -61,6 +60,7 @@ from pipeline.signing._sigmanifest import (
     signature_config,
     signature_tag,
 )
+from pipeline.types import content_digest, is_digest
 
 __all__ = [
     "BUILDER_ID_PREFIX",
@@ -93,12 +93,9 @@ BUILD_TYPE = "urn:pipeline:buildtype:buildkit-dockerfile:v1"
 BUILDER_ID_PREFIX = "urn:pipeline:builder:"
 _MANIFEST_TYPES = (MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.v2+json")
 _SCP_LIKE = re.compile(r"^(?:[^@/:\s]+@)?([^/:\s]+):(?!//)(.+)$")
-_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def attestation_tag(digest: str) -> str:
@@ -286,7 +283,7 @@ def verify_envelope(
 
 
 def _attestation_layer(envelope: bytes, predicate_type: str) -> dict[str, Any]:
-    return {"mediaType": DSSE_MEDIA_TYPE, "size": len(envelope), "digest": _sha256(envelope),
+    return {"mediaType": DSSE_MEDIA_TYPE, "size": len(envelope), "digest": content_digest(envelope),
             "annotations": {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type}}
 
 
@@ -321,7 +318,7 @@ def append_attestation(
     layers.append(new_layer)
     config = signature_config([layer["digest"] for layer in layers])
     manifest = _manifest(config, layers, data)
-    uploads = (Blob(_sha256(config), config), Blob(new_layer["digest"], envelope))
+    uploads = (Blob(content_digest(config), config), Blob(new_layer["digest"], envelope))
     return SignatureManifestUpdate(manifest=manifest, config=config, uploads=uploads, changed=True)
 
 
@@ -363,10 +360,10 @@ def verify_attestation_manifest(
         if not isinstance(layer, dict) or layer.get("mediaType") != DSSE_MEDIA_TYPE:
             continue
         digest = layer.get("digest")
-        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        if not is_digest(digest):
             continue
         blob = fetch_blob(digest)
-        if _sha256(blob) != digest or (isinstance(layer.get("size"), int) and layer["size"] != len(blob)):
+        if content_digest(blob) != digest or (isinstance(layer.get("size"), int) and layer["size"] != len(blob)):
             continue
         for key_index, key in enumerate(public_keys):
             statement = verify_envelope(blob, [key])

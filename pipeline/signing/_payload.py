@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.errors import SigningError
+from pipeline.types import is_digest
 
 __all__ = [
     "COSIGN_SIGNATURE_TYPE",
@@ -34,7 +35,6 @@ __all__ = [
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
 DOCKER_HUB = "index.docker.io"
 _DOCKER_HUB_ALIAS = "docker.io"
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _REPOSITORY_CHARS = re.compile(r"[a-z0-9_.\-/]+")
 _REGISTRY_CHARS = re.compile(r"[A-Za-z0-9.\-:\[\]]+")
 # Go's encoder escapes these even inside strings so JSON can be embedded in HTML and JavaScript.
@@ -60,7 +60,7 @@ def go_json(value: Any) -> bytes:
 
 def validate_digest(digest: str) -> str:
     """Refuse anything but ``sha256:<64 lowercase hex>``: cosign compares digests as strings."""
-    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+    if not is_digest(digest):
         raise SigningError(f"{digest!r} is not an image digest "
                            "(sha256: and 64 lowercase hex digits)")
     return digest

@@ -10,9 +10,7 @@ signature manifest we write has the digest cosign would give it for the same lay
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.errors import SigningError
 from pipeline.signing._payload import go_json, parse_payload, validate_digest, verify_payload
+from pipeline.types import content_digest, is_digest
 
 __all__ = [
     "CONFIG_MEDIA_TYPE",
@@ -42,7 +41,6 @@ SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 _MANIFEST_TYPES = (MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.v2+json")
 _ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time: cosign leaves "created" unset
-_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 # go-containerregistry's v1.Descriptor fields in declaration order (the optional ones are
 # omitempty); anything else is dropped, as cosign drops it.
 _DESCRIPTOR_REQUIRED = ("mediaType", "size", "digest")
@@ -85,8 +83,6 @@ class VerifiedSignature:
     payload: dict[str, Any]
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def signature_tag(digest: str) -> str:
@@ -120,7 +116,7 @@ def _descriptor(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _layer(payload: bytes, signature_b64: str) -> dict[str, Any]:
-    return {"mediaType": SIMPLESIGNING_MEDIA_TYPE, "size": len(payload), "digest": _sha256(payload),
+    return {"mediaType": SIMPLESIGNING_MEDIA_TYPE, "size": len(payload), "digest": content_digest(payload),
             "annotations": {SIGNATURE_ANNOTATION: signature_b64}}
 
 
@@ -130,7 +126,7 @@ def _manifest(
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": CONFIG_MEDIA_TYPE, "size": len(config), "digest": _sha256(config)},
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "size": len(config), "digest": content_digest(config)},
         "layers": [_descriptor(layer) for layer in layers],
     }
     if isinstance(extra.get("annotations"), dict) and extra["annotations"]:
@@ -157,7 +153,7 @@ def _parse_manifest(manifest_bytes: bytes, what: str) -> dict[str, Any]:
 def _checked_layer(layer: Any, what: str) -> dict[str, Any]:
     valid = (isinstance(layer, dict) and isinstance(layer.get("mediaType"), str)
              and isinstance(layer.get("size"), int) and isinstance(layer.get("digest"), str)
-             and bool(_SHA256.fullmatch(layer["digest"])))
+             and is_digest(layer["digest"]))
     if not valid:
         raise SigningError(f"{what} has a layer that is not a sha256 descriptor: {layer!r}")
     return layer
@@ -195,7 +191,7 @@ def append_signature(
     layers.append(new_layer)
     config = signature_config([layer["digest"] for layer in layers])
     manifest = _manifest(config, layers, data)
-    uploads = (Blob(_sha256(config), config), Blob(new_layer["digest"], payload))
+    uploads = (Blob(content_digest(config), config), Blob(new_layer["digest"], payload))
     return SignatureManifestUpdate(manifest=manifest, config=config, uploads=uploads, changed=True)
 
 
@@ -203,10 +199,10 @@ def _layer_payload(layer: Any, fetch_blob: Callable[[str], bytes]) -> bytes | No
     """The layer's payload, only if its bytes are the ones the descriptor names."""
     if not isinstance(layer, dict) or not isinstance(layer.get("digest"), str):
         return None
-    if not _SHA256.fullmatch(layer["digest"]):
+    if not is_digest(layer["digest"]):
         return None
     payload = fetch_blob(layer["digest"])
-    if _sha256(payload) != layer["digest"]:
+    if content_digest(payload) != layer["digest"]:
         return None
     if isinstance(layer.get("size"), int) and layer["size"] != len(payload):
         return None

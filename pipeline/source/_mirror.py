@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,12 +20,12 @@ from pathlib import Path
 from pipeline.config import GitConfig, ProjectConfig
 from pipeline.errors import GitError
 from pipeline.source._git import AUTOCRLF, auth_env, run_git, sanitize
+from pipeline.types import is_commit
 
 __all__ = ["changed_files", "checkout", "fetch_mirror", "locked", "mirror_path", "remote_refs", "update_mirror"]
 
 log = logging.getLogger(__name__)
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 def mirror_path(data_dir: Path, project: str) -> Path:
@@ -67,7 +66,7 @@ def fetch_mirror(path: Path, repo: str, auth: GitConfig) -> None:
 
 
 def _require_sha(commit: str) -> str:
-    if not _SHA.match(commit):
+    if not is_commit(commit):
         raise GitError(f"{commit[:60]!r} is not a full commit SHA")
     return commit
 

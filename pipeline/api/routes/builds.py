@@ -19,6 +19,7 @@ from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
 from pipeline.build import rebuild, request_build
 from pipeline.store import Database, builds
+from pipeline.types import DIGEST_PATTERN
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"], dependencies=[Depends(Allowed("viewer"))],
                    responses=problem_responses(400, 401, 403, 404, 409, 422))
@@ -40,7 +41,7 @@ def list_builds(
     status: Annotated[BuildStatus | None, Query(description="only builds in this status")] = None,
     commit: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{4,40}$", description="only builds of commits "
                                         "starting with these hex digits (4 to 40)", examples=[ex.COMMIT])] = None,
-    digest: Annotated[str | None, Query(pattern="^sha256:[0-9a-f]{64}$", description="only builds that pushed "
+    digest: Annotated[str | None, Query(pattern=f"^{DIGEST_PATTERN}$", description="only builds that pushed "
                                         "this digest", examples=[ex.DIGEST])] = None,
     since: Since = None,
     until: Until = None,

@@ -13,6 +13,7 @@ from pipeline.api.deps import ActorDep, Allowed, ConfigDep, SessionDep
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import AttestationsOut, BuildOut, ImageOut, PromotionOut, ReasonBody, RejectionOut
 from pipeline.errors import Forbidden
+from pipeline.types import DIGEST_PATTERN
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"], dependencies=[Depends(Allowed("viewer"))],
                    responses=problem_responses(400, 401, 403, 404, 409, 422))
@@ -24,7 +25,7 @@ def _may_reject(principal: Annotated[Principal, Depends(Allowed("promoter"))]) -
         raise Forbidden(f"{principal.name} may promote only to {', '.join(principal.environments)}; rejecting a "
                         "digest for every environment needs an unlimited promoter")
 
-Digest = Annotated[str, Path(pattern="^sha256:[0-9a-f]{64}$", examples=[ex.DIGEST],
+Digest = Annotated[str, Path(pattern=f"^{DIGEST_PATTERN}$", examples=[ex.DIGEST],
                               description="the image manifest's digest, as a build reported it")]
 
 

@@ -16,6 +16,7 @@ from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import PromotionOut, PromotionPage, PromotionRequest
 from pipeline.errors import PolicyViolation
 from pipeline.store import Promotion, promotions
+from pipeline.types import DIGEST_PATTERN
 
 router = APIRouter(prefix="/api/v1/promotions", tags=["promotions"], dependencies=[Depends(Allowed("viewer"))],
                    responses=problem_responses(400, 401, 403, 404, 409, 422))
@@ -68,7 +69,7 @@ def list_promotions(
     environment: Annotated[str | None, Query(description="only promotions into this environment",
                                              examples=["prod"])] = None,
     status: Annotated[PromotionStatus | None, Query(description="only promotions in this status")] = None,
-    digest: Annotated[str | None, Query(pattern="^sha256:[0-9a-f]{64}$", description="only promotions of this "
+    digest: Annotated[str | None, Query(pattern=f"^{DIGEST_PATTERN}$", description="only promotions of this "
                                         "digest", examples=[ex.DIGEST])] = None,
     actor: Annotated[str | None, Query(description="only promotions this token name (or `auto`) asked for",
                                        examples=[ex.PROMOTER_TOKEN])] = None,

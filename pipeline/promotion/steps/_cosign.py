@@ -13,22 +13,17 @@ has no compare-and-swap), see ``pipeline.registry.update_artifact``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from pipeline.errors import PolicyViolation
 from pipeline.signing import SIGNATURE_ANNOTATION
 
-__all__ = ["SignatureRefused", "has_layer", "layers", "sha256", "short", "signature_of"]
+__all__ = ["SignatureRefused", "has_layer", "layers", "short", "signature_of"]
 
 
 class SignatureRefused(PolicyViolation):
     """The environment demands a signature the source does not carry: the promotion is rejected."""
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def layers(raw: bytes) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.promotion.steps._contract import StepContext, StepInfo, StepResult
-from pipeline.promotion.steps._cosign import layers, sha256, signature_of
+from pipeline.promotion.steps._cosign import layers, signature_of
 from pipeline.registry import Manifest, RegistryClient, copy_image, update_artifact
 from pipeline.signing import (
     SIMPLESIGNING_MEDIA_TYPE,
@@ -17,6 +17,7 @@ from pipeline.signing import (
     referrers_tag,
     signature_tag,
 )
+from pipeline.types import content_digest
 
 __all__ = ["SIGNATURE_COPIER", "copy_signatures"]
 
@@ -35,11 +36,11 @@ def _merge_sig(source_raw: bytes, read_payload: Callable[[str], bytes]) -> Calla
             update = append_signature(manifest, read_payload(str(layer["digest"])), str(signature_of(layer)))
             if update.changed:
                 manifest, config = update.manifest, update.config
-                blobs += [(blob.digest, blob.data) for blob in update.uploads if blob.digest != sha256(update.config or b"")]
+                blobs += [(blob.digest, blob.data) for blob in update.uploads if blob.digest != content_digest(update.config or b"")]
         if manifest is existing:
             return None, []
         assert config is not None
-        return manifest, [*blobs, (sha256(config), config)]
+        return manifest, [*blobs, (content_digest(config), config)]
 
     return change
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pipeline.errors import SigningError
 from pipeline.promotion.steps._contract import StepContext, StepInfo, StepResult
-from pipeline.promotion.steps._cosign import has_layer, layers, sha256, short, signature_of
+from pipeline.promotion.steps._cosign import has_layer, layers, short, signature_of
 from pipeline.registry import update_artifact
 from pipeline.signing import (
     append_signature,
@@ -15,6 +15,7 @@ from pipeline.signing import (
     simple_signing_payload,
     verify_payload,
 )
+from pipeline.types import content_digest
 
 __all__ = ["IMAGE_SIGNER", "sign_image"]
 
@@ -30,7 +31,7 @@ def sign_image(ctx: StepContext) -> StepResult:
     digest, client, repository = ctx.promotion.digest, ctx.client(ctx.target), ctx.target.repository
     reference = f"{ctx.target.registry.host}/{repository}"
     payload = simple_signing_payload(reference, digest)
-    payload_digest, tag = sha256(payload), signature_tag(digest)
+    payload_digest, tag = content_digest(payload), signature_tag(digest)
     signature = sign_payload(key, payload)
     ours: list[str] = [signature]
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.errors import NotFound, SigningError
 from pipeline.promotion.steps._contract import StepContext, StepInfo, StepResult
-from pipeline.promotion.steps._cosign import SignatureRefused, layers, sha256, short, signature_of
+from pipeline.promotion.steps._cosign import SignatureRefused, layers, short, signature_of
 from pipeline.registry import RegistryClient
 from pipeline.signing import (
     BUNDLE_MEDIA_TYPES,
@@ -24,6 +24,7 @@ from pipeline.signing import (
     verify_payload,
     verify_signature_manifest,
 )
+from pipeline.types import content_digest
 
 __all__ = ["SIGNATURE_VERIFIER", "verify_signature"]
 
@@ -46,7 +47,7 @@ def _why_not(layer: dict[str, Any], fetch: Callable[[str], bytes], digest: str,
         return "has no signature annotation"
     layer_digest = str(layer.get("digest") or "")
     payload = fetch(layer_digest)
-    if sha256(payload) != layer_digest:
+    if content_digest(payload) != layer_digest:
         return "its payload does not match the layer digest (missing or altered)"
     if not any(verify_payload(key, payload, signature) for key in keys):
         return "its signature does not verify with any of the keys (wrong key or altered signature)"
