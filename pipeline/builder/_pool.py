@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.builder._command import BuildSpec
-from pipeline.builder._engine import Engine
+from pipeline.builder._engine import Engine, source_docker_config
 from pipeline.builder._probe import BuilderStatus, probe
 from pipeline.builder._process import LineSink
 from pipeline.builder._run import Built, build_and_push
@@ -60,7 +60,7 @@ class BuilderPool:
 
     def status(self, builder: BuilderConfig, *, fresh: bool = False) -> BuilderStatus:
         """The builder's probe, at most ``PROBE_SECONDS`` old unless ``fresh``."""
-        key = (builder.model_dump_json(), self.cli or "", str(self.state_dir))
+        key = (builder.model_dump_json(), self.cli or "", f"{self.state_dir}\0{source_docker_config()}")
         with _lock:
             cached = _probes.get(key)
         if cached and not fresh and time.monotonic() - cached[0] < PROBE_SECONDS:

@@ -57,9 +57,11 @@ def test_buildkit_daemon_pushes_itself_with_a_registry_cache(tmp_path: Path) -> 
     assert cmd[cmd.index("--metadata-file") + 1] == str(tmp_path / "metadata.json")
     pairs = _pairs(cmd)
     assert ("--cache-from", "type=registry,ref=reg:5000/a/b:buildcache") in pairs
-    assert ("--cache-to", "type=registry,ref=reg:5000/a/b:buildcache,mode=max,ignore-error=true") in pairs
+    assert ("--cache-to", "type=registry,ref=reg:5000/a/b:buildcache,mode=max,compression=zstd,ignore-error=true") \
+        in pairs
     custom = build_command(BUILDKIT, _spec(tmp_path, cache_ref="cache:5000/c:x", no_cache=True), tmp_path / "iid", {})
-    assert ("--cache-to", "type=registry,ref=cache:5000/c:x,mode=max,ignore-error=true") in _pairs(custom)
+    assert ("--cache-to", "type=registry,ref=cache:5000/c:x,mode=max,compression=zstd,ignore-error=true") \
+        in _pairs(custom)
     assert not any(v.startswith("type=registry") for f, v in _pairs(custom) if f == "--cache-from"), \
         "no_cache builds read no cache"
 
