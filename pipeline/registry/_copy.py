@@ -11,10 +11,12 @@ points at anything incomplete, whatever fails on the way.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,8 +89,11 @@ def _copy_manifest(route: _Route, manifest: Manifest, report: CopyReport, pool: 
         for child in manifest.children():
             _copy_manifest(route, route.source.manifest(route.source_repo, str(child["digest"])), report, pool)
     else:
-        blobs = {str(b["digest"]): b for b in manifest.blobs() if b.get("mediaType") not in _FOREIGN}
-        for future in [pool.submit(_copy_blob, route, d, int(b.get("size") or 0), report) for d, b in blobs.items()]:
+        blobs = {str(b["digest"]): int(b.get("size") or 0) for b in manifest.blobs()
+                 if b.get("mediaType") not in _FOREIGN}
+        # largest first: the biggest layer is the copy's critical path, so it must not wait for a thread
+        ordered = sorted(blobs.items(), key=lambda item: -item[1])
+        for future in [pool.submit(_copy_blob, route, d, size, report) for d, size in ordered]:
             future.result()
     route.target.put_manifest(route.target_repo, manifest.digest, manifest)
     report.add(manifests_copied=1)
@@ -114,7 +119,57 @@ def _stream_blob(route: _Route, digest: str, size: int, location: str | None) ->
         if found_size not in (-1, size):
             raise RegistryError(f"{route.source.host}/{route.source_repo}@{digest} is {found_size} bytes, "
                                 f"the manifest says {size}")
-        route.target.upload_blob(route.target_repo, digest, size, chunks, location=location)
+        with _read_ahead(chunks) as ahead:
+            route.target.upload_blob(route.target_repo, digest, size, ahead, location=location)
+
+
+_DONE = object()
+
+
+@contextmanager
+def _read_ahead(chunks: Iterator[bytes], depth: int = 2) -> Iterator[Iterator[bytes]]:
+    """The source's chunks, read by a thread of their own up to ``depth`` chunks ahead.
+
+    Receiving from the source and hashing + sending to the target then overlap (the socket
+    calls and the hash run without the GIL) instead of taking turns, which on the copy of one
+    large layer is most of the difference to a Go client. At most ``depth + 2`` chunks of one
+    blob are in memory. A failure on either side ends both: the reader's error is raised
+    where the chunk it could not read was expected, and a consumer that stops (the target
+    refused, the digest was wrong) makes the reader stop after the chunk it is reading.
+    """
+    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        item: object = _DONE
+        try:
+            for chunk in chunks:
+                handoff.put(chunk)
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            item = exc
+        handoff.put(item)
+
+    def consume() -> Iterator[bytes]:
+        while (item := handoff.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    reader = threading.Thread(target=read, name=f"{threading.current_thread().name}-read", daemon=True)
+    reader.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        while reader.is_alive():  # free a reader blocked on a full queue, then let it end
+            try:
+                while True:
+                    handoff.get_nowait()
+            except queue.Empty:
+                pass
+            reader.join(0.01)
 
 
 def _with_retries(attempts: int, work: Callable[[], None], done: Callable[[], bool]) -> None:
