@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from pipeline.cli._ops import DEFAULT_URL, Output, Url, _client, _fields, _show, _when
+from pipeline.cli._ops import DEFAULT_URL, Output, Url, field_table, render, service, when
 
 __all__ = ["config_app"]
 
@@ -17,27 +17,27 @@ config_app = typer.Typer(help="The running service's config: show it, reload it 
 
 def _config_table(c: dict[str, Any]) -> Table:
     last = c["last_reload"]
-    return _fields([
-        ("file", c["source"]), ("fingerprint", c["fingerprint"]), ("loaded", _when(c["loaded_at"])),
+    return field_table([
+        ("file", c["source"]), ("fingerprint", c["fingerprint"]), ("loaded", when(c["loaded_at"])),
         *[(f"project {name}", " → ".join(envs) or "(no environments)") for name, envs in c["projects"].items()],
-        ("last reload", f"{last['id']} by {last['actor']} at {_when(last['created_at'])}: {last['summary']}"
+        ("last reload", f"{last['id']} by {last['actor']} at {when(last['created_at'])}: {last['summary']}"
          if last else None)])
 
 
 @config_app.command("show")
 def show(url: Url = DEFAULT_URL, output: Output = "table") -> None:
     """The config the answering process runs: file, fingerprint, projects, the last reload."""
-    with _client(url) as client:
-        _show(client.get("/api/v1/config"), output, _config_table)
+    with service(url) as client:
+        render(client.get("/api/v1/config"), output, _config_table)
 
 
 @config_app.command("reload")
 def reload(url: Url = DEFAULT_URL, output: Output = "table") -> None:
     """Read the config file again in every process; a file that does not validate changes nothing
     (exit code 2, with each bad key)."""
-    with _client(url) as client:
+    with service(url) as client:
         done = client.post("/api/v1/config/reload", {})
-    _show(done, output, lambda d: _fields([
+    render(done, output, lambda d: field_table([
         ("reload", d["reload_id"]), ("file", d["source"]), ("fingerprint", f"{d['previous']} → {d['fingerprint']}"),
         ("changes", d["summary"]), ("restart for", ", ".join(d["restart_required"])),
         ("other processes", f"within {d['others_within_seconds']:.0f} s")]))

@@ -37,7 +37,7 @@ errors = Console(stderr=True, highlight=False)
 
 
 @contextmanager
-def _client(url: str) -> Iterator[ServiceClient]:
+def service(url: str) -> Iterator[ServiceClient]:
     """A client whose failures end the command with the message and its exit code."""
     try:
         with ServiceClient(url) as client:
@@ -58,11 +58,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _when(value: str | None) -> str:
+def when(value: str | None) -> str:
     return value.replace("T", " ")[:19] if value else "-"
 
 
-def _show(data: Any, output: str, table: Callable[[Any], Table]) -> None:
+def render(data: Any, output: str, table: Callable[[Any], Table]) -> None:
     if output == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     elif output == "table":
@@ -76,11 +76,11 @@ def _builds_table(page: dict[str, Any]) -> Table:
     table = Table("id", "project", "branch", "commit", "status", "digest", "by", "created", box=None)
     for b in page["items"]:
         table.add_row(str(b["id"]), b["project"], b["branch"] or b["ref"], b["commit"][:7], b["status"],
-                      _short(b["digest"]), b.get("actor") or b["trigger"], _when(b["created_at"]))
+                      _short(b["digest"]), b.get("actor") or b["trigger"], when(b["created_at"]))
     return table
 
 
-def _fields(pairs: list[tuple[str, Any]]) -> Table:
+def field_table(pairs: list[tuple[str, Any]]) -> Table:
     table = Table(box=None, show_header=False)
     for name, value in pairs:
         table.add_row(name, "-" if value in (None, "", []) else str(value))
@@ -91,22 +91,22 @@ def _fields(pairs: list[tuple[str, Any]]) -> Table:
 def builds_ls(url: Url = DEFAULT_URL, output: Output = "table", project: str | None = None,
               branch: str | None = None, status: str | None = None, limit: int = 20) -> None:
     """Recent builds, newest first."""
-    with _client(url) as client:
-        _show(client.get("/api/v1/builds", project=project, branch=branch, status=status, limit=limit), output,
+    with service(url) as client:
+        render(client.get("/api/v1/builds", project=project, branch=branch, status=status, limit=limit), output,
               _builds_table)
 
 
 @builds_app.command("show")
 def builds_show(build_id: int, url: Url = DEFAULT_URL, output: Output = "table") -> None:
     """One build: commit, digest, engine, cache, error."""
-    with _client(url) as client:
+    with service(url) as client:
         b = client.get(f"/api/v1/builds/{build_id}")
-    _show(b, output, lambda b: _fields([
+    render(b, output, lambda b: field_table([
         ("build", b["id"]), ("project", b["project"]), ("ref", b["ref"]), ("commit", b["commit"]),
         ("status", b["status"]), ("trigger", b["trigger"]), ("by", b.get("actor")), ("image", b["image"]),
         ("tags", ", ".join(b["tags"])), ("engine", b["engine"]),
         ("steps cached", f"{b['steps_cached']}/{b['steps_total']}" if b["steps_total"] else None),
-        ("size", b["image_size"]), ("started", _when(b["started_at"])), ("finished", _when(b["finished_at"])),
+        ("size", b["image_size"]), ("started", when(b["started_at"])), ("finished", when(b["finished_at"])),
         ("error", b["error"])]))
 
 
@@ -114,7 +114,7 @@ def builds_show(build_id: int, url: Url = DEFAULT_URL, output: Output = "table")
 def builds_logs(build_id: int, url: Url = DEFAULT_URL,
                 follow: Annotated[bool, typer.Option("--follow", "-f", help="Until the build ends.")] = False) -> None:
     """A build's output; with -f, as it is written, then the exit code says how it ended."""
-    with _client(url) as client:
+    with service(url) as client:
         if not follow:
             for line in client.get(f"/api/v1/builds/{build_id}/logs")["lines"]:
                 sys.stdout.write(line["line"] + "\n")
@@ -133,7 +133,7 @@ def builds_logs(build_id: int, url: Url = DEFAULT_URL,
 
 
 def _promotion_fields(p: dict[str, Any]) -> Table:
-    return _fields([
+    return field_table([
         ("promotion", p["id"]), ("project", p["project"]), ("environment", p["environment"]),
         ("digest", p["digest"]), ("build", p["build_id"]), ("status", p["status"]), ("trigger", p["trigger"]),
         ("actor", p["actor"]), ("reason", p["reason"]), ("from", p["source_ref"]), ("to", p["target_ref"]),
@@ -158,7 +158,7 @@ def _finish(client: ServiceClient, promotion: dict[str, Any], wait: bool, output
         errors.print(f"promotion {promotion['id']}: {promotion['digest']} to "
                      f"{promotion['project']}/{promotion['environment']}", markup=False)
         promotion = _wait_for_promotion(client, promotion)
-    _show(promotion, output, _promotion_fields)
+    render(promotion, output, _promotion_fields)
     if promotion["status"] in _BAD:
         raise typer.Exit(EXIT["outcome"])
 
@@ -168,7 +168,7 @@ def promote(project: str, environment: str, url: Url = DEFAULT_URL, output: Outp
             digest: Annotated[str | None, typer.Option(help="The digest to promote (sha256:...).")] = None,
             reason: str = "") -> None:
     """Promote a built digest to an environment (by build id or digest)."""
-    with _client(url) as client:
+    with service(url) as client:
         asked = client.post("/api/v1/promotions", {"project": project, "environment": environment, "digest": digest,
                                                     "build_id": build, "reason": reason})
         _finish(client, asked, wait, output)
@@ -177,16 +177,16 @@ def promote(project: str, environment: str, url: Url = DEFAULT_URL, output: Outp
 def rollback(project: str, environment: str, url: Url = DEFAULT_URL, output: Output = "table", wait: Wait = True,
              reason: str = "") -> None:
     """Promote what ran before, and hold automatic promotion until `pipeline release`."""
-    with _client(url) as client:
+    with service(url) as client:
         asked = client.post(f"/api/v1/environments/{project}/{environment}/rollback", {"reason": reason})
         _finish(client, asked, wait, output)
 
 
 def release(project: str, environment: str, url: Url = DEFAULT_URL) -> None:
     """Let automatic promotion into a held environment resume."""
-    with _client(url) as client:
+    with service(url) as client:
         hold = client.post(f"/api/v1/environments/{project}/{environment}/release")
-    console.print(f"{project}/{environment} released (held since {_when(hold['created_at'])}: {hold['reason']})",
+    console.print(f"{project}/{environment} released (held since {when(hold['created_at'])}: {hold['reason']})",
                   markup=False)
 
 
@@ -199,14 +199,14 @@ def _matrix_table(matrix: dict[str, Any]) -> Table:
         lead = e.get("lead_time")
         lead_text = f"{_duration(lead['median_seconds'])} / {_duration(lead['p90_seconds'])}" if lead else "-"
         table.add_row(e["project"], e["environment"], _short(now.get("digest")), (now.get("commit") or "-")[:7],
-                      _when(now.get("since")), now.get("actor") or "-", _short(before.get("digest")), held, lead_text)
+                      when(now.get("since")), now.get("actor") or "-", _short(before.get("digest")), held, lead_text)
     return table
 
 
 def envs(url: Url = DEFAULT_URL, output: Output = "table", project: str | None = None) -> None:
     """What runs where: per project and environment, digest, commit, since when, by whom."""
-    with _client(url) as client:
-        _show(client.get("/api/v1/environments", project=project), output, _matrix_table)
+    with service(url) as client:
+        render(client.get("/api/v1/environments", project=project), output, _matrix_table)
 
 
 @promotions_app.command("ls")
@@ -217,19 +217,19 @@ def promotions_ls(url: Url = DEFAULT_URL, output: Output = "table", project: str
         rows = Table("id", "project", "environment", "digest", "status", "trigger", "actor", "created", box=None)
         for p in page["items"]:
             rows.add_row(str(p["id"]), p["project"], p["environment"], _short(p["digest"]), p["status"], p["trigger"],
-                         p["actor"], _when(p["created_at"]))
+                         p["actor"], when(p["created_at"]))
         return rows
 
-    with _client(url) as client:
-        _show(client.get("/api/v1/promotions", project=project, environment=environment, status=status, limit=limit),
+    with service(url) as client:
+        render(client.get("/api/v1/promotions", project=project, environment=environment, status=status, limit=limit),
               output, table)
 
 
 @promotions_app.command("show")
 def promotions_show(promotion_id: int, url: Url = DEFAULT_URL, output: Output = "table") -> None:
     """One promotion with its steps."""
-    with _client(url) as client:
-        _show(client.get(f"/api/v1/promotions/{promotion_id}"), output, _promotion_fields)
+    with service(url) as client:
+        render(client.get(f"/api/v1/promotions/{promotion_id}"), output, _promotion_fields)
 
 
 @images_app.command("show")
@@ -240,19 +240,19 @@ def images_show(digest: str, url: Url = DEFAULT_URL, output: Output = "table") -
                 ("rejected", image["rejected"]["reason"] if image["rejected"] else None)]
         rows += [(f"build {b['id']}", f"{b['project']} {b['ref']} {b['commit'][:12]} {b['status']}")
                  for b in image["builds"]]
-        rows += [(f"promotion {p['id']}", f"{p['environment']} {p['status']} by {p['actor']} {_when(p['finished_at'])}")
+        rows += [(f"promotion {p['id']}", f"{p['environment']} {p['status']} by {p['actor']} {when(p['finished_at'])}")
                  for p in image["promotions"]]
-        return _fields(rows)
+        return field_table(rows)
 
-    with _client(url) as client:
-        _show(client.get(f"/api/v1/images/{digest}"), output, table)
+    with service(url) as client:
+        render(client.get(f"/api/v1/images/{digest}"), output, table)
 
 
 @images_app.command("reject")
 def images_reject(digest: str, reason: Annotated[str, typer.Option(help="Why (shown to whoever tries).")],
                   url: Url = DEFAULT_URL) -> None:
     """Block a digest from every further promotion."""
-    with _client(url) as client:
+    with service(url) as client:
         client.post(f"/api/v1/images/{digest}/reject", {"reason": reason})
     console.print(f"{digest} rejected: {reason}", markup=False)
 

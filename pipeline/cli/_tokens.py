@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipeline.cli._ops import DEFAULT_URL, Url, _client, _when, console
+from pipeline.cli._ops import DEFAULT_URL, Url, console, service, when
 
 __all__ = ["tokens_app"]
 
@@ -53,7 +53,7 @@ def create(name: Annotated[str, typer.Option(help="Who uses it: recorded as the 
             _, secret = tokens.create_token(session, name=name, role=role, created_by=f"cli:{os.environ.get('USER', '?')}",
                                             environments=list(environments) if environments else None)
     else:
-        with _client(url) as client:
+        with service(url) as client:
             secret = client.post("/api/v1/tokens", {"name": name, "role": role, "environments": env or []})["token"]
     sys.stderr.write(f"token for {name} ({role}); shown once, keep it in a secret store:\n")
     sys.stdout.write(secret + "\n")
@@ -69,12 +69,12 @@ def list_tokens(config: LocalConfig = None, url: Url = DEFAULT_URL) -> None:
         with db.session() as session:
             rows = [_row(r) for r in tokens.list_tokens(session)]
     else:
-        with _client(url) as client:
+        with service(url) as client:
             rows = client.get("/api/v1/tokens")
     table = Table("id", "name", "role", "environments", "prefix", "last used", "revoked", box=None)
     for r in rows:
         table.add_row(str(r["id"]), r["name"], r["role"], ", ".join(r["environments"] or []) or "all", r["prefix"],
-                      _when(r["last_used_at"]), _when(r["revoked_at"]))
+                      when(r["last_used_at"]), when(r["revoked_at"]))
     console.print(table)
 
 
@@ -88,6 +88,6 @@ def revoke(token_id: int, config: LocalConfig = None, url: Url = DEFAULT_URL) ->
         with db.session() as session:
             tokens.revoke_token(session, token_id)
     else:
-        with _client(url) as client:
+        with service(url) as client:
             client.post(f"/api/v1/tokens/{token_id}/revoke")
     console.print(f"token {token_id} revoked")

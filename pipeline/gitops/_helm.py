@@ -1,7 +1,7 @@
 """Helm values target: one dotted key path in a single-document values file.
 
 What is written is decided by ``HelmValue.writes`` (the rule is in ``_types``). Missing keys along
-the path become one ``_Set`` without nodes, which ``_roundtrip`` creates as nested mappings; an
+the path become one ``Set`` without nodes, which ``_roundtrip`` creates as nested mappings; an
 existing scalar is replaced in place.
 """
 
@@ -10,16 +10,16 @@ from __future__ import annotations
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
 from pipeline.gitops._nodes import (
+    Op,
+    Plan,
+    Set,
     _already,
     _check_writable,
     _describe,
     _is_null,
     _lookup,
-    _Op,
-    _Plan,
     _refuse_alias,
     _scalar_text,
-    _Set,
     _show,
     _single_document,
 )
@@ -31,7 +31,7 @@ from pipeline.gitops._types import (
     TargetNotFoundError,
 )
 
-__all__ = ["_plan_helm"]
+__all__ = ["plan_helm"]
 
 
 def _helm_value(target: HelmValue, change: ImageChange, source: str) -> str:
@@ -48,7 +48,7 @@ def _helm_value(target: HelmValue, change: ImageChange, source: str) -> str:
     return change.tag
 
 
-def _plan_helm(docs: list[Node], target: HelmValue, change: ImageChange, source: str) -> _Plan:
+def plan_helm(docs: list[Node], target: HelmValue, change: ImageChange, source: str) -> Plan:
     value = _helm_value(target, change, source)
     index, node = _single_document(docs, source, target.path)
     keys = target.keys
@@ -67,15 +67,15 @@ def _plan_helm(docs: list[Node], target: HelmValue, change: ImageChange, source:
         _refuse_alias(key_node, node, source, _show(keys[:depth + 1]))
     assert key_node is not None
     _check_writable(key_node, node, source, target.path)
-    ops: tuple[_Op, ...] = () if _already(node, value) else (
-        _Set((index, *keys), value, key_node, node),)  # type: ignore[arg-type]
-    return _Plan(ops, _scalar_text(node), value)
+    ops: tuple[Op, ...] = () if _already(node, value) else (
+        Set((index, *keys), value, key_node, node),)  # type: ignore[arg-type]
+    return Plan(ops, _scalar_text(node), value)
 
 
 def _helm_create(index: int, target: HelmValue, value: str, found: tuple[str, ...],
-                 source: str) -> _Plan:
+                 source: str) -> Plan:
     if not target.create:
         where = f" (only {_show(found)} exists)" if found else ""
         raise TargetNotFoundError(f"absent{where}, and creating it is not allowed",
                                   source=source, path=target.path)
-    return _Plan((_Set((index, *target.keys), value),), None, value)
+    return Plan((Set((index, *target.keys), value),), None, value)

@@ -12,15 +12,15 @@ from __future__ import annotations
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from pipeline.gitops._nodes import (
-    _Append,
+    Append,
+    Op,
+    Plan,
     _check_writable,
     _Delete,
     _describe,
     _is_null,
     _lookup,
-    _Op,
     _Path,
-    _Plan,
     _refuse_alias,
     _scalar_text,
     _set_key,
@@ -34,11 +34,11 @@ from pipeline.gitops._types import (
     TargetNotFoundError,
 )
 
-__all__ = ["_plan_kustomize"]
+__all__ = ["plan_kustomize"]
 
 
-def _plan_kustomize(docs: list[Node], target: KustomizeImage, change: ImageChange,
-                    source: str) -> _Plan:
+def plan_kustomize(docs: list[Node], target: KustomizeImage, change: ImageChange,
+                    source: str) -> Plan:
     name = target.name or change.repository
     index, root = _single_document(docs, source, "images")
     if not _is_null(root) and not isinstance(root, MappingNode):
@@ -62,7 +62,7 @@ def _plan_kustomize(docs: list[Node], target: KustomizeImage, change: ImageChang
     position, entry = entries[0]
     path: _Path = (index, "images", position)
     ops = _kustomize_entry_ops(entry, path, name, change, source, f"images[{position}]")
-    return _Plan(tuple(ops), _kustomize_rendered(entry, source), change.reference)
+    return Plan(tuple(ops), _kustomize_rendered(entry, source), change.reference)
 
 
 def _entry_name(item: Node, source: str) -> str | None:
@@ -85,7 +85,7 @@ def _kustomize_entries(images: SequenceNode, name: str,
 
 
 def _kustomize_append(index: int, target: KustomizeImage, name: str, change: ImageChange,
-                      names: list[str], source: str) -> _Plan:
+                      names: list[str], source: str) -> Plan:
     if not target.create:
         present = f" (entries: {', '.join(names)})" if names else ""
         raise TargetNotFoundError(f"no entry with name {name!r}{present}, and creating it is "
@@ -96,13 +96,13 @@ def _kustomize_append(index: int, target: KustomizeImage, name: str, change: Ima
     if change.tag:
         entry.append(("newTag", change.tag))
     entry.append(("digest", change.digest))
-    return _Plan((_Append((index, "images"), tuple(entry)),), None, change.reference)
+    return Plan((Append((index, "images"), tuple(entry)),), None, change.reference)
 
 
 def _kustomize_entry_ops(entry: MappingNode, path: _Path, name: str, change: ImageChange,
-                         source: str, where: str) -> list[_Op]:
+                         source: str, where: str) -> list[Op]:
     """newName only when it must differ from name, newTag per the rule above, then digest."""
-    ops: list[_Op] = []
+    ops: list[Op] = []
     if change.repository != name or _lookup(entry, "newName", source, where):
         ops += _set_key(entry, path, "newName", change.repository, source, where)
     if change.tag:

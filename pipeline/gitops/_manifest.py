@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from pipeline.gitops._nodes import (
-    _STR,
+    STR,
+    Op,
+    Plan,
+    Set,
     _already,
     _check_writable,
     _describe,
     _is_null,
     _lookup,
-    _Op,
     _Path,
-    _Plan,
     _scalar_text,
-    _Set,
     _show,
 )
 from pipeline.gitops._types import (
@@ -34,7 +34,7 @@ from pipeline.gitops._types import (
     TargetNotFoundError,
 )
 
-__all__ = ["_plan_manifest"]
+__all__ = ["plan_manifest"]
 
 
 _POD_SPECS: dict[str, tuple[str, ...]] = {
@@ -66,8 +66,8 @@ class _Container:
     node: MappingNode
 
 
-def _plan_manifest(docs: list[Node], target: ManifestContainer, change: ImageChange,
-                   source: str) -> _Plan:
+def plan_manifest(docs: list[Node], target: ManifestContainer, change: ImageChange,
+                   source: str) -> Plan:
     resources = _resources(docs, source)
     selected = [r for r in resources
                 if target.kind in (None, r.kind) and target.name in (None, r.name)]
@@ -137,16 +137,16 @@ def _inventory(resources: list[_Resource], containers: list[_Container]) -> str:
     return "containers found: " + (" | ".join(parts) if parts else "none")
 
 
-def _image_plan(container: _Container, change: ImageChange, source: str) -> _Plan:
+def _image_plan(container: _Container, change: ImageChange, source: str) -> Plan:
     where = f"{container.resource} {_show(container.path[1:])}.image"
     value = change.reference
     hit = _lookup(container.node, "image", source, where)
     if hit is None:
-        return _Plan((_Set(container.path + ("image",), value),), None, value)
+        return Plan((Set(container.path + ("image",), value),), None, value)
     key_node, node = hit
     _check_writable(key_node, node, source, where)
-    if not _is_null(node) and node.tag != _STR:
+    if not _is_null(node) and node.tag != STR:
         raise StructureError(f"is {_describe(node)}, not a string", source=source, path=where)
-    ops: tuple[_Op, ...] = () if _already(node, value) else (
-        _Set(container.path + ("image",), value, key_node, node),)  # type: ignore[arg-type]
-    return _Plan(ops, _scalar_text(node), value)
+    ops: tuple[Op, ...] = () if _already(node, value) else (
+        Set(container.path + ("image",), value, key_node, node),)  # type: ignore[arg-type]
+    return Plan(ops, _scalar_text(node), value)

@@ -1,12 +1,12 @@
 """Locating the target in composed YAML nodes, and the plan of edits made from what was found.
 
 Only ruamel's composer nodes remember where each value starts and ends in the text, and only
-that lets ``_splice`` replace a value without re-emitting the file, so every target is located
+that lets ``splice`` replace a value without re-emitting the file, so every target is located
 on nodes, never on loaded Python objects. The helpers here are shared by the three target kinds:
 lookups that refuse duplicate keys, checks that refuse what a textual replacement cannot express
 (aliases, block scalars, collections), and error wording (``_show``, ``_describe``).
 
-A target module answers with a ``_Plan``: the ops (``_Set``, ``_Append``, ``_Delete``) plus the
+A target module answers with a ``Plan``: the ops (``Set``, ``Append``, ``_Delete``) plus the
 old and new value. An empty plan means the file already holds the change.
 """
 
@@ -24,22 +24,22 @@ from pipeline.gitops._types import AmbiguousTargetError, InvalidYamlError, Struc
 
 __all__ = [
     "_NULL",
-    "_STR",
-    "_Append",
+    "STR",
+    "Append",
     "_Delete",
-    "_Key",
-    "_Op",
+    "Key",
+    "Op",
     "_Path",
-    "_Plan",
-    "_Set",
+    "Plan",
+    "Set",
     "_already",
     "_check_writable",
-    "_compose",
+    "compose",
     "_describe",
-    "_is_alias",
+    "is_alias",
     "_is_null",
     "_lookup",
-    "_one_line",
+    "one_line",
     "_refuse_alias",
     "_scalar_text",
     "_set_key",
@@ -48,12 +48,12 @@ __all__ = [
 ]
 
 
-_Key: TypeAlias = str | int
-_Path: TypeAlias = tuple[_Key, ...]  # (document index, key or sequence index, ...)
+Key: TypeAlias = str | int
+_Path: TypeAlias = tuple[Key, ...]  # (document index, key or sequence index, ...)
 
 
 @dataclass(frozen=True)
-class _Set:
+class Set:
     """Set the mapping key at ``path``; ``key``/``node`` are the existing key and scalar, if any."""
 
     path: _Path
@@ -63,7 +63,7 @@ class _Set:
 
 
 @dataclass(frozen=True)
-class _Append:
+class Append:
     """Append a new mapping to the sequence at ``path`` (created when missing)."""
 
     path: _Path
@@ -75,29 +75,29 @@ class _Delete:
     path: _Path
 
 
-_Op: TypeAlias = _Set | _Append | _Delete
+Op: TypeAlias = Set | Append | _Delete
 
 
 @dataclass(frozen=True)
-class _Plan:
-    ops: tuple[_Op, ...]
+class Plan:
+    ops: tuple[Op, ...]
     old_value: str | None
     new_value: str
 
 
-_STR = "tag:yaml.org,2002:str"
+STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
 
 
-def _compose(text: str, source: str) -> list[Node]:
+def compose(text: str, source: str) -> list[Node]:
     """Parse to nodes (not Python objects): only nodes remember where they are in the text."""
     try:
         return list(YAML(typ="rt").compose_all(text))
     except YAMLError as exc:
-        raise InvalidYamlError(f"not valid YAML: {_one_line(exc)}", source=source) from exc
+        raise InvalidYamlError(f"not valid YAML: {one_line(exc)}", source=source) from exc
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
     """ruamel's problem and where, without its multi-line excerpt naming "<unicode string>"."""
     problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
     if problem and mark is not None:
@@ -109,7 +109,7 @@ def _is_null(node: Node | None) -> bool:
     return node is None or (isinstance(node, ScalarNode) and node.tag == _NULL)
 
 
-def _is_alias(key: Node, value: Node) -> bool:
+def is_alias(key: Node, value: Node) -> bool:
     """An alias reuses the node of its anchor, which therefore starts before the key does."""
     return value.start_mark.index < key.end_mark.index
 
@@ -118,7 +118,7 @@ def _lookup(mapping: MappingNode, key: str, source: str,
             where: str) -> tuple[ScalarNode, Node] | None:
     """The (key, value) pair for a string key; a key written twice is not ours to pick from."""
     hits = [(k, v) for k, v in mapping.value
-            if isinstance(k, ScalarNode) and k.tag == _STR and k.value == key]
+            if isinstance(k, ScalarNode) and k.tag == STR and k.value == key]
     if len(hits) > 1:
         lines = ", ".join(str(k.start_mark.line + 1) for k, _ in hits)
         raise AmbiguousTargetError(f"key {key!r} appears {len(hits)} times (lines {lines})",
@@ -134,7 +134,7 @@ def _describe(node: Node | None) -> str:
     if _is_null(node):
         return "null"
     assert isinstance(node, ScalarNode)
-    if node.tag == _STR:
+    if node.tag == STR:
         return f"the string {node.value!r}"
     return f"{node.value!r} ({node.tag.rsplit(':', 1)[-1]})"
 
@@ -146,7 +146,7 @@ def _scalar_text(node: Node | None) -> str | None:
     return None
 
 
-def _show(keys: Iterable[_Key]) -> str:
+def _show(keys: Iterable[Key]) -> str:
     out = ""
     for key in keys:
         out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
@@ -164,7 +164,7 @@ def _single_document(docs: list[Node], source: str, where: str) -> tuple[int, No
 
 def _refuse_alias(key: Node, node: Node, source: str, where: str) -> None:
     """Writing through ``*alias`` would edit its anchor, and so every other use of it."""
-    if _is_alias(key, node):
+    if is_alias(key, node):
         raise StructureError(
             f"is an alias of &{node.anchor} (line {node.start_mark.line + 1}); writing it would "
             "change every use of that anchor, so change the anchor's value instead",
@@ -182,17 +182,17 @@ def _check_writable(key: ScalarNode, node: Node, source: str, where: str) -> Non
 
 
 def _already(node: Node | None, value: str) -> bool:
-    return isinstance(node, ScalarNode) and node.tag == _STR and node.value == value
+    return isinstance(node, ScalarNode) and node.tag == STR and node.value == value
 
 
 def _set_key(mapping: MappingNode, path: _Path, key: str, value: str, source: str,
-             where: str) -> list[_Op]:
+             where: str) -> list[Op]:
     """The op setting ``key`` of an existing mapping, or none when it already holds ``value``."""
     hit = _lookup(mapping, key, source, where)
     if hit is None:
-        return [_Set(path + (key,), value)]
+        return [Set(path + (key,), value)]
     key_node, node = hit
     _check_writable(key_node, node, source, f"{where}.{key}")
     if _already(node, value):
         return []
-    return [_Set(path + (key,), value, key_node, node)]  # type: ignore[arg-type]
+    return [Set(path + (key,), value, key_node, node)]  # type: ignore[arg-type]

@@ -27,17 +27,17 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.tokens import CommentToken
 
-from pipeline.gitops._nodes import _Append, _Key, _one_line, _Op, _Set
-from pipeline.gitops._splice import _Indent, _styled
+from pipeline.gitops._nodes import Append, Key, Op, Set, one_line
+from pipeline.gitops._splice import Indent, styled
 from pipeline.gitops._types import InvalidYamlError, RoundTripError
 
-__all__ = ["_rewrite"]
+__all__ = ["rewrite_round_trip"]
 
 
 _EXPLICIT_START = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n|%[^\n]*\n)*---(?:[ \t\r\n]|$)")
 
 
-def _ruamel(text: str, indent: _Indent) -> YAML:
+def _ruamel(text: str, indent: Indent) -> YAML:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 1 << 16  # never fold a long line
@@ -55,13 +55,13 @@ def _dump(yaml: YAML, docs: list[Any], original: str) -> str:
     return out
 
 
-def _rewrite(text: str, indent: _Indent, ops: Sequence[_Op], source: str) -> str:
+def rewrite_round_trip(text: str, indent: Indent, ops: Sequence[Op], source: str) -> str:
     """Apply structural ops with ruamel, but only on a file ruamel reproduces exactly."""
     yaml = _ruamel(text, indent)
     try:
         docs = list(yaml.load_all(text))
     except YAMLError as exc:
-        raise InvalidYamlError(f"not valid YAML: {_one_line(exc)}", source=source) from exc
+        raise InvalidYamlError(f"not valid YAML: {one_line(exc)}", source=source) from exc
     before = _dump(yaml, docs, text)
     if before != text:
         raise RoundTripError(
@@ -101,7 +101,7 @@ def _is_decoration(line: str) -> bool:
     return not stripped or stripped.startswith("#") or stripped in ("---", "...")
 
 
-def _apply(docs: list[Any], op: _Op) -> None:
+def _apply(docs: list[Any], op: Op) -> None:
     index, *keys = op.path
     assert isinstance(index, int)
     while len(docs) <= index:
@@ -109,15 +109,15 @@ def _apply(docs: list[Any], op: _Op) -> None:
     if docs[index] is None:
         docs[index] = CommentedMap()
     container = docs[index]
-    if isinstance(op, _Set):
-        _set_path(container, keys, _styled(op.value))
+    if isinstance(op, Set):
+        _set_path(container, keys, styled(op.value))
         return
     for key in keys[:-1]:
         container = container[key]
     last = keys[-1]
-    if isinstance(op, _Append):
+    if isinstance(op, Append):
         _append_entry(container, str(last), CommentedMap(
-            [(k, _styled(v)) for k, v in op.entry]))
+            [(k, styled(v)) for k, v in op.entry]))
     else:
         _delete_key(container, str(last))
 
@@ -130,7 +130,7 @@ def _own(mapping: CommentedMap, key: str) -> Any:
     return dict(mapping.non_merged_items()).get(key, _MISSING)
 
 
-def _set_path(container: Any, keys: Sequence[_Key], value: Any) -> None:
+def _set_path(container: Any, keys: Sequence[Key], value: Any) -> None:
     """Walk the keys that exist, then attach the rest as one finished subtree, so the comments
     moved after it land after its last line (not between a new key and its children)."""
     for depth, key in enumerate(keys[:-1]):

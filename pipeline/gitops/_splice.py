@@ -20,16 +20,16 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from pipeline.gitops._nodes import _STR, _is_alias, _Set
+from pipeline.gitops._nodes import STR, Set, is_alias
 
 __all__ = [
-    "_Indent",
-    "_detect_indent",
-    "_edit",
+    "Indent",
+    "detect_indent",
+    "edit_text",
     "_plain_ok",
     "_render",
-    "_splice",
-    "_styled",
+    "splice",
+    "styled",
 ]
 
 
@@ -40,7 +40,7 @@ _RESOLVERS = (VersionedResolver(version=(1, 1)), VersionedResolver(version=(1, 2
 def _plain_ok(value: str) -> bool:
     """Plain only when every reader (go-yaml is YAML 1.1-ish, ruamel 1.2) sees a string."""
     return (bool(_PLAIN.fullmatch(value)) and not value.endswith(":")
-            and all(r.resolve(ScalarNode, value, (True, False)) == _STR for r in _RESOLVERS))
+            and all(r.resolve(ScalarNode, value, (True, False)) == STR for r in _RESOLVERS))
 
 
 def _render(value: str, style: str | None) -> str:
@@ -52,7 +52,7 @@ def _render(value: str, style: str | None) -> str:
     return value
 
 
-def _styled(value: str) -> str:
+def styled(value: str) -> str:
     """The value as ruamel should emit a new key's value: plain, or double-quoted when needed."""
     return value if _plain_ok(value) else DoubleQuotedScalarString(value)
 
@@ -60,7 +60,7 @@ def _styled(value: str) -> str:
 _PROPERTIES = re.compile(r"(?:[&!][^\s]*[ \t]+)*")
 
 
-def _edit(text: str, op: _Set) -> tuple[int, int, str]:
+def edit_text(text: str, op: Set) -> tuple[int, int, str]:
     """(start, end, replacement) for one existing scalar, properties like &anchor kept."""
     assert op.node is not None and op.key is not None
     start, end = op.node.start_mark.index, op.node.end_mark.index
@@ -71,20 +71,20 @@ def _edit(text: str, op: _Set) -> tuple[int, int, str]:
     return start, end, _render(op.value, op.node.style)
 
 
-def _splice(text: str, edits: list[tuple[int, int, str]]) -> str:
+def splice(text: str, edits: list[tuple[int, int, str]]) -> str:
     for start, end, replacement in sorted(edits, reverse=True):
         text = text[:start] + replacement + text[end:]
     return text
 
 
 @dataclass(frozen=True)
-class _Indent:
+class Indent:
     mapping: int
     sequence: int
     offset: int
 
 
-def _detect_indent(docs: list[Node]) -> _Indent:
+def detect_indent(docs: list[Node]) -> Indent:
     """The file's own indentation, so new keys look like their neighbours (ruamel has one global
     setting; a file that mixes styles fails the round-trip check instead)."""
     maps: Counter[int] = Counter()
@@ -104,12 +104,12 @@ def _detect_indent(docs: list[Node]) -> _Indent:
                 stack.append(value)
     mapping = maps.most_common(1)[0][0] if maps else 2
     sequence, offset = seqs.most_common(1)[0][0] if seqs else (2, 0)
-    return _Indent(mapping, sequence, offset)
+    return Indent(mapping, sequence, offset)
 
 
 def _count_indent(key: Node, value: Node, maps: Counter[int],
                   seqs: Counter[tuple[int, int]]) -> None:
-    if _is_alias(key, value) or getattr(value, "flow_style", False) or not value.value:
+    if is_alias(key, value) or getattr(value, "flow_style", False) or not value.value:
         return
     column = key.start_mark.column
     if isinstance(value, MappingNode):

@@ -20,7 +20,7 @@ A reviewer reading the promotion commit must see one changed line, not a re-form
    indentation, ``---``, blank lines, CRLF and a missing final newline all survive, even in files
    that ruamel itself would re-format. The replaced value keeps its quoting style; a plain value
    stays plain unless the new one would then read as a number, bool, null or date (YAML 1.1 or
-   1.2), in which case it is double-quoted (``_splice``).
+   1.2), in which case it is double-quoted (``splice``).
 3. Only when keys must be created or deleted does ruamel's emitter run, with the file's own
    indentation (mapping indent, sequence indent and dash offset, detected from the file). Before
    that, the unmodified text is loaded and re-dumped; if the re-dump is not identical to the text
@@ -38,12 +38,12 @@ from collections.abc import Sequence
 
 from ruamel.yaml.nodes import Node
 
-from pipeline.gitops._helm import _plan_helm
-from pipeline.gitops._kustomize import _plan_kustomize
-from pipeline.gitops._manifest import _plan_manifest
-from pipeline.gitops._nodes import _compose, _Op, _Plan, _Set
-from pipeline.gitops._roundtrip import _rewrite
-from pipeline.gitops._splice import _detect_indent, _edit, _splice
+from pipeline.gitops._helm import plan_helm
+from pipeline.gitops._kustomize import plan_kustomize
+from pipeline.gitops._manifest import plan_manifest
+from pipeline.gitops._nodes import Op, Plan, Set, compose
+from pipeline.gitops._roundtrip import rewrite_round_trip
+from pipeline.gitops._splice import detect_indent, edit_text, splice
 from pipeline.gitops._types import (
     HelmValue,
     ImageChange,
@@ -64,32 +64,32 @@ def update_yaml(text: str, target: Target, change: ImageChange, *,
     ``source`` (the file's path in the repository) only names the file in error messages.
     """
     bom, body = ("\ufeff", text[1:]) if text.startswith("\ufeff") else ("", text)
-    docs = _compose(body, source)
+    docs = compose(body, source)
     plan = _plan(docs, target, change, source)
     if not plan.ops:
         return UpdateResult(text, False, plan.old_value, plan.new_value)
     new_body = _execute(body, docs, plan.ops, source)
-    if _plan(_compose(new_body, source), target, change, source).ops:
+    if _plan(compose(new_body, source), target, change, source).ops:
         raise UpdateError("internal error: the edited text still differs from the change",
                           source=source)
     return UpdateResult(bom + new_body, new_body != body, plan.old_value, plan.new_value)
 
 
-def _plan(docs: list[Node], target: Target, change: ImageChange, source: str) -> _Plan:
+def _plan(docs: list[Node], target: Target, change: ImageChange, source: str) -> Plan:
     if isinstance(target, HelmValue):
-        return _plan_helm(docs, target, change, source)
+        return plan_helm(docs, target, change, source)
     if isinstance(target, KustomizeImage):
-        return _plan_kustomize(docs, target, change, source)
+        return plan_kustomize(docs, target, change, source)
     if isinstance(target, ManifestContainer):
-        return _plan_manifest(docs, target, change, source)
+        return plan_manifest(docs, target, change, source)
     raise TypeError(f"unknown target {target!r}")
 
 
-def _execute(text: str, docs: list[Node], ops: Sequence[_Op], source: str) -> str:
+def _execute(text: str, docs: list[Node], ops: Sequence[Op], source: str) -> str:
     """Replacements in the text first; structural ops (if any) then through ruamel."""
-    in_place = [op for op in ops if isinstance(op, _Set) and op.node is not None]
-    structural = [op for op in ops if not (isinstance(op, _Set) and op.node is not None)]
-    text = _splice(text, [_edit(text, op) for op in in_place])
+    in_place = [op for op in ops if isinstance(op, Set) and op.node is not None]
+    structural = [op for op in ops if not (isinstance(op, Set) and op.node is not None)]
+    text = splice(text, [edit_text(text, op) for op in in_place])
     if structural:
-        text = _rewrite(text, _detect_indent(docs), structural, source)
+        text = rewrite_round_trip(text, detect_indent(docs), structural, source)
     return text

@@ -28,13 +28,16 @@ __all__ = [
     "PROVIDERS",
     "Checked",
     "IntakeResult",
+    "Pool",
     "PushEvent",
     "accept_pushes",
     "answer",
     "check",
     "normalize_repo",
+    "open_pool",
     "poll_project",
     "receive",
+    "receive_async",
     "record",
 ]
 
@@ -143,3 +146,7 @@ def answer(checked: Checked, accepted: Accepted) -> IntakeResult:
              checked.delivery.delivery_id[:100], accepted.outcome, accepted.reason)
     code = 202 if accepted.outcome == "queued" else 200
     return IntakeResult(code, accepted.outcome, accepted.reason, checked.name, accepted.build_ids)
+
+
+# the PostgreSQL fast path reads this module's functions, so it is imported once they exist
+from pipeline.intake._async import Pool, open_pool, receive_async  # noqa: E402

@@ -227,7 +227,7 @@ def dsse_envelope(statement: Mapping[str, Any], key: ec.EllipticCurvePrivateKey)
     })
 
 
-def _parse_envelope(envelope: bytes) -> tuple[str, bytes, list[str]] | None:
+def parse_envelope(envelope: bytes) -> tuple[str, bytes, list[str]] | None:
     try:
         data = json.loads(envelope)
     except (ValueError, UnicodeDecodeError):
@@ -250,7 +250,7 @@ def _parse_envelope(envelope: bytes) -> tuple[str, bytes, list[str]] | None:
 
 def envelope_statement(envelope: bytes) -> dict[str, Any] | None:
     """The statement inside an envelope, unverified (for showing, never for trusting)."""
-    parsed = _parse_envelope(envelope)
+    parsed = parse_envelope(envelope)
     if parsed is None or parsed[0] != INTOTO_PAYLOAD_TYPE:
         return None
     try:
@@ -269,7 +269,7 @@ def verify_envelope(
     The signature is checked over the PAE of the payload bytes as sent, before the payload is
     parsed; a wrong payload type, a bad signature or garbage are all just None.
     """
-    parsed = _parse_envelope(envelope)
+    parsed = parse_envelope(envelope)
     if parsed is None or parsed[0] != INTOTO_PAYLOAD_TYPE:
         return None
     kind, payload, signatures = parsed

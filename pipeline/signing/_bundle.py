@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.signing._attestation import INTOTO_PAYLOAD_TYPE, _parse_envelope, dsse_pae
+from pipeline.signing._attestation import INTOTO_PAYLOAD_TYPE, dsse_pae, parse_envelope
 from pipeline.signing._payload import go_json, validate_digest, verify_payload
 
 __all__ = [
@@ -122,7 +122,7 @@ def check_bundle(
                                  f"{data.get('mediaType') if isinstance(data, dict) else None!r})")
     if "dsseEnvelope" not in data:
         return BundleCheck(None, "holds no DSSE envelope (a message-signature bundle signs a blob, not an image)")
-    parsed = _parse_envelope(go_json(data["dsseEnvelope"]))
+    parsed = parse_envelope(go_json(data["dsseEnvelope"]))
     if parsed is None or parsed[0] != INTOTO_PAYLOAD_TYPE:
         return BundleCheck(None, "has a DSSE envelope that is not an in-toto statement")
     kind, payload, signatures = parsed

@@ -2,7 +2,7 @@
 
 On PostgreSQL the delivery is handled on the event loop and recorded through an async
 connection pool that this router opens when the app starts and closes when it stops (a router
-lifespan, merged into the app's by ``include_router``): see ``pipeline.intake._async``. Without
+lifespan, merged into the app's by ``include_router``): see ``pipeline.intake.receive_async``. Without
 that pool (SQLite, or an app whose lifespan did not run) it takes the synchronous path in the
 threadpool, as before.
 """
@@ -24,14 +24,13 @@ from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import WebhookAnswer
 from pipeline.config import Config
 from pipeline.errors import PayloadTooLarge
-from pipeline.intake._async import Pool, open_pool, receive_async
 from pipeline.store import Database
 
 
 @asynccontextmanager
 async def _intake_pool(app: FastAPI) -> AsyncIterator[None]:
     db = getattr(app.state, "db", None)
-    pool = open_pool(db) if db is not None and db.dialect == "postgresql" else None
+    pool = intake.open_pool(db) if db is not None and db.dialect == "postgresql" else None
     app.state.intake_pool = pool
     try:
         yield
@@ -65,11 +64,11 @@ async def _receive(request: Request) -> JSONResponse:
     db: Database = state.db
     provider: str = request.path_params["provider"]
     body = await _read_limited(request, intake.MAX_BODY_BYTES)
-    pool: Pool | None = getattr(state, "intake_pool", None)
+    pool: intake.Pool | None = getattr(state, "intake_pool", None)
     if pool is None and db.dialect != "postgresql":
         result = await run_in_threadpool(intake.receive, db, config, provider, dict(request.headers), body)
     else:
-        result = await receive_async(pool, db, config, provider, dict(request.headers), body)
+        result = await intake.receive_async(pool, db, config, provider, dict(request.headers), body)
     return JSONResponse(result.body(), status_code=result.status_code)
 
 
