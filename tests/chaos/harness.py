@@ -729,7 +729,7 @@ def _row(db: Database, promotion_id: int) -> Promotion:
 
 
 def freeze_promotion(setup: Setup, build_ids: Sequence[int], step: str, rng: random.Random,
-                     *, frozen_for: float = 30.0) -> Freeze:
+                     *, frozen_for: float = 15.0) -> Freeze:
     """Worker A promotes to dev and is frozen (SIGSTOP, with its children) in ``step``; worker B
     takes the promotion over once the lease expired and finishes it, then a newer one; then A
     is woken (SIGCONT). A must touch nothing: no tag moved back, no late Git commit, no write
