@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pipeline import builder, source
+from pipeline import builder, git, source
 from pipeline.config import BuilderConfig, Config, GitOpsConfig, ProjectConfig
 from pipeline.errors import PipelineError
 from pipeline.registry import RegistryClient
@@ -93,8 +93,8 @@ def _gitops(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
                 continue
 
             def check(gitops: GitOpsConfig = env.gitops) -> str:
-                out = source.run_git("ls-remote", "--heads", "--", gitops.repo, f"refs/heads/{gitops.branch}",
-                                     env=source.auth_env(gitops.repo, gitops.git), timeout=60)
+                out = git.run_git("ls-remote", "--heads", "--", gitops.repo, f"refs/heads/{gitops.branch}",
+                                     env=git.auth_env(gitops.repo, gitops.git), timeout=60)
                 if not out.strip():
                     raise PipelineError(f"{source.public_url(gitops.repo)} has no branch {gitops.branch!r}")
                 if gitops.pull_request is not None:

@@ -18,8 +18,9 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.config import GitConfig
 from pipeline.errors import ConfigError, GitError, GitPushRefused
+from pipeline.git import AUTOCRLF, auth_env, fetch_mirror, locked, run_git
+from pipeline.git import sanitize as public_url
 from pipeline.gitops._types import UpdateError, UpdateResult
-from pipeline.source import AUTOCRLF, auth_env, fetch_mirror, locked, public_url, run_git
 
 __all__ = ["Pushed", "gitops_mirror", "write_back"]
 

@@ -9,39 +9,21 @@ still apply, as git applies them on checkout.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.config import GitConfig, ProjectConfig
+from pipeline.config import ProjectConfig
 from pipeline.errors import GitError
-from pipeline.source._git import AUTOCRLF, auth_env, run_git, sanitize
+from pipeline.git import AUTOCRLF, auth_env, fetch_mirror, locked, run_git, sanitize
 from pipeline.types import is_commit
 
-__all__ = ["changed_files", "checkout", "fetch_mirror", "locked", "mirror_path", "remote_refs", "update_mirror"]
+__all__ = ["changed_files", "checkout", "mirror_path", "remote_refs", "update_mirror"]
 
 log = logging.getLogger(__name__)
 
 
-
 def mirror_path(data_dir: Path, project: str) -> Path:
     return data_dir / "mirrors" / f"{project}.git"
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One process at a time per mirror: concurrent fetches into one bare repo corrupt refs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def update_mirror(data_dir: Path, name: str, project: ProjectConfig) -> Path:
@@ -50,19 +32,6 @@ def update_mirror(data_dir: Path, name: str, project: ProjectConfig) -> Path:
     with locked(path):
         fetch_mirror(path, project.repo, project.git)
     return path
-
-
-def fetch_mirror(path: Path, repo: str, auth: GitConfig) -> None:
-    """Bring the bare mirror at ``path`` up to date with ``repo``; the caller holds ``locked(path)``."""
-    env, timeout = auth_env(repo, auth), auth.timeout_seconds
-    if (path / "HEAD").exists():
-        run_git("--git-dir", str(path), "remote", "set-url", "origin", "--", repo)
-        run_git("--git-dir", str(path), "fetch", "--prune", "--quiet", "origin", env=env, timeout=timeout)
-    else:
-        tmp = path.with_name(path.name + ".new")
-        shutil.rmtree(tmp, ignore_errors=True)
-        run_git("clone", "--mirror", "--quiet", "--", repo, str(tmp), env=env, timeout=timeout)
-        os.replace(tmp, path)
 
 
 def _require_sha(commit: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 
 from pipeline.config import GitOpsConfig
+from pipeline.git import sanitize as public_url
 from pipeline.gitops import (
     HelmValue,
     ImageChange,
@@ -24,7 +25,6 @@ from pipeline.gitops import (
     write_back,
 )
 from pipeline.promotion.steps._contract import StepContext, StepInfo, StepResult
-from pipeline.source import public_url
 from pipeline.store import locks
 
 __all__ = ["GIT_PUSHER", "pull_request_number", "push_to_git"]
