@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.builder._command import BuildSpec
@@ -151,7 +152,7 @@ class BuilderPool:
                 with _slot(engine.name):  # taken before anyone hears it started: max_parallel holds
                     on_start(engine)
                     built = build_and_push(engine, spec, on_line, scratch, should_stop)
-                return Built(**{**built.__dict__, "skipped": tuple(skipped)})
+                return replace(built, skipped=tuple(skipped))
             except EngineError as exc:
                 _mark_failed(engine.name, exc.message)
                 tried.add(engine.name)

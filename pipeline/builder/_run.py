@@ -15,7 +15,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +231,7 @@ def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: 
         steps, cached = progress.counts
         if engine.push_direct:
             built = _pushed_by_buildkit(iidfile.with_name("metadata.json"), spec, steps, cached)
-            return Built(**{**built.__dict__, "engine": engine,
-                            "cache_exported": _cache_note(engine, spec, progress, on_line)})
+            return replace(built, engine=engine, cache_exported=_cache_note(engine, spec, progress, on_line))
         image_id = iidfile.read_text().strip()
         pushed = {ref: _push(engine, ref, config_dir, on_line, should_stop) for ref in spec.refs}
     digests = {digest for digest, _ in pushed.values()}
