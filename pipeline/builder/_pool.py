@@ -25,7 +25,7 @@ from pipeline.builder._probe import BuilderStatus, probe
 from pipeline.builder._process import LineSink
 from pipeline.builder._run import Built, build_and_push
 from pipeline.config import BuilderConfig, Config
-from pipeline.errors import BuildError, EngineError
+from pipeline.errors import BuildError, EngineError, RegistryError
 
 __all__ = ["BuilderPool"]
 
@@ -151,7 +151,7 @@ class BuilderPool:
             try:
                 with _slot(engine.name):  # taken before anyone hears it started: max_parallel holds
                     on_start(engine)
-                    built = build_and_push(engine, spec, on_line, scratch, should_stop)
+                    built = _build_pushing_again_once(engine, spec, on_line, scratch, should_stop)
                 return replace(built, skipped=tuple(skipped))
             except EngineError as exc:
                 _mark_failed(engine.name, exc.message)
@@ -164,6 +164,20 @@ class BuilderPool:
 
 class _AllBusy(Exception):
     pass
+
+
+def _build_pushing_again_once(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: Path,
+                              should_stop: Callable[[], bool]) -> Built:
+    """``build_and_push``, run once more when the registry lost a blob BuildKit had just pushed
+    (an intermittent "blob unknown to registry" on the manifest); the second run comes from the
+    daemon's cache in moments, where a worker's retry would wait its backoff."""
+    try:
+        return build_and_push(engine, spec, on_line, scratch, should_stop)
+    except RegistryError as exc:
+        if not (engine.push_direct and "blob unknown" in exc.message.lower()):
+            raise
+        on_line(f"the registry lost a blob while BuildKit pushed; pushing again: {exc.message.splitlines()[-1]}")
+        return build_and_push(engine, spec, on_line, scratch, should_stop)
 
 
 def _mark_failed(name: str, detail: str) -> None:
