@@ -189,3 +189,22 @@ def test_multi_platform_index_with_provenance_is_built_and_promoted_whole(
         assert statement is not None and statement["subject"][0]["digest"] == {"sha256": build["digest"][7:]}
         assert statement["predicate"]["buildDefinition"]["externalParameters"]["platforms"] == [
             "linux/amd64", "linux/arm64"]
+
+
+def test_doctor_reports_each_builder_with_kind_version_and_platforms(
+    tmp_path: Path, uses_buildkit: BuilderUnderTest, registry: Registry, git_repo: GitRepo
+) -> None:
+    git_repo.commit({"a": "b"})
+    data = _data(tmp_path, uses_buildkit, registry, git_repo)
+    data["builders"].append({"name": "gone", "buildkit": "tcp://127.0.0.1:1"})
+    config = project.write_config(tmp_path / "doctor.yaml", data)
+    subprocess.run([sys.executable, "-m", "pipeline", "migrate", "--config", str(config)], check=True,
+                   capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "pipeline", "doctor", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    lines = done.stdout.splitlines()
+    [ok] = [line for line in lines if "builder buildkitd" in line]
+    assert ok.startswith("ok") and "BuildKit v" in ok and "linux/amd64" in ok and "remote driver" in ok, ok
+    [bad] = [line for line in lines if "builder gone" in line]
+    assert bad.startswith("FAIL") and "buildkit tcp://127.0.0.1:1" in bad and "Connection refused" in bad, bad
+    assert done.returncode == 1
