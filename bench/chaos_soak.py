@@ -80,7 +80,7 @@ class Services:
             if service is not None:
                 try:
                     service.stop()
-                except Exception as exc:  # noqa: BLE001 - stop the others
+                except Exception as exc:  # stop the others
                     log(f"stopping {service.name}: {exc}")
 
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import _common  # noqa: F401  (puts the project on sys.path)
 from _common import OutOfTime, Stopwatch, code_version, machine_load, table, time_limit
-
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 

@@ -40,11 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from _common import ROOT, OutOfTime, Stopwatch, code_version, machine_load, median, ratio_line, table, time_limit
 from intake_load import ServerProcess
 from promotion_copy import MB, SIZES, Image, finish_image, submit_layers
-
-import httpx
 
 from tests.gitrepo import GitRepo
 from tests.images import OciLayout, skopeo_push

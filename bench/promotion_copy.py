@@ -317,7 +317,7 @@ class Bench:
         for service in reversed(self.services):
             try:
                 service.stop()
-            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+            except Exception as exc:  # keep stopping the others
                 log(f"stopping {service.name} failed: {exc}")
         self.services.clear()
 

@@ -193,7 +193,7 @@ class FaultProxy:
     # -- fault configuration --------------------------------------------------------------------
 
     def configure(self, *, rate: float | None = None, kinds: Iterable[str] | None = None,
-                  predicate: Predicate | None | _Unset = _UNSET) -> None:
+                  predicate: Predicate | _Unset | None = _UNSET) -> None:
         """Change what is injected from the next request on; arguments left out stay as they
         are (predicate=None means every request)."""
         with self._lock:

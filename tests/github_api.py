@@ -90,10 +90,10 @@ class FakeGitHub:
                     return self._answer(200, found) if found else self._answer(404, {"message": "Not Found"})
                 return self._answer(404, {"message": "Not Found"})
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._route("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._route("POST")
 
         return Handler

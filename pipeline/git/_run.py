@@ -20,7 +20,7 @@ import git
 from pipeline.config import GitConfig
 from pipeline.errors import ConfigError, GitError
 
-__all__ = ["AUTOCRLF", "run_git", "sanitize", "auth_env"]
+__all__ = ["AUTOCRLF", "auth_env", "run_git", "sanitize"]
 
 AUTOCRLF = ("-c", "core.autocrlf=input")
 _USERINFO = re.compile(r"(://)[^/@\s]+@")

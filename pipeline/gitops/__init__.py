@@ -30,11 +30,8 @@ from pipeline.gitops._types import (
 from pipeline.gitops._update import update_yaml
 
 __all__ = [
-    "GitHubPulls",
-    "PullRequest",
-    "PullRequestHost",
-    "pull_request_host",
     "AmbiguousTargetError",
+    "GitHubPulls",
     "HelmField",
     "HelmValue",
     "ImageChange",
@@ -43,6 +40,8 @@ __all__ = [
     "InvalidYamlError",
     "KustomizeImage",
     "ManifestContainer",
+    "PullRequest",
+    "PullRequestHost",
     "Pushed",
     "RoundTripError",
     "StructureError",
@@ -51,6 +50,7 @@ __all__ = [
     "UpdateError",
     "UpdateResult",
     "gitops_mirror",
+    "pull_request_host",
     "update_yaml",
     "write_back",
 ]

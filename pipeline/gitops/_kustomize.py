@@ -112,7 +112,7 @@ def _kustomize_entry_ops(entry: MappingNode, path: _Path, name: str, change: Ima
         if hit[1].anchor is not None:
             raise StructureError(f"carries anchor &{hit[1].anchor}; deleting it would break its "
                                  "aliases", source=source, path=f"{where}.newTag")
-        ops.append(_Delete(path + ("newTag",)))
+        ops.append(_Delete((*path, "newTag")))
     ops += _set_key(entry, path, "digest", change.digest, source, where)
     return ops
 

@@ -142,11 +142,11 @@ def _image_plan(container: _Container, change: ImageChange, source: str) -> Plan
     value = change.reference
     hit = _lookup(container.node, "image", source, where)
     if hit is None:
-        return Plan((Set(container.path + ("image",), value),), None, value)
+        return Plan((Set((*container.path, "image"), value),), None, value)
     key_node, node = hit
     _check_writable(key_node, node, source, where)
     if not _is_null(node) and node.tag != STR:
         raise StructureError(f"is {_describe(node)}, not a string", source=source, path=where)
     ops: tuple[Op, ...] = () if _already(node, value) else (
-        Set(container.path + ("image",), value, key_node, node),)  # type: ignore[arg-type]
+        Set((*container.path, "image"), value, key_node, node),)  # type: ignore[arg-type]
     return Plan(ops, _scalar_text(node), value)

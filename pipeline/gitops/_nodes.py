@@ -23,28 +23,28 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from pipeline.gitops._types import AmbiguousTargetError, InvalidYamlError, StructureError
 
 __all__ = [
-    "_NULL",
     "STR",
+    "_NULL",
     "Append",
-    "_Delete",
     "Key",
     "Op",
-    "_Path",
     "Plan",
     "Set",
+    "_Delete",
+    "_Path",
     "_already",
     "_check_writable",
-    "compose",
     "_describe",
-    "is_alias",
     "_is_null",
     "_lookup",
-    "one_line",
     "_refuse_alias",
     "_scalar_text",
     "_set_key",
     "_show",
     "_single_document",
+    "compose",
+    "is_alias",
+    "one_line",
 ]
 
 
@@ -190,9 +190,9 @@ def _set_key(mapping: MappingNode, path: _Path, key: str, value: str, source: st
     """The op setting ``key`` of an existing mapping, or none when it already holds ``value``."""
     hit = _lookup(mapping, key, source, where)
     if hit is None:
-        return [Set(path + (key,), value)]
+        return [Set((*path, key), value)]
     key_node, node = hit
     _check_writable(key_node, node, source, f"{where}.{key}")
     if _already(node, value):
         return []
-    return [Set(path + (key,), value, key_node, node)]  # type: ignore[arg-type]
+    return [Set((*path, key), value, key_node, node)]  # type: ignore[arg-type]

@@ -76,7 +76,7 @@ def rewrite_round_trip(text: str, indent: Indent, ops: Sequence[Op], source: str
 
 
 def _first_difference(a: str, b: str) -> str:
-    for number, (left, right) in enumerate(zip(a.splitlines(True), b.splitlines(True)), 1):
+    for number, (left, right) in enumerate(zip(a.splitlines(True), b.splitlines(True), strict=False), 1):
         if left != right:
             return f"line {number}: {left!r} would become {right!r}"
     shorter = min(len(a.splitlines(True)), len(b.splitlines(True))) + 1

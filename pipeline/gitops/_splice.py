@@ -24,10 +24,10 @@ from pipeline.gitops._nodes import STR, Set, is_alias
 
 __all__ = [
     "Indent",
-    "detect_indent",
-    "edit_text",
     "_plain_ok",
     "_render",
+    "detect_indent",
+    "edit_text",
     "splice",
     "styled",
 ]

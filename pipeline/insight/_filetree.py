@@ -19,6 +19,7 @@ grows with the number of files, never with their size.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Iterator
 
@@ -155,10 +156,8 @@ class FileTree:
         """Lay ``upper`` on top of this tree in place (dive's ``Stack``)."""
         for node in upper.nodes():
             if node.is_whiteout:
-                try:
+                with contextlib.suppress(PathMissing):  # dive logs the failed path and carries on
                     self.remove(node.path())
-                except PathMissing:
-                    pass  # dive logs the failed path and carries on
             else:
                 self.add_path(node.path(), node.size, node.is_dir)
 

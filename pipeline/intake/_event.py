@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.errors import BadPayload
 from pipeline.types import is_commit
 
-__all__ = ["Delivery", "PushEvent", "ZERO_SHA", "validate_ref", "validate_sha"]
+__all__ = ["ZERO_SHA", "Delivery", "PushEvent", "validate_ref", "validate_sha"]
 
 ZERO_SHA = "0" * 40
 # git check-ref-format's rules, and no byte a shell or a git option could misread

@@ -38,12 +38,12 @@ from pipeline.promotion.steps import (
 
 __all__ = [
     "EnvironmentState",
+    "Executed",
     "ImageLineage",
     "Location",
     "PromotionOutcome",
     "PromotionPaused",
     "PromotionRefused",
-    "Executed",
     "StepContext",
     "StepInfo",
     "StepRegistry",

@@ -364,15 +364,15 @@ class RegistryClient:
     @contextmanager
     def open_blob(self, repository: str, digest: str) -> Iterator[tuple[int, Iterator[bytes]]]:
         """(size, chunks) of a blob, streamed; redirects to storage are followed without our auth."""
-        with _map_errors(self.host):
-            with self._http.stream("GET", f"/v2/{repository}/blobs/{digest}", auth=self._pull(repository),
-                                   follow_redirects=True) as response:
-                if response.status_code == 404:
-                    raise NotFound(f"{self.host}/{repository} has no blob {digest}")
-                if response.status_code != 200:
-                    raise self._fail(response, f"blob {repository}@{digest}")
-                size = int(response.headers.get("content-length", -1))
-                yield size, self._raw_chunks(response)
+        with _map_errors(self.host), self._http.stream("GET", f"/v2/{repository}/blobs/{digest}",
+                                                       auth=self._pull(repository),
+                                                       follow_redirects=True) as response:
+            if response.status_code == 404:
+                raise NotFound(f"{self.host}/{repository} has no blob {digest}")
+            if response.status_code != 200:
+                raise self._fail(response, f"blob {repository}@{digest}")
+            size = int(response.headers.get("content-length", -1))
+            yield size, self._raw_chunks(response)
 
     def _raw_chunks(self, response: httpx.Response) -> Iterator[bytes]:
         # httpcore's own reads (64 KiB) as they come: re-chunking to larger pieces only adds copies

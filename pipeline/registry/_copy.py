@@ -16,8 +16,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,7 +147,7 @@ def _read_ahead(chunks: Iterator[bytes], depth: int = 2) -> Iterator[Iterator[by
                 handoff.put(chunk)
                 if stop.is_set():
                     return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+        except BaseException as exc:  # handed to the consumer, raised there
             item = exc
         handoff.put(item)
 

@@ -56,7 +56,7 @@ class _WideStream(httpcore.NetworkStream):
         try:
             self._set_timeout(timeout)
             return self._sock.recv(max(max_bytes, self._read_size))
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise httpcore.ReadTimeout(exc) from exc
         except OSError as exc:
             raise httpcore.ReadError(exc) from exc
@@ -67,7 +67,7 @@ class _WideStream(httpcore.NetworkStream):
         try:
             self._set_timeout(timeout)
             self._sock.sendall(memoryview(buffer))
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise httpcore.WriteTimeout(exc) from exc
         except OSError as exc:
             raise httpcore.WriteError(exc) from exc
@@ -80,7 +80,7 @@ class _WideStream(httpcore.NetworkStream):
         try:
             self._set_timeout(timeout)
             sock = ssl_context.wrap_socket(self._sock, server_hostname=server_hostname)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             self.close()
             raise httpcore.ConnectTimeout(exc) from exc
         except OSError as exc:

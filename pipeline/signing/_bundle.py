@@ -28,8 +28,8 @@ from pipeline.signing._attestation import INTOTO_PAYLOAD_TYPE, dsse_pae, parse_e
 from pipeline.signing._payload import go_json, validate_digest, verify_payload
 
 __all__ = [
-    "BUNDLE_MEDIA_TYPES",
     "BUNDLE_MEDIA_TYPE",
+    "BUNDLE_MEDIA_TYPES",
     "COSIGN_SIGN_PREDICATE",
     "REFERRERS_INDEX_MEDIA_TYPE",
     "BundleCheck",

@@ -16,6 +16,7 @@ from pipeline.store.pages import Before, newest_first
 from pipeline.store.tables import ARRIVED, Build, EnvironmentHold, Promotion, RejectedDigest, literal_in, utcnow
 
 __all__ = [
+    "PromotionFilter",
     "abandon",
     "active_hold",
     "add_promotion",
@@ -25,7 +26,6 @@ __all__ = [
     "list_promotions",
     "newest_succeeded",
     "place_hold",
-    "PromotionFilter",
     "promotions_of_digest",
     "record_steps",
     "reject_digest",

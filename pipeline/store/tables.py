@@ -7,7 +7,7 @@ checks that autogenerate finds nothing between these tables and ``migrations/``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = ["ARRIVED", "ARRIVED_SQL", "WAITING", "WAITING_SQL", "ApiToken", "Base", "Build", "BuildLog", "ConfigReload", "Delivery",
            "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "literal_in", "utcnow"]
@@ -84,7 +84,8 @@ _naming = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=_naming)
-    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map: ClassVar[dict[object, TypeEngine[Any]]] = {
+        dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
 
 
 class Project(Base):

@@ -28,8 +28,8 @@ def _preload() -> None:
     import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 
     import pipeline.cli  # noqa: F401
-    import workers.build_worker  # noqa: F401
-    import workers.promotion_worker  # noqa: F401
+    import workers.build_worker
+    import workers.promotion_worker
     import workers.scheduler  # noqa: F401
 
 
@@ -63,7 +63,7 @@ def _child(request: dict[str, object]) -> None:
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001 - a child must never return into the server's loop
+    except BaseException:  # a child must never return into the server's loop
         import traceback
 
         traceback.print_exc()

@@ -41,31 +41,30 @@ def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image:
     port = _free_port()
     env = {**os.environ, project.SECRET_ENV: project.SECRET}
     env.pop("PIPELINE_CONFIG", None)
-    log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "serve", "--config", str(config), "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "serve", "--config", str(config), "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("pipeline serve did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+            time.sleep(0.2)
+        printed = re.search(r"first admin token \(shown once[^)]*\): (pipe_\S+)", (tmp_path / "serve.log").read_text())
+        assert printed, "pipeline serve did not print the first admin token"
+        yield url, git_repo, {"Authorization": f"Bearer {printed[1]}"}
+        proc.send_signal(signal.SIGTERM)
         try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("pipeline serve did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
-        time.sleep(0.2)
-    printed = re.search(r"first admin token \(shown once[^)]*\): (pipe_\S+)", (tmp_path / "serve.log").read_text())
-    assert printed, "pipeline serve did not print the first admin token"
-    yield url, git_repo, {"Authorization": f"Bearer {printed[1]}"}
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _wait_for(url: str, job_id: int, headers: dict[str, str], timeout: float = 240, what: str = "builds") -> dict:

@@ -41,18 +41,18 @@ def repo_config(tmp_path: Path) -> tuple[GitRepo, Config]:
 def test_an_api_build_and_its_rebuild_name_the_token(db: Database, repo_config: tuple[GitRepo, Config]) -> None:
     repo, config = repo_config
     sha = repo.commit({"a": "2"})
-    for client in app_client(db, config, actor="release-bot"):
-        asked = client.post("/api/v1/builds", json={"project": "app", "ref": "main"}).json()
+    for api in app_client(db, config, actor="release-bot"):
+        asked = api.post("/api/v1/builds", json={"project": "app", "ref": "main"}).json()
         assert (asked["commit"], asked["trigger"], asked["actor"]) == (sha, "api", "release-bot")
-        again = client.post(f"/api/v1/builds/{asked['id']}/rebuild")
+        again = api.post(f"/api/v1/builds/{asked['id']}/rebuild")
         assert again.status_code == 202, again.text
         rebuilt = again.json()
         assert rebuilt["id"] != asked["id"]
         assert (rebuilt["commit"], rebuilt["ref"], rebuilt["branch"]) == (sha, "refs/heads/main", "main")
         assert (rebuilt["trigger"], rebuilt["actor"]) == ("rebuild", f"rebuild of {asked['id']} by release-bot")
-        missing = client.post("/api/v1/builds/999999/rebuild")
+        missing = api.post("/api/v1/builds/999999/rebuild")
         assert missing.status_code == 404 and "no build with id 999999" in missing.json()["detail"]
-        listed = client.get("/api/v1/builds", params={"project": "app"}).json()["items"]
+        listed = api.get("/api/v1/builds", params={"project": "app"}).json()["items"]
         assert [b["actor"] for b in listed] == [rebuilt["actor"], "release-bot"]
 
 
@@ -66,8 +66,8 @@ def test_a_rebuild_of_a_project_that_left_the_config_is_refused(
     others = parse_config({"registries": {"r": {"url": "127.0.0.1:5000"}},
                            "projects": {"web": {"repo": "file:///web", "image": {"registry": "r",
                                                                                   "repository": "a/w"}}}})
-    for client in app_client(db, others):
-        answer = client.post(f"/api/v1/builds/{old}/rebuild")
+    for api in app_client(db, others):
+        answer = api.post(f"/api/v1/builds/{old}/rebuild")
         assert answer.status_code == 404 and "app" in answer.json()["detail"], answer.text
     with db.session() as session:
         assert [b.id for b in builds.list_builds(session, builds.BuildFilter(), limit=10)] == [old]

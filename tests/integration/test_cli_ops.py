@@ -31,7 +31,7 @@ def sqlite(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def served(sqlite: Database, config: Config, pushed: dict[str, str],  # noqa: F811
+def served(sqlite: Database, config: Config, pushed: dict[str, str],
            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, int]]]:
     """The API on a real port, a promotion worker beside it, and one succeeded build per image."""
     made = succeeded_builds(sqlite, config, "demo", [pushed[t] for t in IMAGES],
@@ -53,7 +53,7 @@ def as_json(done: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(done.stdout)
 
 
-def test_promote_wait_envs_rollback_release(served: tuple[str, dict[str, int]], pushed: dict[str, str]) -> None:  # noqa: F811
+def test_promote_wait_envs_rollback_release(served: tuple[str, dict[str, int]], pushed: dict[str, str]) -> None:
     url, ids = served
     first = cli(url, "promote", "demo", "dev", "--build", str(ids["v1"]), "--reason", "first")
     assert first.returncode == 0, first.stderr

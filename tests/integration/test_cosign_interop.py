@@ -17,10 +17,10 @@ images cosign signs are pushed with skopeo. A promotion is worked by the real wo
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
-import hashlib
 import subprocess
 import sys
 from collections.abc import Iterator

@@ -163,7 +163,7 @@ def test_layers_match_docker_image_history(engine: DockerEngine,
     history = [json.loads(line) for line in out.splitlines()][::-1]  # oldest first
     layers = analyze_archive(tar).layers
     assert [x.created_by for x in layers] == [h["CreatedBy"] for h in history]
-    for layer, entry in zip(layers[1:], history[1:]):  # BuildKit's layers
+    for layer, entry in zip(layers[1:], history[1:], strict=True):  # BuildKit's layers
         assert layer.size == int(entry["Size"])
     # The imported base: the engine counts its symlinks' target lengths, the archive has 0.
     assert layers[0].size == dive.layer_sizes[0]

@@ -76,12 +76,12 @@ def make_builds(db: Database, cfg: Config, digests: dict[str, str]) -> dict[str,
 
 
 @pytest.fixture
-def built(postgresql: Database, config: Config, pushed: dict[str, str]) -> dict[str, int]:  # noqa: F811
+def built(postgresql: Database, config: Config, pushed: dict[str, str]) -> dict[str, int]:
     return make_builds(postgresql, config, pushed)
 
 
 @pytest.fixture
-def served(postgresql: Database, config: Config, built: dict[str, int]) -> Iterator[tuple[str, list[dict[str, str]]]]:  # noqa: F811
+def served(postgresql: Database, config: Config, built: dict[str, int]) -> Iterator[tuple[str, list[dict[str, str]]]]:
     """The app on a real port with a promotion worker beside it; and the headers of every POST it got."""
     app = page_app(config, postgresql)
     posted: list[dict[str, str]] = []
@@ -161,7 +161,7 @@ def assert_png(path: Path) -> None:
 
 
 def test_rollback_through_the_page(served: tuple[str, list[dict[str, str]]], browser: Any, postgresql: Database,
-                                   pushed: dict[str, str], built: dict[str, int]) -> None:  # noqa: F811
+                                   pushed: dict[str, str], built: dict[str, int]) -> None:
     url, posted = served
     ops = acting_as(postgresql, "ops@example.com")
     promote_and_wait(url, ops, pushed["v1"])
@@ -234,7 +234,7 @@ def test_rollback_through_the_page(served: tuple[str, list[dict[str, str]]], bro
 
 
 def test_the_page_is_server_rendered_escaped_and_self_contained(
-        sqlite: Database, config: Config, pushed: dict[str, str]) -> None:  # noqa: F811
+        sqlite: Database, config: Config, pushed: dict[str, str]) -> None:
     built = make_builds(sqlite, config, pushed)
     with TestClient(page_app(config, sqlite)) as api:
         for tag in ("v1", "v2"):
