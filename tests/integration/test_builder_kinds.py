@@ -115,6 +115,26 @@ def test_wrong_or_missing_client_certificate_is_a_clear_error_naming_the_builder
             _pool(tmp_path, entry).build(spec, lambda line: None, tmp_path / "scratch")
 
 
+def test_a_buildx_builder_made_outside_the_service_is_used_by_name(
+    tmp_path: Path, uses_buildx: Path, monkeypatch: pytest.MonkeyPatch, buildkitd: BuildkitDaemon, registry: Registry
+) -> None:
+    """`docker buildx create` by hand, in the user's own buildx directory; the config names it."""
+    assert buildkitd.client is not None
+    monkeypatch.setenv("BUILDX_CONFIG", str(tmp_path / "users-buildx"))
+    options = (f"cacert={buildkitd.client.ca_file},cert={buildkitd.client.cert_file},"
+               f"key={buildkitd.client.key_file}")
+    subprocess.run(["/usr/bin/docker", "buildx", "create", "--name", "made-by-hand", "--driver", "remote",
+                    "--driver-opt", options, buildkitd.address], check=True, capture_output=True)
+    context = _context(tmp_path, "FROM scratch\nCOPY a.txt /a.txt\n", **{"a.txt": "by hand\n"})
+    pool = _pool(tmp_path, {"name": "hand", "buildx": "made-by-hand"})
+    [status] = pool.statuses(fresh=True)
+    assert status.healthy and status.kind == "buildx" and status.driver == "remote", status.detail
+    built, _ = _build(pool, _spec(context, f"{registry.host}/kinds/by-hand:1"), tmp_path)
+    assert built.engine is not None and built.engine.builder == "made-by-hand" and not built.loaded
+    assert _manifest(registry, "kinds/by-hand", "1")["layers"]
+    assert not (tmp_path / "buildx" / "instances" / "made-by-hand").exists(), "the service defined nothing"
+
+
 def test_unknown_buildx_builder_and_missing_platform_are_clear_errors(
     tmp_path: Path, uses_buildx: Path, buildkitd: BuildkitDaemon
 ) -> None:
