@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal, NewType, get_args
+from typing import Literal, NewType, TypeGuard, get_args
 
 __all__ = ["COMMIT_PATTERN", "DIGEST_PATTERN", "GIT_HOSTS", "Digest", "GitHost", "content_digest", "is_commit",
            "is_digest"]
@@ -28,12 +28,12 @@ _DIGEST = re.compile(DIGEST_PATTERN)
 _COMMIT = re.compile(COMMIT_PATTERN)
 
 
-def is_digest(value: object) -> bool:
+def is_digest(value: object) -> TypeGuard[Digest]:
     """A sha256 digest as OCI writes it, exactly."""
     return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
 
 
-def is_commit(value: object) -> bool:
+def is_commit(value: object) -> TypeGuard[str]:
     """A full, lowercase 40-hex commit SHA."""
     return isinstance(value, str) and _COMMIT.fullmatch(value) is not None
 

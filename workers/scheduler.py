@@ -5,6 +5,7 @@ pull requests of promotions in pull-request mode were merged."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -53,7 +54,8 @@ def start_scheduler(db: Database, config: Config | LiveConfig) -> BackgroundSche
 def _plan(scheduler: BackgroundScheduler, db: Database, live: LiveConfig) -> None:
     """(Re)place every duty that depends on the config; each reads ``live.current`` when it runs."""
     config = live.current
-    duties = {"reap-expired-leases": (reap_expired_leases, config.worker.reap_seconds, [db, live])}
+    duties: dict[str, tuple[Callable[[Database, LiveConfig], object], int, list[object]]] = {
+        "reap-expired-leases": (reap_expired_leases, config.worker.reap_seconds, [db, live])}
     if any(env.gitops and env.gitops.pull_request for p in config.projects.values() for env in p.environments):
         duties["check-pull-requests"] = (_check_pull_requests, config.worker.merge_check_seconds, [db, live])
     polled = {f"poll-{name}": project.poll for name, project in config.projects.items() if project.poll}

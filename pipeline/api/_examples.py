@@ -15,6 +15,8 @@ import datetime as dt
 import json
 from typing import Any
 
+from pydantic.config import JsonDict, JsonValue
+
 from pipeline.signing import provenance_statement
 
 PROJECT = "hello"
@@ -86,23 +88,23 @@ QUEUED_BUILD: dict[str, Any] = {
     "steps_total": None, "steps_cached": None, "cache_from": [], "image_size": None, "layers": [],
     "insight": None, "advice": [], "provenance": None,
 }
-BUILD_PAGE = {"items": [QUEUED_BUILD, BUILD], "next_cursor": CURSOR}
-BUILD_REQUESTS = [{"project": PROJECT, "ref": "main"}, {"project": PROJECT, "ref": "v1.4.0"},
+BUILD_PAGE: JsonDict = {"items": [QUEUED_BUILD, BUILD], "next_cursor": CURSOR}
+BUILD_REQUESTS: list[JsonDict] = [{"project": PROJECT, "ref": "main"}, {"project": PROJECT, "ref": "v1.4.0"},
                   {"project": PROJECT, "commit": COMMIT}]
 
-LOG_LINES = [
+LOG_LINES: list[JsonValue] = [
     {"seq": 1, "line": f"checking out {COMMIT} (refs/heads/main) from {REPO_URL}", "created_at": _at("09:30:13")},
     {"seq": 2, "line": "#9 [build 3/3] RUN go build -trimpath -o /out/hello ./cmd/hello",
      "created_at": _at("09:31:02")},
     {"seq": 3, "line": f"pushed {IMAGE}; the registry reports it for tags main-{COMMIT[:7]}, latest",
      "created_at": _at("09:31:46")},
 ]
-LOG_PAGE = {"build_id": BUILD_ID, "status": "succeeded", "lines": LOG_LINES, "next_seq": 3}
+LOG_PAGE: JsonDict = {"build_id": BUILD_ID, "status": "succeeded", "lines": LOG_LINES, "next_seq": 3}
 # what ?follow=true streams (application/x-ndjson): each line as written, then the end marker
 LOG_STREAM = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in LOG_LINES) + json.dumps(
     {"status": "succeeded", "end": True}) + "\n"
 
-WEBHOOK_ANSWERS = [
+WEBHOOK_ANSWERS: list[JsonDict] = [
     {"outcome": "queued", "reason": "", "project": PROJECT, "build_ids": [BUILD_ID]},
     {"outcome": "ignored", "reason": "branch 'docs/typo' does not match the project's branches ['main']",
      "project": PROJECT, "build_ids": []},
@@ -146,40 +148,40 @@ ROLLBACK: dict[str, Any] = {
     "restores_id": PREVIOUS_PROMOTION_ID, "copy_report": None, "gitops_commit": None, "steps": [], "attempts": 0,
     "worker": None, "created_at": _at("11:20:03"), "started_at": None, "finished_at": None,
 }
-PROMOTION_PAGE = {"items": [PROMOTION], "next_cursor": None}
-PROMOTION_REQUESTS = [
+PROMOTION_PAGE: JsonDict = {"items": [PROMOTION], "next_cursor": None}
+PROMOTION_REQUESTS: list[JsonDict] = [
     {"project": PROJECT, "environment": "prod", "build_id": BUILD_ID, "reason": "release 1.4"},
     {"project": PROJECT, "environment": "prod", "digest": DIGEST, "reason": "release 1.4"},
 ]
-REASONS = [{"reason": "CVE-2025-1234 in the base image"}]
+REASONS: list[JsonDict] = [{"reason": "CVE-2025-1234 in the base image"}]
 ROLLBACK_REASON = {"reason": "1.4 fails checkout for EU customers"}
 
-HOLD = {"project": PROJECT, "environment": "prod", "reason": f"rollback by promotion {ROLLBACK_PROMOTION_ID}",
+HOLD: JsonDict = {"project": PROJECT, "environment": "prod", "reason": f"rollback by promotion {ROLLBACK_PROMOTION_ID}",
         "actor": PROMOTER_TOKEN, "promotion_id": ROLLBACK_PROMOTION_ID, "created_at": _at("11:20:03"),
         "released_at": None, "released_by": None}
-RELEASED_HOLD = {**HOLD, "released_at": _at("13:45:00"), "released_by": PROMOTER_TOKEN}
-ARRIVAL = {"promotion_id": PROMOTION_ID, "digest": DIGEST, "build_id": BUILD_ID, "commit": COMMIT, "branch": "main",
+RELEASED_HOLD: JsonDict = {**HOLD, "released_at": _at("13:45:00"), "released_by": PROMOTER_TOKEN}
+ARRIVAL: JsonDict = {"promotion_id": PROMOTION_ID, "digest": DIGEST, "build_id": BUILD_ID, "commit": COMMIT, "branch": "main",
            "actor": PROMOTER_TOKEN, "trigger": "manual", "since": _at("10:02:19")}
-PREVIOUS_ARRIVAL = {"promotion_id": PREVIOUS_PROMOTION_ID, "digest": PREVIOUS_DIGEST, "build_id": PREVIOUS_BUILD_ID,
+PREVIOUS_ARRIVAL: JsonDict = {"promotion_id": PREVIOUS_PROMOTION_ID, "digest": PREVIOUS_DIGEST, "build_id": PREVIOUS_BUILD_ID,
                     "commit": None, "branch": None, "actor": PROMOTER_TOKEN, "trigger": "manual",
                     "since": _at("16:40:51", "2025-05-13")}
-LEAD_TIME = {"median_seconds": 1830.0, "p90_seconds": 7204.5, "samples": 14, "window_days": 30}
-STAGING = {"project": PROJECT, "environment": "staging", "registry": REGISTRY, "repository": ENVIRONMENTS["staging"],
+LEAD_TIME: JsonDict = {"median_seconds": 1830.0, "p90_seconds": 7204.5, "samples": 14, "window_days": 30}
+STAGING: JsonDict = {"project": PROJECT, "environment": "staging", "registry": REGISTRY, "repository": ENVIRONMENTS["staging"],
            "current": {**ARRIVAL, "promotion_id": STAGING_PROMOTION_ID, "actor": "auto", "trigger": "auto",
                        "since": _at("09:32:04")},
            "previous": None, "held": None, "waiting": 0,
            "lead_time": {"median_seconds": 98.0, "p90_seconds": 131.0, "samples": 23, "window_days": 30}}
-PROD = {"project": PROJECT, "environment": "prod", "registry": REGISTRY, "repository": ENVIRONMENTS["prod"],
+PROD: JsonDict = {"project": PROJECT, "environment": "prod", "registry": REGISTRY, "repository": ENVIRONMENTS["prod"],
         "current": ARRIVAL, "previous": PREVIOUS_ARRIVAL, "held": None, "waiting": 0, "lead_time": LEAD_TIME}
-HELD_PROD = {**PROD, "held": HOLD, "waiting": 1}
-ENVIRONMENT_MATRIX = {"items": [STAGING, PROD]}
+HELD_PROD: JsonDict = {**PROD, "held": HOLD, "waiting": 1}
+ENVIRONMENT_MATRIX: JsonDict = {"items": [STAGING, PROD]}
 
-REJECTION = {"digest": PREVIOUS_DIGEST, "reason": REASONS[0]["reason"], "actor": PROMOTER_TOKEN,
+REJECTION: JsonDict = {"digest": PREVIOUS_DIGEST, "reason": REASONS[0]["reason"], "actor": PROMOTER_TOKEN,
              "created_at": _at("11:18:40")}
-ATTESTATIONS = {"reference": f"{REGISTRY}/{REPOSITORY}:{DIGEST.replace(':', '-')}.att", "present": True,
+ATTESTATIONS: JsonDict = {"reference": f"{REGISTRY}/{REPOSITORY}:{DIGEST.replace(':', '-')}.att", "present": True,
                 "layers": 1, "verified": True, "verified_layers": 1,
                 "detail": "1 of 1 envelopes verify with /etc/pipeline/signing.key"}
-IMAGE_LINEAGE = {"digest": DIGEST, "builds": [BUILD],
+IMAGE_LINEAGE: JsonDict = {"digest": DIGEST, "builds": [BUILD],
                  "promotions": [PROMOTION, {**PROMOTION, "id": STAGING_PROMOTION_ID, "environment": "staging",
                                             "trigger": "auto", "actor": "auto", "reason": "",
                                             "source_ref": IMAGE,
@@ -191,27 +193,27 @@ IMAGE_LINEAGE = {"digest": DIGEST, "builds": [BUILD],
                  "rejected": None, "running_in": ["staging", "prod"], "provenance": PROVENANCE,
                  "attestations": None}
 
-TOKEN_REQUESTS = [{"name": BUILDER_TOKEN, "role": "builder"},
+TOKEN_REQUESTS: list[JsonDict] = [{"name": BUILDER_TOKEN, "role": "builder"},
                   {"name": PROMOTER_TOKEN, "role": "promoter", "environments": ["prod"]}]
 SECRET = "pipe_dzI7bK35gKU5hJlzKI4RyPfxnmeL3znOMov9rBrnK-w"  # what `pipeline tokens create` prints, once
-TOKEN = {"id": TOKEN_ID, "name": BUILDER_TOKEN, "role": "builder", "environments": None, "prefix": SECRET[:12],
+TOKEN: JsonDict = {"id": TOKEN_ID, "name": BUILDER_TOKEN, "role": "builder", "environments": None, "prefix": SECRET[:12],
          "created_by": "admin", "created_at": _at("08:15:00", "2025-03-02"), "last_used_at": _at("09:30:12"),
          "revoked_at": None}
-PROMOTER = {**TOKEN, "id": TOKEN_ID + 1, "name": PROMOTER_TOKEN, "role": "promoter", "environments": ["prod"],
+PROMOTER: JsonDict = {**TOKEN, "id": TOKEN_ID + 1, "name": PROMOTER_TOKEN, "role": "promoter", "environments": ["prod"],
             "prefix": "pipe_Q2xv0Fh", "created_at": _at("08:16:30", "2025-03-02"), "last_used_at": _at("11:20:03")}
-REVOKED = {**TOKEN, "id": TOKEN_ID - 1, "name": "old-ci", "prefix": "pipe_7MvRk2d",
+REVOKED: JsonDict = {**TOKEN, "id": TOKEN_ID - 1, "name": "old-ci", "prefix": "pipe_7MvRk2d",
            "created_at": _at("14:02:11", "2024-11-20"), "last_used_at": _at("08:10:44", "2025-03-02"),
            "revoked_at": _at("08:20:00", "2025-03-02")}
-NEW_TOKEN = {**TOKEN, "last_used_at": None, "token": SECRET}
-JUST_REVOKED = {**TOKEN, "revoked_at": _at("10:30:00")}
-TOKENS = [REVOKED, TOKEN, PROMOTER]
+NEW_TOKEN: JsonDict = {**TOKEN, "last_used_at": None, "token": SECRET}
+JUST_REVOKED: JsonDict = {**TOKEN, "revoked_at": _at("10:30:00")}
+TOKENS: list[JsonDict] = [REVOKED, TOKEN, PROMOTER]
 
 CONFIG_FINGERPRINT, PREVIOUS_CONFIG_FINGERPRINT = "4f0c2a9e7b1d3856", "a93e5d70c4b2f118"
-RELOAD_RECORD = {"id": 5, "fingerprint": CONFIG_FINGERPRINT, "actor": "admin",
+RELOAD_RECORD: JsonDict = {"id": 5, "fingerprint": CONFIG_FINGERPRINT, "actor": "admin",
                  "summary": "added worker; changed hello", "created_at": _at("12:00:41")}
-CONFIG = {"source": "/etc/pipeline/config.yaml", "fingerprint": CONFIG_FINGERPRINT, "loaded_at": _at("12:00:41"),
+CONFIG: JsonDict = {"source": "/etc/pipeline/config.yaml", "fingerprint": CONFIG_FINGERPRINT, "loaded_at": _at("12:00:41"),
           "projects": {PROJECT: ["staging", "prod"], "worker": ["staging"]}, "last_reload": RELOAD_RECORD}
-CONFIG_RELOAD = {"reload_id": 5, "source": "/etc/pipeline/config.yaml", "fingerprint": CONFIG_FINGERPRINT,
+CONFIG_RELOAD: JsonDict = {"reload_id": 5, "source": "/etc/pipeline/config.yaml", "fingerprint": CONFIG_FINGERPRINT,
                  "previous": PREVIOUS_CONFIG_FINGERPRINT, "changed": True, "summary": RELOAD_RECORD["summary"],
                  "projects_added": ["worker"], "projects_removed": [], "projects_changed": [PROJECT],
                  "sections": [], "restart_required": [], "others_within_seconds": 5.0}

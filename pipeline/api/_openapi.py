@@ -48,7 +48,8 @@ def restore_nulls(document: Document) -> None:
     def walk_media(holder: dict[str, Any]) -> None:
         schema = holder.get("schema", {})
         walk_schema(schema)
-        named = holder.get("examples") if isinstance(holder.get("examples"), dict) else {}
+        examples = holder.get("examples")
+        named: dict[str, Any] = examples if isinstance(examples, dict) else {}
         for value in [holder.get("example"), *(e.get("value") for e in named.values())]:
             _fill(document, schema, value)
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
 
 from pipeline.api import _examples as ex
 from pipeline.types import COMMIT_PATTERN
@@ -42,7 +43,7 @@ BUILD_STATUSES = "queued, running, succeeded, failed, cancelled, superseded or s
 PROMOTION_STATUSES = "pending, running, awaiting_merge, succeeded, failed or rejected"
 
 
-def _examples(*values: object) -> dict[str, list[object]]:
+def _examples(*values: JsonValue) -> JsonDict:
     """``json_schema_extra`` for a model: its examples in the OpenAPI document."""
     return {"examples": list(values)}
 

@@ -32,7 +32,7 @@ def _read_password() -> bytes:
     if not _interactive():
         raise SigningError(f"{PASSWORD_ENV} is not set and there is no terminal to ask on: "
                            f"export {PASSWORD_ENV} (empty for a key without password)")
-    password = typer.prompt("Enter password for private key", default="", show_default=False,
+    password: str = typer.prompt("Enter password for private key", default="", show_default=False,
                             hide_input=True,
                             confirmation_prompt="Enter password for private key again")
     return password.encode("utf-8")

@@ -61,7 +61,7 @@ def run_git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     """Run ``git args`` and return stdout; any failure is a ``GitError`` with git's own words."""
     full_env = {**_BASE_ENV, **(env or {})}
     try:
-        return git.Git(str(cwd) if cwd else None).execute(  # type: ignore[no-any-return]
+        return git.Git(str(cwd) if cwd else None).execute(
             ["git", *args], env=full_env, kill_after_timeout=timeout)
     except git.GitCommandError as exc:
         stderr = str(exc.stderr or "").strip().removeprefix("stderr: ").strip("'\n ")

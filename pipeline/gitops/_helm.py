@@ -65,7 +65,7 @@ def plan_helm(docs: list[Node], target: HelmValue, change: ImageChange, source: 
             return _helm_create(index, target, value, keys[:depth], source)
         key_node, node = hit
         _refuse_alias(key_node, node, source, _show(keys[:depth + 1]))
-    assert key_node is not None
+    assert key_node is not None and node is not None  # the loop ran and ended on a key's value
     _check_writable(key_node, node, source, target.path)
     ops: tuple[Op, ...] = () if _already(node, value) else (
         Set((index, *keys), value, key_node, node),)  # type: ignore[arg-type]

@@ -117,7 +117,7 @@ def _containers(resource: _Resource, source: str) -> list[_Container]:
         for position, item in enumerate(items.value):
             if isinstance(item, MappingNode):
                 name = _scalar_text(_child(item, ("name",), source))
-                path = (resource.index, *spec_path, field, position)
+                path: _Path = (resource.index, *spec_path, field, position)
                 out.append(_Container(resource, path, field, name, item))
     return out
 

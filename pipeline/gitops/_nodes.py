@@ -111,7 +111,9 @@ def _is_null(node: Node | None) -> bool:
 
 def is_alias(key: Node, value: Node) -> bool:
     """An alias reuses the node of its anchor, which therefore starts before the key does."""
-    return value.start_mark.index < key.end_mark.index
+    start: int = value.start_mark.index  # ruamel leaves its marks untyped
+    end: int = key.end_mark.index
+    return start < end
 
 
 def _lookup(mapping: MappingNode, key: str, source: str,
@@ -133,7 +135,7 @@ def _describe(node: Node | None) -> str:
         return "a list"
     if _is_null(node):
         return "null"
-    assert isinstance(node, ScalarNode)
+    assert isinstance(node, ScalarNode) and node.tag is not None  # a composed node has its tag resolved
     if node.tag == STR:
         return f"the string {node.value!r}"
     return f"{node.value!r} ({node.tag.rsplit(':', 1)[-1]})"

@@ -149,7 +149,7 @@ class HelmValue:
         last = self.keys[-1].lower()
         for suffix in ("digest", "tag", "repository"):
             if last.endswith(suffix):
-                return suffix  # type: ignore[return-value]
+                return suffix
         return "reference"
 
 

@@ -160,19 +160,20 @@ class Pool:
                     self._wake(None)
                     raise
             loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
+            waiter: asyncio.Future[psycopg.AsyncConnection[Any] | None] = loop.create_future()
             self._waiters.append(waiter)
             timer = loop.call_later(CHECKOUT_TIMEOUT, _expire, waiter)
             try:
-                conn = await waiter
+                handed = await waiter
             except BaseException:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None and waiter.result():
-                    self._put(waiter.result())  # handed over just as this task was cancelled
+                if (waiter.done() and not waiter.cancelled() and waiter.exception() is None
+                        and (late := waiter.result())):
+                    self._put(late)  # handed over just as this task was cancelled
                 raise
             finally:
                 timer.cancel()
-            if conn is not None:
-                return conn
+            if handed is not None:
+                return handed
             # None: a connection was dropped, so there is room to make one
 
     def _wake(self, conn: psycopg.AsyncConnection[Any] | None) -> bool:

@@ -93,7 +93,8 @@ class GitLab(Provider):
     def pushes(self, delivery: Delivery) -> list[PushEvent]:
         p = delivery.payload
         after = validate_sha(p.get("after"), "after")
-        commits = p.get("commits") if isinstance(p.get("commits"), list) else []
+        listed = p.get("commits")
+        commits = listed if isinstance(listed, list) else []
         head = next((c for c in commits if obj(c).get("id") == after), None)
         total = p.get("total_commits_count")
         complete = isinstance(total, int) and total == len(commits)  # GitLab lists at most 20

@@ -60,7 +60,7 @@ class LeadTimes:
            now: dt.datetime | None = None) -> dict[Cell, LeadTime | None]:
         """``newest``: each cell's newest succeeded promotion (a cell without one has had no arrival)."""
         day = (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
-        database = session.get_bind().url.render_as_string(hide_password=True)
+        database = session.get_bind().engine.url.render_as_string(hide_password=True)
         keys = {cell: (database, cell, newest[cell].id, newest[cell].finished_at, window_days, day)
                 for cell in cells if cell in newest}
         found: dict[Cell, LeadTime | None] = {cell: None for cell in cells}

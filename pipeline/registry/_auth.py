@@ -151,9 +151,8 @@ class RegistryAuth(httpx.Auth):
             if scopes:
                 form["scope"] = " ".join(scopes)  # one space-separated field, as Docker sends it
             return httpx.Request("POST", challenge.params["realm"], data=form)
-        params = [("scope", scope) for scope in scopes]
-        if service:
-            params.insert(0, ("service", service))
+        # a tuple, not a list: httpx types a list of pairs invariantly, so a list[tuple[str, str]] does not fit
+        params = (*([("service", service)] if service else []), *(("scope", scope) for scope in scopes))
         request = httpx.Request("GET", challenge.params["realm"], params=params)
         if self.credentials is not None:
             request.headers["Authorization"] = _basic(self.credentials)

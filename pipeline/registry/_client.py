@@ -10,7 +10,7 @@ import functools
 import hashlib
 import json
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -135,7 +135,7 @@ class _StreamingAuth(httpx.Auth):
     def __init__(self, inner: RegistryAuth, hints: dict[str, str]) -> None:
         self.inner, self.hints = inner, hints
 
-    def sync_auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:  # type: ignore[override]
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.hints.get("scheme") == "basic" and "authorization" not in request.headers:
             request.headers["Authorization"] = self.hints["basic"]
         flow = self.inner.auth_flow(request)

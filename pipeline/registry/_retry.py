@@ -85,7 +85,7 @@ class RetryTransport(httpx.BaseTransport):
         self.limiter, self._sleep = limiter, sleep
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0.5, 1.0) * min(self.cap, self.base * 2 ** attempt)
+        return random.uniform(0.5, 1.0) * min(self.cap, self.base * 2.0 ** attempt)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         replayable = _replayable(request)

@@ -151,10 +151,9 @@ def _parse_manifest(manifest_bytes: bytes, what: str) -> dict[str, Any]:
 
 
 def _checked_layer(layer: Any, what: str) -> dict[str, Any]:
-    valid = (isinstance(layer, dict) and isinstance(layer.get("mediaType"), str)
-             and isinstance(layer.get("size"), int) and isinstance(layer.get("digest"), str)
-             and is_digest(layer["digest"]))
-    if not valid:
+    if not (isinstance(layer, dict) and isinstance(layer.get("mediaType"), str)
+            and isinstance(layer.get("size"), int) and isinstance(layer.get("digest"), str)
+            and is_digest(layer["digest"])):
         raise SigningError(f"{what} has a layer that is not a sha256 descriptor: {layer!r}")
     return layer
 

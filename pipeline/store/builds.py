@@ -5,16 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import Conflict, NotFound
 from pipeline.store import jobs, wakeups
 from pipeline.store.jobs import Job
 from pipeline.store.pages import Before, newest_first
-from pipeline.store.tables import Build, BuildLog, utcnow
+from pipeline.store.tables import Build, BuildLog, rowcount, utcnow
 
 __all__ = [
     "ACTIVE",
@@ -57,7 +57,7 @@ def create_build(
     return get_build(session, build_id)
 
 
-_T = Build.__table__
+_T = cast(Table, Build.__table__)  # declarative types it as any FromClause; a mapped class's is a Table
 # The webhook hot path: Core statements of constant shape, compiled once, values bound per call.
 _QUEUE = insert(_T).returning(_T.c.id)
 _QUEUE_DEFAULTS = {"status": "queued", "attempts": 0, "build_args": {}, "tags": [], "cache_from": [],
@@ -142,7 +142,7 @@ def cancel_build(session: Session, build_id: int) -> Build:
         .values(status="cancelled", error="cancelled through the API", finished_at=utcnow(), lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
-    if session.execute(stmt).rowcount == 0:
+    if rowcount(session.execute(stmt)) == 0:
         build = get_build(session, build_id)
         raise Conflict(f"build {build_id} is already {build.status}; only queued or running builds can be cancelled")
     session.expire_all()
@@ -201,7 +201,8 @@ def record_progress(session: Session, build_id: int, **values: object) -> None:
 
 
 def append_logs(session: Session, build_id: int, lines: Iterable[str]) -> None:
-    start = session.scalar(select(func.coalesce(func.max(BuildLog.seq), 0)).where(BuildLog.build_id == build_id))
+    start = session.execute(select(func.coalesce(func.max(BuildLog.seq), 0))
+                            .where(BuildLog.build_id == build_id)).scalar_one()
     session.add_all(
         BuildLog(build_id=build_id, seq=start + offset, line=line)
         for offset, line in enumerate(lines, start=1)

@@ -35,7 +35,7 @@ _BUILD_COLUMNS = load_only(Build.id, Build.project, Build.commit, Build.branch, 
                            Build.created_at)
 
 
-def _union(parts: list[Select[Any]]) -> Select[Any] | CompoundSelect:
+def _union(parts: list[Select[Any]]) -> Select[Any] | CompoundSelect[Any]:
     """One statement for the per-cell parts; each is wrapped so that its ORDER BY … LIMIT stays
     its own (SQLite allows neither inside a compound select)."""
     wrapped = [select(part.subquery()) for part in parts]
@@ -134,7 +134,7 @@ def _arrivals(project: Any, environment: Any, per_cell: int, postgres: bool) -> 
 
 
 @functools.lru_cache(maxsize=64)
-def _arrivals_statement(n: int, per_cell: int, postgres: bool) -> Select[Any] | CompoundSelect:
+def _arrivals_statement(n: int, per_cell: int, postgres: bool) -> Select[Any] | CompoundSelect[Any]:
     if postgres:
         table = _cells_table()
         newest = _arrivals(table.c.project, table.c.environment, per_cell, postgres).lateral("arrivals")

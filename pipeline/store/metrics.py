@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, case, cast, func, select
+from sqlalchemy import Float, Select, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from pipeline.store.tables import Build, Delivery, Promotion, utcnow
@@ -33,6 +33,7 @@ def _seconds(session: Session, start: Any, end: Any) -> Any:
 def counts(session: Session, what: str) -> list[tuple[tuple[str, ...], int]]:
     """Finished builds by (project, status), promotions by (project, environment, status),
     webhook deliveries by (provider, outcome)."""
+    stmt: Select[*tuple[Any, ...]]
     if what == "builds":
         columns: Sequence[Any] = (Build.project, Build.status)
         stmt = select(*columns, func.count()).where(Build.status.in_(_TERMINAL_BUILD))
@@ -94,4 +95,4 @@ def cache_steps(session: Session) -> list[tuple[str, int, int]]:
         .where(Build.status == "succeeded")
         .group_by(Build.project)
     )
-    return [(str(p), int(t), int(c)) for p, t, c in session.execute(stmt)]
+    return [(str(p), int(t or 0), int(c or 0)) for p, t, c in session.execute(stmt)]

@@ -52,7 +52,7 @@ def get_promotion(session: Session, promotion_id: int) -> Promotion:
     return row
 
 
-def newest_succeeded(project: Any, environment: Any) -> Select[tuple[int]]:
+def newest_succeeded(project: Any, environment: Any) -> Select[int]:
     """The id of the promotion an environment runs: its newest succeeded one. The one definition,
     for ``current`` and for the matrix (``store.matrix``), which gives it columns, not values."""
     return (select(Promotion.id)

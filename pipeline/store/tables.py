@@ -7,7 +7,7 @@ checks that autogenerate finds nothing between these tables and ``migrations/``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SQLColumnExpression,
     String,
     Text,
     UniqueConstraint,
@@ -25,11 +26,13 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = ["ARRIVED", "ARRIVED_SQL", "WAITING", "WAITING_SQL", "ApiToken", "Base", "Build", "BuildLog", "ConfigReload", "Delivery",
-           "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "literal_in", "utcnow"]
+           "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "literal_in", "rowcount",
+           "utcnow"]
 
 
 WAITING = ("pending", "running", "awaiting_merge")  # promotions not yet finished
@@ -45,10 +48,16 @@ WAITING_SQL = _status_in(WAITING)
 ARRIVED_SQL = _status_in(ARRIVED)
 
 
-def literal_in(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
+def literal_in(column: SQLColumnExpression[str], values: tuple[str, ...]) -> ColumnElement[bool]:
     """``column IN (…)`` with the values written into the SQL rather than bound: only then can
     PostgreSQL match a partial index's predicate, in a prepared statement's generic plan too."""
     return column.in_(bindparam(None, list(values), expanding=True, literal_execute=True))
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed as returning a plain
+    ``Result``; for those statements it is a ``CursorResult``, which counts them."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
 
 
 def utcnow() -> dt.datetime:
