@@ -50,7 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/, not the project, on sys.path
     sys.path.insert(0, str(ROOT))
 
-from pipeline.build import LogSink, _job as build_job  # noqa: E402
+from pipeline.build import LogSink  # noqa: E402
+from pipeline.build import _job as build_job  # noqa: E402
 from pipeline.config import Config, parse_config  # noqa: E402
 from pipeline.store import Database, builds, migrate, open_database  # noqa: E402
 from tests import project  # noqa: E402
@@ -552,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for service in reversed(services):
             try:
                 service.stop()
-            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+            except Exception as exc:  # keep stopping the others
                 log(f"stopping {service.name} failed: {exc}")
         if args.keep:
             log(f"work directory kept: {workdir}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline import builder, git, source
 from pipeline.config import BuilderConfig, Config, GitOpsConfig, ProjectConfig
@@ -82,7 +83,14 @@ def _signing(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
     for name, project in config.projects.items():
         for env in project.environments:
             for path in env.verify:
-                yield f"verify key of {name}/{env.name}", lambda path=path: (load_public_key(path), f"{path}")[1]
+                yield f"verify key of {name}/{env.name}", _opens_public_key(path)
+
+
+def _opens_public_key(path: Path) -> Callable[[], str]:
+    def check() -> str:
+        load_public_key(path)
+        return f"{path}"
+    return check
 
 
 def _gitops(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:

@@ -22,7 +22,7 @@ from pipeline.builder._pool import BuilderPool
 from pipeline.builder._probe import BuilderStatus
 from pipeline.builder._readback import registry_archive
 from pipeline.builder._run import Built, build_and_push
-from pipeline.builder._run import _pushed_by_buildx as _pushed_by_buildx  # noqa: PLC0414 (unit tests read it)
+from pipeline.builder._run import _pushed_by_buildx as _pushed_by_buildx  # re-exported: unit tests read it
 from pipeline.builder._tags import render_args, render_tags, sanitize_tag, template_values
 from pipeline.errors import BuildError
 

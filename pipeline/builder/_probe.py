@@ -9,15 +9,17 @@ a changed config never reuses a stale definition and nothing of the user's is to
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
 import re
 import socket
 import ssl
 import subprocess
-from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
@@ -178,10 +180,9 @@ def _dial(config: BuilderConfig) -> None:
         try:
             with context.wrap_socket(raw, server_hostname=url.hostname) as tls:
                 tls.settimeout(2)
-                try:  # TLS 1.3 sends a refused client certificate's alert after the handshake
+                # TLS 1.3 sends a refused client certificate's alert after the handshake
+                with contextlib.suppress(TimeoutError):  # socket.timeout is TimeoutError
                     tls.recv(1)
-                except (TimeoutError, socket.timeout):
-                    pass
         except ssl.SSLCertVerificationError as exc:
             raise _Unhealthy(f"the daemon's certificate does not verify against ca_file {config.ca_file}: "
                              f"{exc.verify_message}", True) from None
@@ -221,7 +222,7 @@ def _buildx_answer(engine: Engine, config: BuilderConfig) -> tuple[str, tuple[st
 
 def probe(config: BuilderConfig, cli: str | None, state_dir: Path) -> BuilderStatus:
     """Ask the builder what it is; never raises (a problem is an unhealthy status that says why)."""
-    base = {"name": config.name, "kind": config.kind, "endpoint": config.endpoint}
+    status = functools.partial(BuilderStatus, config.name, config.kind, config.endpoint)
     try:
         engine = resolve(config, cli, state_dir)
         if engine.kind == "docker":
@@ -230,17 +231,17 @@ def probe(config: BuilderConfig, cli: str | None, state_dir: Path) -> BuilderSta
         else:
             version, platforms, driver = _buildx_answer(engine, config)
     except _Unhealthy as problem:
-        return BuilderStatus(**base, healthy=False, detail=problem.detail, permanent=problem.permanent)
+        return status(healthy=False, detail=problem.detail, permanent=problem.permanent)
     except subprocess.TimeoutExpired:
-        return BuilderStatus(**base, healthy=False, detail=f"no answer within {_TIMEOUT:.0f} s")
+        return status(healthy=False, detail=f"no answer within {_TIMEOUT:.0f} s")
     except Exception as exc:  # a CLI that is missing or broken: say so, never crash the caller
         detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        return BuilderStatus(**base, healthy=False, detail=detail, permanent=True)
+        return status(healthy=False, detail=detail, permanent=True)
     if config.platforms:  # what it is declared to build (emulation, cross-compiling stages)
         platforms = tuple(config.platforms)
     engine = Engine(engine.cli, engine.mode, engine.host, name=engine.name, kind=engine.kind, driver=driver,
                     builder=engine.builder, buildx_config=engine.buildx_config, version=version,
                     platforms=platforms)
     detail = f"{version}, {', '.join(platforms) or 'no platforms reported'}; {engine.describe}"
-    return BuilderStatus(**base, healthy=True, detail=detail, version=version, platforms=platforms,
-                         driver=driver, engine=engine)
+    return status(healthy=True, detail=detail, version=version, platforms=platforms,
+                  driver=driver, engine=engine)

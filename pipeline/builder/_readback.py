@@ -32,7 +32,7 @@ class _Stream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self._pending) < size:
             chunk = next(self._chunks, None)
             if chunk is None:

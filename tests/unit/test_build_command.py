@@ -3,13 +3,13 @@ tests/integration on Debian's 20.10 engine and on a buildkitd v0.32 daemon)."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 
-from pipeline.builder import BuildSpec, Engine
-from pipeline.builder import _build_command as build_command  # noqa: PLC2701 (the argv, made in one place)
-from pipeline.builder import _pushed_by_buildx  # noqa: PLC2701
+from pipeline.builder import BuildSpec, Engine, _pushed_by_buildx
+from pipeline.builder import _build_command as build_command  # the argv, made in one place
 from pipeline.config import parse_config
 from pipeline.errors import BuildError, ConfigError, RegistryError
 
@@ -23,7 +23,7 @@ def _spec(tmp_path: Path, **kw: object) -> BuildSpec:
 
 
 def _pairs(cmd: list[str]) -> set[tuple[str, str]]:
-    return set(zip(cmd, cmd[1:]))
+    return set(itertools.pairwise(cmd))
 
 
 def test_builtin_buildkit_command(tmp_path: Path) -> None:
