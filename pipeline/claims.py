@@ -64,6 +64,12 @@ class ClaimScope:
     def __init__(self, db: Database, job: jobs.Job | None, beat: Heartbeat | None = None) -> None:
         self.db, self.job, self._beat = db, job, beat
 
+    @property
+    def lock_wait(self) -> float:
+        """How long to wait for a lock another worker holds before giving the job back: a
+        lease, the longest a live holder goes without a heartbeat."""
+        return self._beat.lease.total_seconds() if self._beat is not None else 30.0
+
     def should_stop(self) -> bool:
         return self._beat is not None and self._beat.lost.is_set()
 
@@ -88,7 +94,7 @@ class ClaimScope:
         writer, which serializes the same way within the one process that runs there.
         """
         with self.db.session(immediate=True) as session:
-            locks.fence(session, lock)
+            locks.fence(session, lock, self.lock_wait)
             if self.job is not None:
                 jobs.check(session, self.job)
             yield session

@@ -16,6 +16,7 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
     ├── NotFound            404
     ├── Conflict            409
     │   ├── LeaseLost               (another worker owns the job now)
+    │   ├── LockBusy                (another worker holds the tag's or repository's lock: retried)
     │   └── PolicyViolation         (a promotion the environment's policy refuses)
     ├── SigningError        422     (a key that cannot be read, a signature that does not verify)
     └── UpstreamError       502     (retryable unless said otherwise)
@@ -44,6 +45,7 @@ __all__ = [
     "GitPushRefused",
     "InvalidRequest",
     "LeaseLost",
+    "LockBusy",
     "NotFound",
     "PayloadTooLarge",
     "PipelineError",
@@ -131,6 +133,14 @@ class Conflict(PipelineError):
 
 class LeaseLost(Conflict):
     title = "Lease lost"
+
+
+class LockBusy(Conflict):
+    """Another worker holds the lock of the tag or repository this job must change, longer than
+    a lease: the job goes back to the queue and waits its turn, however long the holder takes."""
+
+    title = "Busy"
+    retryable = True
 
 
 class PolicyViolation(Conflict):

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.claims import ClaimScope, Heartbeat
 from pipeline.config import Config, LiveConfig
-from pipeline.errors import LeaseLost, PipelineError
+from pipeline.errors import LeaseLost, LockBusy, PipelineError
 from pipeline.logs import job_context
 from pipeline.store import Database, jobs, wakeups
 
@@ -133,6 +133,10 @@ class QueueWorker:
         except LeaseLost as exc:
             log.warning("worker %s: %s; leaving it to its new owner", self.name, exc.message)
             return None
+        except LockBusy as exc:  # the holder may be frozen: wait our turn however long, counting no failure
+            log.info("worker %s: %s: %s", self.name, job.name, exc.message)
+            return Outcome("retry", error=f"waiting: {exc.message}",
+                           delay=dt.timedelta(seconds=random.uniform(0.5, 1.5)), attempt=False)
         except PipelineError as exc:
             if exc.retryable and job.attempts < self.config.worker.max_attempts:
                 asked = getattr(exc, "retry_after", None)  # a step that said when (StepResult.retry_after)

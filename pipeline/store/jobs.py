@@ -210,12 +210,16 @@ def finish(session: Session, job: Job, **values: Any) -> None:
                         "outcome not recorded")
 
 
-def release(session: Session, job: Job, error: str, delay: dt.timedelta = dt.timedelta(0)) -> None:
+def release(session: Session, job: Job, error: str, delay: dt.timedelta = dt.timedelta(0), *,
+            attempt: bool = True) -> None:
     """Give a row back to the queue after a failure worth retrying (engine down, registry 5xx),
-    not to be claimed again before ``delay`` has passed."""
+    not to be claimed again before ``delay`` has passed. ``attempt=False``: the claim did not
+    count as a try (it only waited its turn for a lock), so waiting never uses up the tries."""
+    table = job.kind.table
     result = session.execute(
         _owned(job).values(status=job.kind.waiting, worker=None, lease_expires_at=None, error=error,
-                           not_before=utcnow() + delay)
+                           not_before=utcnow() + delay,
+                           attempts=table.attempts if attempt else table.attempts - 1)
     )
     if result.rowcount == 0:
         raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); not released")

@@ -19,6 +19,7 @@ once the process is gone, and that is what gets counted.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
@@ -44,6 +45,7 @@ from pipeline.config import Config, parse_config
 from pipeline.registry import MANIFEST_TYPES
 from pipeline.signing import generate_key_pair
 from pipeline.store import Build, Database, Promotion, builds, projects, promotions
+from tests.git_server import GitHttpServer
 from tests.gitrepo import GitRepo
 from tests.images import OciLayout, skopeo_push
 from tests.services import skopeo_inspect
@@ -217,6 +219,17 @@ def worker_settings(**more: Any) -> dict[str, Any]:
             "max_attempts": 50, "retry_seconds": 0.2, **more}
 
 
+def _served(root: Path) -> GitHttpServer:
+    """The deploy repository behind a Git host of its own (smart HTTP, in this process), as a
+    real one is: over ``file://`` the pusher runs receive-pack itself, so a worker killed mid-push
+    would take the server side with it and leave ``refs/heads/main.lock`` behind for good, which
+    no Git host does. Stopped when the test process exits."""
+    subprocess.run(["git", "-C", str(root / "remote.git"), "config", "http.receivepack", "true"], check=True)
+    server = GitHttpServer(root).start()
+    atexit.register(server.stop)
+    return server
+
+
 def promotion_setup(root: Path, db: Database, database_url: str, registry_host: str, run: str,
                     images: int = 8, layer_bytes: int = 3_000_000) -> tuple[Setup, list[int]]:
     """A project whose dev (signs, writes Git) feeds prod (verifies, signs, writes Git; auto),
@@ -224,10 +237,11 @@ def promotion_setup(root: Path, db: Database, database_url: str, registry_host: 
     key, pub = signing_keys(root)
     deploy = GitRepo.create(root / "deploy")
     deploy.commit({"dev/values.yaml": VALUES, "prod/values.yaml": VALUES}, "initial")
+    deploy_url = _served(root / "deploy").url_for("remote")
     source = f"chaos-{run}/src"
 
     def gitops(env: str) -> dict[str, Any]:
-        return {"repo": deploy.url, "path": f"{env}/values.yaml", "key": "image.digest"}
+        return {"repo": deploy_url, "path": f"{env}/values.yaml", "key": "image.digest"}
 
     data = {
         "data_dir": str(root / "data"), "database_url": database_url, "worker": worker_settings(),
@@ -714,7 +728,7 @@ class Freeze:
     frozen: int  # the promotion the frozen worker held
     newer: int  # the promotion requested after it
     finished_while_frozen: bool  # the other worker finished both while the first was frozen
-    waited_on_lock: bool  # if not: the other worker waited for a lock the frozen one holds
+    waited_on_lock: bool  # if not: the other worker waited for a lock the frozen one holds (or gave it back)
     late_log: str  # what the frozen worker logged about its job after SIGCONT
     problems: list[str] = field(default_factory=list)
 
@@ -767,7 +781,9 @@ def freeze_promotion(setup: Setup, build_ids: Sequence[int], step: str, rng: ran
             every=0.05) is not None
         if finished:
             _drain(db, promotion_rows, lambda r: r.status in ("pending", "running"), fleet)
-        waiting = not finished and _advisory_waits(db) > 0
+        # the other worker is blocked on the lock now, or gave the job back after a lease of waiting
+        waiting = not finished and (_advisory_waits(db) > 0
+                                    or "is held by another worker" in (_row(db, first).error or ""))
         if not finished:
             say(f"promotion {first}/{newer} did not finish while worker {a.pid} was frozen: "
                 f"{_row(db, first).status}/{_row(db, newer).status}; a worker waits for an advisory lock: {waiting}")

@@ -3,8 +3,9 @@ promotion and a newer one, then woken (SIGCONT): it touches nothing. Real proces
 PostgreSQL, a real registry and real Git; ``worker.lease_seconds`` 2 and ``reap_seconds`` 1.
 
 A worker frozen inside a locked region (the fenced transaction of move-tag, the Git lock of
-git-push) keeps the lock while frozen: the other worker then waits, and the tag or the branch
-cannot move under the frozen one (safety over liveness; see the report on issue 14)."""
+git-push) keeps the lock while frozen: the other worker waits for it up to a lease, then gives
+the promotion back to the queue (``LockBusy``, no try used up) and waits its turn there, so the
+tag or the branch cannot move under the frozen one and no worker hangs on the lock."""
 
 from __future__ import annotations
 

@@ -22,7 +22,18 @@ from pipeline.claims import ClaimScope
 from pipeline.config import Config, parse_config
 from pipeline.errors import LeaseLost
 from pipeline.registry import Manifest, RegistryClient, copy_image
-from pipeline.store import Build, Database, Promotion, builds, jobs, migrate, open_database, projects, promotions
+from pipeline.store import (
+    Build,
+    Database,
+    Promotion,
+    builds,
+    jobs,
+    locks,
+    migrate,
+    open_database,
+    projects,
+    promotions,
+)
 from tests import project
 from tests.gitrepo import GitRepo
 from tests.integration.test_promotion import (  # noqa: F401  (fixtures)
@@ -218,3 +229,28 @@ def test_a_build_that_finishes_late_leaves_the_moving_tags_to_the_newer_one(
                         newer_sha: new.digest}.items():
         assert skopeo_inspect(f"{repository}:{tag}", tls_verify=False)["Digest"] == digest, tag
     assert f"left latest where it is: build {newer}, queued after this one, already holds it" in log
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_a_held_tag_lock_gives_the_promotion_back_without_using_up_its_tries(
+        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
+        registry: Registry) -> None:
+    """Another worker frozen inside the tag's fence keeps its lock: the promotion waits its turn
+    in the queue (no worker hangs on the lock, no try is used up), then moves the tag."""
+    data = config.model_dump(mode="json")
+    data["worker"].update(lease_seconds=2, max_attempts=1)
+    quick = parse_config(data)
+    answer = promote(api, "dev", build_id=built["v1"])
+    lock = f"tag {config.registries['local'].host}/{repo(config, 'dev')}:dev"
+    with db.session() as holder:  # the frozen worker's transaction
+        locks.fence(holder, lock, wait=2)
+        assert PromotionWorker(db, quick, name="w").run_once()
+        waiting = get(api, answer["id"])
+        assert (waiting["status"], waiting["attempts"]) == ("pending", 0), waiting
+        assert waiting["error"].startswith(f"waiting: {lock} is held by another worker")
+    with db.session() as session:  # its turn comes at once when the holder lets go
+        session.execute(update(Promotion).where(Promotion.id == answer["id"]).values(not_before=None))
+    assert PromotionWorker(db, quick, name="w").run_once()
+    done = get(api, answer["id"])
+    assert (done["status"], done["attempts"], done["error"]) == ("succeeded", 1, None)
+    assert _dev_tag(registry, config) == pushed["v1"]

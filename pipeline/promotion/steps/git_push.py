@@ -20,6 +20,7 @@ from pipeline.gitops import (
     KustomizeImage,
     ManifestContainer,
     Target,
+    UpdateResult,
     pull_request_host,
     update_yaml,
     write_back,
@@ -61,11 +62,14 @@ def push_to_git(ctx: StepContext) -> StepResult:
     target = _target(gitops)
     work = ctx.config.data_dir / "work" / f"promotion-{ctx.promotion.id}"
     try:
-        with locks.held(ctx.db, f"gitops:{gitops.repo}"):
-            ctx.scope.check_lease()  # after the wait for the lock, right before the clone and push
+        with locks.held(ctx.db, f"gitops:{gitops.repo}", wait=ctx.scope.lock_wait):
+            def edit(text: str) -> UpdateResult:
+                ctx.scope.check_lease()  # before every (re)application: a stale claim writes no commit
+                return update_yaml(text, target, change, source=gitops.path)
+
             pushed = write_back(
                 ctx.config.data_dir, work, repo=gitops.repo, branch=gitops.branch, path=gitops.path, auth=gitops.git,
-                edit=lambda text: update_yaml(text, target, change, source=gitops.path), message=_message(ctx),
+                edit=edit, message=_message(ctx),
                 author=(gitops.author_name, gitops.author_email), push_to=head if gitops.pull_request else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)

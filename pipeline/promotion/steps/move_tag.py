@@ -16,7 +16,7 @@ from pipeline.errors import Conflict
 from pipeline.promotion.steps._contract import StepContext, StepInfo, StepResult
 from pipeline.store import Promotion, promotions
 
-__all__ = ["TAG_MOVER", "TagMoved", "move_tag"]
+__all__ = ["TAG_MOVER", "TagMoved", "move_tag", "tag_lock"]
 
 
 class TagMoved(Conflict):
@@ -28,13 +28,18 @@ def move_tag(ctx: StepContext) -> StepResult:
     if ctx.outputs.get("noop"):
         return StepResult(f"{ctx.tag} already points at {digest}")
     manifest = target.manifest(repository, digest)
-    with ctx.scope.fenced(f"tag {ctx.target.ref(digest, ctx.tag)}") as session:
+    with ctx.scope.fenced(tag_lock(ctx)) as session:
         current = promotions.current(session, ctx.promotion.project, ctx.promotion.environment)
         found = target.find_manifest(repository, ctx.tag)
         if found is not None and found.digest != digest and (current is None or found.digest != current.digest):
             raise TagMoved(_moved_by_whom(session, ctx, found.digest, current))
         target.tag(repository, ctx.tag, manifest)
     return StepResult(f"{ctx.tag} now points at {digest}")
+
+
+def tag_lock(ctx: StepContext) -> str:
+    """The fence's lock: one per environment tag, whatever digest each mover brings."""
+    return f"tag {ctx.target.name}:{ctx.tag}"
 
 
 def _moved_by_whom(session: Session, ctx: StepContext, found: str, current: Promotion | None) -> str:
