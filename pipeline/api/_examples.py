@@ -219,8 +219,8 @@ CONFIG_RELOAD: JsonDict = {"reload_id": 5, "source": "/etc/pipeline/config.yaml"
                  "sections": [], "restart_required": [], "others_within_seconds": 5.0}
 
 HEALTH = {"status": "ok"}
-READY = [{"status": "ok", "schema": "0010"}, {"status": "ok", "schema": "0010", "engine": "default"}]
-NOT_READY = [{"status": "unavailable", "detail": "schema at 0009, code expects 0010: run `pipeline migrate`"},
+READY: list[JsonDict] = [{"status": "ok", "schema": "0010"}, {"status": "ok", "schema": "0010", "engine": "default"}]
+NOT_READY: list[JsonDict] = [{"status": "unavailable", "detail": "schema at 0009, code expects 0010: run `pipeline migrate`"},
              {"status": "unavailable", "detail": "no Docker engine answers (see `pipeline doctor`)"}]
 METRICS = (
     "# HELP pipeline_builds_total Finished builds by outcome\n"

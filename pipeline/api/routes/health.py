@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic.config import JsonDict
 from sqlalchemy import text
 
 from pipeline import builder
@@ -37,7 +38,7 @@ def _builders(config: Config) -> list[dict[str, object]]:
     return [status.to_dict() for status in builder.BuilderPool.from_config(config).statuses()]
 
 
-def _named(summaries: tuple[str, ...], values: list[dict[str, str]]) -> dict[str, dict[str, object]]:
+def _named(summaries: tuple[str, ...], values: list[JsonDict]) -> dict[str, dict[str, object]]:
     return {f"example{i}": {"summary": summary, "value": value}
             for i, (summary, value) in enumerate(zip(summaries, values, strict=True), 1)}
 
