@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import LeaseLost
 from pipeline.store import wakeups
-from pipeline.store.tables import Build, Promotion, literal_in, utcnow
+from pipeline.store.tables import Build, Promotion, literal_in, rowcount, utcnow
 
 __all__ = ["BUILDS", "PROMOTIONS", "Job", "JobKind", "Reaped", "check", "claim", "finish", "heartbeat",
            "progress", "reap", "release"]
@@ -182,13 +182,13 @@ def heartbeat(session: Session, job: Job, lease: dt.timedelta) -> None:
     """Extend the lease; raises ``LeaseLost`` once the row was reaped, cancelled or re-claimed."""
     now = utcnow()
     result = session.execute(_owned(job).values(heartbeat_at=now, lease_expires_at=now + lease))
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch})")
 
 
 def progress(session: Session, job: Job, **values: Any) -> None:
     """Write what the job has done so far, only while ``job`` is still the row's claim."""
-    if session.execute(_owned(job).values(**values)).rowcount == 0:
+    if rowcount(session.execute(_owned(job).values(**values))) == 0:
         raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); "
                         "progress not recorded")
 
@@ -205,7 +205,7 @@ def finish(session: Session, job: Job, **values: Any) -> None:
     result = session.execute(_owned(job).values(lease_expires_at=None, **values))
     if job.kind.serial:  # the group is free: the next one in line may start now
         wakeups.announce(session, job.kind.table.__tablename__)
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); "
                         "outcome not recorded")
 
@@ -221,7 +221,7 @@ def release(session: Session, job: Job, error: str, delay: dt.timedelta = dt.tim
                            not_before=utcnow() + delay,
                            attempts=table.attempts if attempt else table.attempts - 1)
     )
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); not released")
     wakeups.announce(session, job.kind.table.__tablename__)
 

@@ -5,17 +5,15 @@ machine, where the caller's file locks or its writer transaction already seriali
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import time
 
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from pipeline.errors import LockBusy
-
 from pipeline.store.database import Database
 
 __all__ = ["fence", "held"]

@@ -115,9 +115,10 @@ class Fleet:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         clean = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-        self._zygote = subprocess.Popen([sys.executable, "-m", "tests.chaos.zygote"], cwd=ROOT,
-                                        env={**clean, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=open(root / "zygote.log", "ab"), start_new_session=True, text=True)
+        with open(root / "zygote.log", "ab") as log:  # the fork server keeps its own copy of the descriptor
+            self._zygote = subprocess.Popen([sys.executable, "-m", "tests.chaos.zygote"], cwd=ROOT,
+                                            env={**clean, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=log, start_new_session=True, text=True)
         assert self._zygote.stdout is not None
         ready = self._zygote.stdout.readline().strip()
         if ready != "ready":
@@ -772,7 +773,7 @@ def freeze_promotion(setup: Setup, build_ids: Sequence[int], step: str, rng: ran
         frozen_steps = [s["kind"] for s in held.steps if s.get("status") == "succeeded"]
         say(f"froze worker {a.pid} in {step} of promotion {first} (done: {frozen_steps})")
         second = build_ids[attempt + 1]
-        b = fleet.spawn(setup.worker_config(), "--builds", "0", "--promotions", "1")
+        fleet.spawn(setup.worker_config(), "--builds", "0", "--promotions", "1")  # b, to take the promotion over
         taken = _wait_for(lambda: r if (r := _row(db, first)).status == "succeeded" else None, seconds=frozen_for,
                           every=0.05)
         newer = _request(setup, "dev", second)
