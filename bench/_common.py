@@ -60,10 +60,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
 
     out = [line(cells[0]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells[1:]]
@@ -87,14 +84,10 @@ def code_version() -> str:
     import subprocess
 
     def git(*args: str) -> str:
-        proc = subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
-        )
+        proc = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
         return proc.stdout.strip()
 
-    changed = [
-        line for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if line
-    ]
+    changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if line]
     return f"code at {git('rev-parse', '--short', 'HEAD') or '?'}" + (
         f" + uncommitted changes in {len(changed)} files" if changed else ""
     )

@@ -60,8 +60,12 @@ from tests.gitrepo import GitRepo  # noqa: E402
 from tests.services import DOCKER, DockerEngine, Registry  # noqa: E402
 from tests.tools import BUILDX_DOCKER_CONFIG, tool  # noqa: E402
 
-GOALS = {"service / hand-run (cold)": 1.05, "rebuild / cold (same daemon)": 0.10,
-         "fresh daemon with registry cache / cold": 0.25, "push-direct / engine build+load+push": None}
+GOALS = {
+    "service / hand-run (cold)": 1.05,
+    "rebuild / cold (same daemon)": 0.10,
+    "fresh daemon with registry cache / cold": 0.25,
+    "push-direct / engine build+load+push": None,
+}
 
 # ---------------------------------------------------------------------------------------------
 # The project being built
@@ -110,8 +114,10 @@ CMD ["/bin/sh"]
 """
 
 # Sized for ~20-40 s cold (full) and ~5-10 s (quick) on this 2-core machine.
-SIZES = {"full": {"PARTS": 10, "BLOB_MB": 4, "LINES": 400_000, "ROUNDS": 3, "ASSETS": 8},
-         "quick": {"PARTS": 4, "BLOB_MB": 2, "LINES": 250_000, "ROUNDS": 2, "ASSETS": 3}}
+SIZES = {
+    "full": {"PARTS": 10, "BLOB_MB": 4, "LINES": 400_000, "ROUNDS": 3, "ASSETS": 8},
+    "quick": {"PARTS": 4, "BLOB_MB": 2, "LINES": 250_000, "ROUNDS": 2, "ASSETS": 3},
+}
 
 
 def dockerfile(base_image: str, size: str) -> str:
@@ -123,15 +129,19 @@ def dockerfile(base_image: str, size: str) -> str:
 
 def warmup_files(base_image: str) -> dict[str, str | bytes]:
     """A tiny second project in the same repository, built once per engine before measuring."""
-    return {"warmup/Dockerfile": f"FROM {base_image}\nCOPY hello.txt /hello.txt\n"
-                                 "RUN cat /hello.txt\n",
-            "warmup/hello.txt": "warm-up\n"}
+    return {
+        "warmup/Dockerfile": f"FROM {base_image}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n",
+        "warmup/hello.txt": "warm-up\n",
+    }
 
 
 def source_files(run: int, revision: int) -> dict[str, str | bytes]:
     """A small application: the one-file change touches src/app.py only."""
-    files: dict[str, str | bytes] = {f"src/module{n:02d}.py": f"# module {n}\n" + "".join(
-        f"def f{n}_{k}(x):\n    return x * {k} + {n}\n" for k in range(40)) for n in range(12)}
+    files: dict[str, str | bytes] = {
+        f"src/module{n:02d}.py": f"# module {n}\n"
+        + "".join(f"def f{n}_{k}(x):\n    return x * {k} + {n}\n" for k in range(40))
+        for n in range(12)
+    }
     files["src/app.py"] = f"# run {run}, revision {revision}\nVERSION = '{run}.{revision}'\n"
     files["README.md"] = "benchmark project\n"
     return files
@@ -189,6 +199,7 @@ def normalize(name: str) -> str:
 
 def service_phases(t0: float, t_end: float, lines: list[tuple[float, str]]) -> dict[str, float]:
     """Split queue -> succeeded into phases by the lines the build stage and the Docker CLI print."""
+
     def first(pred: Any, start: int = 0) -> int | None:
         return next((i for i in range(start, len(lines)) if pred(lines[i][1])), None)
 
@@ -224,22 +235,26 @@ def service_phases(t0: float, t_end: float, lines: list[tuple[float, str]]) -> d
     return phases
 
 
-def _push_direct_phases(t0: float, t_end: float, lines: list[tuple[float, str]], i_checkout: int,
-                        i_build: int, i_pushed: int, i_steps: int) -> dict[str, float]:
+def _push_direct_phases(
+    t0: float, t_end: float, lines: list[tuple[float, str]], i_checkout: int, i_build: int, i_pushed: int, i_steps: int
+) -> dict[str, float]:
     """BuildKit pushed by itself: one build-and-push phase, then the registry digest check."""
     t = [x[0] for x in lines]
     i_last = max(i for i in range(i_build, i_pushed) if lines[i][1].startswith("#") or i == i_build)
-    return {"claim + start": t[i_checkout] - t0,
-            "checkout + spec + builder": t[i_build] - t[i_checkout],
-            "buildx build --push (+ cache export)": t[i_last] - t[i_build],
-            "registry digest check": t[i_pushed] - t[i_last],
-            "finish (logs, cleanup, row)": t_end - t[i_steps],
-            "total": t_end - t0}
+    return {
+        "claim + start": t[i_checkout] - t0,
+        "checkout + spec + builder": t[i_build] - t[i_checkout],
+        "buildx build --push (+ cache export)": t[i_last] - t[i_build],
+        "registry digest check": t[i_pushed] - t[i_last],
+        "finish (logs, cleanup, row)": t_end - t[i_steps],
+        "total": t_end - t0,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Builders, baseline, service
 # ---------------------------------------------------------------------------------------------
+
 
 def image_id(engine: DockerEngine, ref: str) -> str:
     return engine.docker("image", "inspect", "--format", "{{.Id}}", ref).stdout.decode().strip()
@@ -270,10 +285,11 @@ def cpu_snapshot() -> dict[str, float]:
         ticks = [int(x) for x in stat.readline().split()[1:]]
     hz = os.sysconf("SC_CLK_TCK")
     own = os.times()
-    return {"machine busy": (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / hz,
-            "steal": (ticks[7] if len(ticks) > 7 else 0) / hz,
-            "this process + CLI children": own.user + own.system + own.children_user
-            + own.children_system}
+    return {
+        "machine busy": (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / hz,
+        "steal": (ticks[7] if len(ticks) > 7 else 0) / hz,
+        "this process + CLI children": own.user + own.system + own.children_user + own.children_system,
+    }
 
 
 def cpu_since(before: dict[str, float]) -> dict[str, float]:
@@ -293,21 +309,44 @@ def hand_run_buildx(builder: str, url: str, sha: str, ref: str, workdir: Path) -
     at a shell, through a buildx remote builder made once beforehand (same daemon, same commit)."""
     dest = workdir / "clone"
     shutil.rmtree(dest, ignore_errors=True)
-    steps = [("git clone", ["git", "clone", "--quiet", url, str(dest)]),
-             ("git checkout", ["git", "-C", str(dest), "checkout", "--quiet", "--detach", sha]),
-             ("docker build", [DOCKER, "buildx", "--builder", builder, "build", "--progress=plain",
-                               "--provenance=false", "--network", "host", "--push", "-t", ref, str(dest)])]
+    steps = [
+        ("git clone", ["git", "clone", "--quiet", url, str(dest)]),
+        ("git checkout", ["git", "-C", str(dest), "checkout", "--quiet", "--detach", sha]),
+        (
+            "docker build",
+            [
+                DOCKER,
+                "buildx",
+                "--builder",
+                builder,
+                "build",
+                "--progress=plain",
+                "--provenance=false",
+                "--network",
+                "host",
+                "--push",
+                "-t",
+                ref,
+                str(dest),
+            ],
+        ),
+    ]
     phases: dict[str, float] = {}
     output: list[str] = []
     cpu = cpu_snapshot()
     for name, cmd in steps:
         started = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False,
-                              env={**os.environ, "BUILDX_CONFIG": str(workdir / "hand-buildx")})
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+            env={**os.environ, "BUILDX_CONFIG": str(workdir / "hand-buildx")},
+        )
         phases[name] = time.perf_counter() - started
         if done.returncode != 0:
-            raise RuntimeError(f"{shlex.join(cmd)} exited {done.returncode}:\n"
-                               f"{(done.stdout + done.stderr)[-3000:]}")
+            raise RuntimeError(f"{shlex.join(cmd)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")
         if name == "docker build":
             output = (done.stdout + done.stderr).splitlines()
     phases["total"] = sum(phases.values())
@@ -318,8 +357,12 @@ def hand_run_buildx(builder: str, url: str, sha: str, ref: str, workdir: Path) -
 
 def make_hand_builder(daemon: BuildkitDaemon, workdir: Path) -> str:
     """``docker buildx create --driver remote`` for the hand-run, once (not measured)."""
-    subprocess.run([DOCKER, "buildx", "create", "--name", "hand", "--driver", "remote", daemon.address],
-                   check=True, capture_output=True, env={**os.environ, "BUILDX_CONFIG": str(workdir / "hand-buildx")})
+    subprocess.run(
+        [DOCKER, "buildx", "create", "--name", "hand", "--driver", "remote", daemon.address],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "BUILDX_CONFIG": str(workdir / "hand-buildx")},
+    )
     return "hand"
 
 
@@ -335,11 +378,18 @@ def service_build(db: Database, config: Config, sha: str, name: str) -> Timed:
             tail = [x.line for x in builds.read_logs(session, row.id)][-30:]
         raise RuntimeError(f"build {row.id} {row.status}: {row.error}\n" + "\n".join(tail))
     lines = LINE_TIMES.get(row.id, [])
-    info = {"id": row.id, "engine": row.engine, "steps_total": row.steps_total,
-            "steps_cached": row.steps_cached, "cache_from": list(row.cache_from or []),
-            "image": row.image, "image_size": row.image_size}
-    return Timed(ended - started, service_phases(started, ended, lines),
-                 vertex_times([x[1] for x in lines]), info, used)
+    info = {
+        "id": row.id,
+        "engine": row.engine,
+        "steps_total": row.steps_total,
+        "steps_cached": row.steps_cached,
+        "cache_from": list(row.cache_from or []),
+        "image": row.image,
+        "image_size": row.image_size,
+    }
+    return Timed(
+        ended - started, service_phases(started, ended, lines), vertex_times([x[1] for x in lines]), info, used
+    )
 
 
 def make_config(data: dict[str, Any], builder: dict[str, Any]) -> Config:
@@ -347,22 +397,27 @@ def make_config(data: dict[str, Any], builder: dict[str, Any]) -> Config:
     return parse_config({**{k: v for k, v in data.items() if k != "docker"}, "builders": [builder]})
 
 
-def config_data(workdir: Path, registry: Registry, repo: GitRepo, runs: int,
-                insight: bool) -> dict[str, Any]:
+def config_data(workdir: Path, registry: Registry, repo: GitRepo, runs: int, insight: bool) -> dict[str, Any]:
     """tests/project.py's demo config, one project per run so every cold build has no
     predecessor (no --cache-from) and pushes to a repository the registry has never seen."""
-    data = project.config_data(data_dir=workdir / "data", registry_host=registry.host,
-                               engine_host="unused", repo_url=repo.url, args={},
-                               insight=insight, timeout_seconds=1800)
+    data = project.config_data(
+        data_dir=workdir / "data",
+        registry_host=registry.host,
+        engine_host="unused",
+        repo_url=repo.url,
+        args={},
+        insight=insight,
+        timeout_seconds=1800,
+    )
     demo = data["projects"].pop("demo")
     for run in range(1, runs + 1):
-        data["projects"][f"bench-r{run}"] = {
-            **demo, "image": {**demo["image"], "repository": f"bench/svc-r{run}"}}
-        data["projects"][f"bench-e{run}"] = {
-            **demo, "image": {**demo["image"], "repository": f"bench/engine-r{run}"}}
+        data["projects"][f"bench-r{run}"] = {**demo, "image": {**demo["image"], "repository": f"bench/svc-r{run}"}}
+        data["projects"][f"bench-e{run}"] = {**demo, "image": {**demo["image"], "repository": f"bench/engine-r{run}"}}
     data["projects"]["bench-warmup"] = {
-        **demo, "build": {**demo["build"], "context": "warmup", "dockerfile": "warmup/Dockerfile"},
-        "image": {**demo["image"], "repository": "bench/warmup"}}
+        **demo,
+        "build": {**demo["build"], "context": "warmup", "dockerfile": "warmup/Dockerfile"},
+        "image": {**demo["image"], "repository": "bench/warmup"},
+    }
     data["worker"]["lease_seconds"] = 30
     return data
 
@@ -371,6 +426,7 @@ def config_data(workdir: Path, registry: Registry, repo: GitRepo, runs: int,
 # Reporting
 # ---------------------------------------------------------------------------------------------
 
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -378,10 +434,13 @@ def median(values: Sequence[float]) -> float:
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def fmt(value: object) -> str:
         return f"{value:.2f}" if isinstance(value, float) else str(value)
+
     cells = [list(map(str, headers))] + [[fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(row, widths, strict=True))) for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -392,20 +451,35 @@ def phase_table(kinds: dict[str, list[Timed]]) -> str:
         for t in timed:
             names += [n for n in t.phases if n not in names and n != "total"]
     names.append("total")
-    rows = [[name, *[(median([t.phases[name] for t in timed if name in t.phases])
-                      if any(name in t.phases for t in timed) else "")
-                     for timed in kinds.values()]] for name in names]
+    rows = [
+        [
+            name,
+            *[
+                (
+                    median([t.phases[name] for t in timed if name in t.phases])
+                    if any(name in t.phases for t in timed)
+                    else ""
+                )
+                for timed in kinds.values()
+            ],
+        ]
+        for name in names
+    ]
     return table(["phase (median s)", *kinds], rows)
 
 
 def cpu_table(kinds: dict[str, list[Timed]]) -> str:
     """Same work, different wall time? Compare the CPU the machine spent and what was stolen."""
     keys = ["machine busy", "steal", "this process + CLI children"]
-    rows = [[f"{key} (CPU s)", *[median([t.cpu.get(key, 0.0) for t in timed])
-                                 for timed in kinds.values()]] for key in keys]
-    rows.append(["machine busy / wall (of 2 CPUs)",
-                 *[median([t.cpu.get("machine busy", 0.0) / t.seconds for t in timed])
-                   for timed in kinds.values()]])
+    rows = [
+        [f"{key} (CPU s)", *[median([t.cpu.get(key, 0.0) for t in timed]) for timed in kinds.values()]] for key in keys
+    ]
+    rows.append(
+        [
+            "machine busy / wall (of 2 CPUs)",
+            *[median([t.cpu.get("machine busy", 0.0) / t.seconds for t in timed]) for timed in kinds.values()],
+        ]
+    )
     return table(["CPU during the measurement (median)", *kinds], rows)
 
 
@@ -430,6 +504,7 @@ def log(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 
+
 def _buildx_docker_config(workdir: Path) -> Path:
     """A DOCKER_CONFIG with the pinned docker-buildx plugin, for the service and the hand-run."""
     tool("buildx")
@@ -445,14 +520,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per measurement (default 3, quick 1)")
     parser.add_argument("--verbose", action="store_true", help="service logs at INFO on stderr")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--time-limit", type=float,
-                        help="stop after this many seconds (default 1800, quick 400)")
+    parser.add_argument("--time-limit", type=float, help="stop after this many seconds (default 1800, quick 400)")
     args = parser.parse_args(argv)
     args.insight = False  # insight reads the image out of an engine: not part of a push-direct build
     runs = args.runs or (1 if args.quick else 3)
     size = "quick" if args.quick else "full"
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops services
     limit = args.time_limit or (400.0 if args.quick else 1800.0)
 
@@ -511,8 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             def baseline(run: int = run, sha: str = sha) -> None:
                 nonlocal command
                 prune_daemon(daemon_a)
-                timed, command = hand_run_buildx(hand_builder, repo.url, sha,
-                                                 f"{registry.host}/bench/hand-r{run}:latest", workdir)
+                timed, command = hand_run_buildx(
+                    hand_builder, repo.url, sha, f"{registry.host}/bench/hand-r{run}:latest", workdir
+                )
                 hand.append(timed)
                 log(f"run {run}/{runs}: hand-run cold {timed.seconds:.1f} s")
 
@@ -561,8 +639,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, size: str, runs: int, command: str, hand: list[Timed],
-           cold: list[Timed], rebuild: list[Timed], fresh: list[Timed], on_engine: list[Timed]) -> None:
+def report(
+    args: argparse.Namespace,
+    size: str,
+    runs: int,
+    command: str,
+    hand: list[Timed],
+    cold: list[Timed],
+    rebuild: list[Timed],
+    fresh: list[Timed],
+    on_engine: list[Timed],
+) -> None:
     def seconds(timed: list[Timed]) -> list[float]:
         return [t.seconds for t in timed]
 
@@ -579,31 +666,44 @@ def report(args: argparse.Namespace, size: str, runs: int, command: str, hand: l
         return [f"ratio {label}", *per_run, value, f"<= {goal:.2f}", "met" if value <= goal else "MISSED"]
 
     print()
-    print(f"build_speed: {size} Dockerfile, {runs} run(s), on buildkitd v0.32 (buildx remote driver); "
-          "seconds, ratio = median / median")
+    print(
+        f"build_speed: {size} Dockerfile, {runs} run(s), on buildkitd v0.32 (buildx remote driver); "
+        "seconds, ratio = median / median"
+    )
     print(f"baseline: {command}  (REF, URL vary per run)")
     print()
     headers = ["measurement", *[f"run {i}" for i in range(1, runs + 1)], "median", "goal", ""]
-    print(table(headers, [
-        row("hand-run cold: clone + buildx build --push (s)", hand),
-        row("service cold: queue -> succeeded (s)", cold),
-        ratio("service / hand-run (cold)", cold, hand),
-        row("service rebuild, one file, same daemon (s)", rebuild),
-        ratio("rebuild / cold (same daemon)", rebuild, cold),
-        row("service rebuild, one file, fresh daemon (s)", fresh),
-        ratio("fresh daemon with registry cache / cold", fresh, cold),
-        row("service cold on the engine: build+load+push (s)", on_engine),
-        ratio("push-direct / engine build+load+push", cold, on_engine),
-    ]))
+    print(
+        table(
+            headers,
+            [
+                row("hand-run cold: clone + buildx build --push (s)", hand),
+                row("service cold: queue -> succeeded (s)", cold),
+                ratio("service / hand-run (cold)", cold, hand),
+                row("service rebuild, one file, same daemon (s)", rebuild),
+                ratio("rebuild / cold (same daemon)", rebuild, cold),
+                row("service rebuild, one file, fresh daemon (s)", fresh),
+                ratio("fresh daemon with registry cache / cold", fresh, cold),
+                row("service cold on the engine: build+load+push (s)", on_engine),
+                ratio("push-direct / engine build+load+push", cold, on_engine),
+            ],
+        )
+    )
     pairs = [("1", cold, hand), ("2", rebuild, cold), ("3", fresh, cold), ("4", cold, on_engine)]
-    print("median of the per-run ratios: " + ", ".join(
-        f"{n}: {median([a.seconds / b.seconds for a, b in zip(top, bottom, strict=True)]):.3f}"
-        for n, top, bottom in pairs))
+    print(
+        "median of the per-run ratios: "
+        + ", ".join(
+            f"{n}: {median([a.seconds / b.seconds for a, b in zip(top, bottom, strict=True)]):.3f}"
+            for n, top, bottom in pairs
+        )
+    )
     spread = seconds(hand)
     if len(spread) > 1:
-        print(f"noise: the hand-run does the same work every run and took {min(spread):.1f}-"
-              f"{max(spread):.1f} s ({(max(spread) - min(spread)) / median(spread):.0%} of its "
-              "median)")
+        print(
+            f"noise: the hand-run does the same work every run and took {min(spread):.1f}-"
+            f"{max(spread):.1f} s ({(max(spread) - min(spread)) / median(spread):.0%} of its "
+            "median)"
+        )
     else:
         print("noise: one run only, no estimate (use --runs 3 or more)")
     print()
@@ -611,8 +711,13 @@ def report(args: argparse.Namespace, size: str, runs: int, command: str, hand: l
     for kind, timed in (("cold", cold), ("rebuild", rebuild), ("fresh daemon", fresh), ("engine", on_engine)):
         for t in timed:
             r = t.row
-            steps.append([f"{kind} (build {r['id']})", f"{r['steps_total']}/{r['steps_cached']}",
-                          ", ".join(normalize(c) for c in r["cache_from"]) or "-"])
+            steps.append(
+                [
+                    f"{kind} (build {r['id']})",
+                    f"{r['steps_total']}/{r['steps_cached']}",
+                    ", ".join(normalize(c) for c in r["cache_from"]) or "-",
+                ]
+            )
     print(table(["service build", "steps total/cached", "cache_from"], steps))
     print()
     kinds = {"hand-run": hand, "cold": cold, "rebuild": rebuild, "fresh daemon": fresh, "engine": on_engine}

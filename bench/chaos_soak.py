@@ -86,8 +86,10 @@ class Services:
 
 _CHECK = "promotions.status, promotions.worker, promotions.epoch"
 _PG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC")
-_PUT_TAG = re.compile(r'time="([^"]+)".*http\.request\.method=PUT.*http\.request\.uri="?/v2/chaos-[0-9a-f]+/'
-                      r'(dev|prod)/manifests/(dev|prod)"?\s.*http\.response\.duration=([0-9.]+)(ms|µs|s)')
+_PUT_TAG = re.compile(
+    r'time="([^"]+)".*http\.request\.method=PUT.*http\.request\.uri="?/v2/chaos-[0-9a-f]+/'
+    r'(dev|prod)/manifests/(dev|prod)"?\s.*http\.response\.duration=([0-9.]+)(ms|µs|s)'
+)
 
 
 def fence_windows(pg_log: Path, registry_log: Path, since: dt.datetime) -> list[float]:
@@ -137,21 +139,34 @@ def main() -> int:
             services = Services(root, builds=not args.no_builds)
             since = dt.datetime.now(dt.UTC)
             url, db = services.database()
-            setup, ids = harness.promotion_setup(root / "promotions", db, url, services.registry.host,
-                                                 secrets.token_hex(3), images=10)
+            setup, ids = harness.promotion_setup(
+                root / "promotions", db, url, services.registry.host, secrets.token_hex(3), images=10
+            )
             share = budget * (0.6 if args.no_builds else 0.4)
-            reports.append(("promotions", harness.kill_promotions(setup, ids, kills=args.promotion_kills, seed=seed,
-                                                                  budget_seconds=share)))
+            reports.append(
+                (
+                    "promotions",
+                    harness.kill_promotions(setup, ids, kills=args.promotion_kills, seed=seed, budget_seconds=share),
+                )
+            )
             log(reports[-1][1].summary())
             db.dispose()
             windows = fence_windows(services.pg.log_path, services.registry.log_path, since)
             if services.engine is not None:
                 url, db = services.database()
-                setup = harness.build_setup(root / "builds", db, url, services.registry.host, services.engine.host,
-                                            services.base_image, secrets.token_hex(3))
+                setup = harness.build_setup(
+                    root / "builds",
+                    db,
+                    url,
+                    services.registry.host,
+                    services.engine.host,
+                    services.base_image,
+                    secrets.token_hex(3),
+                )
                 left = max(60.0, budget * 0.8 - (time.monotonic() - started))
-                reports.append(("builds", harness.kill_builds(setup, kills=args.build_kills, seed=seed,
-                                                              budget_seconds=left)))
+                reports.append(
+                    ("builds", harness.kill_builds(setup, kills=args.build_kills, seed=seed, budget_seconds=left))
+                )
                 log(reports[-1][1].summary())
                 db.dispose()
             rng = random.Random(seed)
@@ -160,8 +175,14 @@ def main() -> int:
                     if time.monotonic() - started > budget:
                         break
                     url, db = services.database()
-                    setup, ids = harness.promotion_setup(root / f"freeze-{round_no}-{step}", db, url,
-                                                         services.registry.host, secrets.token_hex(3), images=6)
+                    setup, ids = harness.promotion_setup(
+                        root / f"freeze-{round_no}-{step}",
+                        db,
+                        url,
+                        services.registry.host,
+                        secrets.token_hex(3),
+                        images=6,
+                    )
                     freezes.append(harness.freeze_promotion(setup, ids, step, rng))
                     log(f"freeze {step}: {freezes[-1]}")
                     db.dispose()
@@ -176,22 +197,36 @@ def main() -> int:
     print()
     rows = []
     for name, report in reports:
-        rows.append([name, len(report.kills), f"{report.seconds:.0f}", report.jobs, len(report.problems),
-                     ", ".join(f"{k} {n}" for k, n in sorted(report.landed().items()))])
+        rows.append(
+            [
+                name,
+                len(report.kills),
+                f"{report.seconds:.0f}",
+                report.jobs,
+                len(report.problems),
+                ", ".join(f"{k} {n}" for k, n in sorted(report.landed().items())),
+            ]
+        )
     print(table(["scenario", "kills", "seconds", "jobs", "problems", "landed"], rows))
     for name, report in reports:
         for problem in report.problems:
             print(f"PROBLEM {name}: {problem}")
-    print(table(["freeze in", "finished while frozen", "waited on a lock", "problems"],
-                [[f.step, f.finished_while_frozen, f.waited_on_lock, len(f.problems)] for f in freezes]))
+    print(
+        table(
+            ["freeze in", "finished while frozen", "waited on a lock", "problems"],
+            [[f.step, f.finished_while_frozen, f.waited_on_lock, len(f.problems)] for f in freezes],
+        )
+    )
     for freeze in freezes:
         for problem in freeze.problems:
             print(f"PROBLEM freeze {freeze.step}: {problem}")
     if windows:
         ordered = sorted(windows)
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        print(f"fencing window (claim check -> tag PUT starts), {len(windows)} tag moves: median "
-              f"{median(windows):.1f} ms, p99 {p99:.1f} ms, max {ordered[-1]:.1f} ms")
+        print(
+            f"fencing window (claim check -> tag PUT starts), {len(windows)} tag moves: median "
+            f"{median(windows):.1f} ms, p99 {p99:.1f} ms, max {ordered[-1]:.1f} ms"
+        )
     print(f"seed {seed}; {elapsed:.0f} s in all; {machine_load()}")
     bad = sum(len(r.problems) for _, r in reports) + sum(len(f.problems) for f in freezes)
     return 1 if bad else 0

@@ -43,20 +43,26 @@ def project_name(i: int) -> str:
 
 # ---------------------------------------------------------------- data generation (all in SQL)
 
+
 def _generation_sql(n_builds: int, n_promotions: int) -> list[tuple[str, str]]:
     """(label, SQL) steps. Random values are drawn once per row in a subquery (volatile
     functions keep PostgreSQL from flattening it, so each draw is used consistently)."""
     b, p = n_builds, n_promotions
     return [
-        ("projects", f"""
+        (
+            "projects",
+            f"""
 INSERT INTO projects (name, repo, created_at, updated_at)
 SELECT 'proj' || lpad(i::text, 2, '0'), 'https://git.example.com/acme/proj' || lpad(i::text, 2, '0') || '.git',
        now() - interval '800 days', now()
-FROM generate_series(1, {PROJECTS}) i"""),
+FROM generate_series(1, {PROJECTS}) i""",
+        ),
         # Projects are skewed (proj01 busiest), branches 70 % main, 10 % release/N, 20 % one of
         # 3,000 short-lived feature branches; statuses mostly succeeded, the newest 20 active;
         # created_at rises with id over two years and ends now.
-        ("builds", f"""
+        (
+            "builds",
+            f"""
 INSERT INTO builds (id, project, commit, branch, ref, check_paths, trigger, status, build_args, image, tags,
                     digest, engine, builder_mode, error, attempts, created_at, started_at, finished_at,
                     steps_total, steps_cached, cache_from, image_size, layers, advice)
@@ -81,17 +87,23 @@ FROM (
          now() - interval '730 days' + (g::float8 / {b}) * interval '730 days' - random() * interval '10 min' AS t,
          r4
   FROM (SELECT g, random() AS r2, random() AS r3, random() AS r4 FROM generate_series(1, {b}) g) raw
-) s"""),
-        ("succeeded builds", """
+) s""",
+        ),
+        (
+            "succeeded builds",
+            """
 CREATE TEMP TABLE ok AS
-SELECT row_number() OVER (ORDER BY id) AS rn, id, project, digest, created_at FROM builds WHERE status = 'succeeded'"""),
+SELECT row_number() OVER (ORDER BY id) AS rn, id, project, digest, created_at FROM builds WHERE status = 'succeeded'""",
+        ),
         ("", "CREATE UNIQUE INDEX ON ok (rn)"),
         ("", "ANALYZE ok"),
         # Each succeeded build is promoted about 6 times over the 4 environments (dev most,
         # prod least), in build order; 60 % auto, 35 % manual by one of 60 people (skewed),
         # 5 % rollbacks; 90 % succeeded; the newest 40 are still waiting (pending, running,
         # awaiting_merge), as a live system has only a few.
-        ("promotions", f"""
+        (
+            "promotions",
+            f"""
 INSERT INTO promotions (id, project, environment, digest, build_id, status, trigger, actor, reason, source_ref,
                         target_ref, previous_digest, rollback_to_id, restores_id, steps, error, attempts,
                         created_at, started_at, finished_at)
@@ -117,10 +129,14 @@ FROM (
            CASE WHEN r2 < 0.40 THEN 0 WHEN r2 < 0.70 THEN 1 WHEN r2 < 0.88 THEN 2 ELSE 3 END AS ei
     FROM (SELECT g, random() AS r2 FROM generate_series(1, {p}) g) r
   ) raw
-) s JOIN ok o ON o.rn = s.k"""),
-        ("sequences", """
+) s JOIN ok o ON o.rn = s.k""",
+        ),
+        (
+            "sequences",
+            """
 SELECT setval(pg_get_serial_sequence('builds', 'id'), (SELECT max(id) FROM builds)),
-       setval(pg_get_serial_sequence('promotions', 'id'), (SELECT max(id) FROM promotions))"""),
+       setval(pg_get_serial_sequence('promotions', 'id'), (SELECT max(id) FROM promotions))""",
+        ),
     ]
 
 
@@ -133,12 +149,24 @@ def generate(db: Database, n_builds: int, n_promotions: int) -> list[tuple[str, 
         conn.exec_driver_sql("SET work_mem = '256MB'")
         conn.exec_driver_sql("SET session_replication_role = replica")  # no FK triggers during the load
         conn.exec_driver_sql("SELECT setseed(0.42)")
-        indexes = [row[0] for row in conn.execute(text(
-            "SELECT indexdef FROM pg_indexes i WHERE tablename IN ('builds', 'promotions') AND NOT EXISTS "
-            "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"))]
-        names = [row[0] for row in conn.execute(text(
-            "SELECT indexname FROM pg_indexes i WHERE tablename IN ('builds', 'promotions') AND NOT EXISTS "
-            "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"))]
+        indexes = [
+            row[0]
+            for row in conn.execute(
+                text(
+                    "SELECT indexdef FROM pg_indexes i WHERE tablename IN ('builds', 'promotions') AND NOT EXISTS "
+                    "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+                )
+            )
+        ]
+        names = [
+            row[0]
+            for row in conn.execute(
+                text(
+                    "SELECT indexname FROM pg_indexes i WHERE tablename IN ('builds', 'promotions') AND NOT EXISTS "
+                    "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+                )
+            )
+        ]
         for name in names:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
         for label, sql in _generation_sql(n_builds, n_promotions):
@@ -160,16 +188,32 @@ def generate(db: Database, n_builds: int, n_promotions: int) -> list[tuple[str, 
 
 # ---------------------------------------------------------------- what the queries are asked
 
+
 def bench_config() -> Config:
-    envs = [{"name": e, "registry": "r", "repository": f"{e}/app", "auto": e == "dev",
-             **({"requires": ENVIRONMENTS[i - 1]} if i else {})} for i, e in enumerate(ENVIRONMENTS)]
-    return parse_config({
-        "registries": {"r": {"url": "registry.example.com"}},
-        "projects": {project_name(i): {"repo": f"https://git.example.com/acme/{project_name(i)}.git",
-                                       "image": {"registry": "r", "repository": f"acme/{project_name(i)}"},
-                                       "environments": envs}
-                     for i in range(1, PROJECTS + 1)},
-    }, "bench")
+    envs = [
+        {
+            "name": e,
+            "registry": "r",
+            "repository": f"{e}/app",
+            "auto": e == "dev",
+            **({"requires": ENVIRONMENTS[i - 1]} if i else {}),
+        }
+        for i, e in enumerate(ENVIRONMENTS)
+    ]
+    return parse_config(
+        {
+            "registries": {"r": {"url": "registry.example.com"}},
+            "projects": {
+                project_name(i): {
+                    "repo": f"https://git.example.com/acme/{project_name(i)}.git",
+                    "image": {"registry": "r", "repository": f"acme/{project_name(i)}"},
+                    "environments": envs,
+                }
+                for i in range(1, PROJECTS + 1)
+            },
+        },
+        "bench",
+    )
 
 
 class Samples:
@@ -182,18 +226,30 @@ class Samples:
             self.max_build = q("SELECT max(id) FROM builds")[0][0]
             self.max_promotion = q("SELECT max(id) FROM promotions")[0][0]
             self.t0, self.t1 = q("SELECT min(created_at), max(created_at) FROM builds")[0]
-            self.build_rows = q("SELECT project, branch, commit, digest FROM builds TABLESAMPLE SYSTEM (1) "
-                                "WHERE digest IS NOT NULL LIMIT 2000")
-            self.promotion_rows = q("SELECT project, environment, digest, actor FROM promotions "
-                                    "TABLESAMPLE SYSTEM (1) LIMIT 2000")
-            self.actors = [r[0] for r in q("SELECT DISTINCT actor FROM promotions WHERE id > "
-                                           f"{self.max_promotion} - 200000")]
+            self.build_rows = q(
+                "SELECT project, branch, commit, digest FROM builds TABLESAMPLE SYSTEM (1) "
+                "WHERE digest IS NOT NULL LIMIT 2000"
+            )
+            self.promotion_rows = q(
+                "SELECT project, environment, digest, actor FROM promotions TABLESAMPLE SYSTEM (1) LIMIT 2000"
+            )
+            self.actors = [
+                r[0] for r in q(f"SELECT DISTINCT actor FROM promotions WHERE id > {self.max_promotion} - 200000")
+            ]
             # people who promoted only long ago: a filter on them found nothing near the top
-            self.rare_actors = [r[0] for r in q(
-                "SELECT actor FROM promotions WHERE actor <> 'auto' GROUP BY actor ORDER BY count(*) LIMIT 5")]
-            conn.execute(text(f"UPDATE promotions SET actor = 'departed' || (id % 5) WHERE id IN "
-                              f"(SELECT id FROM promotions WHERE actor <> 'auto' AND id < {self.max_promotion // 3} "
-                              "ORDER BY id LIMIT 300)"))
+            self.rare_actors = [
+                r[0]
+                for r in q(
+                    "SELECT actor FROM promotions WHERE actor <> 'auto' GROUP BY actor ORDER BY count(*) LIMIT 5"
+                )
+            ]
+            conn.execute(
+                text(
+                    f"UPDATE promotions SET actor = 'departed' || (id % 5) WHERE id IN "
+                    f"(SELECT id FROM promotions WHERE actor <> 'auto' AND id < {self.max_promotion // 3} "
+                    "ORDER BY id LIMIT 300)"
+                )
+            )
             conn.commit()
             self.rare_actors += [f"departed{i}" for i in range(5)]
 
@@ -216,8 +272,8 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
     """(name, call) pairs; each call draws fresh parameters. Limits are the API's: 50 + 1."""
     BF, PF, L = builds.BuildFilter, promotions.PromotionFilter, 51
     at = lambda before: Before(before) if before else None  # noqa: E731
-    lb = lambda w, before=None: (lambda ses: builds.list_builds(ses, w, limit=L, before=at(before)))  # noqa: E731
-    lp = lambda w, before=None: (lambda ses: promotions.list_promotions(ses, w, limit=L, before=at(before)))  # noqa: E731
+    lb = lambda w, before=None: lambda ses: builds.list_builds(ses, w, limit=L, before=at(before))  # noqa: E731
+    lp = lambda w, before=None: lambda ses: promotions.list_promotions(ses, w, limit=L, before=at(before))  # noqa: E731
     r = s.rng
 
     def branch_of_project() -> BF:
@@ -246,9 +302,11 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
 
     def week_page_2(where: Callable[[], Any], listing: Callable[..., Any]) -> Callable[[Session], Any]:
         """The second page of a week: continues from the first page's last row by time."""
+
         def call(ses: Session) -> Any:
             first = listing(ses, chosen := where(), limit=L)
             return listing(ses, chosen, limit=L, before=Before(first[-2].id, first[-2].created_at)) if first else []
+
         return call
 
     return [
@@ -262,11 +320,15 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
         ("builds by 1-week range, page 2", week_page_2(week_b, builds.list_builds)),
         ("builds by project + 1-week range", one(lambda: lb(project_week_b()))),
         ("builds deep cursor page", one(lambda: lb(BF(), r.randint(1, s.max_build)))),
-        ("builds by project, deep cursor", one(lambda: lb(BF(project=project_name(r.randint(1, PROJECTS))),
-                                                        r.randint(1, s.max_build)))),
+        (
+            "builds by project, deep cursor",
+            one(lambda: lb(BF(project=project_name(r.randint(1, PROJECTS))), r.randint(1, s.max_build))),
+        ),
         ("promotions newest page", one(lambda: lp(PF()))),
-        ("promotions by project+env", one(lambda: lp(PF(project=project_name(r.randint(1, PROJECTS)),
-                                                        environment=r.choice(ENVIRONMENTS))))),
+        (
+            "promotions by project+env",
+            one(lambda: lp(PF(project=project_name(r.randint(1, PROJECTS)), environment=r.choice(ENVIRONMENTS)))),
+        ),
         ("promotions by status", one(lambda: lp(PF(status=r.choice(PROMOTION_STATUSES))))),
         ("promotions by digest", one(lambda: lp(PF(digest=s.pick(s.promotion_rows)[2])))),
         ("promotions by actor", one(lambda: lp(PF(actor=s.pick(s.actors))))),
@@ -274,15 +336,25 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
         ("promotions by trigger", one(lambda: lp(PF(trigger=r.choice(("manual", "auto", "rollback")))))),
         ("promotions by 1-week range", one(lambda: lp(week_p()))),
         ("promotions by 1-week range, page 2", week_page_2(week_p, promotions.list_promotions)),
-        ("promotions by project+env + 1-week range", one(lambda: lp(week_p(
-            project=project_name(r.randint(1, PROJECTS)), environment=r.choice(ENVIRONMENTS))))),
+        (
+            "promotions by project+env + 1-week range",
+            one(lambda: lp(week_p(project=project_name(r.randint(1, PROJECTS)), environment=r.choice(ENVIRONMENTS)))),
+        ),
         ("promotions deep cursor page", one(lambda: lp(PF(), r.randint(1, s.max_promotion)))),
-        ("promotions.current", lambda ses: promotions.current(ses, project_name(r.randint(1, PROJECTS)),
-                                                              r.choice(ENVIRONMENTS))),
-        ("promotions.was_promoted", lambda ses: promotions.was_promoted(
-            ses, *(lambda row: (row[0], r.choice(ENVIRONMENTS), row[2]))(s.pick(s.promotion_rows)))),
-        ("environment_matrix (1 project)", lambda ses: environment_matrix(ses, config,
-                                                                         project_name(r.randint(1, PROJECTS)))),
+        (
+            "promotions.current",
+            lambda ses: promotions.current(ses, project_name(r.randint(1, PROJECTS)), r.choice(ENVIRONMENTS)),
+        ),
+        (
+            "promotions.was_promoted",
+            lambda ses: promotions.was_promoted(
+                ses, *(lambda row: (row[0], r.choice(ENVIRONMENTS), row[2]))(s.pick(s.promotion_rows))
+            ),
+        ),
+        (
+            "environment_matrix (1 project)",
+            lambda ses: environment_matrix(ses, config, project_name(r.randint(1, PROJECTS))),
+        ),
         ("environment_matrix (all 20 projects)", lambda ses: environment_matrix(ses, config)),
         ("environment_matrix (all 20, lead times cold)", matrix_cold),
         ("claim a promotion (rolled back)", claim_promotion),
@@ -291,6 +363,7 @@ def queries(s: Samples, config: Config) -> list[tuple[str, Callable[[Session], A
 
 
 # ---------------------------------------------------------------- timing
+
 
 class StatementLog:
     """The SQL statements (and parameters) of the calls made while ``active``."""
@@ -343,8 +416,7 @@ def explain_slowest(db: Database, log: StatementLog, call: Callable[[Session], A
                     worst = (took, statement, params)
     took, statement, params = worst
     with db.engine.connect() as conn:
-        plan = "\n".join(r[0] for r in conn.exec_driver_sql(
-            "EXPLAIN (ANALYZE, BUFFERS) " + statement, params))
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, params))
     shown = " ".join(statement.split())
     return f"slowest statement ({took:.1f} ms) with {params}:\n  {shown}\n{plan}"
 
@@ -364,8 +436,10 @@ def main() -> int:
     n_promotions = args.promotions or (500_000 if args.quick else 5_000_000)
     limit = args.time_limit or (400 if args.quick else 1500)
 
-    print(f"history queries: {n_builds:,} builds, {n_promotions:,} promotions, schema at {args.revision}, "
-          f"{args.runs} calls per query; {code_version()}")
+    print(
+        f"history queries: {n_builds:,} builds, {n_promotions:,} promotions, schema at {args.revision}, "
+        f"{args.runs} calls per query; {code_version()}"
+    )
     print(machine_load())
     work = Path(tempfile.mkdtemp(prefix="bench-history-"))
     pg = Postgres(work / "pg")
@@ -381,11 +455,20 @@ def main() -> int:
                 steps = generate(db, n_builds, n_promotions)
             print(table(["data generation", "s"], [*steps, ("total", total.seconds)]))
             with db.engine.connect() as conn:
-                sizes = list(conn.execute(text(
-                    "SELECT relname, pg_size_pretty(pg_table_size(oid)), pg_size_pretty(pg_indexes_size(oid)) "
-                    "FROM pg_class WHERE relname IN ('builds', 'promotions') ORDER BY relname")))
-                indexes = [r[0] for r in conn.execute(text(
-                    "SELECT indexname FROM pg_indexes WHERE tablename IN ('builds', 'promotions') ORDER BY 1"))]
+                sizes = list(
+                    conn.execute(
+                        text(
+                            "SELECT relname, pg_size_pretty(pg_table_size(oid)), pg_size_pretty(pg_indexes_size(oid)) "
+                            "FROM pg_class WHERE relname IN ('builds', 'promotions') ORDER BY relname"
+                        )
+                    )
+                )
+                indexes = [
+                    r[0]
+                    for r in conn.execute(
+                        text("SELECT indexname FROM pg_indexes WHERE tablename IN ('builds', 'promotions') ORDER BY 1")
+                    )
+                ]
             print(table(["table", "heap", "indexes"], [tuple(r) for r in sizes]))
             print("indexes:", ", ".join(indexes))
 
@@ -403,8 +486,18 @@ def main() -> int:
                 times = measure(db, call, args.runs, budget=max(20.0, limit / 40))
                 p50, p99 = percentile(times, 0.50), percentile(times, 0.99)
                 met = p99 <= GOAL_MS
-                rows.append((name, n_statements, len(times), p50, p99, max(times), f"<= {GOAL_MS:.0f}",
-                             "met" if met else "MISSED"))
+                rows.append(
+                    (
+                        name,
+                        n_statements,
+                        len(times),
+                        p50,
+                        p99,
+                        max(times),
+                        f"<= {GOAL_MS:.0f}",
+                        "met" if met else "MISSED",
+                    )
+                )
                 print(f"  {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms", flush=True)
                 if not met:
                     misses.append((name, call))

@@ -218,9 +218,7 @@ def machine_busy() -> tuple[float, float]:
 class ServerProcess:
     """A server in its own session (stopped by its process group id, which only it owns)."""
 
-    def __init__(
-        self, name: str, args: list[str], env: dict[str, str], log: Path, port: int
-    ) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path, port: int) -> None:
         self.name, self.args, self.env, self.log, self.port = name, args, env, log, port
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -243,17 +241,13 @@ class ServerProcess:
                     f"({shlex.join(self.args)}):\n{tail(self.log)}"
                 )
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/healthz", timeout=2
-                ) as resp:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError(
-            f"{self.name} did not answer /healthz in {timeout:.0f} s:\n{tail(self.log)}"
-        )
+        raise RuntimeError(f"{self.name} did not answer /healthz in {timeout:.0f} s:\n{tail(self.log)}")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -326,14 +320,11 @@ def write_deliveries(path: Path, count: int, branches: int) -> int:
         for n in range(count):
             after = hashlib.sha1(f"bench-delivery-{n}".encode()).hexdigest()
             ref = "refs/heads/main" if branches <= 1 else f"refs/heads/bench/b{n % branches}"
-            payload = github_push(
-                "acme/app", REPO, ref=ref, before=previous, after=after, message=f"change {n}"
-            )
+            payload = github_push("acme/app", REPO, ref=ref, before=previous, after=after, message=f"change {n}")
             body, headers = github_delivery(payload, SECRET, delivery_id=str(uuid.UUID(int=n + 1)))
             head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             raw = (
-                f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
-                f"Content-Length: {len(body)}\r\n\r\n"
+                f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: {len(body)}\r\n\r\n"
             ).encode() + body
             out.write(b"%d\n" % len(raw) + raw)
             previous = after
@@ -422,8 +413,7 @@ class Bench:
         with_time = time.monotonic()
         size = write_deliveries(self.requests_file, self.pool, args.branches)
         print(
-            f"{self.pool} signed deliveries written ({size / 1e6:.0f} MB) in "
-            f"{time.monotonic() - with_time:.1f} s",
+            f"{self.pool} signed deliveries written ({size / 1e6:.0f} MB) in {time.monotonic() - with_time:.1f} s",
             flush=True,
         )
         self.lua.write_text(LUA)
@@ -453,12 +443,8 @@ class Bench:
             "--dsn",
             self.pg.url_for("bench_baseline").replace("+psycopg", ""),
         ]
-        self.servers["baseline"] = ServerProcess(
-            "baseline", baseline, env, self.base / "baseline.log", base_port
-        )
-        self.servers["pipeline"] = ServerProcess(
-            "pipeline serve", serve, env, self.base / "serve.log", serve_port
-        )
+        self.servers["baseline"] = ServerProcess("baseline", baseline, env, self.base / "baseline.log", base_port)
+        self.servers["pipeline"] = ServerProcess("pipeline serve", serve, env, self.base / "serve.log", serve_port)
         print(f"serve: {shlex.join(serve[1:])}", flush=True)
         for server in self.servers.values():
             server.start()
@@ -476,9 +462,7 @@ class Bench:
 
     def sessions(self, name: str) -> int:
         """Connections ever opened to the server's database (PostgreSQL 14+ statistics)."""
-        out = self.pg.psql(
-            f"SELECT sessions FROM pg_stat_database WHERE datname = '{self.database(name)}'"
-        )
+        out = self.pg.psql(f"SELECT sessions FROM pg_stat_database WHERE datname = '{self.database(name)}'")
         return int(out.split()[-1])
 
     def count_rows(self, name: str) -> tuple[int, int]:
@@ -488,9 +472,7 @@ class Bench:
                 database="bench_baseline",
             )
         else:
-            out = self.pg.psql(
-                "SELECT count(*), count(DISTINCT commit) FROM builds", database="bench_pipeline"
-            )
+            out = self.pg.psql("SELECT count(*), count(DISTINCT commit) FROM builds", database="bench_pipeline")
         total, distinct = out.strip().split("|")
         return int(total), int(distinct)
 
@@ -504,9 +486,7 @@ class Bench:
                 last, stable_since = now, time.monotonic()
         return last
 
-    def wrk(
-        self, name: str, connections: int, duration: float, *, profile: Path | None = None
-    ) -> RunResult:
+    def wrk(self, name: str, connections: int, duration: float, *, profile: Path | None = None) -> RunResult:
         server = self.servers[name]
         start = self.offsets[server.name]
         threads = min(self.args.threads, connections)
@@ -542,13 +522,9 @@ class Bench:
             tree_cpu_seconds(server.pid, system_only=True),
         )
         spy = self.start_profiler(server.pid, duration, profile) if profile else None
-        sampler = (
-            ActivitySampler(self.pg.url_for("postgres"), self.database(name)) if profile else None
-        )
+        sampler = ActivitySampler(self.pg.url_for("postgres"), self.database(name)) if profile else None
         try:
-            proc = subprocess.run(
-                command, capture_output=True, timeout=duration + 120, check=False, cwd=self.base
-            )
+            proc = subprocess.run(command, capture_output=True, timeout=duration + 120, check=False, cwd=self.base)
         finally:
             if sampler is not None:
                 self.activity = sampler.stop()
@@ -566,9 +542,7 @@ class Bench:
         output = proc.stdout.decode(errors="replace")
         match = re.search(r"^BENCH-RESULT (.*)$", output, re.MULTILINE)
         if proc.returncode != 0 or match is None:
-            raise RuntimeError(
-                f"wrk failed ({proc.returncode}): {output[-1500:]}\n{proc.stderr.decode()[-1500:]}"
-            )
+            raise RuntimeError(f"wrk failed ({proc.returncode}): {output[-1500:]}\n{proc.stderr.decode()[-1500:]}")
         stats = {k: int(v) for k, v in (pair.split("=") for pair in match[1].split())}
         self.offsets[server.name] = start + threads * stats["max_issued"] + threads
         rows_after, distinct = self.settled_rows(name)
@@ -583,14 +557,10 @@ class Bench:
         result.cpu = {
             "server": (cpu_after[0] - cpu_before[0]) * 1000 / served,
             "postgres": (cpu_after[1] - cpu_before[1]) * 1000 / served,
-            "wrk": (
-                (cpu_after[2].ru_utime + cpu_after[2].ru_stime)
-                - (cpu_before[2].ru_utime + cpu_before[2].ru_stime)
-            )
+            "wrk": ((cpu_after[2].ru_utime + cpu_after[2].ru_stime) - (cpu_before[2].ru_utime + cpu_before[2].ru_stime))
             * 1000
             / served,
-            "busy": (cpu_after[3][0] - cpu_before[3][0])
-            / max(cpu_after[3][1] - cpu_before[3][1], 1),
+            "busy": (cpu_after[3][0] - cpu_before[3][0]) / max(cpu_after[3][1] - cpu_before[3][1], 1),
             "sessions": new_sessions,
             "server_sys": (cpu_after[4] - cpu_before[4]) * 1000 / served,
         }
@@ -604,9 +574,7 @@ class Bench:
         if lost > 0:
             problems.append(f"{lost} answered 202 but not in the DB")
         if new_rows - stats["s202"] > in_flight:
-            problems.append(
-                f"{new_rows - stats['s202']} rows without a 202 (only {in_flight} in flight)"
-            )
+            problems.append(f"{new_rows - stats['s202']} rows without a 202 (only {in_flight} in flight)")
         if doubled:
             problems.append(f"{doubled} duplicate rows")
         if stats["s200"] or stats["sother"]:
@@ -693,12 +661,8 @@ def profile_in_process(config_file: Path, requests_file: Path, start: int, count
     def before(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         conn.info["bench_t"] = time.perf_counter()
         words = statement.split()
-        table_at = next(
-            (i + 1 for i, w in enumerate(words) if w.upper() in ("FROM", "INTO", "UPDATE")), None
-        )
-        kinds[
-            f"{words[0].upper()} {words[table_at] if table_at and table_at < len(words) else ''}"
-        ] += 1
+        table_at = next((i + 1 for i, w in enumerate(words) if w.upper() in ("FROM", "INTO", "UPDATE")), None)
+        kinds[f"{words[0].upper()} {words[table_at] if table_at and table_at < len(words) else ''}"] += 1
 
     def after(conn: Any, *_: Any) -> None:
         statements.append(time.perf_counter() - conn.info.pop("bench_t"))
@@ -707,9 +671,7 @@ def profile_in_process(config_file: Path, requests_file: Path, start: int, count
         for headers, body in batch:
             result = intake.receive(db, config, "github", headers, body)
             if result.status_code != 202:
-                raise RuntimeError(
-                    f"in-process intake answered {result.status_code}: {result.body()}"
-                )
+                raise RuntimeError(f"in-process intake answered {result.status_code}: {result.body()}")
 
     try:
         receive(deliveries[:50])  # warm-up: statement caches, pool, prepared statements
@@ -745,10 +707,7 @@ def profile_in_process(config_file: Path, requests_file: Path, start: int, count
         f"cursor.execute calls (round trip included); {connected} new connections; "
         f"{calls / count:.0f} Python function calls per delivery (cProfile run)"
     )
-    print(
-        "statements per delivery: "
-        + ", ".join(f"{k.strip()} x{v / count:g}" for k, v in counted.items())
-    )
+    print("statements per delivery: " + ", ".join(f"{k.strip()} x{v / count:g}" for k, v in counted.items()))
     print(
         table(
             ["cProfile own time by package (inflated by cProfile; compare shares)", "share"],
@@ -888,11 +847,7 @@ def print_profile(raw: Path, gil_only: bool, top: int = 15) -> None:
     print(
         f"py-spy under load: {total} busy samples of `pipeline serve` threads "
         f"({idle} idle dropped); "
-        + (
-            "only the thread holding the GIL (Python CPU)"
-            if gil_only
-            else "wall time, so waiting on PostgreSQL counts"
-        )
+        + ("only the thread holding the GIL (Python CPU)" if gil_only else "wall time, so waiting on PostgreSQL counts")
     )
     shown = [(k, v) for k, v in where.most_common() if v / total >= 0.005]
     rest = total - sum(v for _, v in shown)
@@ -911,9 +866,7 @@ def print_profile(raw: Path, gil_only: bool, top: int = 15) -> None:
         )
     )
     print()
-    print(
-        table(["leaf frames", "share"], [[k, f"{v / total:.1%}"] for k, v in own.most_common(top)])
-    )
+    print(table(["leaf frames", "share"], [[k, f"{v / total:.1%}"] for k, v in own.most_common(top)]))
 
 
 def _bucket(frames: list[str], names: list[str]) -> str:
@@ -965,9 +918,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="4 s runs instead of 10 s")
     parser.add_argument("--connections", default="16,64", help="comma-separated concurrency levels")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument(
-        "--duration", type=float, default=None, help="seconds per run (10; quick 4)"
-    )
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run (10; quick 4)")
     parser.add_argument(
         "--branches",
         type=int,
@@ -1000,9 +951,7 @@ def parse_args() -> argparse.Namespace:
         help="one more run of pipeline serve at the highest concurrency under py-spy",
     )
     parser.add_argument("--profile-gil", action="store_true", help="profile only the GIL holder")
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the work directory (logs, database)"
-    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
     parser.add_argument("--time-limit", type=float, default=None)
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

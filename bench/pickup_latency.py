@@ -105,19 +105,27 @@ class Bench:
 
     def config(self, dep: Deployment, source: Registry, targets: dict[str, Registry]) -> Path:
         registries = {"src": {"url": source.host, "insecure": True}} | {
-            name: {"url": reg.host, "insecure": True} for name, reg in targets.items()}
+            name: {"url": reg.host, "insecure": True} for name, reg in targets.items()
+        }
         environments = [{"name": "stage", "registry": "src", "repository": f"{dep.name}/stage"}] + [
-            {"name": env, "registry": env, "repository": f"{dep.name}/{env}"} for env in dep.big_envs]
+            {"name": env, "registry": env, "repository": f"{dep.name}/{env}"} for env in dep.big_envs
+        ]
         data = {
-            "data_dir": str(self.workdir / dep.name / "data"), "database_url": dep.db_url,
+            "data_dir": str(self.workdir / dep.name / "data"),
+            "database_url": dep.db_url,
             "api": {"auth": False},
             "worker": {"poll_seconds": 1.0, "lease_seconds": 60, "reap_seconds": 15, "max_attempts": 1},
             "registries": registries,
-            "projects": {PROJECT: {
-                "repo": self.source_repo.url, "webhook_secret_env": SECRET_ENV, "branches": ["main"],
-                "allow_unsigned": True, "image": {"registry": "src", "repository": REPO},
-                "environments": environments,
-            }},
+            "projects": {
+                PROJECT: {
+                    "repo": self.source_repo.url,
+                    "webhook_secret_env": SECRET_ENV,
+                    "branches": ["main"],
+                    "allow_unsigned": True,
+                    "image": {"registry": "src", "repository": REPO},
+                    "environments": environments,
+                }
+            },
         }
         path = self.workdir / dep.name / "pipeline.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,31 +133,67 @@ class Bench:
         return path
 
     def start(self, dep: Deployment, config: Path, digests: list[str]) -> None:
-        migrate = subprocess.run([sys.executable, "-m", "pipeline", "migrate", "--config", str(config)], cwd=ROOT,
-                                 env=self.env, capture_output=True, timeout=120, check=False)
+        migrate = subprocess.run(
+            [sys.executable, "-m", "pipeline", "migrate", "--config", str(config)],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
         if migrate.returncode != 0:
             raise RuntimeError(f"{dep.name}: pipeline migrate failed: {migrate.stderr.decode()[-2000:]}")
         self.seed_builds(dep, config, digests)
         port = free_port()
         base = [sys.executable, "-m", "pipeline"]
         if dep.split:
-            worker = ServerProcess(f"{dep.name} worker", [*base, "worker", "--config", str(config), "--builds", "1",
-                                                          "--promotions", "1"], self.env,
-                                   self.workdir / dep.name / "worker.log", port)
-            api = ServerProcess(f"{dep.name} api", [*base, "api", "--config", str(config), "--port", str(port),
-                                                    "--processes", "1"], self.env,
-                                self.workdir / dep.name / "api.log", port)
+            worker = ServerProcess(
+                f"{dep.name} worker",
+                [*base, "worker", "--config", str(config), "--builds", "1", "--promotions", "1"],
+                self.env,
+                self.workdir / dep.name / "worker.log",
+                port,
+            )
+            api = ServerProcess(
+                f"{dep.name} api",
+                [*base, "api", "--config", str(config), "--port", str(port), "--processes", "1"],
+                self.env,
+                self.workdir / dep.name / "api.log",
+                port,
+            )
             api.start()
             assert worker.log is not None
             with open(worker.log, "ab") as out:  # no HTTP port of its own: started, then given time
-                worker.proc = subprocess.Popen(worker.args, env=worker.env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                worker.proc = subprocess.Popen(
+                    worker.args,
+                    env=worker.env,
+                    cwd=ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             dep.servers += [api, worker]
             self.wait_worker_ready(worker)
         else:
-            serve = ServerProcess(f"{dep.name} serve", [*base, "serve", "--config", str(config), "--port", str(port),
-                                                        "--workers", "1", "--promotion-workers", "1"], self.env,
-                                  self.workdir / dep.name / "serve.log", port)
+            serve = ServerProcess(
+                f"{dep.name} serve",
+                [
+                    *base,
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--promotion-workers",
+                    "1",
+                ],
+                self.env,
+                self.workdir / dep.name / "serve.log",
+                port,
+            )
             serve.start()
             dep.servers.append(serve)
         dep.url = f"http://127.0.0.1:{port}"
@@ -173,15 +217,22 @@ class Bench:
         with db.session() as session:
             projects.sync_projects(session, cfg.projects)
             for n, digest in enumerate(digests):
-                build_id = builds.queue_build(session, project=PROJECT, commit=f"{n + 1:x}" * 40,
-                                              ref="refs/heads/main", branch="main", trigger="bench")
+                build_id = builds.queue_build(
+                    session,
+                    project=PROJECT,
+                    commit=f"{n + 1:x}" * 40,
+                    ref="refs/heads/main",
+                    branch="main",
+                    trigger="bench",
+                )
                 builds.record_progress(session, build_id, status="succeeded", digest=digest)
         db.dispose()
 
     # -- the flows -------------------------------------------------------------------------
 
-    def until(self, http: httpx.Client, path: str, done: set[str], started: float,
-              timeout: float = 600) -> tuple[float, dict[str, Any]]:
+    def until(
+        self, http: httpx.Client, path: str, done: set[str], started: float, timeout: float = 600
+    ) -> tuple[float, dict[str, Any]]:
         """Poll ``path`` every 10 ms until its status is in ``done``; seconds since ``started``."""
         while True:
             body = http.get(path).json()
@@ -195,8 +246,9 @@ class Bench:
         started = time.perf_counter()
         answer = http.post("/api/v1/promotions", json={"project": PROJECT, "environment": env, "build_id": build_id})
         answer.raise_for_status()
-        seconds, body = self.until(http, f"/api/v1/promotions/{answer.json()['id']}",
-                                   {"succeeded", "failed", "rejected"}, started)
+        seconds, body = self.until(
+            http, f"/api/v1/promotions/{answer.json()['id']}", {"succeeded", "failed", "rejected"}, started
+        )
         if body["status"] != "succeeded":
             raise RuntimeError(f"promotion {body['id']} to {env} {body['status']}: {body.get('error')}")
         return seconds, body
@@ -220,12 +272,16 @@ class Bench:
                 if answer.status_code != 202:
                     raise RuntimeError(f"webhook answered {answer.status_code}: {answer.text}")
                 build_id = answer.json()["build_ids"][0]
-                seconds, _ = self.until(http, f"/api/v1/builds/{build_id}",
-                                        {"running", "succeeded", "failed", "cancelled", "superseded", "skipped"},
-                                        started)
+                seconds, _ = self.until(
+                    http,
+                    f"/api/v1/builds/{build_id}",
+                    {"running", "succeeded", "failed", "cancelled", "superseded", "skipped"},
+                    started,
+                )
                 times.append(seconds * 1000)
-                self.until(http, f"/api/v1/builds/{build_id}", {"succeeded", "failed", "cancelled", "skipped"},
-                           started)  # the worker is idle again before the next delivery
+                self.until(
+                    http, f"/api/v1/builds/{build_id}", {"succeeded", "failed", "cancelled", "skipped"}, started
+                )  # the worker is idle again before the next delivery
         log(f"{dep.name}: webhook -> running median {median(times):.1f} ms")
         return times
 
@@ -247,9 +303,19 @@ def big_image(bench: Bench, source: Registry) -> Image:
 
 def skopeo_copy(bench: Bench, source: Registry, image: Image, target: Registry) -> float:
     with Stopwatch() as sw:
-        run([SKOPEO, "copy", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
-             f"docker://{source.host}/{REPO}@{image.digest}", f"docker://{target.host}/{REPO}:copied"],
-            env={**os.environ, "HOME": str(bench.workdir)}, timeout=300)
+        run(
+            [
+                SKOPEO,
+                "copy",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                f"docker://{source.host}/{REPO}@{image.digest}",
+                f"docker://{target.host}/{REPO}:copied",
+            ],
+            env={**os.environ, "HOME": str(bench.workdir)},
+            timeout=300,
+        )
     return sw.seconds
 
 
@@ -280,8 +346,11 @@ def main() -> int:
                 Deployment("baseline-split-sqlite-poll-1s", "sqlite", split=True),
             ]
             for dep in deployments:
-                dep.db_url = (bench.pg.create_database(dep.name.replace("-", "_")) if dep.database == "postgresql"
-                              else f"sqlite:///{workdir / dep.name / 'pipeline.db'}")
+                dep.db_url = (
+                    bench.pg.create_database(dep.name.replace("-", "_"))
+                    if dep.database == "postgresql"
+                    else f"sqlite:///{workdir / dep.name / 'pipeline.db'}"
+                )
                 (workdir / dep.name).mkdir(exist_ok=True)
                 config = bench.config(dep, source, ours if dep.big_envs else {})
                 bench.start(dep, config, [small, image.digest])
@@ -321,21 +390,27 @@ def main() -> int:
     print(table(["deployment", "median", "min", "max", "/ baseline"], rows))
     mb = image.compressed_bytes / MB
     print(f"c. {mb:.0f} MB image into an empty registry, s (median of {args.runs})")
-    print(table(["how", "median", "runs"], [[k, median(v), " ".join(f"{x:.2f}" for x in v)] for k, v in copies.items()]))
+    print(
+        table(["how", "median", "runs"], [[k, median(v), " ".join(f"{x:.2f}" for x in v)] for k, v in copies.items()])
+    )
     print()
     ok = True
     for name in ("serve-sqlite", "split-postgres"):
         value = median(repromotion[name])
         ok &= value <= GOAL_REPROMOTE_MS
-        print(f"re-promotion {name}: {value:.1f} ms  (goal <= {GOAL_REPROMOTE_MS:.0f} ms: "
-              f"{'met' if value <= GOAL_REPROMOTE_MS else 'NOT met'}); baseline {median(repromotion[base]):.0f} ms, "
-              f"ratio {value / median(repromotion[base]):.3f}")
+        print(
+            f"re-promotion {name}: {value:.1f} ms  (goal <= {GOAL_REPROMOTE_MS:.0f} ms: "
+            f"{'met' if value <= GOAL_REPROMOTE_MS else 'NOT met'}); baseline {median(repromotion[base]):.0f} ms, "
+            f"ratio {value / median(repromotion[base]):.3f}"
+        )
     for name in ("serve-sqlite", "split-postgres"):
         value = median(pickup[name])
         ok &= value <= GOAL_PICKUP_MS
-        print(f"webhook -> running {name}: {value:.1f} ms  (goal <= {GOAL_PICKUP_MS:.0f} ms: "
-              f"{'met' if value <= GOAL_PICKUP_MS else 'NOT met'}); baseline {median(pickup[base]):.0f} ms, "
-              f"ratio {value / median(pickup[base]):.3f}")
+        print(
+            f"webhook -> running {name}: {value:.1f} ms  (goal <= {GOAL_PICKUP_MS:.0f} ms: "
+            f"{'met' if value <= GOAL_PICKUP_MS else 'NOT met'}); baseline {median(pickup[base]):.0f} ms, "
+            f"ratio {value / median(pickup[base]):.3f}"
+        )
     ratio = median(copies["ours"]) / median(copies["skopeo"])
     ok &= ratio <= GOAL_COPY_RATIO
     print(ratio_line("promotion via API / skopeo copy", ratio, f"<= {GOAL_COPY_RATIO}", ratio <= GOAL_COPY_RATIO))

@@ -90,6 +90,7 @@ def log(message: str) -> None:
 # Images: OCI layouts written in streaming fashion
 # ---------------------------------------------------------------------------------------------
 
+
 def write_layer(blobs_dir: str, size: int, seed: int) -> dict[str, Any]:
     """One layer blob, a tar of one file of ``size`` random bytes, gzip level 1, streamed to
     disk 1 MB at a time (runs in a worker process). Returns digest, size and diff_id.
@@ -103,6 +104,7 @@ def write_layer(blobs_dir: str, size: int, seed: int) -> dict[str, Any]:
     diff, comp, written = hashlib.sha256(), hashlib.sha256(), 0
     deflate = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)  # 31: gzip wrapper
     with open(tmp, "wb") as out:
+
         def feed(data: bytes) -> None:
             nonlocal written
             diff.update(data)
@@ -129,8 +131,7 @@ def write_layer(blobs_dir: str, size: int, seed: int) -> dict[str, Any]:
         written += len(tail)
     digest = "sha256:" + comp.hexdigest()
     os.replace(tmp, Path(blobs_dir) / digest.split(":")[1])
-    return {"digest": digest, "size": written, "diff_id": "sha256:" + diff.hexdigest(),
-            "uncompressed": size}
+    return {"digest": digest, "size": written, "diff_id": "sha256:" + diff.hexdigest(), "uncompressed": size}
 
 
 @dataclass
@@ -147,25 +148,35 @@ class Image:
         return sum(int(x["size"]) for x in self.layers)
 
 
-def submit_layers(pool: concurrent.futures.ProcessPoolExecutor, layout: OciLayout,
-                  images: Sequence[Image]) -> list[tuple[Image, int, concurrent.futures.Future[Any]]]:
+def submit_layers(
+    pool: concurrent.futures.ProcessPoolExecutor, layout: OciLayout, images: Sequence[Image]
+) -> list[tuple[Image, int, concurrent.futures.Future[Any]]]:
     jobs = [(image, i, mb) for image in images for i, mb in enumerate(image.layer_mb)]
     jobs.sort(key=lambda job: -job[2])  # largest first: the two workers end together
     blobs = str(layout.root / "blobs" / "sha256")
-    return [(image, i, pool.submit(write_layer, blobs, mb * MB, image.seed * 100 + i))
-            for image, i, mb in jobs]
+    return [(image, i, pool.submit(write_layer, blobs, mb * MB, image.seed * 100 + i)) for image, i, mb in jobs]
 
 
 def finish_image(layout: OciLayout, image: Image, layers: list[dict[str, Any]]) -> None:
     """Config and manifest (small, in memory) around the layers already on disk."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/data"]},
-                         "rootfs": {"type": "layers", "diff_ids": [x["diff_id"] for x in layers]}},
-                        separators=(",", ":")).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, **layout.blob(config)},
-        "layers": [{"mediaType": OCI_LAYER, "digest": x["digest"], "size": x["size"]}
-                   for x in layers]}, separators=(",", ":")).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/data"]},
+            "rootfs": {"type": "layers", "diff_ids": [x["diff_id"] for x in layers]},
+        },
+        separators=(",", ":"),
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, **layout.blob(config)},
+            "layers": [{"mediaType": OCI_LAYER, "digest": x["digest"], "size": x["size"]} for x in layers],
+        },
+        separators=(",", ":"),
+    ).encode()
     image.layers = layers
     image.digest = layout.tag(image.name, {"mediaType": OCI_MANIFEST, **layout.blob(manifest)})
 
@@ -173,6 +184,7 @@ def finish_image(layout: OciLayout, image: Image, layers: list[dict[str, Any]]) 
 # ---------------------------------------------------------------------------------------------
 # Measuring: CPU, RSS
 # ---------------------------------------------------------------------------------------------
+
 
 def group_cpu(pgid: int) -> float:
     """CPU seconds of the live processes of one process group (a service started in its own
@@ -185,7 +197,7 @@ def group_cpu(pgid: int) -> float:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        rest = stat[stat.rfind(")") + 2:].split()
+        rest = stat[stat.rfind(")") + 2 :].split()
         if int(rest[2]) == pgid:
             total += int(rest[11]) + int(rest[12])
     return total / CLK_TCK
@@ -203,16 +215,21 @@ class CpuMeter:
     docker CLI), the registries, dockerd's group, and the machine as a whole."""
 
     def __init__(self, registries: Sequence[Registry], engine: DockerEngine | None) -> None:
-        self.groups = {"registries": [r.proc.pid for r in registries if r.proc],
-                       "dockerd": [engine.proc.pid] if engine and engine.proc else []}
+        self.groups = {
+            "registries": [r.proc.pid for r in registries if r.proc],
+            "dockerd": [engine.proc.pid] if engine and engine.proc else [],
+        }
         self.start = self._snapshot()
 
     def _snapshot(self) -> dict[str, float]:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy, steal = machine_cpu()
-        snap = {"this process": time.process_time(),
-                "CLI children": children.ru_utime + children.ru_stime,
-                "machine busy": busy, "steal": steal}
+        snap = {
+            "this process": time.process_time(),
+            "CLI children": children.ru_utime + children.ru_stime,
+            "machine busy": busy,
+            "steal": steal,
+        }
         for name, pgids in self.groups.items():
             snap[name] = sum(group_cpu(p) for p in pgids)
         return snap
@@ -263,6 +280,7 @@ class RssSampler:
 # ---------------------------------------------------------------------------------------------
 # The three ways to promote
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Timed:
@@ -323,15 +341,17 @@ class Bench:
 
     # -- the contenders ---------------------------------------------------------------------
 
-    def ours(self, image: Image, target: Registry, tag: str = TAG,
-             target_client: RegistryClient | None = None) -> tuple[float, CopyReport]:
+    def ours(
+        self, image: Image, target: Registry, tag: str = TAG, target_client: RegistryClient | None = None
+    ) -> tuple[float, CopyReport]:
         assert self.source_client is not None
         own = target_client is None
         dest = target_client or client(target)
         try:
             with Stopwatch() as sw:
-                report = copy_image(self.source_client, image.repo, dest, image.repo, image.digest,
-                                    tags=[tag], parallel=PARALLEL)
+                report = copy_image(
+                    self.source_client, image.repo, dest, image.repo, image.digest, tags=[tag], parallel=PARALLEL
+                )
         finally:
             if own:
                 dest.close()
@@ -340,17 +360,36 @@ class Bench:
     def skopeo(self, image: Image, target: Registry, tag: str = TAG) -> float:
         assert self.source is not None
         with Stopwatch() as sw:
-            run([SKOPEO, "copy", "--preserve-digests", "--src-tls-verify=false",
-                 "--dest-tls-verify=false", f"docker://{self.source.host}/{image.repo}@{image.digest}",
-                 f"docker://{target.host}/{image.repo}:{tag}"], env=self.skopeo_env, timeout=300)
+            run(
+                [
+                    SKOPEO,
+                    "copy",
+                    "--preserve-digests",
+                    "--src-tls-verify=false",
+                    "--dest-tls-verify=false",
+                    f"docker://{self.source.host}/{image.repo}@{image.digest}",
+                    f"docker://{target.host}/{image.repo}:{tag}",
+                ],
+                env=self.skopeo_env,
+                timeout=300,
+            )
         return sw.seconds
 
     def crane(self, image: Image, target: Registry, tag: str = TAG) -> float:
         """``crane copy`` keeps every digest (manifest bytes as they are, blobs streamed)."""
         assert self.source is not None
         with Stopwatch() as sw:
-            run([str(CRANE), "copy", "--insecure", f"{self.source.host}/{image.repo}@{image.digest}",
-                 f"{target.host}/{image.repo}:{tag}"], env=self.skopeo_env, timeout=300)
+            run(
+                [
+                    str(CRANE),
+                    "copy",
+                    "--insecure",
+                    f"{self.source.host}/{image.repo}@{image.digest}",
+                    f"{target.host}/{image.repo}:{tag}",
+                ],
+                env=self.skopeo_env,
+                timeout=300,
+            )
         return sw.seconds
 
     def docker(self, image: Image, target: Registry) -> tuple[dict[str, float], str]:
@@ -359,8 +398,7 @@ class Bench:
         dest = f"{target.host}/{image.repo}:{TAG}"
         phases: dict[str, float] = {}
         out = ""
-        for name, args in (("pull", ("pull", src)), ("tag", ("tag", src, dest)),
-                           ("push", ("push", dest))):
+        for name, args in (("pull", ("pull", src)), ("tag", ("tag", src, dest)), ("push", ("push", dest))):
             with Stopwatch() as sw:
                 done = self.engine.docker(*args, timeout=300)
             phases[name] = sw.seconds
@@ -414,14 +452,14 @@ class Bench:
 # The run
 # ---------------------------------------------------------------------------------------------
 
+
 def prepare(bench: Bench, images: Sequence[Image], implementations: Sequence[str]) -> None:
     """Start a source registry per implementation and the engine while worker processes write
     the layers, then push the images into the sources with skopeo (the RSS image into the first
     only) and delete the layout."""
     layout = OciLayout(bench.workdir / "layout")
     context = multiprocessing.get_context("fork")  # no threads yet in this process
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1),
-                                                  mp_context=context)
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1), mp_context=context)
     try:
         with Stopwatch() as gen:
             jobs = submit_layers(pool, layout, images)
@@ -443,8 +481,10 @@ def prepare(bench: Bench, images: Sequence[Image], implementations: Sequence[str
                 finish_image(layout, image, [results[image.name][i] for i in range(len(image.layer_mb))])
         uncompressed = sum(x["uncompressed"] for im in images for x in im.layers)
         compressed = sum(im.compressed_bytes for im in images)
-        log(f"layers generated: {uncompressed / MB:.0f} MB -> {compressed / MB:.0f} MB gzip "
-            f"({compressed / uncompressed:.3f}) in {gen.seconds:.1f} s (engine start included)")
+        log(
+            f"layers generated: {uncompressed / MB:.0f} MB -> {compressed / MB:.0f} MB gzip "
+            f"({compressed / uncompressed:.3f}) in {gen.seconds:.1f} s (engine start included)"
+        )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     with Stopwatch() as push:
@@ -505,8 +545,9 @@ def measure_repromotion(bench: Bench, image: Image, repeat: int) -> Repromotion:
             for k in range(repeat):  # what a one-off CLI call pays on top: two new clients
                 with Stopwatch() as sw:
                     src, dst = client(bench.source), client(target)
-                    report = copy_image(src, image.repo, dst, image.repo, image.digest,
-                                        tags=[f"fresh-{k}"], parallel=PARALLEL)
+                    report = copy_image(
+                        src, image.repo, dst, image.repo, image.digest, tags=[f"fresh-{k}"], parallel=PARALLEL
+                    )
                     src.close()
                     dst.close()
                 fresh.append(sw.seconds * 1000)
@@ -539,20 +580,31 @@ def measure_rss(bench: Bench, image: Image) -> RssResult:
             gc.collect()
             before = status_kb("VmRSS")
             with RssSampler() as sampler, Stopwatch() as sw:
-                report = copy_image(bench.source_client, image.repo, dest, image.repo, image.digest,
-                                    tags=[TAG], parallel=PARALLEL)
+                report = copy_image(
+                    bench.source_client, image.repo, dest, image.repo, image.digest, tags=[TAG], parallel=PARALLEL
+                )
         finally:
             dest.close()
         digest, _ = bench.inspect(target, image)
     with bench.target("rss-skopeo") as target:  # the same copy by skopeo, for the speed only
         skopeo_seconds = bench.skopeo(image, target)
-    return RssResult(before, sampler.peak_kb, sampler.hwm_kb, sampler.hwm_reset, sampler.samples,
-                     sw.seconds, report, digest, skopeo_seconds)
+    return RssResult(
+        before,
+        sampler.peak_kb,
+        sampler.hwm_kb,
+        sampler.hwm_reset,
+        sampler.samples,
+        sw.seconds,
+        report,
+        digest,
+        skopeo_seconds,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
+
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
@@ -566,155 +618,239 @@ def copy_ratios(copies: Sequence[Timed], image: Image, where: str) -> tuple[list
     rows: list[list[object]] = []
     for tool_name, goal in (("skopeo", GOAL_SKOPEO), ("crane", GOAL_CRANE)):
         ratio = median(secs["ours"]) / median(secs[tool_name])
-        rows.append([f"copy {mb:.0f} MB on {where}: ours / {tool_name} copy", f"{ratio:.3f}", f"<= {goal}",
-                     verdict(ratio <= goal)])
-    failures = [f"{where}: {t.kind} run {t.run}: target digest {t.digest} is not {image.digest}"
-                for t in copies if t.kind != "docker" and t.digest != image.digest]
+        rows.append(
+            [
+                f"copy {mb:.0f} MB on {where}: ours / {tool_name} copy",
+                f"{ratio:.3f}",
+                f"<= {goal}",
+                verdict(ratio <= goal),
+            ]
+        )
+    failures = [
+        f"{where}: {t.kind} run {t.run}: target digest {t.digest} is not {image.digest}"
+        for t in copies
+        if t.kind != "docker" and t.digest != image.digest
+    ]
     return rows, failures
 
 
-def report(size: str, runs: int, image: Image, big: Image, copies: list[Timed],
-           again: Repromotion, rss: RssResult, where: str = "distribution 2.8") -> tuple[list[list[object]], list[str]]:
+def report(
+    size: str,
+    runs: int,
+    image: Image,
+    big: Image,
+    copies: list[Timed],
+    again: Repromotion,
+    rss: RssResult,
+    where: str = "distribution 2.8",
+) -> tuple[list[list[object]], list[str]]:
     """Print the details; return the summary rows and the list of failed checks."""
     failures: list[str] = []
     by_kind = {k: [t for t in copies if t.kind == k] for k in ("ours", "skopeo", "crane", "docker")}
     secs = {k: [t.seconds for t in v] for k, v in by_kind.items()}
     mb = image.compressed_bytes / MB
     print()
-    print(f"promotion_copy: {size} mode; image {image.repo} {'+'.join(map(str, image.layer_mb))} MB "
-          f"in {len(image.layer_mb)} layers ({mb:.0f} MB compressed, incompressible), {runs} run(s), "
-          f"each into a new empty registry; copy_image(parallel={PARALLEL}); MB = 2**20 bytes")
+    print(
+        f"promotion_copy: {size} mode; image {image.repo} {'+'.join(map(str, image.layer_mb))} MB "
+        f"in {len(image.layer_mb)} layers ({mb:.0f} MB compressed, incompressible), {runs} run(s), "
+        f"each into a new empty registry; copy_image(parallel={PARALLEL}); MB = 2**20 bytes"
+    )
     print(f"source digest {image.digest}")
-    print("skopeo: skopeo copy --preserve-digests --src-tls-verify=false --dest-tls-verify=false "
-          "docker://A/repo@digest docker://B/repo:tag")
+    print(
+        "skopeo: skopeo copy --preserve-digests --src-tls-verify=false --dest-tls-verify=false "
+        "docker://A/repo@digest docker://B/repo:tag"
+    )
     print("crane: crane copy --insecure A/repo@digest B/repo:tag")
-    print("docker: docker pull A/repo@digest && docker tag A/repo@digest B/repo:tag && "
-          "docker push B/repo:tag (engine emptied after every run)")
+    print(
+        "docker: docker pull A/repo@digest && docker tag A/repo@digest B/repo:tag && "
+        "docker push B/repo:tag (engine emptied after every run)"
+    )
     print()
     headers = ["copy (s)", *[f"run {i}" for i in range(1, runs + 1)], "median", "MB/s"]
     rows: list[list[object]] = []
-    for kind, label in (("ours", "ours: copy_image"), ("skopeo", "skopeo copy"), ("crane", "crane copy"),
-                        ("docker", "docker pull + tag + push")):
+    for kind, label in (
+        ("ours", "ours: copy_image"),
+        ("skopeo", "skopeo copy"),
+        ("crane", "crane copy"),
+        ("docker", "docker pull + tag + push"),
+    ):
         rows.append([label, *secs[kind], median(secs[kind]), mb / median(secs[kind])])
     for phase in ("pull", "tag", "push"):
         values = [t.phases[phase] for t in by_kind["docker"]]
         rows.append([f"  docker {phase}", *values, median(values), ""])
-    per_run = {k: [a / b for a, b in zip(secs["ours"], secs[k], strict=True)]
-               for k in ("skopeo", "crane", "docker")}
+    per_run = {k: [a / b for a, b in zip(secs["ours"], secs[k], strict=True)] for k in ("skopeo", "crane", "docker")}
     rows.append(["ratio ours / skopeo", *per_run["skopeo"], median(secs["ours"]) / median(secs["skopeo"]), ""])
     rows.append(["ratio ours / crane", *per_run["crane"], median(secs["ours"]) / median(secs["crane"]), ""])
     rows.append(["ratio ours / docker", *per_run["docker"], median(secs["ours"]) / median(secs["docker"]), ""])
     print(table(headers, rows))
     spread = secs["skopeo"]
     if len(spread) > 1:
-        print(f"noise: skopeo did the same copy each run in {min(spread):.2f}-{max(spread):.2f} s "
-              f"({(max(spread) - min(spread)) / median(spread):.0%} of its median)")
+        print(
+            f"noise: skopeo did the same copy each run in {min(spread):.2f}-{max(spread):.2f} s "
+            f"({(max(spread) - min(spread)) / median(spread):.0%} of its median)"
+        )
     print()
     keys = ["this process", "CLI children", "registries", "dockerd", "machine busy", "steal"]
-    cpu_rows = [[f"{key} (CPU s)", *[median([t.cpu[key] for t in by_kind[k]]) for k in by_kind]]
-                for key in keys]
-    cpu_rows.append(["machine busy / wall (of 2 CPUs)",
-                     *[median([t.cpu["machine busy"] / t.seconds for t in by_kind[k]]) for k in by_kind]])
+    cpu_rows = [[f"{key} (CPU s)", *[median([t.cpu[key] for t in by_kind[k]]) for k in by_kind]] for key in keys]
+    cpu_rows.append(
+        [
+            "machine busy / wall (of 2 CPUs)",
+            *[median([t.cpu["machine busy"] / t.seconds for t in by_kind[k]]) for k in by_kind],
+        ]
+    )
     print(table(["CPU during the copy (median)", *by_kind], cpu_rows))
-    client_cpu = {"ours": median([t.cpu["this process"] for t in by_kind["ours"]]),
-                  "skopeo": median([t.cpu["CLI children"] for t in by_kind["skopeo"]])}
-    with_registries = {k: client_cpu[k] + median([t.cpu["registries"] for t in by_kind[k]])
-                       for k in client_cpu}
-    print(f"CPU, less sensitive to other load than wall time (info): client ours / skopeo "
-          f"{client_cpu['ours'] / client_cpu['skopeo']:.2f}; client + both registries ours / skopeo "
-          f"{with_registries['ours'] / with_registries['skopeo']:.2f}. On 2 CPUs the copy is "
-          "CPU-bound: wall >= (client + registries CPU) / 2.")
+    client_cpu = {
+        "ours": median([t.cpu["this process"] for t in by_kind["ours"]]),
+        "skopeo": median([t.cpu["CLI children"] for t in by_kind["skopeo"]]),
+    }
+    with_registries = {k: client_cpu[k] + median([t.cpu["registries"] for t in by_kind[k]]) for k in client_cpu}
+    print(
+        f"CPU, less sensitive to other load than wall time (info): client ours / skopeo "
+        f"{client_cpu['ours'] / client_cpu['skopeo']:.2f}; client + both registries ours / skopeo "
+        f"{with_registries['ours'] / with_registries['skopeo']:.2f}. On 2 CPUs the copy is "
+        "CPU-bound: wall >= (client + registries CPU) / 2."
+    )
     print()
     digest_rows = []
     for kind, timed in by_kind.items():
         for t in timed:
             same = t.digest == image.digest
-            digest_rows.append([f"{kind} run {t.run}", t.digest, "kept" if same else "CHANGED",
-                                f"{t.layers_kept}/{len(image.layers)}"])
+            digest_rows.append(
+                [f"{kind} run {t.run}", t.digest, "kept" if same else "CHANGED", f"{t.layers_kept}/{len(image.layers)}"]
+            )
             if t.pushed_digest and t.pushed_digest != t.digest:
                 failures.append(f"docker push printed {t.pushed_digest}, the registry says {t.digest}")
             if kind != "docker" and not same:
                 failures.append(f"{kind} run {t.run}: target digest {t.digest} is not {image.digest}")
-    print(table(["target digest (skopeo inspect)", "digest", "vs source", "layer digests kept"],
-                digest_rows))
-    print("docker's push recompresses every layer and writes a new manifest, so the promoted "
-          "digest is not the one that was tested; copy_image and skopeo keep it.")
+    print(table(["target digest (skopeo inspect)", "digest", "vs source", "layer digests kept"], digest_rows))
+    print(
+        "docker's push recompresses every layer and writes a new manifest, so the promoted "
+        "digest is not the one that was tested; copy_image and skopeo keep it."
+    )
     for t in by_kind["ours"]:
         r = t.report
         assert r is not None
-        print(f"ours run {t.run}: CopyReport blobs_copied={r.blobs_copied} bytes_copied={r.bytes_copied} "
-              f"blobs_present={r.blobs_present} blobs_mounted={r.blobs_mounted} "
-              f"manifests_copied={r.manifests_copied}")
+        print(
+            f"ours run {t.run}: CopyReport blobs_copied={r.blobs_copied} bytes_copied={r.bytes_copied} "
+            f"blobs_present={r.blobs_present} blobs_mounted={r.blobs_mounted} "
+            f"manifests_copied={r.manifests_copied}"
+        )
     print()
 
     sent = [(r.bytes_copied, r.blobs_copied) for r in again.reports]
     zero = all(b == 0 and n == 0 for b, n in sent) and all(r.manifests_present == 1 for r in again.reports)
     if again.digest != image.digest:
         failures.append(f"re-promoted tag points at {again.digest}, not {image.digest}")
-    print(f"re-promotion (target holds every blob and the manifest; a new tag each time), "
-          f"{len(again.reused_ms)} repetitions:")
-    print(table(["re-promotion (ms)", *[f"#{i + 1}" for i in range(len(again.reused_ms))], "median"], [
-        ["ours, clients reused", *again.reused_ms, median(again.reused_ms)],
-        ["ours, two new clients", *again.fresh_clients_ms, median(again.fresh_clients_ms)],
-        ["skopeo copy (info)", *again.skopeo_ms, *[""] * (len(again.reused_ms) - len(again.skopeo_ms)),
-         median(again.skopeo_ms)],
-    ]))
-    print(f"bytes sent: {sorted({b for b, _ in sent})}, blobs copied: {sorted({n for _, n in sent})}, "
-          f"manifests present: {sorted({r.manifests_present for r in again.reports})} "
-          f"(first promotion: {again.first.blobs_copied} blobs, {again.first.bytes_copied / MB:.0f} MB)")
+    print(
+        f"re-promotion (target holds every blob and the manifest; a new tag each time), "
+        f"{len(again.reused_ms)} repetitions:"
+    )
+    print(
+        table(
+            ["re-promotion (ms)", *[f"#{i + 1}" for i in range(len(again.reused_ms))], "median"],
+            [
+                ["ours, clients reused", *again.reused_ms, median(again.reused_ms)],
+                ["ours, two new clients", *again.fresh_clients_ms, median(again.fresh_clients_ms)],
+                [
+                    "skopeo copy (info)",
+                    *again.skopeo_ms,
+                    *[""] * (len(again.reused_ms) - len(again.skopeo_ms)),
+                    median(again.skopeo_ms),
+                ],
+            ],
+        )
+    )
+    print(
+        f"bytes sent: {sorted({b for b, _ in sent})}, blobs copied: {sorted({n for _, n in sent})}, "
+        f"manifests present: {sorted({r.manifests_present for r in again.reports})} "
+        f"(first promotion: {again.first.blobs_copied} blobs, {again.first.bytes_copied / MB:.0f} MB)"
+    )
     print()
 
     growth = (max(rss.peak_kb, rss.hwm_kb if rss.hwm_reset else 0) - rss.before_kb) / 1024
     big_mb = big.compressed_bytes / MB
     if rss.digest != big.digest:
         failures.append(f"1 GB copy: target digest {rss.digest} is not {big.digest}")
-    print(f"RSS while copy_image copies {big.repo} ({'+'.join(map(str, big.layer_mb))} MB, "
-          f"{big_mb:.0f} MB): before {rss.before_kb / 1024:.1f} MB, highest sampled "
-          f"{rss.peak_kb / 1024:.1f} MB ({rss.samples} samples every 20 ms), kernel peak VmHWM "
-          + (f"{rss.hwm_kb / 1024:.1f} MB (reset before the copy)" if rss.hwm_reset
-             else "not resettable here (ignored)")
-          + f"; growth {growth:.1f} MB")
-    print(f"  copy took {rss.seconds:.2f} s ({big_mb / rss.seconds:.0f} MB/s), skopeo the same copy "
-          f"{rss.skopeo_seconds:.2f} s (ratio {rss.seconds / rss.skopeo_seconds:.2f}, info); "
-          f"{rss.report.blobs_copied} blobs, {rss.report.bytes_copied / MB:.0f} MB sent; "
-          f"target digest {'kept' if rss.digest == big.digest else 'CHANGED'}")
+    print(
+        f"RSS while copy_image copies {big.repo} ({'+'.join(map(str, big.layer_mb))} MB, "
+        f"{big_mb:.0f} MB): before {rss.before_kb / 1024:.1f} MB, highest sampled "
+        f"{rss.peak_kb / 1024:.1f} MB ({rss.samples} samples every 20 ms), kernel peak VmHWM "
+        + (f"{rss.hwm_kb / 1024:.1f} MB (reset before the copy)" if rss.hwm_reset else "not resettable here (ignored)")
+        + f"; growth {growth:.1f} MB"
+    )
+    print(
+        f"  copy took {rss.seconds:.2f} s ({big_mb / rss.seconds:.0f} MB/s), skopeo the same copy "
+        f"{rss.skopeo_seconds:.2f} s (ratio {rss.seconds / rss.skopeo_seconds:.2f}, info); "
+        f"{rss.report.blobs_copied} blobs, {rss.report.bytes_copied / MB:.0f} MB sent; "
+        f"target digest {'kept' if rss.digest == big.digest else 'CHANGED'}"
+    )
 
     r_skopeo = median(secs["ours"]) / median(secs["skopeo"])
     r_docker = median(secs["ours"]) / median(secs["docker"])
     ms = median(again.reused_ms)
     r_crane = median(secs["ours"]) / median(secs["crane"])
     summary: list[list[object]] = [
-        [f"copy {mb:.0f} MB on {where}: ours / skopeo copy", f"{r_skopeo:.3f}", f"<= {GOAL_SKOPEO}",
-         verdict(r_skopeo <= GOAL_SKOPEO)],
-        [f"copy {mb:.0f} MB on {where}: ours / crane copy", f"{r_crane:.3f}", f"<= {GOAL_CRANE}",
-         verdict(r_crane <= GOAL_CRANE)],
-        [f"copy {mb:.0f} MB: ours / docker pull+tag+push", f"{r_docker:.3f}", f"<= {GOAL_DOCKER}",
-         verdict(r_docker <= GOAL_DOCKER)],
-        ["digest kept by ours (skopeo inspect)",
-         "yes" if all(t.digest == image.digest for t in by_kind["ours"]) else "no", "yes",
-         verdict(all(t.digest == image.digest for t in by_kind["ours"]))],
-        ["re-promotion: bytes / blobs sent", f"{max(b for b, _ in sent)} / {max(n for _, n in sent)}",
-         "0 / 0", verdict(zero)],
-        [f"re-promotion wall ms (median of {len(again.reused_ms)})", f"{ms:.1f}",
-         f"<= {GOAL_REPROMOTE_MS:.0f}", verdict(ms <= GOAL_REPROMOTE_MS)],
-        [f"RSS growth copying {big_mb:.0f} MB (MB)", f"{growth:.1f}", f"<= {GOAL_RSS_MB:.0f}",
-         verdict(growth <= GOAL_RSS_MB)],
+        [
+            f"copy {mb:.0f} MB on {where}: ours / skopeo copy",
+            f"{r_skopeo:.3f}",
+            f"<= {GOAL_SKOPEO}",
+            verdict(r_skopeo <= GOAL_SKOPEO),
+        ],
+        [
+            f"copy {mb:.0f} MB on {where}: ours / crane copy",
+            f"{r_crane:.3f}",
+            f"<= {GOAL_CRANE}",
+            verdict(r_crane <= GOAL_CRANE),
+        ],
+        [
+            f"copy {mb:.0f} MB: ours / docker pull+tag+push",
+            f"{r_docker:.3f}",
+            f"<= {GOAL_DOCKER}",
+            verdict(r_docker <= GOAL_DOCKER),
+        ],
+        [
+            "digest kept by ours (skopeo inspect)",
+            "yes" if all(t.digest == image.digest for t in by_kind["ours"]) else "no",
+            "yes",
+            verdict(all(t.digest == image.digest for t in by_kind["ours"])),
+        ],
+        [
+            "re-promotion: bytes / blobs sent",
+            f"{max(b for b, _ in sent)} / {max(n for _, n in sent)}",
+            "0 / 0",
+            verdict(zero),
+        ],
+        [
+            f"re-promotion wall ms (median of {len(again.reused_ms)})",
+            f"{ms:.1f}",
+            f"<= {GOAL_REPROMOTE_MS:.0f}",
+            verdict(ms <= GOAL_REPROMOTE_MS),
+        ],
+        [
+            f"RSS growth copying {big_mb:.0f} MB (MB)",
+            f"{growth:.1f}",
+            f"<= {GOAL_RSS_MB:.0f}",
+            verdict(growth <= GOAL_RSS_MB),
+        ],
     ]
     return summary, failures
 
 
 # ---------------------------------------------------------------------------------------------
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="50 MB image, 200 MB for the RSS test, 1 run")
+    parser.add_argument("--quick", action="store_true", help="50 MB image, 200 MB for the RSS test, 1 run")
     parser.add_argument("--runs", type=int, help="runs of the copy comparison (default 3, quick 1)")
     parser.add_argument("--repeat", type=int, default=5, help="re-promotions (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--time-limit", type=float, help="seconds (default 900, quick 300)")
-    parser.add_argument("--registries", default="2,3",
-                        help="registry implementations, comma-separated: 2 (distribution 2.8), 3 (distribution 3)")
+    parser.add_argument(
+        "--registries",
+        default="2,3",
+        help="registry implementations, comma-separated: 2 (distribution 2.8), 3 (distribution 3)",
+    )
     args = parser.parse_args(argv)
     implementations = [x.strip() for x in args.registries.split(",") if x.strip()]
     if not implementations or any(x not in IMPLEMENTATIONS for x in implementations):
@@ -771,8 +907,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = IMPLEMENTATION_NAMES[implementation]
         print()
         print(f"{where}: copy (s), each into a new empty {where} registry")
-        rows = [[kind, *[t.seconds for t in timed if t.kind == kind], median([t.seconds for t in timed if t.kind == kind])]
-                for kind in ("ours", "skopeo", "crane")]
+        rows = [
+            [kind, *[t.seconds for t in timed if t.kind == kind], median([t.seconds for t in timed if t.kind == kind])]
+            for kind in ("ours", "skopeo", "crane")
+        ]
         print(table(["copy (s)", *[f"run {i}" for i in range(1, runs + 1)], "median"], rows))
         rows, failed = copy_ratios(timed, image, where)
         summary[2:2] = rows

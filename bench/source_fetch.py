@@ -81,8 +81,7 @@ def git(
     )
     if proc.returncode != 0:
         raise RuntimeError(
-            f"git {' '.join(args[:3])} failed ({proc.returncode}): "
-            f"{proc.stderr.decode(errors='replace')[-2000:]}"
+            f"git {' '.join(args[:3])} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-2000:]}"
         )
     return proc.stdout.decode()
 
@@ -109,8 +108,7 @@ class RepoGenerator:
     def __init__(self, seed: int = 20261128) -> None:
         self.rng = random.Random(seed)
         self.vocab = [
-            "".join(self.rng.choices("abcdefghijklmnopqrstuvwxyz_", k=self.rng.randint(2, 11)))
-            for _ in range(3000)
+            "".join(self.rng.choices("abcdefghijklmnopqrstuvwxyz_", k=self.rng.randint(2, 11))) for _ in range(3000)
         ]
         self.vocab += [
             "def",
@@ -262,9 +260,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 repetitions instead of 5")
     parser.add_argument("--commits", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=None)
-    parser.add_argument(
-        "--time-limit", type=float, default=None, help="seconds (default 300, quick 150)"
-    )
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds (default 300, quick 150)")
     args = parser.parse_args()
     repeat = args.repeat or (3 if args.quick else 5)
     limit = args.time_limit or (150 if args.quick else 300)
@@ -365,11 +361,7 @@ def report(rows: dict[str, list[float]], requests: dict[str, int], repeat: int) 
     )
     print()
     fetch_ratio = median(rows["incremental"]) / median(rows["fresh"])
-    print(
-        ratio_line(
-            "incremental fetch / fresh clone", fetch_ratio, f"<= {GOAL}", fetch_ratio <= GOAL
-        )
-    )
+    print(ratio_line("incremental fetch / fresh clone", fetch_ratio, f"<= {GOAL}", fetch_ratio <= GOAL))
     checkout_ratio = median(rows["checkout"]) / median(rows["baseline"])
     print(f"ratio checkout() / baseline clone+checkout = {checkout_ratio:.3f}")
 

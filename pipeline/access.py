@@ -43,5 +43,6 @@ def check_role(principal: Principal, role: str, environment: str | None = None) 
         raise Forbidden(f"{principal.name} has role {principal.role}; this needs {role} or higher")
     limited = principal.role == "promoter" and principal.environments is not None
     if limited and environment is not None and environment not in (principal.environments or ()):
-        raise Forbidden(f"{principal.name} may promote only to {', '.join(principal.environments or ())}, "
-                        f"not to {environment}")
+        raise Forbidden(
+            f"{principal.name} may promote only to {', '.join(principal.environments or ())}, not to {environment}"
+        )

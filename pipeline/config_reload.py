@@ -86,8 +86,12 @@ class ReloadFollower:
         try:
             change = self.live.reload()
         except ConfigError as exc:
-            log.error("config reload %s (asked by %s) failed in this process; it keeps its config: %s",
-                      newest.id, newest.actor, exc.message)
+            log.error(
+                "config reload %s (asked by %s) failed in this process; it keeps its config: %s",
+                newest.id,
+                newest.actor,
+                exc.message,
+            )
             self.live.generation = newest.id
             return None
         if self.live.fingerprint != newest.fingerprint and not self._gave_up(newest.id):
@@ -102,8 +106,13 @@ class ReloadFollower:
         now = time.monotonic()
         if self._behind_since is None:
             self._behind_since = now
-            log.warning("config reload %s: this process's file (%s) does not yet say what the asking process "
-                        "read; trying again for %.0f s", reload_id, self.live.source, CATCH_UP_SECONDS)
+            log.warning(
+                "config reload %s: this process's file (%s) does not yet say what the asking process "
+                "read; trying again for %.0f s",
+                reload_id,
+                self.live.source,
+                CATCH_UP_SECONDS,
+            )
         if now - self._behind_since < CATCH_UP_SECONDS:
             return False
         log.warning("config reload %s: this process's file still differs; keeping what it says", reload_id)

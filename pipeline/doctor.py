@@ -38,20 +38,24 @@ def _builders(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
     """Each builder with its kind, version and platforms, or why builds would skip it."""
     pool = builder.BuilderPool.from_config(config)
     for entry in pool.builders:
+
         def check(entry: BuilderConfig = entry) -> str:
             status = pool.status(entry, fresh=True)
             if not status.healthy:
                 raise PipelineError(f"{entry.kind} {entry.endpoint}: {status.detail}")
             return status.detail
+
         yield f"builder {entry.name}", check
 
 
 def _registries(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
     for name, registry in config.registries.items():
+
         def check(registry=registry) -> str:  # type: ignore[no-untyped-def]
             with RegistryClient(registry, timeout=10) as client:
                 client.ping()
             return f"{registry.host} answers the v2 API"
+
         yield f"registry {name}", check
 
 
@@ -64,10 +68,12 @@ def _git() -> str:
 
 def _repos(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
     for name, project in config.projects.items():
+
         def check(project: ProjectConfig = project) -> str:
             refs = source.remote_refs(project)
             heads = [ref for ref in refs if ref.startswith("refs/heads/")]
             return f"{source.public_url(project.repo)}: {len(heads)} branches, {len(refs) - len(heads)} tags"
+
         yield f"repo of {name}", check
 
 
@@ -79,6 +85,7 @@ def _signing(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
         def key() -> str:
             load_private_key(signing.key_file, signing.password())
             return f"{signing.key_file} opens with {signing.password_env}"
+
         yield "signing key", key
     for name, project in config.projects.items():
         for env in project.environments:
@@ -90,6 +97,7 @@ def _opens_public_key(path: Path) -> Callable[[], str]:
     def check() -> str:
         load_public_key(path)
         return f"{path}"
+
     return check
 
 
@@ -101,14 +109,22 @@ def _gitops(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
                 continue
 
             def check(gitops: GitOpsConfig = env.gitops) -> str:
-                out = git.run_git("ls-remote", "--heads", "--", gitops.repo, f"refs/heads/{gitops.branch}",
-                                     env=git.auth_env(gitops.repo, gitops.git), timeout=60)
+                out = git.run_git(
+                    "ls-remote",
+                    "--heads",
+                    "--",
+                    gitops.repo,
+                    f"refs/heads/{gitops.branch}",
+                    env=git.auth_env(gitops.repo, gitops.git),
+                    timeout=60,
+                )
                 if not out.strip():
                     raise PipelineError(f"{source.public_url(gitops.repo)} has no branch {gitops.branch!r}")
                 if gitops.pull_request is not None:
                     gitops.pull_request.token()
                 mode = "pull requests" if gitops.pull_request else "pushes"
                 return f"{source.public_url(gitops.repo)} {gitops.branch}: reachable ({mode})"
+
             yield f"gitops of {name}/{env.name}", check
 
 

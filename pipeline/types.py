@@ -11,8 +11,16 @@ import hashlib
 import re
 from typing import Literal, NewType, TypeGuard, get_args
 
-__all__ = ["COMMIT_PATTERN", "DIGEST_PATTERN", "GIT_HOSTS", "Digest", "GitHost", "content_digest", "is_commit",
-           "is_digest"]
+__all__ = [
+    "COMMIT_PATTERN",
+    "DIGEST_PATTERN",
+    "GIT_HOSTS",
+    "Digest",
+    "GitHost",
+    "content_digest",
+    "is_commit",
+    "is_digest",
+]
 
 Digest = NewType("Digest", str)  # "sha256:<64 hex>": an image, a manifest or a blob
 

@@ -7,6 +7,7 @@ registries (plain HTTP, or TLS with their own CA), so it needs no image from the
 Certificates are made here with ``cryptography``: a CA, a server certificate for 127.0.0.1 and
 client certificates, plus a second CA whose client certificate the daemon must refuse.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -44,21 +45,39 @@ class CertificateAuthority:
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.ca_file = directory / "ca.pem"
-        builder = self._base(self._name, self._key.public_key()).add_extension(
-            x509.BasicConstraints(ca=True, path_length=0), critical=True).add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
+        builder = (
+            self._base(self._name, self._key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        )
         self._write(self.ca_file, builder)
 
     def _base(self, subject, public_key):  # type: ignore[no-untyped-def]
         from cryptography import x509
 
         now = datetime.datetime.now(datetime.UTC)
-        return (x509.CertificateBuilder().subject_name(subject).issuer_name(self._name)
-                .public_key(public_key).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1))
-                .not_valid_after(now + datetime.timedelta(days=2)))
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self._name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+        )
 
     def _write(self, path: Path, builder) -> None:  # type: ignore[no-untyped-def]
         from cryptography.hazmat.primitives import hashes, serialization
@@ -76,16 +95,21 @@ class CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = self._base(subject, key.public_key()).add_extension(
-            x509.ExtendedKeyUsage([usage]), critical=False).add_extension(
-            x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        builder = (
+            self._base(subject, key.public_key())
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        )
         if server:
             san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
             builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
         cert_file, key_file = self.directory / f"{name}.pem", self.directory / f"{name}-key.pem"
         self._write(cert_file, builder)
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         key_file.chmod(0o600)
         return TlsFiles(self.ca_file, cert_file, key_file)
 
@@ -109,8 +133,9 @@ class BuildkitDaemon(Service):
     name = "buildkitd"
     start_timeout = 60.0
 
-    def __init__(self, base_dir: PathLike, *, registries: Mapping[str, Path | None],
-                 ca: CertificateAuthority | None = None) -> None:
+    def __init__(
+        self, base_dir: PathLike, *, registries: Mapping[str, Path | None], ca: CertificateAuthority | None = None
+    ) -> None:
         super().__init__(base_dir)
         self.registries = dict(registries)
         self.run_dir, self._own_run_dir = _short_dir(self.base_dir, "/buildkitd.sock")
@@ -118,32 +143,60 @@ class BuildkitDaemon(Service):
         self.server: TlsFiles | None = ca.issue("buildkitd", server=True) if ca else None
         self.client: TlsFiles | None = ca.issue("pipeline-worker", server=False) if ca else None
         self.port = free_port() if ca else None
-        self.address = (f"tcp://127.0.0.1:{self.port}" if ca else f"unix://{self.run_dir / 'buildkitd.sock'}")
+        self.address = f"tcp://127.0.0.1:{self.port}" if ca else f"unix://{self.run_dir / 'buildkitd.sock'}"
 
     def start(self) -> None:
         started = time.monotonic()
         config = self.base_dir / "buildkitd.toml"
-        config.write_text('[worker.oci]\n  enabled = true\n  gc = false\n\n'
-                          '[worker.containerd]\n  enabled = false\n\n' + registry_toml(self.registries))
-        args = [tool("buildkitd"), "--addr", self.address, "--root", str(self.root), "--config", str(config),
-                "--oci-worker=true", "--containerd-worker=false",
-                "--allow-insecure-entitlement", "network.host"]
+        config.write_text(
+            "[worker.oci]\n  enabled = true\n  gc = false\n\n"
+            "[worker.containerd]\n  enabled = false\n\n" + registry_toml(self.registries)
+        )
+        args = [
+            tool("buildkitd"),
+            "--addr",
+            self.address,
+            "--root",
+            str(self.root),
+            "--config",
+            str(config),
+            "--oci-worker=true",
+            "--containerd-worker=false",
+            "--allow-insecure-entitlement",
+            "network.host",
+        ]
         if self.server:
-            args += ["--tlscacert", str(self.server.ca_file), "--tlscert", str(self.server.cert_file),
-                     "--tlskey", str(self.server.key_file)]
+            args += [
+                "--tlscacert",
+                str(self.server.ca_file),
+                "--tlscert",
+                str(self.server.cert_file),
+                "--tlskey",
+                str(self.server.key_file),
+            ]
         self._spawn(args)
         self._wait_ready(self._answers, started)
 
-    def buildctl(self, *args: str, tls: TlsFiles | None = None,
-                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def buildctl(
+        self, *args: str, tls: TlsFiles | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         """``buildctl`` against this daemon with ``tls`` (default: the good client certificate)."""
         tls = tls or self.client
         flags = ["--addr", self.address]
         if tls:
-            flags += ["--tlscacert", str(tls.ca_file), "--tlscert", str(tls.cert_file),
-                      "--tlskey", str(tls.key_file), "--tlsservername", "127.0.0.1"]
-        return subprocess.run([tool("buildctl"), *flags, *args], capture_output=True, text=True, timeout=timeout,
-                              check=False)
+            flags += [
+                "--tlscacert",
+                str(tls.ca_file),
+                "--tlscert",
+                str(tls.cert_file),
+                "--tlskey",
+                str(tls.key_file),
+                "--tlsservername",
+                "127.0.0.1",
+            ]
+        return subprocess.run(
+            [tool("buildctl"), *flags, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def _answers(self) -> bool:
         try:

@@ -97,8 +97,9 @@ DEFAULT_REGISTRY = "distribution2"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "both_registries: run the test with every registry fixture on "
-                                       "distribution 2.8 and on distribution 3")
+    config.addinivalue_line(
+        "markers", "both_registries: run the test with every registry fixture on distribution 2.8 and on distribution 3"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -189,12 +190,14 @@ def http_token_registry(registry_pool: RegistryPool, registry_impl: str, token_s
 @pytest.fixture(scope="session")
 def secure_registry(registry_pool: RegistryPool, registry_impl: str) -> Registry:
     """What a private registry looks like: TLS with its own CA, and basic auth."""
-    return registry_pool.get("secure-registry", registry_impl, tls=True,
-                             htpasswd_users={REGISTRY_USER: REGISTRY_PASSWORD})
+    return registry_pool.get(
+        "secure-registry", registry_impl, tls=True, htpasswd_users={REGISTRY_USER: REGISTRY_PASSWORD}
+    )
 
 
-def token_headers(db: Database, name: str = "admin", role: str = "admin",
-                  environments: list[str] | None = None) -> dict[str, str]:
+def token_headers(
+    db: Database, name: str = "admin", role: str = "admin", environments: list[str] | None = None
+) -> dict[str, str]:
     """An API token made in ``db``, as request headers; its name is the actor it records."""
     with db.session() as session:
         _, secret = tokens.create_token(session, name=name, role=role, environments=environments, created_by="tests")

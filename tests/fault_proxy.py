@@ -39,6 +39,7 @@ at the proxy. With ``preserve_host=False`` the upstream sees its own host, retur
 itself, and the proxy rewrites every ``Location`` that points at the upstream to point at the
 proxy (counted in ``location_rewrites``); either way uploads keep going through the proxy.
 """
+
 from __future__ import annotations
 
 import collections
@@ -68,9 +69,21 @@ PRE_FORWARD_KINDS = ("reset", *STATUS_KINDS)
 DEFAULT_KINDS = ("reset", "500", "429")
 
 CHUNK = 64 * 1024
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-                        "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding",
-                        "upgrade", "expect"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+    }
+)
 _ERROR_CODES = {"500": "UNKNOWN", "503": "UNAVAILABLE", "429": "TOOMANYREQUESTS"}
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 _MAX_LINE = 65536
@@ -79,6 +92,7 @@ _MAX_LINE = 65536
 @dataclasses.dataclass(frozen=True)
 class ProxyStats:
     """A consistent snapshot of the counters (all taken under one lock)."""
+
     connections: int  # client TCP connections accepted
     requests: int  # requests received from clients (parsed request line and headers)
     forwarded: int  # requests sent on to the upstream (reset_mid_body included)
@@ -115,9 +129,18 @@ class FaultProxy:
     disable(), paused()). Use as a context manager or call start()/stop().
     """
 
-    def __init__(self, upstream: str, *, rate: float = 0.0, kinds: Iterable[str] = DEFAULT_KINDS,
-                 seed: int = 0, predicate: Predicate | None = None, preserve_host: bool = True,
-                 port: int = 0, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = 0.0,
+        kinds: Iterable[str] = DEFAULT_KINDS,
+        seed: int = 0,
+        predicate: Predicate | None = None,
+        preserve_host: bool = True,
+        port: int = 0,
+        timeout: float = 30.0,
+    ) -> None:
         parts = urllib.parse.urlsplit(upstream if "://" in upstream else f"http://{upstream}")
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
             raise ValueError(f"upstream must be http://HOST:PORT, not {upstream!r}")
@@ -148,9 +171,12 @@ class FaultProxy:
         server = _Server(("127.0.0.1", self._port), self)
         self._server = server
         self._bound_port = int(server.server_port)
-        self._serve_thread = threading.Thread(target=server.serve_forever,
-                                              kwargs={"poll_interval": 0.1},
-                                              name=f"fault-proxy-{server.server_port}", daemon=True)
+        self._serve_thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"fault-proxy-{server.server_port}",
+            daemon=True,
+        )
         self._serve_thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -183,7 +209,7 @@ class FaultProxy:
 
     @property
     def host(self) -> str:
-        """"127.0.0.1:PORT", as tests.services.Registry.host (for image references)."""
+        """ "127.0.0.1:PORT", as tests.services.Registry.host (for image references)."""
         return f"127.0.0.1:{self.port}"
 
     @property
@@ -192,8 +218,13 @@ class FaultProxy:
 
     # -- fault configuration --------------------------------------------------------------------
 
-    def configure(self, *, rate: float | None = None, kinds: Iterable[str] | None = None,
-                  predicate: Predicate | _Unset | None = _UNSET) -> None:
+    def configure(
+        self,
+        *,
+        rate: float | None = None,
+        kinds: Iterable[str] | None = None,
+        predicate: Predicate | _Unset | None = _UNSET,
+    ) -> None:
         """Change what is injected from the next request on; arguments left out stay as they
         are (predicate=None means every request)."""
         with self._lock:
@@ -242,8 +273,14 @@ class FaultProxy:
 
     def stats(self) -> ProxyStats:
         with self._lock:
-            return ProxyStats(self._connections, self._requests, self._forwarded,
-                              dict(self._faults), self._location_rewrites, self._upstream_errors)
+            return ProxyStats(
+                self._connections,
+                self._requests,
+                self._forwarded,
+                dict(self._faults),
+                self._location_rewrites,
+                self._upstream_errors,
+            )
 
     @property
     def requests(self) -> int:
@@ -288,8 +325,7 @@ class FaultProxy:
     def _decide(self, method: str, path: str) -> str | None:
         """The fault for this request, or None to forward it; counts it either way."""
         predicate = self._predicate
-        selected = self._enabled and self._rate > 0 and (predicate is None
-                                                         or predicate(method, path))
+        selected = self._enabled and self._rate > 0 and (predicate is None or predicate(method, path))
         with self._lock:
             self._requests += 1
             kind = None
@@ -310,6 +346,7 @@ class FaultProxy:
 
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its handler threads and sockets, so stop() can end them."""
+
     daemon_threads = True
     block_on_close = False  # stop() joins the handler threads itself, with a deadline
     request_queue_size = 128
@@ -327,8 +364,12 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
-                                  name=f"fault-proxy-{self.server_port}-conn", daemon=True)
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"fault-proxy-{self.server_port}-conn",
+            daemon=True,
+        )
         with self._track_lock:
             self._handler_threads.add(thread)
             self._sockets.add(request)
@@ -371,6 +412,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     """One client connection: requests are read, maybe broken, else forwarded one at a time."""
+
     protocol_version = "HTTP/1.1"  # keep-alive; every response below is framed to allow it
     disable_nagle_algorithm = True  # headers and body go out as separate writes
     server: _Server
@@ -385,8 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
         at once, as they do with distribution, instead of waiting for a request line."""
         with contextlib.suppress(OSError, ValueError):
             if self.rfile.peek(1)[:1] == b"\x16":
-                self.wfile.write(b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\n\r\n"
-                                 b"plain HTTP only\n")
+                self.wfile.write(b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\n\r\nplain HTTP only\n")
                 return
         super().handle()
 
@@ -441,9 +482,16 @@ class _Handler(BaseHTTPRequestHandler):
         drained = True
         if not expect:  # a client waiting for 100 Continue has sent no body: close instead
             drained = self._drain_body()
-        body = json.dumps({"errors": [{"code": _ERROR_CODES[kind],
-                                       "message": f"fault injected by proxy: {kind}",
-                                       "detail": None}]}).encode() + b"\n"
+        body = (
+            json.dumps(
+                {
+                    "errors": [
+                        {"code": _ERROR_CODES[kind], "message": f"fault injected by proxy: {kind}", "detail": None}
+                    ]
+                }
+            ).encode()
+            + b"\n"
+        )
         self.send_response_only(int(kind))
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -460,9 +508,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body_framing(self) -> tuple[str, int]:
         """("chunked", 0), ("length", n) or ("none", 0); malformed framing is _ClientGone."""
-        encodings = [e.strip().lower()
-                     for e in ",".join(self.headers.get_all("Transfer-Encoding") or []).split(",")
-                     if e.strip()]
+        encodings = [
+            e.strip().lower() for e in ",".join(self.headers.get_all("Transfer-Encoding") or []).split(",") if e.strip()
+        ]
         if encodings:
             if encodings[-1] != "chunked":
                 self._refuse(501, "unsupported Transfer-Encoding")
@@ -543,8 +591,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = []
         for name, value in self.headers.items():
             lname = name.lower()
-            if lname in dropped or lname == "host" or (lname == "content-length"
-                                                       and framing == "chunked"):
+            if lname in dropped or lname == "host" or (lname == "content-length" and framing == "chunked"):
                 continue
             headers.append((name, value))
         client_host = self.headers.get("Host") or self.server.proxy.host
@@ -564,8 +611,7 @@ class _Handler(BaseHTTPRequestHandler):
                     conn.putheader(name, value)
                 conn.endheaders()
             except (OSError, http.client.HTTPException) as exc:
-                self._bad_gateway(f"upstream {proxy.upstream_host} unreachable: {exc}",
-                                  body_unread=framing != "none")
+                self._bad_gateway(f"upstream {proxy.upstream_host} unreachable: {exc}", body_unread=framing != "none")
                 return
             self.server.track(conn.sock, True)
             proxy._count("_forwarded")
@@ -576,8 +622,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 response = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
-                self._bad_gateway(f"upstream {proxy.upstream_host} gave no response: {exc}",
-                                  body_unread=not body_complete)
+                self._bad_gateway(
+                    f"upstream {proxy.upstream_host} gave no response: {exc}", body_unread=not body_complete
+                )
                 return
             if not body_complete:  # the upstream answered early; the rest of the body is unread
                 self.close_connection = True

@@ -49,8 +49,16 @@ _COPY = 64 * 1024
 # Request headers that are not handed to the CGI program as HTTP_* variables: credentials stay
 # with the server (a CGI gets REMOTE_USER), and the body is handed over already de-chunked and
 # decompressed, so its framing headers would lie.
-_HIDDEN_HEADERS = {"authorization", "proxy-authorization", "content-length", "content-type",
-                   "content-encoding", "transfer-encoding", "connection", "expect"}
+_HIDDEN_HEADERS = {
+    "authorization",
+    "proxy-authorization",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "expect",
+}
 
 
 class Exchange(NamedTuple):
@@ -303,8 +311,12 @@ class _Handler(BaseHTTPRequestHandler):
         env = self._cgi_environment(user, size)
         with tempfile.TemporaryFile(prefix="git-http-stderr-") as errors:
             process = subprocess.Popen(
-                [str(owner.backend)], stdin=body, stdout=subprocess.PIPE, stderr=errors,
-                env=env, cwd=owner.root,
+                [str(owner.backend)],
+                stdin=body,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env=env,
+                cwd=owner.root,
             )
             assert process.stdout is not None
             relayed = False
@@ -331,8 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
         while True:
             line = stdout.readline(65536)
             if not line:
-                self._plain(HTTPStatus.BAD_GATEWAY, "git http-backend sent no response", user,
-                            close=True)
+                self._plain(HTTPStatus.BAD_GATEWAY, "git http-backend sent no response", user, close=True)
                 return HTTPStatus.BAD_GATEWAY.value
             line = line.rstrip(b"\r\n")
             if not line:
@@ -386,16 +397,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, user: str | None, status: int, size: int) -> None:
         encoding = self.headers.get("Content-Encoding")
-        self.server.owner.record(Exchange(
-            method=self.command,
-            path=self.path,
-            user=user,
-            status=int(status),
-            content_encoding=encoding.strip().lower() if encoding else None,
-            chunked=(self.headers.get("Transfer-Encoding") or "").strip().lower() == "chunked",
-            body_bytes=size,
-            git_protocol=self.headers.get("Git-Protocol"),
-        ))
+        self.server.owner.record(
+            Exchange(
+                method=self.command,
+                path=self.path,
+                user=user,
+                status=int(status),
+                content_encoding=encoding.strip().lower() if encoding else None,
+                chunked=(self.headers.get("Transfer-Encoding") or "").strip().lower() == "chunked",
+                body_bytes=size,
+                git_protocol=self.headers.get("Git-Protocol"),
+            )
+        )
 
 
 _DENIED = object()
@@ -434,7 +447,8 @@ class GitHttpServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self._server = _Server(self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
             name=f"git-http-{self.port}",
         )
         self._thread.start()

@@ -46,14 +46,27 @@ class FakeGitHub:
     def _create(self, body: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
             if any(p["head"]["ref"] == body.get("head") and p["state"] == "open" for p in self.pulls.values()):
-                return 422, {"message": "Validation Failed", "errors": [
-                    {"resource": "PullRequest", "code": "custom",
-                     "message": f"A pull request already exists for {body.get('head')}."}]}
+                return 422, {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {body.get('head')}.",
+                        }
+                    ],
+                }
             number = len(self.pulls) + 1
-            self.pulls[number] = {"number": number, "state": "open", "merged": False, "title": body["title"],
-                                  "body": body.get("body"), "head": {"ref": body["head"]},
-                                  "base": {"ref": body["base"]},
-                                  "html_url": f"https://github.example/{self.repository}/pull/{number}"}
+            self.pulls[number] = {
+                "number": number,
+                "state": "open",
+                "merged": False,
+                "title": body["title"],
+                "body": body.get("body"),
+                "head": {"ref": body["head"]},
+                "base": {"ref": body["base"]},
+                "html_url": f"https://github.example/{self.repository}/pull/{number}",
+            }
             return 201, self.pulls[number]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -83,8 +96,9 @@ class FakeGitHub:
                 if method == "GET" and parts.path == prefix:
                     query = parse_qs(parts.query)
                     head = query.get("head", [""])[0].split(":", 1)[-1]
-                    return self._answer(200, [p for p in fake.pulls.values()
-                                              if p["head"]["ref"] == head and p["state"] == "open"])
+                    return self._answer(
+                        200, [p for p in fake.pulls.values() if p["head"]["ref"] == head and p["state"] == "open"]
+                    )
                 if method == "GET" and (m := re.fullmatch(re.escape(prefix) + r"/(\d+)", parts.path)):
                     found = fake.pulls.get(int(m[1]))
                     return self._answer(200, found) if found else self._answer(404, {"message": "Not Found"})

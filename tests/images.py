@@ -59,8 +59,9 @@ class OciLayout:
         (self.root / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
         return {"digest": digest, "size": len(data)}
 
-    def image(self, layer_sizes: list[int], *, seed: int = 0, platform: str = "linux/amd64",
-              gzip_level: int = 9) -> dict[str, object]:
+    def image(
+        self, layer_sizes: list[int], *, seed: int = 0, platform: str = "linux/amd64", gzip_level: int = 9
+    ) -> dict[str, object]:
         """An image manifest; returns its descriptor."""
         layers, diff_ids = [], []
         for i, size in enumerate(layer_sizes):
@@ -68,17 +69,30 @@ class OciLayout:
             diff_ids.append(_digest(tar))
             layers.append({"mediaType": OCI_LAYER, **self.blob(gzip.compress(tar, gzip_level, mtime=0))})
         os_name, arch = platform.split("/")[:2]
-        config = json.dumps({"architecture": arch, "os": os_name, "config": {"Cmd": ["/data"]},
-                             "rootfs": {"type": "layers", "diff_ids": diff_ids}}, separators=(",", ":"))
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                               "config": {"mediaType": OCI_CONFIG, **self.blob(config.encode())},
-                               "layers": layers}, separators=(",", ":")).encode()
-        return {"mediaType": OCI_MANIFEST, **self.blob(manifest),
-                "platform": {"architecture": arch, "os": os_name}}
+        config = json.dumps(
+            {
+                "architecture": arch,
+                "os": os_name,
+                "config": {"Cmd": ["/data"]},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            },
+            separators=(",", ":"),
+        )
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, **self.blob(config.encode())},
+                "layers": layers,
+            },
+            separators=(",", ":"),
+        ).encode()
+        return {"mediaType": OCI_MANIFEST, **self.blob(manifest), "platform": {"architecture": arch, "os": os_name}}
 
     def index(self, images: list[dict[str, object]]) -> dict[str, object]:
-        raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": images},
-                         separators=(",", ":")).encode()
+        raw = json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": images}, separators=(",", ":")
+        ).encode()
         return {"mediaType": OCI_INDEX, **self.blob(raw)}
 
     def tag(self, name: str, descriptor: dict[str, object]) -> str:
@@ -86,8 +100,14 @@ class OciLayout:
         entries = []
         for ref, digest in self.refs.items():
             raw = self.read(digest)
-            entries.append({"mediaType": json.loads(raw)["mediaType"], "digest": digest, "size": len(raw),
-                            "annotations": {"org.opencontainers.image.ref.name": ref}})
+            entries.append(
+                {
+                    "mediaType": json.loads(raw)["mediaType"],
+                    "digest": digest,
+                    "size": len(raw),
+                    "annotations": {"org.opencontainers.image.ref.name": ref},
+                }
+            )
         (self.root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
         return self.refs[name]
 
@@ -95,8 +115,7 @@ class OciLayout:
         return (self.root / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
 
 
-def skopeo_push(layout: OciLayout, tag: str, registry: Registry, repository: str,
-                creds: str | None = None) -> str:
+def skopeo_push(layout: OciLayout, tag: str, registry: Registry, repository: str, creds: str | None = None) -> str:
     """Copy ``layout:tag`` into ``registry/repository:tag`` keeping every digest; returns the digest."""
     args = [SKOPEO, "copy", "--quiet", "--preserve-digests", "--all"]
     if registry.cert_dir is not None:
@@ -105,6 +124,9 @@ def skopeo_push(layout: OciLayout, tag: str, registry: Registry, repository: str
         args += ["--dest-tls-verify=false"]
     if creds:
         args += ["--dest-creds", creds]
-    run([*args, f"oci:{layout.root}:{tag}", f"docker://{registry.host}/{repository}:{tag}"], timeout=300,
-        env={**os.environ, "HOME": str(layout.root)})
+    run(
+        [*args, f"oci:{layout.root}:{tag}", f"docker://{registry.host}/{repository}:{tag}"],
+        timeout=300,
+        env={**os.environ, "HOME": str(layout.root)},
+    )
     return layout.refs[tag]

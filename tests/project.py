@@ -25,8 +25,7 @@ CMD ["cat", "/app/greeting.txt"]
 """
 
 
-def config_data(*, data_dir: Path, registry_host: str, engine_host: str, repo_url: str,
-                **build: Any) -> dict[str, Any]:
+def config_data(*, data_dir: Path, registry_host: str, engine_host: str, repo_url: str, **build: Any) -> dict[str, Any]:
     return {
         "data_dir": str(data_dir),
         "docker": {"hosts": [engine_host]},
@@ -50,13 +49,11 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def queue_build(db: Database, config: Config, sha: str, *, ref: str = "refs/heads/main",
-                project: str = "demo") -> int:
+def queue_build(db: Database, config: Config, sha: str, *, ref: str = "refs/heads/main", project: str = "demo") -> int:
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
     with db.session() as session:
         projects.sync_projects(session, config.projects)
-        return builds.create_build(session, project=project, commit=sha, ref=ref, branch=branch,
-                                   trigger="test").id
+        return builds.create_build(session, project=project, commit=sha, ref=ref, branch=branch, trigger="test").id
 
 
 def run_build(db: Database, config: Config, sha: str, **kwargs: Any) -> Build:

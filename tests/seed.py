@@ -22,16 +22,29 @@ from workers.promotion_worker import PromotionWorker
 __all__ = ["serve_with_promoter", "succeeded_builds"]
 
 
-def succeeded_builds(db: Database, config: Config, project: str, digests: Sequence[str], *, first: int = 1,
-                     logs: Callable[[int], list[str]] | None = None) -> list[int]:
+def succeeded_builds(
+    db: Database,
+    config: Config,
+    project: str,
+    digests: Sequence[str],
+    *,
+    first: int = 1,
+    logs: Callable[[int], list[str]] | None = None,
+) -> list[int]:
     """One succeeded build of ``main`` per digest (commit ``f"{n + first:x}" * 40``, the log lines
     ``logs(n)``); their ids."""
     ids = []
     with db.session() as session:
         projects.sync_projects(session, config.projects)
         for n, digest in enumerate(digests):
-            build_id = builds.queue_build(session, project=project, commit=f"{n + first:x}" * 40,
-                                          ref="refs/heads/main", branch="main", trigger="test")
+            build_id = builds.queue_build(
+                session,
+                project=project,
+                commit=f"{n + first:x}" * 40,
+                ref="refs/heads/main",
+                branch="main",
+                trigger="test",
+            )
             builds.record_progress(session, build_id, status="succeeded", digest=digest)
             if logs is not None:
                 builds.append_logs(session, build_id, logs(n))

@@ -7,6 +7,7 @@ process group (stop() takes its children down too), polls for readiness with a b
 timeout, and on failure raises RuntimeError with the tail of its log. Binaries are called by
 absolute path: /usr/local/bin/docker on these machines is a newer client without buildx.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -31,15 +32,13 @@ from typing import Any, Self
 
 DOCKER = "/usr/bin/docker"
 # Debian's docker.io installs the daemon as /usr/sbin/dockerd.
-DOCKERD = next((p for p in ("/usr/bin/dockerd", "/usr/sbin/dockerd") if os.path.exists(p)),
-               "/usr/sbin/dockerd")
+DOCKERD = next((p for p in ("/usr/bin/dockerd", "/usr/sbin/dockerd") if os.path.exists(p)), "/usr/sbin/dockerd")
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 SKOPEO = "/usr/bin/skopeo"
 BUSYBOX = "/bin/busybox"
 PSQL = "/usr/bin/psql"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "rm", "env", "wc", "sleep", "true",
-                   "test", "grep")
+BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "rm", "env", "wc", "sleep", "true", "test", "grep")
 # The pinned Go tools (scripts/install-go-tools.sh); tests/tools.py fails a test that lacks one.
 TOOLS_BIN = Path(os.environ.get("PIPELINE_TOOLS_DIR", "/var/cache/pipeline/tools")) / "bin"
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
@@ -62,15 +61,30 @@ def log_tail(path: PathLike, lines: int = 40) -> str:
         return f"(no log: {exc})"
 
 
-def run(args: Sequence[str], *, env: Mapping[str, str] | None = None, input: bytes | None = None,
-        timeout: float = 120, cwd: PathLike | None = None) -> subprocess.CompletedProcess[bytes]:
+def run(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 120,
+    cwd: PathLike | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run a command to completion; raise RuntimeError with its output when it fails."""
-    proc = subprocess.run(list(args), env=None if env is None else dict(env), input=input,
-                          capture_output=True, timeout=timeout, cwd=cwd, check=False)
+    proc = subprocess.run(
+        list(args),
+        env=None if env is None else dict(env),
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} exited with {proc.returncode}\n"
-                           f"stdout: {proc.stdout.decode(errors='replace')[-2000:]}\n"
-                           f"stderr: {proc.stderr.decode(errors='replace')[-4000:]}")
+        raise RuntimeError(
+            f"{' '.join(args)} exited with {proc.returncode}\n"
+            f"stdout: {proc.stdout.decode(errors='replace')[-2000:]}\n"
+            f"stderr: {proc.stderr.decode(errors='replace')[-4000:]}"
+        )
     return proc
 
 
@@ -103,6 +117,7 @@ def _signal_group(pgid: int, sig: int) -> bool:
 
 class Service:
     """One long-running process in its own session, with a log file and a bounded start."""
+
     name = "service"
     start_timeout = 30.0
     stop_timeout = 20.0
@@ -130,12 +145,17 @@ class Service:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _spawn(self, args: Sequence[str], *, env: Mapping[str, str] | None = None,
-               cwd: Path | None = None) -> None:
+    def _spawn(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         env=None if env is None else dict(env), cwd=cwd)
+            self.proc = subprocess.Popen(
+                list(args),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=None if env is None else dict(env),
+                cwd=cwd,
+            )
 
     def _wait_ready(self, check: Callable[[], bool], started: float) -> None:
         """Poll `check` until it holds; fail at once if the process died, or at the deadline."""
@@ -177,10 +197,11 @@ def busybox_rootfs_tar() -> bytes:
     data = Path(BUSYBOX).read_bytes()
     if b"/ld-linux" in data[:4096]:  # a dynamic binary names its loader right after the headers
         raise RuntimeError(f"{BUSYBOX} is dynamically linked: install busybox-static")
-    files = {"bin/busybox": (data, 0o755),
-             "etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
-                            0o644),
-             "etc/group": (b"root:x:0:\nnogroup:x:65534:\n", 0o644)}
+    files = {
+        "bin/busybox": (data, 0o755),
+        "etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n", 0o644),
+        "etc/group": (b"root:x:0:\nnogroup:x:65534:\n", 0o644),
+    }
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777)):
@@ -202,14 +223,14 @@ class DockerEngine(Service):
     """A private dockerd (BuildKit built in) without a bridge, so engines can run side by side;
     build with `--network host`. Socket, pid file and exec root go to a short directory
     (`run_dir`, unix socket path limit); data root and log stay in base_dir."""
+
     name = "dockerd"
     start_timeout = 60.0
 
     def __init__(self, base_dir: PathLike) -> None:
         super().__init__(base_dir)
         # containerd's socket under the exec root is the longest path dockerd makes.
-        self.run_dir, self._own_run_dir = _short_dir(self.base_dir,
-                                                     "/exec/containerd/containerd.sock.ttrpc")
+        self.run_dir, self._own_run_dir = _short_dir(self.base_dir, "/exec/containerd/containerd.sock.ttrpc")
         self.socket_path = self.run_dir / "docker.sock"
         self.host = f"unix://{self.socket_path}"
         self.data_root = self.base_dir / "root"
@@ -221,16 +242,31 @@ class DockerEngine(Service):
         # dockerd finds containerd, runc and docker-init on PATH.
         env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}"}
         env.pop("DOCKER_HOST", None)
-        self._spawn([DOCKERD, "--host", self.host, "--data-root", str(self.data_root),
-                     "--exec-root", str(self.run_dir / "exec"),
-                     "--pidfile", str(self.run_dir / "docker.pid"), "--config-file", str(config),
-                     "--bridge=none", "--iptables=false"], env=env)
+        self._spawn(
+            [
+                DOCKERD,
+                "--host",
+                self.host,
+                "--data-root",
+                str(self.data_root),
+                "--exec-root",
+                str(self.run_dir / "exec"),
+                "--pidfile",
+                str(self.run_dir / "docker.pid"),
+                "--config-file",
+                str(config),
+                "--bridge=none",
+                "--iptables=false",
+            ],
+            env=env,
+        )
         self._wait_ready(self._answers, started)
 
     def _answers(self) -> bool:
         try:
-            probe = subprocess.run([DOCKER, "--host", self.host, "version"], env=self.env(),
-                                   capture_output=True, timeout=10, check=False)
+            probe = subprocess.run(
+                [DOCKER, "--host", self.host, "version"], env=self.env(), capture_output=True, timeout=10, check=False
+            )
             return probe.returncode == 0
         except subprocess.TimeoutExpired:
             return False
@@ -242,8 +278,7 @@ class DockerEngine(Service):
         if self._own_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def env(self, base: Mapping[str, str] | None = None, *,
-            docker_config: PathLike | None = None) -> dict[str, str]:
+    def env(self, base: Mapping[str, str] | None = None, *, docker_config: PathLike | None = None) -> dict[str, str]:
         """`base` (default os.environ) plus DOCKER_HOST, DOCKER_BUILDKIT=1 and, if given,
         DOCKER_CONFIG (where `docker login` keeps credentials). env({}) gives only those."""
         env = dict(os.environ if base is None else base)
@@ -252,16 +287,15 @@ class DockerEngine(Service):
             env["DOCKER_CONFIG"] = str(docker_config)
         return env
 
-    def docker(self, *args: str, input: bytes | None = None, docker_config: PathLike | None = None,
-               timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+    def docker(
+        self, *args: str, input: bytes | None = None, docker_config: PathLike | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run /usr/bin/docker against this engine; RuntimeError with stderr on failure."""
-        return run([DOCKER, *args], env=self.env(docker_config=docker_config), input=input,
-                   timeout=timeout)
+        return run([DOCKER, *args], env=self.env(docker_config=docker_config), input=input, timeout=timeout)
 
     def import_busybox(self, ref: str) -> str:
         """Import a busybox-only image as `ref` (there is no Docker Hub); returns its id."""
-        out = self.docker("import", "--change", 'CMD ["/bin/sh"]', "-", ref,
-                          input=busybox_rootfs_tar())
+        out = self.docker("import", "--change", 'CMD ["/bin/sh"]', "-", ref, input=busybox_rootfs_tar())
         return out.stdout.decode().strip()
 
     def push(self, ref: str, *, docker_config: PathLike | None = None) -> None:
@@ -269,8 +303,15 @@ class DockerEngine(Service):
 
     def login(self, registry: str, user: str, password: str, docker_config: PathLike) -> None:
         """`docker login` into `docker_config`, never into the user's ~/.docker."""
-        self.docker("login", "--username", user, "--password-stdin", registry,
-                    input=password.encode(), docker_config=docker_config)
+        self.docker(
+            "login",
+            "--username",
+            user,
+            "--password-stdin",
+            registry,
+            input=password.encode(),
+            docker_config=docker_config,
+        )
 
 
 def make_self_signed_cert(cert_path: Path, key_path: Path, days: int = 2) -> None:
@@ -284,20 +325,24 @@ def make_self_signed_cert(cert_path: Path, key_path: Path, days: int = 2) -> Non
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(san), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     key_path.chmod(0o600)
 
 
@@ -310,12 +355,18 @@ class Registry(Service):
     A build `FROM` this registry needs tls=False: Docker 20.10's built-in BuildKit speaks plain
     HTTP to every 127.x registry (even one listed in insecure-registries) and gets 400 from a
     TLS one; docker push/pull/login and skopeo handle TLS here fine."""
+
     name = "registry"
     implementation = "distribution 2.8"  # what the tests and their ids call it
 
-    def __init__(self, base_dir: PathLike, *, tls: bool = False,
-                 htpasswd_users: dict[str, str] | None = None,
-                 token_auth: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: PathLike,
+        *,
+        tls: bool = False,
+        htpasswd_users: dict[str, str] | None = None,
+        token_auth: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(base_dir)
         if htpasswd_users and token_auth:
             raise ValueError("distribution takes one auth method: htpasswd or token")
@@ -340,8 +391,7 @@ class Registry(Service):
         self.config_path.write_text(json.dumps(self._config(), indent=2) + "\n")  # JSON is YAML
         # REGISTRY_* variables would override the config file: keep them out.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        self._spawn([self.binary(), "serve", str(self.config_path)], env=self._env(env),
-                    cwd=self.base_dir)
+        self._spawn([self.binary(), "serve", str(self.config_path)], env=self._env(env), cwd=self.base_dir)
         self._wait_ready(self._answers, started)
 
     def binary(self) -> str:
@@ -360,15 +410,18 @@ class Registry(Service):
             shutil.copyfile(self.ca_file, self.cert_dir / "ca.crt")
             http["tls"] = {"certificate": str(self.ca_file), "key": str(key_file)}
         config: dict[str, Any] = {
-            "version": "0.1", "log": {"level": "info"}, "http": http,
-            "storage": {"filesystem": {"rootdirectory": str(self.data_dir)},
-                        "delete": {"enabled": True}}}
+            "version": "0.1",
+            "log": {"level": "info"},
+            "http": http,
+            "storage": {"filesystem": {"rootdirectory": str(self.data_dir)}, "delete": {"enabled": True}},
+        }
         if self.users:  # distribution accepts bcrypt entries only
             import bcrypt
+
             htpasswd = self.base_dir / "htpasswd"
-            htpasswd.write_text("".join(
-                f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt()).decode()}\n"
-                for u, p in self.users.items()))
+            htpasswd.write_text(
+                "".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt()).decode()}\n" for u, p in self.users.items())
+            )
             config["auth"] = {"htpasswd": {"realm": "basic-realm", "path": str(htpasswd)}}
         elif self.token_auth:  # Bearer-token challenge flow, as public registries use
             config["auth"] = {"token": dict(self.token_auth)}
@@ -380,8 +433,7 @@ class Registry(Service):
 
     def _answers(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/v2/", timeout=5,
-                                        context=self.ssl_context()) as resp:
+            with urllib.request.urlopen(f"{self.url}/v2/", timeout=5, context=self.ssl_context()) as resp:
                 return bool(resp.status == 200)
         except urllib.error.HTTPError as exc:
             return exc.code == 401
@@ -402,6 +454,7 @@ class Registry3(Registry):
     answers the referrers path with 404, so tools fall back to the ``sha256-<hex>`` tag.
     OpenTelemetry tracing is compiled in and on by default; the exporter is turned off here
     (it would try to reach a collector on localhost:4318 and log every failure)."""
+
     name = "registry3"
     implementation = "distribution 3"
 
@@ -447,7 +500,7 @@ def _libtrust_jwks(bundle: Path) -> list[dict[str, str]]:
             continue
         der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
-        kid = ":".join(b32[i:i + 4] for i in range(0, len(b32), 4))
+        kid = ":".join(b32[i : i + 4] for i in range(0, len(b32), 4))
         numbers = public.public_numbers()
 
         def b64url(value: int) -> str:
@@ -463,6 +516,7 @@ class Postgres(Service):
     The cluster lives in base_dir when user postgres can reach it, else in a private
     /tmp/pt-XXXX (pytest's tmp dirs are root-only 0700) that stop() deletes after copying the
     log into base_dir, so nothing piles up in /tmp: `run_dir`, `data_dir`, `log_path` say where."""
+
     name = "postgres"
     start_timeout = 60.0
 
@@ -482,8 +536,7 @@ class Postgres(Service):
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def _as_postgres(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-        return run(["/usr/sbin/runuser", "-u", "postgres", "--", *args], timeout=timeout,
-                   cwd=self.run_dir)
+        return run(["/usr/sbin/runuser", "-u", "postgres", "--", *args], timeout=timeout, cwd=self.run_dir)
 
     def start(self) -> None:
         started = time.monotonic()
@@ -491,14 +544,37 @@ class Postgres(Service):
         shutil.chown(self.run_dir, "postgres", "postgres")
         self.log_path = self._server_log
         if not (self.data_dir / "PG_VERSION").exists():
-            self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-A", "trust",
-                              "-U", "postgres", "--encoding=UTF8", "--locale=C", "--no-sync")
-        options = (f"-k {self.run_dir} -p {self.port} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
+            self._as_postgres(
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
+        options = (
+            f"-k {self.run_dir} -p {self.port} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+        )
         try:
-            self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
-                              "-l", str(self._server_log), "-w", "-t", str(int(self.start_timeout)),
-                              "start", timeout=self.start_timeout + 10)
+            self._as_postgres(
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-o",
+                options,
+                "-l",
+                str(self._server_log),
+                "-w",
+                "-t",
+                str(int(self.start_timeout)),
+                "start",
+                timeout=self.start_timeout + 10,
+            )
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             raise self._failure(f"did not start ({exc})") from exc
         self._wait_ready(self._answers, started)
@@ -512,8 +588,27 @@ class Postgres(Service):
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL through psql over TCP; unaligned, tuples-only output."""
-        out = run([PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
-                   "-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql], timeout=60)
+        out = run(
+            [
+                PSQL,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                sql,
+            ],
+            timeout=60,
+        )
         return out.stdout.decode()
 
     def create_database(self, name: str, template: str | None = None) -> str:
@@ -532,8 +627,16 @@ class Postgres(Service):
         pid_file = self.data_dir / "postmaster.pid"
         if pid_file.exists():
             try:
-                self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
-                                  "-w", "stop", timeout=self.stop_timeout + 10)
+                self._as_postgres(
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                    timeout=self.stop_timeout + 10,
+                )
             except (RuntimeError, subprocess.TimeoutExpired):
                 try:  # SIGQUIT: immediate shutdown
                     os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
@@ -554,8 +657,9 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _skopeo(mode: Sequence[str], ref: str, tls_verify: bool, cert_dir: PathLike | None,
-            creds: str | None) -> dict[str, Any]:
+def _skopeo(
+    mode: Sequence[str], ref: str, tls_verify: bool, cert_dir: PathLike | None, creds: str | None
+) -> dict[str, Any]:
     args = [SKOPEO, "inspect", *mode, f"--tls-verify={'true' if tls_verify else 'false'}"]
     if cert_dir is not None:
         args += ["--cert-dir", str(cert_dir)]
@@ -566,14 +670,16 @@ def _skopeo(mode: Sequence[str], ref: str, tls_verify: bool, cert_dir: PathLike 
     return result
 
 
-def skopeo_inspect(ref: str, *, tls_verify: bool, cert_dir: PathLike | None = None,
-                   creds: str | None = None, raw: bool = False) -> dict[str, Any]:
+def skopeo_inspect(
+    ref: str, *, tls_verify: bool, cert_dir: PathLike | None = None, creds: str | None = None, raw: bool = False
+) -> dict[str, Any]:
     """What a registry really holds, seen by a client independent of the code under test.
     `ref` without a transport means docker://ref; raw=True returns the manifest itself."""
     return _skopeo(["--raw"] if raw else [], ref, tls_verify, cert_dir, creds)
 
 
-def skopeo_config(ref: str, *, tls_verify: bool, cert_dir: PathLike | None = None,
-                  creds: str | None = None) -> dict[str, Any]:
+def skopeo_config(
+    ref: str, *, tls_verify: bool, cert_dir: PathLike | None = None, creds: str | None = None
+) -> dict[str, Any]:
     """The image config (labels, env, cmd, history) as `skopeo inspect --config` gives it."""
     return _skopeo(["--config"], ref, tls_verify, cert_dir, creds)

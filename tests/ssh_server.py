@@ -123,14 +123,15 @@ def _check_path(path: Path) -> str:
     return text
 
 
-
-
 def _keygen(private_key: Path, comment: str) -> None:
     if not SSH_KEYGEN.exists():
         raise RuntimeError(f"{SSH_KEYGEN} is missing: run `bash scripts/install-test-deps.sh`")
     proc = subprocess.run(
         [str(SSH_KEYGEN), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(private_key)],
-        capture_output=True, stdin=subprocess.DEVNULL, timeout=30, check=False,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"ssh-keygen failed: {proc.stderr.decode(errors='replace')}")
@@ -160,12 +161,27 @@ def git_ssh_command(private_key: Path, known_hosts: Path) -> str:
     ``-F /dev/null`` and ``GlobalKnownHostsFile=/dev/null`` keep the machine's own ssh config
     and known hosts out of it; ``BatchMode`` makes any prompt a failure instead of a hang.
     """
-    return shlex.join([
-        str(SSH), "-F", "/dev/null", "-i", str(private_key), "-o", "IdentitiesOnly=yes",
-        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-        "-o", "ConnectTimeout=10",
-    ])
+    return shlex.join(
+        [
+            str(SSH),
+            "-F",
+            "/dev/null",
+            "-i",
+            str(private_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ]
+    )
 
 
 def _proc_table() -> dict[int, tuple[int, str]]:
@@ -179,7 +195,7 @@ def _proc_table() -> dict[int, tuple[int, str]]:
         except OSError:
             continue
         # comm (field 2) may hold spaces and parentheses: split after its last ')'.
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         table[int(entry)] = (int(fields[1]), fields[19])
     return table
 
@@ -189,7 +205,7 @@ def _start_time(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] == "Z":
         return None  # a zombie has exited already; its parent (init, or us) reaps it
     return fields[19]
@@ -251,19 +267,19 @@ class SshGitServer:
         with open(self.log_path, "ab") as log:
             proc = subprocess.Popen(
                 [str(SSHD), "-D", "-e", "-f", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         # sshd writes its pid file once its listening socket is bound.
         while not self._pid_file_ready(proc.pid):
             if proc.poll() is not None:
-                raise RuntimeError(f"sshd exited with {proc.returncode} on port {port}:\n"
-                                   f"{log_tail(self.log_path)}")
+                raise RuntimeError(f"sshd exited with {proc.returncode} on port {port}:\n{log_tail(self.log_path)}")
             if time.monotonic() > deadline:
                 self._terminate(proc, [])
-                raise RuntimeError(f"sshd did not start in {START_TIMEOUT}s:\n"
-                                   f"{log_tail(self.log_path)}")
+                raise RuntimeError(f"sshd did not start in {START_TIMEOUT}s:\n{log_tail(self.log_path)}")
             time.sleep(0.01)
         self._proc, self._port = proc, port
 
@@ -277,43 +293,45 @@ class SshGitServer:
         def q(path: Path) -> str:
             return f'"{path}"'
 
-        return "\n".join([
-            "# Written by tests/ssh_server.py: a loopback Git host, root by forced command only.",
-            f"Port {port}",
-            "ListenAddress 127.0.0.1",
-            f"HostKey {q(self.host_key)}",
-            f"PidFile {q(self.pid_path)}",
-            f"AuthorizedKeysFile {q(self.authorized_keys)}",
-            "AuthorizedPrincipalsFile none",
-            # base_dir belongs to root and sits under 0700 pytest dirs; nothing to check.
-            "StrictModes no",
-            "UsePAM no",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "HostbasedAuthentication no",
-            "PermitEmptyPasswords no",
-            f"AllowUsers {LOGIN_USER}",
-            "PermitRootLogin forced-commands-only",
-            # Only the HOME=... that add_deploy_key writes into each key's options.
-            "PermitUserEnvironment HOME",
-            "AcceptEnv GIT_PROTOCOL",
-            "PermitUserRC no",
-            "PermitTTY no",
-            "AllowTcpForwarding no",
-            "AllowStreamLocalForwarding no",
-            "AllowAgentForwarding no",
-            "X11Forwarding no",
-            "PermitTunnel no",
-            "GatewayPorts no",
-            "PrintMotd no",
-            "PrintLastLog no",
-            "UseDNS no",
-            "LoginGraceTime 30",
-            "LogLevel VERBOSE",
-            *([f"KexAlgorithms {self.kex_algorithms}"] if self.kex_algorithms else []),
-            "",
-        ])
+        return "\n".join(
+            [
+                "# Written by tests/ssh_server.py: a loopback Git host, root by forced command only.",
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {q(self.host_key)}",
+                f"PidFile {q(self.pid_path)}",
+                f"AuthorizedKeysFile {q(self.authorized_keys)}",
+                "AuthorizedPrincipalsFile none",
+                # base_dir belongs to root and sits under 0700 pytest dirs; nothing to check.
+                "StrictModes no",
+                "UsePAM no",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "HostbasedAuthentication no",
+                "PermitEmptyPasswords no",
+                f"AllowUsers {LOGIN_USER}",
+                "PermitRootLogin forced-commands-only",
+                # Only the HOME=... that add_deploy_key writes into each key's options.
+                "PermitUserEnvironment HOME",
+                "AcceptEnv GIT_PROTOCOL",
+                "PermitUserRC no",
+                "PermitTTY no",
+                "AllowTcpForwarding no",
+                "AllowStreamLocalForwarding no",
+                "AllowAgentForwarding no",
+                "X11Forwarding no",
+                "PermitTunnel no",
+                "GatewayPorts no",
+                "PrintMotd no",
+                "PrintLastLog no",
+                "UseDNS no",
+                "LoginGraceTime 30",
+                "LogLevel VERBOSE",
+                *([f"KexAlgorithms {self.kex_algorithms}"] if self.kex_algorithms else []),
+                "",
+            ]
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         """End sshd and every connection it still serves: SIGTERM, then SIGKILL after timeout."""
@@ -337,8 +355,7 @@ class SshGitServer:
         self.pid_path.unlink(missing_ok=True)
 
     @staticmethod
-    def _terminate(proc: subprocess.Popen[bytes], descendants: list[tuple[int, str]],
-                   timeout: float = 5.0) -> None:
+    def _terminate(proc: subprocess.Popen[bytes], descendants: list[tuple[int, str]], timeout: float = 5.0) -> None:
         def alive() -> list[int]:
             return [pid for pid, start in descendants if _start_time(pid) == start]
 
@@ -365,8 +382,9 @@ class SshGitServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -407,18 +425,27 @@ class SshGitServer:
         if path.exists():
             raise FileExistsError(path)
         path.mkdir(parents=True)
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.home_dir),
-               "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
-        subprocess.run(["git", "init", "--bare", "--quiet", f"--initial-branch={initial_branch}"],
-                       cwd=path, env=env, check=True, capture_output=True, timeout=30)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.home_dir),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+        }
+        subprocess.run(
+            ["git", "init", "--bare", "--quiet", f"--initial-branch={initial_branch}"],
+            cwd=path,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         return path
 
     def url_for(self, name: str) -> str:
         """``ssh://root@127.0.0.1:PORT/<absolute path of the bare repository>``."""
         return f"ssh://{LOGIN_USER}@127.0.0.1:{self.port}{self.repo_path(name)}"
 
-    def add_deploy_key(self, public_key_text: str, *, repos: Iterable[str] = (),
-                       read_only: bool = False) -> None:
+    def add_deploy_key(self, public_key_text: str, *, repos: Iterable[str] = (), read_only: bool = False) -> None:
         """Authorize a public key for git fetch/clone (and push unless ``read_only``).
 
         With ``repos`` the key reaches only those repositories (GitHub's deploy keys are
@@ -426,15 +453,18 @@ class SshGitServer:
         on the next connection: sshd reads ``authorized_keys`` at every login.
         """
         fields = public_key_text.strip().split()
-        if "\n" in public_key_text.strip() or len(fields) < 2 \
-                or not re.fullmatch(r"(ssh|ecdsa|sk)-[A-Za-z0-9@.+-]+", fields[0]) \
-                or not re.fullmatch(r"[A-Za-z0-9+/=]+", fields[1]):
+        if (
+            "\n" in public_key_text.strip()
+            or len(fields) < 2
+            or not re.fullmatch(r"(ssh|ecdsa|sk)-[A-Za-z0-9@.+-]+", fields[0])
+            or not re.fullmatch(r"[A-Za-z0-9+/=]+", fields[1])
+        ):
             raise ValueError(f"not an OpenSSH public key line: {public_key_text!r}")
         paths = [_check_path(self.repo_path(name)) for name in repos]
-        command = " ".join(["exec", "/bin/sh", _check_path(self.git_serve),
-                            "ro" if read_only else "rw", *(f"'{p}'" for p in paths)])
-        options = (f'restrict,environment="HOME={_check_path(self.home_dir)}",'
-                   f'command="{command}"')
+        command = " ".join(
+            ["exec", "/bin/sh", _check_path(self.git_serve), "ro" if read_only else "rw", *(f"'{p}'" for p in paths)]
+        )
+        options = f'restrict,environment="HOME={_check_path(self.home_dir)}",command="{command}"'
         with open(self.authorized_keys, "a") as out:
             out.write(f"{options} {' '.join(fields)}\n")
 

@@ -69,6 +69,7 @@ ANONYMOUS = ""  # the key in `grants` for anonymous clients (used only with anon
 
 class TokenRequest(NamedTuple):
     """One request for a token: who asked (None = anonymous) and the scopes, as sent."""
+
     user: str | None
     scopes: tuple[str, ...]
 
@@ -76,6 +77,7 @@ class TokenRequest(NamedTuple):
 class TokenCall(NamedTuple):
     """One request to /token, whatever came of it. grant_type is None for GET; user is who the
     credentials named (the owner of a refresh token, None when unknown or anonymous)."""
+
     method: str
     grant_type: str | None
     user: str | None
@@ -86,6 +88,7 @@ class TokenCall(NamedTuple):
 
 class Scope(NamedTuple):
     """A parsed scope: `repository:team/app:pull,push` or `repository(plugin):x:pull`."""
+
     type: str
     resource_class: str
     name: str
@@ -99,10 +102,9 @@ class ScopeError(ValueError):
 def libtrust_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     """The libtrust fingerprint distribution looks keys up by (the JWT header's `kid`):
     base32 of the first 30 bytes of sha256(SubjectPublicKeyInfo DER), 12 groups of 4, ':'."""
-    der = public_key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode("ascii")  # 48 chars, no '='
-    return ":".join(b32[i:i + 4] for i in range(0, len(b32), 4))
+    return ":".join(b32[i : i + 4] for i in range(0, len(b32), 4))
 
 
 def parse_scope(scope: str) -> Scope:
@@ -142,8 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         params = parse_qs(url.query, keep_blank_values=True)
         owner = self.server.owner
         status, body, headers, user = owner._answer_get(params, self.headers.get("Authorization"))
-        owner._record(TokenCall("GET", None, user, tuple(split_scopes(params.get("scope", []))),
-                                None, status))
+        owner._record(TokenCall("GET", None, user, tuple(split_scopes(params.get("scope", []))), None, status))
         self._send(status, body, headers)
 
     def do_POST(self) -> None:
@@ -156,13 +157,19 @@ class _Handler(BaseHTTPRequestHandler):
         form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
         owner = self.server.owner
         status, body, headers, user = owner._answer_post(form)
-        owner._record(TokenCall("POST", form.get("grant_type", [""])[-1], user,
-                                tuple(split_scopes(form.get("scope", []))),
-                                form.get("client_id", [None])[-1], status))
+        owner._record(
+            TokenCall(
+                "POST",
+                form.get("grant_type", [""])[-1],
+                user,
+                tuple(split_scopes(form.get("scope", []))),
+                form.get("client_id", [None])[-1],
+                status,
+            )
+        )
         self._send(status, body, headers)
 
-    def _send(self, status: int, body: Mapping[str, Any],
-              headers: Mapping[str, str] | None = None) -> None:
+    def _send(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -181,17 +188,25 @@ class TokenServer:
     """A token server on 127.0.0.1 (a free port, bound at construction so that `realm` is known
     before `start()`), serving from a background thread; see the module docstring."""
 
-    def __init__(self, base_dir: str | Path, *, users: Mapping[str, str],
-                 service: str = "test-registry", issuer: str = "test-issuer",
-                 grants: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
-                 anonymous_pull: bool = False, expires_in: int = 300,
-                 refresh_tokens: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: str | Path,
+        *,
+        users: Mapping[str, str],
+        service: str = "test-registry",
+        issuer: str = "test-issuer",
+        grants: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+        anonymous_pull: bool = False,
+        expires_in: int = 300,
+        refresh_tokens: Mapping[str, str] | None = None,
+    ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.users = dict(users)
         self.service, self.issuer = service, issuer
-        self.grants = {user: {glob: list(actions) for glob, actions in rules.items()}
-                       for user, rules in (grants or {}).items()}
+        self.grants = {
+            user: {glob: list(actions) for glob, actions in rules.items()} for user, rules in (grants or {}).items()
+        }
         self.anonymous_pull = anonymous_pull
         self.expires_in = expires_in  # seconds; may be changed between requests
         self.rootcertbundle = self.base_dir / "token-cert.pem"
@@ -200,8 +215,7 @@ class TokenServer:
         self.rejected: list[TokenRequest] = []  # every 401 (bad or missing credentials)
         self.calls: list[TokenCall] = []  # every request to /token, with its status
         # refresh token -> user: configured ones, then those issued by the password grant
-        self._refresh_tokens: dict[str, str] = {
-            token: user for user, token in (refresh_tokens or {}).items()}
+        self._refresh_tokens: dict[str, str] = {token: user for user, token in (refresh_tokens or {}).items()}
         self._lock = threading.Lock()
         self._key = ec.generate_private_key(ec.SECP256R1())
         self.public_key = self._key.public_key()
@@ -223,8 +237,12 @@ class TokenServer:
 
     def registry_auth(self) -> dict[str, str]:
         """The `auth.token` section of a distribution config: pass as Registry(token_auth=...)."""
-        return {"realm": self.realm, "service": self.service, "issuer": self.issuer,
-                "rootcertbundle": str(self.rootcertbundle)}
+        return {
+            "realm": self.realm,
+            "service": self.service,
+            "issuer": self.issuer,
+            "rootcertbundle": str(self.rootcertbundle),
+        }
 
     def start(self) -> None:
         if self._thread is not None:
@@ -232,8 +250,9 @@ class TokenServer:
         if self._httpd is None:  # stopped before: listen on the same port again
             self._httpd = self._bind(self.port)
         httpd = self._httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"token-server-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=f"token-server-{self.port}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -295,74 +314,120 @@ class TokenServer:
             access.append(entry)
         return access
 
-    def make_token(self, subject: str | None, access: Sequence[Mapping[str, Any]], *,
-                   expires_in: int | None = None, issued_at: float | None = None) -> str:
+    def make_token(
+        self,
+        subject: str | None,
+        access: Sequence[Mapping[str, Any]],
+        *,
+        expires_in: int | None = None,
+        issued_at: float | None = None,
+    ) -> str:
         """Sign a token for exactly `access` (no policy applied): what the HTTP endpoint
         returns, and what a test uses to craft an expired or differently scoped token."""
         now = int(time.time() if issued_at is None else issued_at)
         lifetime = self.expires_in if expires_in is None else expires_in
-        claims = {"iss": self.issuer, "sub": subject or "", "aud": self.service,
-                  "iat": now, "nbf": now, "exp": now + lifetime,
-                  "jti": secrets.token_urlsafe(18), "access": [dict(a) for a in access]}
-        return jwt.encode(claims, self._key, algorithm="ES256",
-                          headers={"kid": self.key_id, "typ": "JWT"})
+        claims = {
+            "iss": self.issuer,
+            "sub": subject or "",
+            "aud": self.service,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "jti": secrets.token_urlsafe(18),
+            "access": [dict(a) for a in access],
+        }
+        return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.key_id, "typ": "JWT"})
 
     def decode(self, token: str, *, verify_exp: bool = True) -> dict[str, Any]:
         """The claims of a token this server signed (signature, issuer, audience checked)."""
-        claims: dict[str, Any] = jwt.decode(token, self.public_key, algorithms=["ES256"],
-                                            audience=self.service, issuer=self.issuer,
-                                            options={"verify_exp": verify_exp})
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self.public_key,
+            algorithms=["ES256"],
+            audience=self.service,
+            issuer=self.issuer,
+            options={"verify_exp": verify_exp},
+        )
         return claims
 
     # -- the HTTP endpoint -----------------------------------------------------------------
 
-    def _answer_get(self, params: Mapping[str, list[str]], authorization: str | None,
-                    ) -> tuple[int, dict[str, Any], dict[str, str], str | None]:
+    def _answer_get(
+        self,
+        params: Mapping[str, list[str]],
+        authorization: str | None,
+    ) -> tuple[int, dict[str, Any], dict[str, str], str | None]:
         scopes = split_scopes(params.get("scope", []))
         try:
             credentials = _basic_credentials(authorization)
         except ValueError as exc:
             return (*self._unauthorized(None, scopes, str(exc)), None)
         user = credentials[0] if credentials else None
-        return (*self._issue(params.get("service", [""])[-1], scopes, credentials, oauth=False),
-                user)
+        return (*self._issue(params.get("service", [""])[-1], scopes, credentials, oauth=False), user)
 
-    def _answer_post(self, form: Mapping[str, list[str]],
-                     ) -> tuple[int, dict[str, Any], dict[str, str], str | None]:
+    def _answer_post(
+        self,
+        form: Mapping[str, list[str]],
+    ) -> tuple[int, dict[str, Any], dict[str, str], str | None]:
         def last(name: str) -> str:
             return form.get(name, [""])[-1]
+
         grant_type = last("grant_type")
         scopes = split_scopes(form.get("scope", []))
         offline = last("access_type") == "offline"
         if grant_type == "password":
             credentials = (last("username"), last("password"))
-            return (*self._issue(last("service"), scopes, credentials, oauth=True,
-                                 offline=offline), credentials[0])
+            return (*self._issue(last("service"), scopes, credentials, oauth=True, offline=offline), credentials[0])
         if grant_type == "refresh_token":
             refresh_token = last("refresh_token")
             with self._lock:
                 user = self._refresh_tokens.get(refresh_token) if refresh_token else None
             if not last("client_id"):
-                return 400, {"error": "invalid_request",
-                             "error_description": "client_id is required"}, {}, user
+                return 400, {"error": "invalid_request", "error_description": "client_id is required"}, {}, user
             if user is None:
-                return 400, {"error": "invalid_grant",
-                             "error_description": "unknown or revoked refresh token"}, {}, None
-            return (*self._issue(last("service"), scopes, None, oauth=True, user=user,
-                                 refresh_token=refresh_token if offline else None), user)
-        return 400, {"error": "unsupported_grant_type",
-                     "error_description": f"grant_type {grant_type!r}: only password and "
-                                          "refresh_token"}, {}, None
+                return (
+                    400,
+                    {"error": "invalid_grant", "error_description": "unknown or revoked refresh token"},
+                    {},
+                    None,
+                )
+            return (
+                *self._issue(
+                    last("service"),
+                    scopes,
+                    None,
+                    oauth=True,
+                    user=user,
+                    refresh_token=refresh_token if offline else None,
+                ),
+                user,
+            )
+        return (
+            400,
+            {
+                "error": "unsupported_grant_type",
+                "error_description": f"grant_type {grant_type!r}: only password and refresh_token",
+            },
+            {},
+            None,
+        )
 
-    def _issue(self, service: str, scopes: list[str], credentials: tuple[str, str] | None,
-               *, oauth: bool, offline: bool = False, user: str | None = None,
-               refresh_token: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _issue(
+        self,
+        service: str,
+        scopes: list[str],
+        credentials: tuple[str, str] | None,
+        *,
+        oauth: bool,
+        offline: bool = False,
+        user: str | None = None,
+        refresh_token: str | None = None,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """A token for `credentials` (checked here), or for `user` when a refresh token already
         authenticated them. `offline`: also issue a new refresh token (password grant);
         `refresh_token`: hand back that one (refresh grant with access_type=offline)."""
         if service and service != self.service:
-            return 400, {"errors": [{"code": "UNSUPPORTED",
-                                     "message": f"unknown service {service!r}"}]}, {}
+            return 400, {"errors": [{"code": "UNSUPPORTED", "message": f"unknown service {service!r}"}]}, {}
         if user is not None:
             pass  # authenticated by its refresh token
         elif credentials is None:
@@ -382,9 +447,12 @@ class TokenServer:
         token = self.make_token(user, access, issued_at=now)
         with self._lock:
             self.requests.append(TokenRequest(user, tuple(scopes)))
-        body: dict[str, Any] = {"token": token, "access_token": token,
-                                "expires_in": self.expires_in,
-                                "issued_at": _rfc3339(now)}
+        body: dict[str, Any] = {
+            "token": token,
+            "access_token": token,
+            "expires_in": self.expires_in,
+            "issued_at": _rfc3339(now),
+        }
         if oauth:
             body["scope"] = " ".join(scopes)
             if offline and user is not None:
@@ -397,12 +465,19 @@ class TokenServer:
         with self._lock:
             self.calls.append(call)
 
-    def _unauthorized(self, user: str | None, scopes: list[str], why: str,
-                      ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _unauthorized(
+        self,
+        user: str | None,
+        scopes: list[str],
+        why: str,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             self.rejected.append(TokenRequest(user, tuple(scopes)))
-        return (401, {"errors": [{"code": "UNAUTHORIZED", "message": why}]},
-                {"WWW-Authenticate": f'Basic realm="{self.issuer}"'})
+        return (
+            401,
+            {"errors": [{"code": "UNAUTHORIZED", "message": why}]},
+            {"WWW-Authenticate": f'Basic realm="{self.issuer}"'},
+        )
 
     def _allowed(self, user: str | None, rtype: str, name: str) -> set[str]:
         """Actions the policy allows on one resource. Globs without ':' match repository names
@@ -410,7 +485,8 @@ class TokenServer:
         e.g. {"registry:catalog": ["*"]} for the catalog."""
         if user is None:
             rules: Mapping[str, Sequence[str]] = (
-                self.grants.get(ANONYMOUS, {"*": ["pull"]}) if self.anonymous_pull else {})
+                self.grants.get(ANONYMOUS, {"*": ["pull"]}) if self.anonymous_pull else {}
+            )
         else:
             rules = self.grants.get(user, DEFAULT_GRANT)
         repository = rtype == "repository"
@@ -434,17 +510,31 @@ class TokenServer:
         """A self-signed certificate of the signing key: the registry's rootcertbundle."""
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
         now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(self.public_key).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1))
-                .not_valid_after(now + datetime.timedelta(days=days))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                             content_commitment=False, key_encipherment=False,
-                                             data_encipherment=False, key_agreement=False,
-                                             crl_sign=False, encipher_only=False,
-                                             decipher_only=False), critical=True)
-                .sign(self._key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self._key, hashes.SHA256())
+        )
         self.rootcertbundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def _log(self, line: str) -> None:

@@ -4,6 +4,7 @@ by version (buildkitd, buildctl, buildx, cosign 2 and 3, crane, distribution 3's
 A test that needs one calls ``tool("crane")``: a missing tool fails the test with the command
 that installs it, never skips it.
 """
+
 from __future__ import annotations
 
 import os

@@ -135,13 +135,20 @@ class QueueWorker:
             return None
         except LockBusy as exc:  # the holder may be frozen: wait our turn however long, counting no failure
             log.info("worker %s: %s: %s", self.name, job.name, exc.message)
-            return Outcome("retry", error=f"waiting: {exc.message}",
-                           delay=dt.timedelta(seconds=random.uniform(0.5, 1.5)), attempt=False)
+            return Outcome(
+                "retry",
+                error=f"waiting: {exc.message}",
+                delay=dt.timedelta(seconds=random.uniform(0.5, 1.5)),
+                attempt=False,
+            )
         except PipelineError as exc:
             if exc.retryable and job.attempts < self.config.worker.max_attempts:
                 asked = getattr(exc, "retry_after", None)  # a step that said when (StepResult.retry_after)
-                delay = (dt.timedelta(seconds=asked) if asked is not None
-                         else retry_delay(job.attempts, base=self.config.worker.retry_seconds))
+                delay = (
+                    dt.timedelta(seconds=asked)
+                    if asked is not None
+                    else retry_delay(job.attempts, base=self.config.worker.retry_seconds)
+                )
                 return Outcome("retry", error=f"will retry: {exc.message}", delay=delay)
             return Outcome("failed", error=exc.message)
         except Exception as exc:  # a bug must still end the job with a readable error
@@ -165,8 +172,7 @@ class QueueWorker:
         except LeaseLost as exc:
             log.warning("worker %s: %s", self.name, exc.message)
             return
-        log.info("worker %s: %s %s", self.name, job.name,
-                 "requeued" if outcome.status == "retry" else outcome.status)
+        log.info("worker %s: %s %s", self.name, job.name, "requeued" if outcome.status == "retry" else outcome.status)
 
 
 def traceback_lines(exc: BaseException) -> list[str]:

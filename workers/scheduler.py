@@ -43,8 +43,9 @@ def start_scheduler(db: Database, config: Config | LiveConfig) -> BackgroundSche
     scheduler = BackgroundScheduler(daemon=True)
     follower = ReloadFollower(db, live)
     follower.mark_current()
-    scheduler.add_job(follower.check, "interval", seconds=CHECK_SECONDS, id="follow-config-reloads",
-                      max_instances=1, coalesce=True)
+    scheduler.add_job(
+        follower.check, "interval", seconds=CHECK_SECONDS, id="follow-config-reloads", max_instances=1, coalesce=True
+    )
     _plan(scheduler, db, live)
     live.on_change(lambda _: _plan(scheduler, db, live))
     scheduler.start()
@@ -55,7 +56,8 @@ def _plan(scheduler: BackgroundScheduler, db: Database, live: LiveConfig) -> Non
     """(Re)place every duty that depends on the config; each reads ``live.current`` when it runs."""
     config = live.current
     duties: dict[str, tuple[Callable[[Database, LiveConfig], object], int, list[object]]] = {
-        "reap-expired-leases": (reap_expired_leases, config.worker.reap_seconds, [db, live])}
+        "reap-expired-leases": (reap_expired_leases, config.worker.reap_seconds, [db, live])
+    }
     if any(env.gitops and env.gitops.pull_request for p in config.projects.values() for env in p.environments):
         duties["check-pull-requests"] = (_check_pull_requests, config.worker.merge_check_seconds, [db, live])
     polled = {f"poll-{name}": project.poll for name, project in config.projects.items() if project.poll}
@@ -63,14 +65,30 @@ def _plan(scheduler: BackgroundScheduler, db: Database, live: LiveConfig) -> Non
         if job.id != "follow-config-reloads" and job.id not in duties and job.id not in polled:
             job.remove()
     for job_id, (duty, seconds, args) in duties.items():
-        scheduler.add_job(duty, "interval", seconds=seconds, args=args, id=job_id, max_instances=1, coalesce=True,
-                          replace_existing=True)
+        scheduler.add_job(
+            duty,
+            "interval",
+            seconds=seconds,
+            args=args,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
+        )
     for job_id, seconds in polled.items():
         existing = scheduler.get_job(job_id)
         if existing is None or existing.trigger.interval.total_seconds() != seconds:
-            scheduler.add_job(_poll, "interval", seconds=seconds, args=[db, live, job_id.removeprefix("poll-")],
-                              id=job_id, max_instances=1, coalesce=True, replace_existing=True,
-                              next_run_time=datetime.now(UTC))
+            scheduler.add_job(
+                _poll,
+                "interval",
+                seconds=seconds,
+                args=[db, live, job_id.removeprefix("poll-")],
+                id=job_id,
+                max_instances=1,
+                coalesce=True,
+                replace_existing=True,
+                next_run_time=datetime.now(UTC),
+            )
 
 
 def _check_pull_requests(db: Database, live: LiveConfig) -> None:

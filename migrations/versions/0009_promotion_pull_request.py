@@ -10,17 +10,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009'
-down_revision = '0008'
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('promotions', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('gitops_pull_request', sa.String(length=500), nullable=True))
+    with op.batch_alter_table("promotions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("gitops_pull_request", sa.String(length=500), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('promotions', schema=None) as batch_op:
-        batch_op.drop_column('gitops_pull_request')
+    with op.batch_alter_table("promotions", schema=None) as batch_op:
+        batch_op.drop_column("gitops_pull_request")

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('builds', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_builds_branch_project_id'), ['branch', 'project', 'id'], unique=False)
+    with op.batch_alter_table("builds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_builds_branch_project_id"), ["branch", "project", "id"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('builds', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_builds_branch_project_id'))
+    with op.batch_alter_table("builds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_builds_branch_project_id"))

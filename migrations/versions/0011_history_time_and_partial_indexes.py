@@ -22,8 +22,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0010'
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
@@ -31,27 +31,32 @@ WAITING_SQL = "status IN ('pending', 'running', 'awaiting_merge')"
 ARRIVED_SQL = "status = 'succeeded'"
 
 INDEXES = [
-    ('ix_builds_created_at_id', 'builds', ['created_at', 'id'], None),
-    ('ix_promotions_created_at_id', 'promotions', ['created_at', 'id'], None),
-    ('ix_promotions_project_environment_created_at_id', 'promotions', ['project', 'environment', 'created_at', 'id'],
-     None),
-    ('ix_promotions_actor_id', 'promotions', ['actor', 'id'], None),
-    ('ix_promotions_waiting', 'promotions', ['project', 'environment'], WAITING_SQL),
-    ('ix_promotions_arrivals', 'promotions', ['project', 'environment', 'finished_at'], ARRIVED_SQL),
+    ("ix_builds_created_at_id", "builds", ["created_at", "id"], None),
+    ("ix_promotions_created_at_id", "promotions", ["created_at", "id"], None),
+    (
+        "ix_promotions_project_environment_created_at_id",
+        "promotions",
+        ["project", "environment", "created_at", "id"],
+        None,
+    ),
+    ("ix_promotions_actor_id", "promotions", ["actor", "id"], None),
+    ("ix_promotions_waiting", "promotions", ["project", "environment"], WAITING_SQL),
+    ("ix_promotions_arrivals", "promotions", ["project", "environment", "finished_at"], ARRIVED_SQL),
 ]
 
 
 def upgrade() -> None:
-    postgres = op.get_bind().dialect.name == 'postgresql'
+    postgres = op.get_bind().dialect.name == "postgresql"
     if not postgres:
         for name, table, columns, where in INDEXES:
             op.create_index(name, table, columns, sqlite_where=sa.text(where) if where else None)
         return
     with op.get_context().autocommit_block():
         for name, table, columns, where in INDEXES:
-            op.execute(f'DROP INDEX CONCURRENTLY IF EXISTS {name}')  # an interrupted build leaves it invalid
-            op.create_index(name, table, columns, postgresql_concurrently=True,
-                            postgresql_where=sa.text(where) if where else None)
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")  # an interrupted build leaves it invalid
+            op.create_index(
+                name, table, columns, postgresql_concurrently=True, postgresql_where=sa.text(where) if where else None
+            )
 
 
 def downgrade() -> None:

@@ -39,8 +39,18 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
     app.state.needs_engine = needs_engine
     install_problem_handlers(app)
     keep_example_nulls(app)
-    for router in (health.router, metrics.router, webhooks.router, builds.router, promotions.router, environments.router,
-                   images.router, tokens.router, settings.router, ui.router):
+    for router in (
+        health.router,
+        metrics.router,
+        webhooks.router,
+        builds.router,
+        promotions.router,
+        environments.router,
+        images.router,
+        tokens.router,
+        settings.router,
+        ui.router,
+    ):
         app.include_router(router)
     return app
 

@@ -36,13 +36,19 @@ def keep_example_nulls(app: FastAPI) -> None:
 
 def restore_nulls(document: Document) -> None:
     """Put back the nulls of every example in ``document`` (see :func:`keep_example_nulls`)."""
+
     def walk_schema(schema: Any) -> None:
         if not isinstance(schema, dict):
             return
         for example in schema.get("examples", []) if isinstance(schema.get("examples"), list) else []:
             _fill(document, schema, example)
-        for sub in [*schema.get("properties", {}).values(), schema.get("items"), *schema.get("anyOf", []),
-                    *schema.get("oneOf", []), *schema.get("allOf", [])]:
+        for sub in [
+            *schema.get("properties", {}).values(),
+            schema.get("items"),
+            *schema.get("anyOf", []),
+            *schema.get("oneOf", []),
+            *schema.get("allOf", []),
+        ]:
             walk_schema(sub)
 
     def walk_media(holder: dict[str, Any]) -> None:

@@ -44,10 +44,18 @@ _HOW = "send an API token as `Authorization: Bearer <token>` (an admin creates o
 
 
 def _principal(
-    config: ConfigDep, db: DatabaseDep,
+    config: ConfigDep,
+    db: DatabaseDep,
     authorization: Annotated[str | None, Header(description="`Bearer <API token>`")] = None,
-    x_pipeline_actor: Annotated[str | None, Header(max_length=100, description=(
-        "Who acts, recorded on what the request causes; only with api.auth: false (tokens name the actor)"))] = None,
+    x_pipeline_actor: Annotated[
+        str | None,
+        Header(
+            max_length=100,
+            description=(
+                "Who acts, recorded on what the request causes; only with api.auth: false (tokens name the actor)"
+            ),
+        ),
+    ] = None,
 ) -> Principal | None:
     """The token's principal; ``None`` for a request without one (refused unless reads are open)."""
     if not config.api.auth:

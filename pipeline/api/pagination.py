@@ -44,8 +44,9 @@ def decode_cursor(cursor: str | None, *, by_time: bool = False) -> Before | None
     except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         raise InvalidRequest(_NOT_OURS) from None
     if by_time and created_at is None:
-        raise InvalidRequest("this cursor continues a listing without since/until; with a time range, "
-                             "start again without a cursor")
+        raise InvalidRequest(
+            "this cursor continues a listing without since/until; with a time range, start again without a cursor"
+        )
     return Before(before, created_at if by_time else None)
 
 
@@ -66,7 +67,8 @@ def split_page(rows: Sequence[Row], limit: int, *, by_time: bool = False) -> tup
     return page, encode_cursor(Before(last.id, last.created_at if by_time else None))
 
 
-def page(fetch: Callable[[int, Before | None], Sequence[Row]], limit: int, cursor: str | None, *,
-         by_time: bool) -> tuple[list[Row], str | None]:
+def page(
+    fetch: Callable[[int, Before | None], Sequence[Row]], limit: int, cursor: str | None, *, by_time: bool
+) -> tuple[list[Row], str | None]:
     """One page of a listing: ``fetch(n, before)`` gives up to ``n`` rows after the cursor's position."""
     return split_page(fetch(limit + 1, decode_cursor(cursor, by_time=by_time)), limit, by_time=by_time)

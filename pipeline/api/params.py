@@ -31,12 +31,27 @@ Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 Moment = Annotated[dt.datetime | None, AfterValidator(to_utc), Query()]
 
 # the paging and time-range parameters of the history listings (builds, promotions)
-Since = Annotated[Moment, Query(description="only those created at or after this time (RFC 3339; without an "
-                                "offset, UTC); with since or until the list is ordered by creation time",
-                                examples=["2025-05-14T00:00:00Z"])]
-Until = Annotated[Moment, Query(description="only those created before this time (RFC 3339; without an offset, "
-                                "UTC)", examples=["2025-05-15T00:00:00Z"])]
+Since = Annotated[
+    Moment,
+    Query(
+        description="only those created at or after this time (RFC 3339; without an "
+        "offset, UTC); with since or until the list is ordered by creation time",
+        examples=["2025-05-14T00:00:00Z"],
+    ),
+]
+Until = Annotated[
+    Moment,
+    Query(
+        description="only those created before this time (RFC 3339; without an offset, UTC)",
+        examples=["2025-05-15T00:00:00Z"],
+    ),
+]
 PageSize = Annotated[int, Query(ge=1, le=500, description="how many per page")]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the page before; omit for the first page "
-                                     "(a cursor continues only the kind of listing it came from)",
-                                     examples=[ex.CURSOR])]
+Cursor = Annotated[
+    str | None,
+    Query(
+        description="`next_cursor` of the page before; omit for the first page "
+        "(a cursor continues only the kind of listing it came from)",
+        examples=[ex.CURSOR],
+    ),
+]

@@ -22,32 +22,61 @@ _CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s]+@")
 PROBLEM_JSON = "application/problem+json"
 
 
-_PROBLEM_SCHEMA = {"type": "object", "title": "Problem", "description": "RFC 9457 problem details", "properties": {
-    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-    "detail": {"type": "string"},
-    "errors": {"type": "array", "description": "with 422: each invalid field",
-               "items": {"type": "object", "properties": {"where": {"type": "string"}, "message": {"type": "string"}}}}},
-    "required": ["type", "title", "status", "detail"]}
-_MEANING = {400: "Malformed request", 401: "No usable API token (or, for webhooks, signature)",
-            403: "The token's role does not allow it", 404: "No such resource",
-            409: "Refused: the current state does not allow it", 413: "Body too large",
-            415: "Unsupported content type", 422: "Invalid request"}
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "with 422: each invalid field",
+            "items": {"type": "object", "properties": {"where": {"type": "string"}, "message": {"type": "string"}}},
+        },
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+_MEANING = {
+    400: "Malformed request",
+    401: "No usable API token (or, for webhooks, signature)",
+    403: "The token's role does not allow it",
+    404: "No such resource",
+    409: "Refused: the current state does not allow it",
+    413: "Body too large",
+    415: "Unsupported content type",
+    422: "Invalid request",
+}
 
 
-def problem_responses(*statuses: int, examples: Mapping[int, Mapping[str, object]] | None = None,
-                      ) -> dict[int | str, dict[str, object]]:
+def problem_responses(
+    *statuses: int,
+    examples: Mapping[int, Mapping[str, object]] | None = None,
+) -> dict[int | str, dict[str, object]]:
     """OpenAPI entries for the problem bodies an endpoint can answer with, each with an example body:
     the usual one for its status, with what ``examples`` gives for it (say, this endpoint's ``detail``)."""
     given = examples or {}
-    return {status: {"description": _MEANING.get(status, "Error"),
-                     "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA,
-                                                "example": {**PROBLEMS[status], **given.get(status, {})}}}}
-            for status in statuses}
+    return {
+        status: {
+            "description": _MEANING.get(status, "Error"),
+            "content": {
+                PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA, "example": {**PROBLEMS[status], **given.get(status, {})}}
+            },
+        }
+        for status in statuses
+    }
 
 
 def problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: object) -> JSONResponse:
-    body = {"type": type_, "title": title, "status": status,
-            "detail": _CREDENTIALS_IN_URL.sub(r"\1***@", detail), **extra}
+    body = {
+        "type": type_,
+        "title": title,
+        "status": status,
+        "detail": _CREDENTIALS_IN_URL.sub(r"\1***@", detail),
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
@@ -60,9 +89,7 @@ async def _pipeline_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"where": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-    ]
+    errors = [{"where": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
     detail = "; ".join(f"{e['where']}: {e['message']}" for e in errors)
     return problem(422, "Invalid request", detail, "/problems/invalid-request", errors=errors)
 

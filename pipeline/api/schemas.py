@@ -59,8 +59,9 @@ class BuildOut(BaseModel):
     branch: str | None
     ref: str = Field(description="the full ref the commit was resolved from, such as refs/heads/main")
     trigger: str = Field(description="webhook, poll, api (asked through the API or CLI) or rebuild")
-    actor: str = Field(description="who asked: the token's name, `github delivery <id>`, `poll`, or "
-                                   "`rebuild of <id> by <name>`")
+    actor: str = Field(
+        description="who asked: the token's name, `github delivery <id>`, `poll`, or `rebuild of <id> by <name>`"
+    )
     status: str = Field(description=BUILD_STATUSES)
     build_args: dict[str, Any]
     image: str | None = Field(description="the pushed image by digest: registry/repository@sha256:...")
@@ -83,7 +84,8 @@ class BuildOut(BaseModel):
     insight: dict[str, Any] | None = None
     advice: list[dict[str, Any]] = []
     provenance: dict[str, Any] | None = Field(
-        default=None, description="in-toto statement (SLSA provenance v1) of the digest this build made")
+        default=None, description="in-toto statement (SLSA provenance v1) of the digest this build made"
+    )
 
 
 class BuildRequest(BaseModel):
@@ -295,9 +297,11 @@ class ImageOut(BaseModel):
     rejected: RejectionOut | None
     running_in: list[str]
     provenance: dict[str, Any] | None = Field(
-        default=None, description="in-toto statement (SLSA provenance v1) of the newest build that made the digest")
+        default=None, description="in-toto statement (SLSA provenance v1) of the newest build that made the digest"
+    )
     attestations: AttestationsOut | None = Field(
-        default=None, description="only with ?attestations=true: the .att tag, verified with the signing key")
+        default=None, description="only with ?attestations=true: the .att tag, verified with the signing key"
+    )
 
 
 class TokenRequest(BaseModel):

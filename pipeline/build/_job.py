@@ -23,8 +23,14 @@ __all__ = ["run_build"]
 log = logging.getLogger(__name__)
 
 
-def _context(scope: ClaimScope, config: Config, build_id: int, sink: LogSink,
-             background: ThreadPoolExecutor, on_recorded: OnRecorded | None) -> BuildContext:
+def _context(
+    scope: ClaimScope,
+    config: Config,
+    build_id: int,
+    sink: LogSink,
+    background: ThreadPoolExecutor,
+    on_recorded: OnRecorded | None,
+) -> BuildContext:
     with scope.db.session() as session:
         build = builds.get_build(session, build_id)
     project = config.projects.get(build.project)
@@ -35,8 +41,9 @@ def _context(scope: ClaimScope, config: Config, build_id: int, sink: LogSink,
     return BuildContext(config, project, build, scope, sink, workdir, background, on_recorded)
 
 
-def run_build(scope: ClaimScope, config: Config, build_id: int, *,
-              on_recorded: OnRecorded | None = None) -> Recorded | BuildSkipped:
+def run_build(
+    scope: ClaimScope, config: Config, build_id: int, *, on_recorded: OnRecorded | None = None
+) -> Recorded | BuildSkipped:
     """Run the build's steps; the record step writes the digest (and calls ``on_recorded`` in
     the same transaction). Raises ``PipelineError`` on a failure, ``LeaseLost`` once the claim
     is gone; any other exception is a bug, left to the worker to record."""

@@ -35,17 +35,30 @@ def load_signing_key(signing: SigningConfig) -> ec.EllipticCurvePrivateKey:
         raise SigningError(f"provenance: cannot sign with signing.key_file {signing.key_file}: {exc.message}") from None
 
 
-def provenance_for(project: ProjectConfig, build: Build, spec: builder.BuildSpec, engine: builder.Engine,
-                digest: str) -> dict[str, Any]:
+def provenance_for(
+    project: ProjectConfig, build: Build, spec: builder.BuildSpec, engine: builder.Engine, digest: str
+) -> dict[str, Any]:
     """The statement for the digest: only the recorded build-args (``spec.args``) go in, never
     ``spec.secrets`` or anything else BuildKit was handed."""
     options = project.build_for(build.branch)
     now = utcnow()
     return provenance_statement(
-        repository=f"{spec.registry}/{project.image.repository}", digest=digest, source_repo=project.repo,
-        ref=build.ref, commit=build.commit, context=options.context, dockerfile=options.dockerfile,
-        target=spec.target, build_args=spec.args, platforms=spec.platforms, build_id=build.id,
-        started_on=build.started_at or now, finished_on=now, engine=engine.name, builder_mode=engine.mode)
+        repository=f"{spec.registry}/{project.image.repository}",
+        digest=digest,
+        source_repo=project.repo,
+        ref=build.ref,
+        commit=build.commit,
+        context=options.context,
+        dockerfile=options.dockerfile,
+        target=spec.target,
+        build_args=spec.args,
+        platforms=spec.platforms,
+        build_id=build.id,
+        started_on=build.started_at or now,
+        finished_on=now,
+        engine=engine.name,
+        builder_mode=engine.mode,
+    )
 
 
 def _dsse_layers(raw: bytes) -> list[dict[str, Any]]:
@@ -57,8 +70,9 @@ def _dsse_layers(raw: bytes) -> list[dict[str, Any]]:
     return [layer for layer in layers or [] if isinstance(layer, dict) and layer.get("mediaType") == DSSE_MEDIA_TYPE]
 
 
-def attach_provenance(config: Config, project: ProjectConfig, digest: str, statement: dict[str, Any],
-                       key: ec.EllipticCurvePrivateKey) -> str:
+def attach_provenance(
+    config: Config, project: ProjectConfig, digest: str, statement: dict[str, Any], key: ec.EllipticCurvePrivateKey
+) -> str:
     """Sign the statement and append it to the digest's ``.att`` in the project's repository.
 
     The same read-modify-write (lock per tag, read back) as promotion signing. A retried build

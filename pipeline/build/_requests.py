@@ -11,7 +11,6 @@ from pipeline.types import is_commit
 __all__ = ["rebuild", "request_build"]
 
 
-
 def _full_ref(ref: str, refs: dict[str, str]) -> str:
     for candidate in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
         if candidate in refs:
@@ -19,8 +18,15 @@ def _full_ref(ref: str, refs: dict[str, str]) -> str:
     raise NotFound(f"no branch or tag {ref!r} in the repository")
 
 
-def request_build(db: Database, config: Config, project_name: str, *, ref: str | None = None,
-                  commit: str | None = None, actor: str = "api") -> Build:
+def request_build(
+    db: Database,
+    config: Config,
+    project_name: str,
+    *,
+    ref: str | None = None,
+    commit: str | None = None,
+    actor: str = "api",
+) -> Build:
     """Queue a build of ``ref`` (resolved now with ls-remote) or of an exact ``commit``; the
     actor (the token's name) is recorded on the build."""
     project = config.project(project_name)
@@ -35,9 +41,17 @@ def request_build(db: Database, config: Config, project_name: str, *, ref: str |
     else:
         full = f"refs/heads/{project.default_branch}"
     branch = full.removeprefix("refs/heads/") if full.startswith("refs/heads/") else None
+    assert commit is not None  # given, or the ref's commit
     with db.session() as session:
-        return builds.create_build(session, project=project_name, commit=commit, ref=full,  # type: ignore[arg-type]
-                                   branch=branch, trigger="api", actor=actor)
+        return builds.create_build(
+            session,
+            project=project_name,
+            commit=commit,
+            ref=full,
+            branch=branch,
+            trigger="api",
+            actor=actor,
+        )
 
 
 def rebuild(db: Database, config: Config, build_id: int, *, actor: str) -> Build:
@@ -45,5 +59,12 @@ def rebuild(db: Database, config: Config, build_id: int, *, actor: str) -> Build
     with db.session() as session:
         old = builds.get_build(session, build_id)
         config.project(old.project)  # a project removed from the config cannot build
-        return builds.create_build(session, project=old.project, commit=old.commit, ref=old.ref,
-                                   branch=old.branch, trigger="rebuild", actor=f"rebuild of {old.id} by {actor}")
+        return builds.create_build(
+            session,
+            project=old.project,
+            commit=old.commit,
+            ref=old.ref,
+            branch=old.branch,
+            trigger="rebuild",
+            actor=f"rebuild of {old.id} by {actor}",
+        )

@@ -72,15 +72,17 @@ def previous_build(db: Database, project: ProjectConfig, build: Build) -> Build 
         return builds.last_succeeded(session, build.project, refs, build.id)
 
 
-def build_spec(config: Config, project: ProjectConfig, build: Build, checkout: Path,
-               previous: Build | None) -> tuple[builder.BuildSpec, Tags]:
+def build_spec(
+    config: Config, project: ProjectConfig, build: Build, checkout: Path, previous: Build | None
+) -> tuple[builder.BuildSpec, Tags]:
     """The spec BuildKit gets (pushing the immutable tags only) and all of the build's tags."""
     now = utcnow()
     registry = config.registries[project.image.registry]
     options = project.build_for(build.branch)
     tag = build.ref.removeprefix("refs/tags/") if build.ref.startswith("refs/tags/") else None
-    values = builder.template_values(project=build.project, branch=build.branch, tag=tag, sha=build.commit,
-                                     build_id=build.id, now=now)
+    values = builder.template_values(
+        project=build.project, branch=build.branch, tag=tag, sha=build.commit, build_id=build.id, now=now
+    )
     try:
         tags = split_tags(project.tags, values, default_branch=build.branch == project.default_branch)
     except ValueError as exc:

@@ -100,8 +100,7 @@ def resolve(ctx: BuildContext) -> None:
 def checkout(ctx: BuildContext) -> BuildSkipped | None:
     build = ctx.build
     ctx.sink(f"checking out {build.commit} ({build.ref}) from {source.public_url(ctx.project.repo)}")
-    ctx.checkout = source.checkout(ctx.config.data_dir, build.project, ctx.project, build.commit,
-                                   ctx.workdir / "src")
+    ctx.checkout = source.checkout(ctx.config.data_dir, build.project, ctx.project, build.commit, ctx.workdir / "src")
     if not (build.check_paths and build.before_commit):
         return None
     files = source.changed_files(ctx.checkout, build.before_commit, build.commit)
@@ -125,12 +124,19 @@ def build(ctx: BuildContext) -> None:
     def started(engine: builder.Engine) -> None:
         ctx.engine = engine
         with ctx.scope.db.session() as session:
-            builds.record_progress(session, ctx.build.id, engine=engine.name, builder_mode=engine.mode,
-                                   build_args=spec.args, cache_from=spec.cache_from)
+            builds.record_progress(
+                session,
+                ctx.build.id,
+                engine=engine.name,
+                builder_mode=engine.mode,
+                build_args=spec.args,
+                cache_from=spec.cache_from,
+            )
 
     pool = builder.BuilderPool.from_config(ctx.config)
-    ctx.built = pool.build(spec, ctx.sink, ctx.workdir / "tmp", spread=ctx.build.id,
-                           should_stop=ctx.scope.should_stop, on_start=started)
+    ctx.built = pool.build(
+        spec, ctx.sink, ctx.workdir / "tmp", spread=ctx.build.id, should_stop=ctx.scope.should_stop, on_start=started
+    )
 
 
 def push(ctx: BuildContext) -> None:
@@ -141,11 +147,13 @@ def push(ctx: BuildContext) -> None:
         for tag in ctx.tags.immutable:
             found = client.manifest_info(ctx.repository, tag).digest
             if found != digest:
-                raise RegistryError(f"{client.host}/{ctx.repository}:{tag} points at {found}, "
-                                    f"but the push reported {digest}")
+                raise RegistryError(
+                    f"{client.host}/{ctx.repository}:{tag} points at {found}, but the push reported {digest}"
+                )
         ctx.layers = client.manifest(ctx.repository, digest).layers()
-    ctx.sink(f"pushed {ctx.image_repository}@{digest}; the registry reports it for tags "
-             f"{', '.join(ctx.tags.immutable)}")
+    ctx.sink(
+        f"pushed {ctx.image_repository}@{digest}; the registry reports it for tags {', '.join(ctx.tags.immutable)}"
+    )
     ctx.sink(f"steps: {ctx.built.steps_total}, from cache: {ctx.built.steps_cached}")
     ctx.statement = provenance_for(ctx.project, ctx.build, ctx.spec, ctx.engine, digest)
     if ctx.key is not None:
@@ -178,10 +186,18 @@ def record(ctx: BuildContext) -> None:
                 moved.append(tag)
             tags = [t for t in ctx.tags.all if t not in left]
             builds.record_succeeded(
-                session, ctx.scope.job, digest=digest, image=f"{ctx.image_repository}@{digest}", tags=tags,
-                image_size=sum(int(layer.get("size") or 0) for layer in ctx.layers), layers=ctx.layers,
-                steps_total=ctx.built.steps_total, steps_cached=ctx.built.steps_cached,
-                cache_from=ctx.spec.cache_from if ctx.spec else [], provenance=ctx.statement)
+                session,
+                ctx.scope.job,
+                digest=digest,
+                image=f"{ctx.image_repository}@{digest}",
+                tags=tags,
+                image_size=sum(int(layer.get("size") or 0) for layer in ctx.layers),
+                layers=ctx.layers,
+                steps_total=ctx.built.steps_total,
+                steps_cached=ctx.built.steps_cached,
+                cache_from=ctx.spec.cache_from if ctx.spec else [],
+                provenance=ctx.statement,
+            )
             if ctx.on_recorded is not None:
                 ctx.on_recorded(session, build.id)
     ctx.scope.ended()
@@ -213,8 +229,9 @@ def image_insight(ctx: BuildContext) -> None:
     shutil.copyfile(ctx.spec.dockerfile, kept)
     try:
         if ctx.built.loaded:
-            found = insight.save_and_analyze([str(p) for p in ctx.engine.client().docker_cmd], ctx.built.image_id,
-                                             scratch)
+            found = insight.save_and_analyze(
+                [str(p) for p in ctx.engine.client().docker_cmd], ctx.built.image_id, scratch
+            )
         else:  # BuildKit pushed it straight to the registry: no engine holds it, read it back from there
             with ctx.registry_client() as client:
                 archive = builder.registry_archive(client, ctx.repository, ctx.built.digest, scratch / "pushed.tar")
@@ -222,10 +239,13 @@ def image_insight(ctx: BuildContext) -> None:
         advice = [a.to_dict() for a in insight.advise(kept, found)]
         compared = insight.compare(ctx.previous.insight if ctx.previous else None, found)
         with ctx.scope.db.session() as session:
-            builds.record_progress(session, ctx.build.id, insight={**found.to_dict(), "compared": compared},
-                                   advice=advice)
-        ctx.sink(f"image: {found.size} bytes in {found.layer_count} layers, {found.wasted_bytes} bytes "
-                 f"wasted, efficiency {found.efficiency:.4f}")
+            builds.record_progress(
+                session, ctx.build.id, insight={**found.to_dict(), "compared": compared}, advice=advice
+            )
+        ctx.sink(
+            f"image: {found.size} bytes in {found.layer_count} layers, {found.wasted_bytes} bytes "
+            f"wasted, efficiency {found.efficiency:.4f}"
+        )
     except PipelineError as exc:  # the image is built and recorded; insight is a bonus
         log.warning("build %s: image insight failed: %s", ctx.build.id, exc.message)
         ctx.sink(f"image insight failed: {exc.message}")

@@ -61,14 +61,24 @@ def cache_ref(spec: BuildSpec) -> str | None:
 def _driver_flags(engine: Engine, spec: BuildSpec, metadata: Path) -> list[str]:
     if not engine.push_direct:
         if spec.needs_export:
-            raise BuildError(f"builder {engine.name} ({engine.describe}) cannot build multi-platform images or "
-                             "provenance: use a BuildKit daemon (builders: [{name, buildkit: tcp://...}]) or a buildx "
-                             "builder with the docker-container, remote or kubernetes driver")
+            raise BuildError(
+                f"builder {engine.name} ({engine.describe}) cannot build multi-platform images or "
+                "provenance: use a BuildKit daemon (builders: [{name, buildkit: tcp://...}]) or a buildx "
+                "builder with the docker-container, remote or kubernetes driver"
+            )
         if engine.mode == "buildx":
             return ["buildx", "build", "--load"]
         return ["build"]
-    flags = ["buildx", "--builder", str(engine.builder), "build", "--push", "--metadata-file", str(metadata),
-             "--provenance=mode=max" if spec.provenance else "--provenance=false"]
+    flags = [
+        "buildx",
+        "--builder",
+        str(engine.builder),
+        "build",
+        "--push",
+        "--metadata-file",
+        str(metadata),
+        "--provenance=mode=max" if spec.provenance else "--provenance=false",
+    ]
     if spec.platforms:
         flags += ["--platform", ",".join(spec.platforms)]
     if (ref := cache_ref(spec)) and not spec.no_cache:

@@ -99,8 +99,9 @@ def _cli_mode(cli: str, docker_config: str) -> str | None:
     """``buildx`` if the plugin answers, ``buildkit`` for a pre-23 CLI, else ``None``."""
     env = {**os.environ, "DOCKER_CONFIG": docker_config}
     try:
-        plugin = subprocess.run([cli, "buildx", "version"], capture_output=True, text=True, timeout=15,
-                                check=False, env=env)
+        plugin = subprocess.run(
+            [cli, "buildx", "version"], capture_output=True, text=True, timeout=15, check=False, env=env
+        )
         if plugin.returncode == 0:
             return "buildx"
         version = _quiet([cli, "--version"]).stdout
@@ -129,7 +130,8 @@ def choose_cli(cli: str | None, *, need_buildx: bool = False) -> tuple[str, str]
     if need_buildx:
         raise EngineError(
             f"no Docker CLI with the buildx plugin among {options or ['docker (not on PATH)']}: install "
-            f"docker-buildx into {config}/cli-plugins (or a system cli-plugins directory)")
+            f"docker-buildx into {config}/cli-plugins (or a system cli-plugins directory)"
+        )
     raise EngineError(
         f"no Docker CLI that can build with BuildKit among {options or ['docker (not on PATH)']}: "
         "install the buildx plugin, or a Docker CLI older than 23 (Debian's docker.io)"

@@ -81,8 +81,9 @@ class BuilderPool:
         if failed and time.monotonic() < failed[0]:
             raise _Skip(f"failed a build moments ago ({failed[1]})", transient=True)
         if builder.max_parallel is not None and running >= builder.max_parallel:
-            raise _Skip(f"busy: {running} builds running (max_parallel {builder.max_parallel})",
-                        transient=True, busy=True)
+            raise _Skip(
+                f"busy: {running} builds running (max_parallel {builder.max_parallel})", transient=True, busy=True
+            )
         status = self.status(builder)
         if not status.healthy or status.engine is None:
             raise _Skip(status.detail, transient=not status.permanent)
@@ -91,12 +92,16 @@ class BuilderPool:
             raise _Skip(f"{engine.describe} cannot push multi-platform images or provenance", transient=False)
         missing = [p for p in spec.platforms if not _covers(engine.platforms, p)] if spec else []
         if missing:
-            raise _Skip(f"lacks platform {', '.join(missing)} (has {', '.join(engine.platforms) or 'none'}; "
-                        "declare emulated ones in the builder's platforms)", transient=False)
+            raise _Skip(
+                f"lacks platform {', '.join(missing)} (has {', '.join(engine.platforms) or 'none'}; "
+                "declare emulated ones in the builder's platforms)",
+                transient=False,
+            )
         return engine
 
-    def pick(self, spec: BuildSpec | None = None, spread: int = 0,
-             exclude: frozenset[str] = frozenset()) -> tuple[Engine, list[str]]:
+    def pick(
+        self, spec: BuildSpec | None = None, spread: int = 0, exclude: frozenset[str] = frozenset()
+    ) -> tuple[Engine, list[str]]:
         """The first builder from ``spread`` on that can take ``spec``, and those skipped with why.
 
         Raises ``EngineError`` (retryable) when a skipped builder may recover, ``BuildError``
@@ -118,13 +123,15 @@ class BuilderPool:
         if reasons and all(r.busy for r in reasons.values()):
             raise _AllBusy("; ".join(skipped))
         message = "no builder can take this build: " + "; ".join(
-            f"builder {name}: {skip.reason}" for name, skip in reasons.items())
+            f"builder {name}: {skip.reason}" for name, skip in reasons.items()
+        )
         if not reasons or any(r.transient for r in reasons.values()):
             raise EngineError(message)
         raise BuildError(message)
 
-    def _pick_waiting(self, spec: BuildSpec, spread: int, exclude: frozenset[str],
-                      should_stop: Callable[[], bool]) -> tuple[Engine, list[str]]:
+    def _pick_waiting(
+        self, spec: BuildSpec, spread: int, exclude: frozenset[str], should_stop: Callable[[], bool]
+    ) -> tuple[Engine, list[str]]:
         """``pick``, waiting while every builder that could take it is at its ``max_parallel``."""
         while True:
             try:
@@ -134,9 +141,16 @@ class BuilderPool:
                     raise BuildError("build was stopped: cancelled") from None
                 time.sleep(0.5)
 
-    def build(self, spec: BuildSpec, on_line: LineSink, scratch: Path, *, spread: int = 0,
-              should_stop: Callable[[], bool] = lambda: False,
-              on_start: Callable[[Engine], None] = lambda engine: None) -> Built:
+    def build(
+        self,
+        spec: BuildSpec,
+        on_line: LineSink,
+        scratch: Path,
+        *,
+        spread: int = 0,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_start: Callable[[Engine], None] = lambda engine: None,
+    ) -> Built:
         """Build on the first usable builder; if that builder fails, on the next one.
 
         ``on_start`` is told each builder as the build starts on it (to record where it runs).
@@ -166,8 +180,9 @@ class _AllBusy(Exception):
     pass
 
 
-def _build_pushing_again_once(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: Path,
-                              should_stop: Callable[[], bool]) -> Built:
+def _build_pushing_again_once(
+    engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: Path, should_stop: Callable[[], bool]
+) -> Built:
     """``build_and_push``, run once more when the registry lost a blob BuildKit had just pushed
     (an intermittent "blob unknown to registry" on the manifest); the second run comes from the
     daemon's cache in moments, where a worker's retry would wait its backoff."""

@@ -50,9 +50,16 @@ class BuilderStatus:
     engine: Engine | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "kind": self.kind, "endpoint": self.endpoint, "healthy": self.healthy,
-                "version": self.version, "platforms": list(self.platforms), "driver": self.driver,
-                "detail": self.detail}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "endpoint": self.endpoint,
+            "healthy": self.healthy,
+            "version": self.version,
+            "platforms": list(self.platforms),
+            "driver": self.driver,
+            "detail": self.detail,
+        }
 
 
 def _remote_name(config: BuilderConfig) -> str:
@@ -75,21 +82,37 @@ def resolve(config: BuilderConfig, cli: str | None, state_dir: Path) -> Engine:
     if config.kind == "docker":
         chosen, mode = choose_cli(cli)
         host = None if config.docker == "default" else config.docker
-        return Engine(chosen, mode, host, name=config.name, kind="docker",
-                      driver="docker" if mode == "buildx" else "",
-                      buildx_config=str(state_dir) if mode == "buildx" else None)
+        return Engine(
+            chosen,
+            mode,
+            host,
+            name=config.name,
+            kind="docker",
+            driver="docker" if mode == "buildx" else "",
+            buildx_config=str(state_dir) if mode == "buildx" else None,
+        )
     chosen, mode = choose_cli(cli, need_buildx=True)
     if config.kind == "buildkit":
-        return Engine(chosen, mode, None, name=config.name, kind="buildkit", driver="remote",
-                      builder=_remote_name(config), buildx_config=str(state_dir))
-    return Engine(chosen, mode, None, name=config.name, kind="buildx", builder=config.buildx,
-                  buildx_config=_user_buildx_config())
+        return Engine(
+            chosen,
+            mode,
+            None,
+            name=config.name,
+            kind="buildkit",
+            driver="remote",
+            builder=_remote_name(config),
+            buildx_config=str(state_dir),
+        )
+    return Engine(
+        chosen, mode, None, name=config.name, kind="buildx", builder=config.buildx, buildx_config=_user_buildx_config()
+    )
 
 
 def _docker_answer(engine: Engine) -> tuple[str, tuple[str, ...]]:
     cmd = [*engine.command(), "version", "--format", "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT, check=False,
-                          env={**os.environ, **engine.env()})
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=_TIMEOUT, check=False, env={**os.environ, **engine.env()}
+    )
     if done.returncode != 0:
         lines = (done.stderr.strip() or f"exit code {done.returncode}").splitlines()
         raise _Unhealthy(f"the engine does not answer: {lines[-1]}")
@@ -109,11 +132,15 @@ def _define_remote(engine: Engine, config: BuilderConfig, client: DockerClient) 
     if (Path(engine.buildx_config) / "instances" / engine.builder).exists():  # type: ignore[operator]
         return
     Path(engine.buildx_config).mkdir(parents=True, exist_ok=True)
-    options = {option: str(path.resolve()) for option, path in
-               (("cacert", config.ca_file), ("cert", config.cert_file), ("key", config.key_file)) if path is not None}
+    options = {
+        option: str(path.resolve())
+        for option, path in (("cacert", config.ca_file), ("cert", config.cert_file), ("key", config.key_file))
+        if path is not None
+    }
     try:
-        client.buildx.create(context_or_endpoint=config.buildkit, driver="remote", driver_options=options,
-                             name=engine.builder)
+        client.buildx.create(
+            context_or_endpoint=config.buildkit, driver="remote", driver_options=options, name=engine.builder
+        )
     except DockerException as exc:
         if "existing instance" not in str(exc.stderr or ""):
             raise _Unhealthy(f"cannot define a buildx remote builder for it: {_last_line(exc)}", True) from None
@@ -131,8 +158,9 @@ def _why(kind: str, message: str) -> _Unhealthy:
     if "no builder" in lowered:
         return _Unhealthy(f"no buildx builder by that name: {message} (see `docker buildx ls`)", True)
     if any(marker in lowered for marker in ("certificate", "tls:", "x509", "handshake")):
-        return _Unhealthy(f"the TLS handshake with the daemon failed (check ca_file, cert_file and key_file): "
-                          f"{message}", True)
+        return _Unhealthy(
+            f"the TLS handshake with the daemon failed (check ca_file, cert_file and key_file): {message}", True
+        )
     return _Unhealthy(f"the {'BuildKit daemon' if kind == 'buildkit' else 'builder'} does not answer: {message}")
 
 
@@ -144,8 +172,9 @@ def _tls_context(config: BuilderConfig) -> ssl.SSLContext | None:
         try:
             context.load_cert_chain(str(config.cert_file), str(config.key_file))
         except (ssl.SSLError, OSError) as exc:
-            raise _Unhealthy(f"cannot use cert_file {config.cert_file} with key_file {config.key_file}: {exc}",
-                             True) from None
+            raise _Unhealthy(
+                f"cannot use cert_file {config.cert_file} with key_file {config.key_file}: {exc}", True
+            ) from None
     return context
 
 
@@ -170,8 +199,9 @@ def _dial(config: BuilderConfig) -> None:
     try:
         raw = socket.create_connection((url.hostname, url.port), timeout=5)
     except OSError as exc:
-        raise _Unhealthy(f"the BuildKit daemon does not answer at {url.hostname}:{url.port}: "
-                         f"{exc.strerror or exc}") from None
+        raise _Unhealthy(
+            f"the BuildKit daemon does not answer at {url.hostname}:{url.port}: {exc.strerror or exc}"
+        ) from None
     context = _tls_context(config)
     with raw:
         if context is None:
@@ -184,14 +214,18 @@ def _dial(config: BuilderConfig) -> None:
                 with contextlib.suppress(TimeoutError):  # socket.timeout is TimeoutError
                     tls.recv(1)
         except ssl.SSLCertVerificationError as exc:
-            raise _Unhealthy(f"the daemon's certificate does not verify against ca_file {config.ca_file}: "
-                             f"{exc.verify_message}", True) from None
+            raise _Unhealthy(
+                f"the daemon's certificate does not verify against ca_file {config.ca_file}: {exc.verify_message}", True
+            ) from None
         except ssl.SSLError as exc:
             reason = exc.reason or str(exc)
-            hint = ("the daemon asks for a client certificate: set cert_file and key_file"
-                    if "CERTIFICATE_REQUIRED" in reason and not config.cert_file else
-                    "the daemon refused our client certificate (cert_file/key_file not issued by its CA?)"
-                    if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason else "the TLS handshake failed")
+            hint = (
+                "the daemon asks for a client certificate: set cert_file and key_file"
+                if "CERTIFICATE_REQUIRED" in reason and not config.cert_file
+                else "the daemon refused our client certificate (cert_file/key_file not issued by its CA?)"
+                if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason
+                else "the TLS handshake failed"
+            )
             raise _Unhealthy(f"{hint}: {reason}", True) from None
         except OSError as exc:
             raise _Unhealthy(f"the TLS connection to the daemon failed: {exc}", True) from None
@@ -239,9 +273,17 @@ def probe(config: BuilderConfig, cli: str | None, state_dir: Path) -> BuilderSta
         return status(healthy=False, detail=detail, permanent=True)
     if config.platforms:  # what it is declared to build (emulation, cross-compiling stages)
         platforms = tuple(config.platforms)
-    engine = Engine(engine.cli, engine.mode, engine.host, name=engine.name, kind=engine.kind, driver=driver,
-                    builder=engine.builder, buildx_config=engine.buildx_config, version=version,
-                    platforms=platforms)
+    engine = Engine(
+        engine.cli,
+        engine.mode,
+        engine.host,
+        name=engine.name,
+        kind=engine.kind,
+        driver=driver,
+        builder=engine.builder,
+        buildx_config=engine.buildx_config,
+        version=version,
+        platforms=platforms,
+    )
     detail = f"{version}, {', '.join(platforms) or 'no platforms reported'}; {engine.describe}"
-    return status(healthy=True, detail=detail, version=version, platforms=platforms,
-                  driver=driver, engine=engine)
+    return status(healthy=True, detail=detail, version=version, platforms=platforms, driver=driver, engine=engine)

@@ -70,8 +70,12 @@ def run_streaming(
     redact = _redactor(secrets)
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
-        list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
-        stdin=subprocess.DEVNULL, start_new_session=True,
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()

@@ -73,14 +73,17 @@ def _add_blob(tar: tarfile.TarFile, client: RegistryClient, repository: str, des
         raise RegistryError(f"{client.host}/{repository}@{digest}: the blob read back does not match its digest")
 
 
-def registry_archive(client: RegistryClient, repository: str, digest: str, dest: Path,
-                     platform: str = "linux/amd64") -> Path:
+def registry_archive(
+    client: RegistryClient, repository: str, digest: str, dest: Path, platform: str = "linux/amd64"
+) -> Path:
     """Write ``repository@digest`` (for an index: its ``platform`` image) to ``dest`` as an OCI layout tar."""
     manifest = client.manifest(repository, digest)
     if manifest.is_index:
         manifest = _child(client, repository, manifest, platform)
-    index = {"schemaVersion": 2, "manifests": [
-        {"mediaType": manifest.kind, "digest": manifest.digest, "size": len(manifest.raw)}]}
+    index = {
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": manifest.kind, "digest": manifest.digest, "size": len(manifest.raw)}],
+    }
     with tarfile.open(dest, "w") as tar:
         _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
         _add_bytes(tar, "index.json", json.dumps(index).encode())

@@ -29,11 +29,22 @@ __all__ = ["Built", "build_and_push"]
 _PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: (\d+)")
 _STEP = re.compile(r"^#\d+ (\[[^\]]+\] .*)$")
 # what the CLI prints when the engine or daemon itself went away (its gRPC stream broke) ...
-_BUILDER_GONE = ("Cannot connect to the Docker daemon", "code = Unavailable", "error reading from server",
-                 "transport is closing", "failed to dial", "ERROR: no builder")
+_BUILDER_GONE = (
+    "Cannot connect to the Docker daemon",
+    "code = Unavailable",
+    "error reading from server",
+    "transport is closing",
+    "failed to dial",
+    "ERROR: no builder",
+)
 # ... when BuildKit could not reach a registry (the builder is fine: not another builder's job) ...
-_REGISTRY_DOWN = ("failed to push", "failed to do request", "failed to resolve source metadata",
-                  "failed to fetch", "failed to authorize")
+_REGISTRY_DOWN = (
+    "failed to push",
+    "failed to do request",
+    "failed to resolve source metadata",
+    "failed to fetch",
+    "failed to authorize",
+)
 # ... and connection trouble that names neither
 _CONNECTION = ("connection refused", "no such host", "connection reset by peer", "broken pipe")
 _AUTH_REFUSED = ("401 Unauthorized", "unauthorized: ", "authorization failed", "no basic auth credentials")
@@ -124,9 +135,15 @@ def _login(engine: Engine, config_dir: str, registry: str, credentials: tuple[st
         with os.fdopen(fd, "w") as handle:
             json.dump({"auths": {registry: {"auth": token}}}, handle)
         return
-    done = subprocess.run([*engine.command(), "login", "--username", user, "--password-stdin", "--", registry],
-                          input=password, capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, **engine.env(config_dir)})
+    done = subprocess.run(
+        [*engine.command(), "login", "--username", user, "--password-stdin", "--", registry],
+        input=password,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **engine.env(config_dir)},
+    )
     if done.returncode == 0:
         return
     detail = done.stderr.strip().replace(password, "***") or f"exit code {done.returncode}"
@@ -134,8 +151,9 @@ def _login(engine: Engine, config_dir: str, registry: str, credentials: tuple[st
     raise error(f"login to {registry} as {user} failed: {detail}")
 
 
-def _push(engine: Engine, ref: str, config_dir: str, on_line: LineSink,
-          should_stop: Callable[[], bool]) -> tuple[str, int]:
+def _push(
+    engine: Engine, ref: str, config_dir: str, on_line: LineSink, should_stop: Callable[[], bool]
+) -> tuple[str, int]:
     seen: list[tuple[str, int]] = []
 
     def sink(line: str) -> None:
@@ -143,8 +161,13 @@ def _push(engine: Engine, ref: str, config_dir: str, on_line: LineSink,
             seen.append((found[1], int(found[2])))
         on_line(line)
 
-    done = run_streaming([*engine.command(), "push", "--", ref], env=engine.env(config_dir), on_line=sink,
-                         should_stop=should_stop, timeout=1800)
+    done = run_streaming(
+        [*engine.command(), "push", "--", ref],
+        env=engine.env(config_dir),
+        on_line=sink,
+        should_stop=should_stop,
+        timeout=1800,
+    )
     if done.stopped:
         raise BuildError(f"push of {ref} {done.stopped}")
     if done.returncode != 0 or not seen:
@@ -163,8 +186,16 @@ def _pushed_by_buildkit(metadata: Path, spec: BuildSpec, steps: int, cached: int
     image_id = str(data.get("containerimage.config.digest") or digest)
     size = int((data.get("containerimage.descriptor") or {}).get("size") or 0)
     provenance = data.get("buildx.build.provenance") if spec.provenance else None
-    return Built(digest=digest, size=size, image_id=image_id, refs=list(spec.refs), steps_total=steps,
-                 steps_cached=cached, loaded=False, buildkit_provenance=provenance)
+    return Built(
+        digest=digest,
+        size=size,
+        image_id=image_id,
+        refs=list(spec.refs),
+        steps_total=steps,
+        steps_cached=cached,
+        loaded=False,
+        buildkit_provenance=provenance,
+    )
 
 
 _pushed_by_buildx = _pushed_by_buildkit  # the earlier name
@@ -180,10 +211,12 @@ def _raise_for(engine: Engine, spec: BuildSpec, tail: list[str], returncode: int
     if line := found(_BUILDER_GONE):
         raise EngineError(f"builder {engine.name} ({engine.describe}) failed during the build: {line}")
     if spec.credentials and found(_AUTH_REFUSED):
-        raise RegistryAuthError(f"login to {spec.registry} as {spec.credentials[0]} failed: the registry refused "
-                                f"the credentials: {found(_AUTH_REFUSED)}")
+        raise RegistryAuthError(
+            f"login to {spec.registry} as {spec.credentials[0]} failed: the registry refused "
+            f"the credentials: {found(_AUTH_REFUSED)}"
+        )
     if line := found(_REGISTRY_DOWN):
-        rest = own[own.index(line):][:6]  # a registry's own "errors:" list follows on the next lines
+        rest = own[own.index(line) :][:6]  # a registry's own "errors:" list follows on the next lines
         detail = "\n".join(part.removeprefix("ERROR: ") for part in rest if part.strip())
         raise RegistryError(f"builder {engine.name} could not push to or pull from the registry: {detail}")
     if line := found(_CONNECTION):
@@ -196,13 +229,16 @@ def _cache_note(engine: Engine, spec: BuildSpec, progress: _Progress, on_line: L
         return None
     if progress.cache_error is None:
         return True
-    on_line(f"warning: the build cache was not exported to {cache_ref(spec)} (the image is pushed; the next "
-            f"build on a fresh builder starts without it): {progress.cache_error}")
+    on_line(
+        f"warning: the build cache was not exported to {cache_ref(spec)} (the image is pushed; the next "
+        f"build on a fresh builder starts without it): {progress.cache_error}"
+    )
     return False
 
 
-def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: Path,
-                   should_stop: Callable[[], bool] = lambda: False) -> Built:
+def build_and_push(
+    engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: Path, should_stop: Callable[[], bool] = lambda: False
+) -> Built:
     """Build ``spec`` on ``engine``, push every ref, and return the digest the registry got.
 
     ``scratch`` holds the login config and secret files for the duration; it should live in
@@ -216,12 +252,20 @@ def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: 
             _login(engine, config_dir, spec.registry, spec.credentials)
         iidfile = tmp / "iid"
         cmd = build_command(engine, spec, iidfile, _write_secrets(tmp, spec.secrets))
-        on_line(f"$ docker {'buildx build' if engine.mode == 'buildx' else 'build'} on builder {engine.name}: "
-                f"{engine.describe} -> {', '.join(spec.refs)}")
+        on_line(
+            f"$ docker {'buildx build' if engine.mode == 'buildx' else 'build'} on builder {engine.name}: "
+            f"{engine.describe} -> {', '.join(spec.refs)}"
+        )
         progress = _Progress(on_line)
         env = engine.env(config_dir) | ({"BUILDX_METADATA_PROVENANCE": "max"} if spec.provenance else {})
-        done = run_streaming(cmd, env=env, on_line=progress, should_stop=should_stop, timeout=spec.timeout,
-                             secrets=list(spec.secrets.values()))
+        done = run_streaming(
+            cmd,
+            env=env,
+            on_line=progress,
+            should_stop=should_stop,
+            timeout=spec.timeout,
+            secrets=list(spec.secrets.values()),
+        )
         if done.stopped == "timeout":
             raise BuildError(f"build exceeded its timeout of {spec.timeout:.0f} s")
         if done.stopped:
@@ -238,5 +282,12 @@ def build_and_push(engine: Engine, spec: BuildSpec, on_line: LineSink, scratch: 
     if len(digests) != 1:
         raise RegistryError(f"tags of one build were pushed with different digests: {pushed}")
     digest, size = next(iter(pushed.values()))
-    return Built(digest=digest, size=size, image_id=image_id, refs=list(spec.refs),
-                 steps_total=steps, steps_cached=cached, engine=engine)
+    return Built(
+        digest=digest,
+        size=size,
+        image_id=image_id,
+        refs=list(spec.refs),
+        steps_total=steps,
+        steps_cached=cached,
+        engine=engine,
+    )

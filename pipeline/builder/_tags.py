@@ -24,14 +24,22 @@ def sanitize_tag(value: str) -> str:
     return cleaned[:128] or "_"
 
 
-def template_values(*, project: str, branch: str | None, tag: str | None, sha: str, build_id: int,
-                    now: dt.datetime) -> dict[str, str | None]:
+def template_values(
+    *, project: str, branch: str | None, tag: str | None, sha: str, build_id: int, now: dt.datetime
+) -> dict[str, str | None]:
     """Every placeholder's value for one build; None where it does not apply."""
     values: dict[str, str | None] = {
-        "project": project, "branch": branch, "tag": tag, "sha": sha, "short_sha": sha[:7],
-        "build_id": str(build_id), "timestamp": now.strftime("%Y%m%d%H%M%S"),
+        "project": project,
+        "branch": branch,
+        "tag": tag,
+        "sha": sha,
+        "short_sha": sha[:7],
+        "build_id": str(build_id),
+        "timestamp": now.strftime("%Y%m%d%H%M%S"),
         "version": tag.removeprefix("v") if tag else sha[:7],
-        "semver": None, "semver_minor": None, "semver_major": None,
+        "semver": None,
+        "semver_minor": None,
+        "semver_major": None,
     }
     if tag and (match := _SEMVER.match(tag)):
         major, minor, patch, pre = match.groups()

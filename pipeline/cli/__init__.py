@@ -27,8 +27,7 @@ if TYPE_CHECKING:  # the ops commands need neither; importing SQLAlchemy costs m
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_help=True, pretty_exceptions_enable=False)
 
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 register_ops(app)
@@ -61,8 +60,10 @@ def _require_current_schema(db: Database) -> None:
 
     current, head = current_revision(db), head_revision()
     if current != head:
-        raise ConfigError(f"database schema is at {current or 'nothing'}, this version needs {head}: "
-                          "run `pipeline migrate --config FILE` first")
+        raise ConfigError(
+            f"database schema is at {current or 'nothing'}, this version needs {head}: "
+            "run `pipeline migrate --config FILE` first"
+        )
 
 
 def _sync_projects(db: Database, config: Config) -> None:
@@ -100,8 +101,9 @@ def _reload_here(db: Database, live: LiveConfig) -> None:
         live.reload()
         sync(db, live)
     except PipelineError as exc:
-        logging.getLogger("pipeline.config_reload").error("SIGHUP: config not reloaded, keeping the running one: %s",
-                                                          exc.message)
+        logging.getLogger("pipeline.config_reload").error(
+            "SIGHUP: config not reloaded, keeping the running one: %s", exc.message
+        )
 
 
 @app.command("migrate")
@@ -121,8 +123,9 @@ def _start_workers(db: Database, cfg: LiveConfig, builds: int, promotions: int) 
     from workers.promotion_worker import PromotionWorker
 
     pool = [BuildWorker(db, cfg) for _ in range(builds)] + [PromotionWorker(db, cfg) for _ in range(promotions)]
-    threads = [threading.Thread(target=w.run_forever, name=f"{type(w).__name__}-{i}", daemon=True)
-               for i, w in enumerate(pool)]
+    threads = [
+        threading.Thread(target=w.run_forever, name=f"{type(w).__name__}-{i}", daemon=True) for i, w in enumerate(pool)
+    ]
     for thread in threads:
         thread.start()
     return pool, threads
@@ -135,8 +138,9 @@ def _stop_workers(pool: list, threads: list[threading.Thread]) -> None:  # type:
         thread.join(timeout=30)
 
 
-PromotionWorkers = Annotated[int, typer.Option("--promotion-workers", "--promotions",
-                                               help="Promotion workers in this process.")]
+PromotionWorkers = Annotated[
+    int, typer.Option("--promotion-workers", "--promotions", help="Promotion workers in this process.")
+]
 
 
 @app.command("worker")
@@ -162,8 +166,10 @@ def worker_command(
         scheduler.shutdown(wait=False)
 
 
-AccessLog = Annotated[bool, typer.Option("--access-log/--no-access-log",
-                                          help="Log every HTTP request (webhooks are logged by intake anyway).")]
+AccessLog = Annotated[
+    bool,
+    typer.Option("--access-log/--no-access-log", help="Log every HTTP request (webhooks are logged by intake anyway)."),
+]
 
 
 @app.command("api")
@@ -183,8 +189,15 @@ def api_command(
     db.dispose()  # each API process opens its own pool
     if config is not None and not os.environ.get("PIPELINE_CONFIG"):
         os.environ["PIPELINE_CONFIG"] = str(Path(config).resolve())
-    uvicorn.run("pipeline.api:app_from_env", factory=True, host=host, port=port, workers=processes,
-                log_config=None, access_log=access_log)
+    uvicorn.run(
+        "pipeline.api:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_config=None,
+        access_log=access_log,
+    )
 
 
 def _first_admin_token(db: Database, cfg: Config) -> None:
@@ -220,8 +233,9 @@ def serve_command(
     pool, threads = _start_workers(db, cfg, workers, promotion_workers)
     scheduler = start_scheduler(db, cfg)
     try:
-        uvicorn.run(create_app(cfg, db, needs_engine=workers > 0), host=host, port=port, log_config=None,
-                    access_log=access_log)
+        uvicorn.run(
+            create_app(cfg, db, needs_engine=workers > 0), host=host, port=port, log_config=None, access_log=access_log
+        )
     finally:
         _stop_workers(pool, threads)
         scheduler.shutdown(wait=False)

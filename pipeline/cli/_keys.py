@@ -30,16 +30,23 @@ def _read_password() -> bytes:
     if PASSWORD_ENV in os.environ:
         return password_from_env()
     if not _interactive():
-        raise SigningError(f"{PASSWORD_ENV} is not set and there is no terminal to ask on: "
-                           f"export {PASSWORD_ENV} (empty for a key without password)")
-    password: str = typer.prompt("Enter password for private key", default="", show_default=False,
-                            hide_input=True,
-                            confirmation_prompt="Enter password for private key again")
+        raise SigningError(
+            f"{PASSWORD_ENV} is not set and there is no terminal to ask on: "
+            f"export {PASSWORD_ENV} (empty for a key without password)"
+        )
+    password: str = typer.prompt(
+        "Enter password for private key",
+        default="",
+        show_default=False,
+        hide_input=True,
+        confirmation_prompt="Enter password for private key again",
+    )
     return password.encode("utf-8")
 
 
-OutputDir = Annotated[Path, typer.Option("--output-dir", "-o", file_okay=False,
-                                          help="Directory for cosign.key and cosign.pub.")]
+OutputDir = Annotated[
+    Path, typer.Option("--output-dir", "-o", file_okay=False, help="Directory for cosign.key and cosign.pub.")
+]
 
 
 @keys_app.command("generate")
@@ -48,6 +55,5 @@ def generate_command(output_dir: OutputDir = Path(".")) -> None:
     key_path, pub_path = generate_key_pair(output_dir, _read_password())
     typer.echo(f"Private key written to {key_path}")
     typer.echo(f"Public key written to {pub_path}")
-    typer.echo("Anyone can check a signed image with cosign alone "
-               "(our signatures make no transparency log entry):")
+    typer.echo("Anyone can check a signed image with cosign alone (our signatures make no transparency log entry):")
     typer.echo(f"  cosign verify --key {pub_path} --insecure-ignore-tlog=true IMAGE@DIGEST")

@@ -75,8 +75,16 @@ def render(data: Any, output: str, table: Callable[[Any], Table]) -> None:
 def _builds_table(page: dict[str, Any]) -> Table:
     table = Table("id", "project", "branch", "commit", "status", "digest", "by", "created", box=None)
     for b in page["items"]:
-        table.add_row(str(b["id"]), b["project"], b["branch"] or b["ref"], b["commit"][:7], b["status"],
-                      _short(b["digest"]), b.get("actor") or b["trigger"], when(b["created_at"]))
+        table.add_row(
+            str(b["id"]),
+            b["project"],
+            b["branch"] or b["ref"],
+            b["commit"][:7],
+            b["status"],
+            _short(b["digest"]),
+            b.get("actor") or b["trigger"],
+            when(b["created_at"]),
+        )
     return table
 
 
@@ -88,12 +96,21 @@ def field_table(pairs: list[tuple[str, Any]]) -> Table:
 
 
 @builds_app.command("ls")
-def builds_ls(url: Url = DEFAULT_URL, output: Output = "table", project: str | None = None,
-              branch: str | None = None, status: str | None = None, limit: int = 20) -> None:
+def builds_ls(
+    url: Url = DEFAULT_URL,
+    output: Output = "table",
+    project: str | None = None,
+    branch: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+) -> None:
     """Recent builds, newest first."""
     with service(url) as client:
-        render(client.get("/api/v1/builds", project=project, branch=branch, status=status, limit=limit), output,
-              _builds_table)
+        render(
+            client.get("/api/v1/builds", project=project, branch=branch, status=status, limit=limit),
+            output,
+            _builds_table,
+        )
 
 
 @builds_app.command("show")
@@ -101,18 +118,37 @@ def builds_show(build_id: int, url: Url = DEFAULT_URL, output: Output = "table")
     """One build: commit, digest, engine, cache, error."""
     with service(url) as client:
         b = client.get(f"/api/v1/builds/{build_id}")
-    render(b, output, lambda b: field_table([
-        ("build", b["id"]), ("project", b["project"]), ("ref", b["ref"]), ("commit", b["commit"]),
-        ("status", b["status"]), ("trigger", b["trigger"]), ("by", b.get("actor")), ("image", b["image"]),
-        ("tags", ", ".join(b["tags"])), ("engine", b["engine"]),
-        ("steps cached", f"{b['steps_cached']}/{b['steps_total']}" if b["steps_total"] else None),
-        ("size", b["image_size"]), ("started", when(b["started_at"])), ("finished", when(b["finished_at"])),
-        ("error", b["error"])]))
+    render(
+        b,
+        output,
+        lambda b: field_table(
+            [
+                ("build", b["id"]),
+                ("project", b["project"]),
+                ("ref", b["ref"]),
+                ("commit", b["commit"]),
+                ("status", b["status"]),
+                ("trigger", b["trigger"]),
+                ("by", b.get("actor")),
+                ("image", b["image"]),
+                ("tags", ", ".join(b["tags"])),
+                ("engine", b["engine"]),
+                ("steps cached", f"{b['steps_cached']}/{b['steps_total']}" if b["steps_total"] else None),
+                ("size", b["image_size"]),
+                ("started", when(b["started_at"])),
+                ("finished", when(b["finished_at"])),
+                ("error", b["error"]),
+            ]
+        ),
+    )
 
 
 @builds_app.command("logs")
-def builds_logs(build_id: int, url: Url = DEFAULT_URL,
-                follow: Annotated[bool, typer.Option("--follow", "-f", help="Until the build ends.")] = False) -> None:
+def builds_logs(
+    build_id: int,
+    url: Url = DEFAULT_URL,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Until the build ends.")] = False,
+) -> None:
     """A build's output; with -f, as it is written, then the exit code says how it ended."""
     with service(url) as client:
         if not follow:
@@ -133,12 +169,25 @@ def builds_logs(build_id: int, url: Url = DEFAULT_URL,
 
 
 def _promotion_fields(p: dict[str, Any]) -> Table:
-    return field_table([
-        ("promotion", p["id"]), ("project", p["project"]), ("environment", p["environment"]),
-        ("digest", p["digest"]), ("build", p["build_id"]), ("status", p["status"]), ("trigger", p["trigger"]),
-        ("actor", p["actor"]), ("reason", p["reason"]), ("from", p["source_ref"]), ("to", p["target_ref"]),
-        ("previous", p["previous_digest"]), ("git commit", p.get("gitops_commit")), ("error", p["error"]),
-        *[(f"step {s['kind']}", f"{s['status']}: {s['message']}") for s in p["steps"]]])
+    return field_table(
+        [
+            ("promotion", p["id"]),
+            ("project", p["project"]),
+            ("environment", p["environment"]),
+            ("digest", p["digest"]),
+            ("build", p["build_id"]),
+            ("status", p["status"]),
+            ("trigger", p["trigger"]),
+            ("actor", p["actor"]),
+            ("reason", p["reason"]),
+            ("from", p["source_ref"]),
+            ("to", p["target_ref"]),
+            ("previous", p["previous_digest"]),
+            ("git commit", p.get("gitops_commit")),
+            ("error", p["error"]),
+            *[(f"step {s['kind']}", f"{s['status']}: {s['message']}") for s in p["steps"]],
+        ]
+    )
 
 
 def _wait_for_promotion(client: ServiceClient, promotion: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
@@ -155,27 +204,43 @@ def _wait_for_promotion(client: ServiceClient, promotion: dict[str, Any], timeou
 
 def _finish(client: ServiceClient, promotion: dict[str, Any], wait: bool, output: str) -> None:
     if wait:
-        errors.print(f"promotion {promotion['id']}: {promotion['digest']} to "
-                     f"{promotion['project']}/{promotion['environment']}", markup=False)
+        errors.print(
+            f"promotion {promotion['id']}: {promotion['digest']} to {promotion['project']}/{promotion['environment']}",
+            markup=False,
+        )
         promotion = _wait_for_promotion(client, promotion)
     render(promotion, output, _promotion_fields)
     if promotion["status"] in _BAD:
         raise typer.Exit(EXIT["outcome"])
 
 
-def promote(project: str, environment: str, url: Url = DEFAULT_URL, output: Output = "table", wait: Wait = True,
-            build: Annotated[int | None, typer.Option(help="The build whose digest to promote.")] = None,
-            digest: Annotated[str | None, typer.Option(help="The digest to promote (sha256:...).")] = None,
-            reason: str = "") -> None:
+def promote(
+    project: str,
+    environment: str,
+    url: Url = DEFAULT_URL,
+    output: Output = "table",
+    wait: Wait = True,
+    build: Annotated[int | None, typer.Option(help="The build whose digest to promote.")] = None,
+    digest: Annotated[str | None, typer.Option(help="The digest to promote (sha256:...).")] = None,
+    reason: str = "",
+) -> None:
     """Promote a built digest to an environment (by build id or digest)."""
     with service(url) as client:
-        asked = client.post("/api/v1/promotions", {"project": project, "environment": environment, "digest": digest,
-                                                    "build_id": build, "reason": reason})
+        asked = client.post(
+            "/api/v1/promotions",
+            {"project": project, "environment": environment, "digest": digest, "build_id": build, "reason": reason},
+        )
         _finish(client, asked, wait, output)
 
 
-def rollback(project: str, environment: str, url: Url = DEFAULT_URL, output: Output = "table", wait: Wait = True,
-             reason: str = "") -> None:
+def rollback(
+    project: str,
+    environment: str,
+    url: Url = DEFAULT_URL,
+    output: Output = "table",
+    wait: Wait = True,
+    reason: str = "",
+) -> None:
     """Promote what ran before, and hold automatic promotion until `pipeline release`."""
     with service(url) as client:
         asked = client.post(f"/api/v1/environments/{project}/{environment}/rollback", {"reason": reason})
@@ -186,20 +251,40 @@ def release(project: str, environment: str, url: Url = DEFAULT_URL) -> None:
     """Let automatic promotion into a held environment resume."""
     with service(url) as client:
         hold = client.post(f"/api/v1/environments/{project}/{environment}/release")
-    console.print(f"{project}/{environment} released (held since {when(hold['created_at'])}: {hold['reason']})",
-                  markup=False)
+    console.print(
+        f"{project}/{environment} released (held since {when(hold['created_at'])}: {hold['reason']})", markup=False
+    )
 
 
 def _matrix_table(matrix: dict[str, Any]) -> Table:
-    table = Table("project", "environment", "digest", "commit", "since", "by", "previous", "held",
-                  "lead time (median / p90)", box=None)
+    table = Table(
+        "project",
+        "environment",
+        "digest",
+        "commit",
+        "since",
+        "by",
+        "previous",
+        "held",
+        "lead time (median / p90)",
+        box=None,
+    )
     for e in matrix["items"]:
         now, before = e["current"] or {}, e["previous"] or {}
         held = f"by {e['held']['actor']}" if e["held"] else ""
         lead = e.get("lead_time")
         lead_text = f"{_duration(lead['median_seconds'])} / {_duration(lead['p90_seconds'])}" if lead else "-"
-        table.add_row(e["project"], e["environment"], _short(now.get("digest")), (now.get("commit") or "-")[:7],
-                      when(now.get("since")), now.get("actor") or "-", _short(before.get("digest")), held, lead_text)
+        table.add_row(
+            e["project"],
+            e["environment"],
+            _short(now.get("digest")),
+            (now.get("commit") or "-")[:7],
+            when(now.get("since")),
+            now.get("actor") or "-",
+            _short(before.get("digest")),
+            held,
+            lead_text,
+        )
     return table
 
 
@@ -210,19 +295,37 @@ def envs(url: Url = DEFAULT_URL, output: Output = "table", project: str | None =
 
 
 @promotions_app.command("ls")
-def promotions_ls(url: Url = DEFAULT_URL, output: Output = "table", project: str | None = None,
-                  environment: str | None = None, status: str | None = None, limit: int = 20) -> None:
+def promotions_ls(
+    url: Url = DEFAULT_URL,
+    output: Output = "table",
+    project: str | None = None,
+    environment: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+) -> None:
     """Promotion history, newest first."""
+
     def table(page: dict[str, Any]) -> Table:
         rows = Table("id", "project", "environment", "digest", "status", "trigger", "actor", "created", box=None)
         for p in page["items"]:
-            rows.add_row(str(p["id"]), p["project"], p["environment"], _short(p["digest"]), p["status"], p["trigger"],
-                         p["actor"], when(p["created_at"]))
+            rows.add_row(
+                str(p["id"]),
+                p["project"],
+                p["environment"],
+                _short(p["digest"]),
+                p["status"],
+                p["trigger"],
+                p["actor"],
+                when(p["created_at"]),
+            )
         return rows
 
     with service(url) as client:
-        render(client.get("/api/v1/promotions", project=project, environment=environment, status=status, limit=limit),
-              output, table)
+        render(
+            client.get("/api/v1/promotions", project=project, environment=environment, status=status, limit=limit),
+            output,
+            table,
+        )
 
 
 @promotions_app.command("show")
@@ -235,13 +338,20 @@ def promotions_show(promotion_id: int, url: Url = DEFAULT_URL, output: Output = 
 @images_app.command("show")
 def images_show(digest: str, url: Url = DEFAULT_URL, output: Output = "table") -> None:
     """Which build made a digest, where it has been, and where it runs now."""
+
     def table(image: dict[str, Any]) -> Table:
-        rows = [("digest", image["digest"]), ("runs in", ", ".join(image["running_in"])),
-                ("rejected", image["rejected"]["reason"] if image["rejected"] else None)]
-        rows += [(f"build {b['id']}", f"{b['project']} {b['ref']} {b['commit'][:12]} {b['status']}")
-                 for b in image["builds"]]
-        rows += [(f"promotion {p['id']}", f"{p['environment']} {p['status']} by {p['actor']} {when(p['finished_at'])}")
-                 for p in image["promotions"]]
+        rows = [
+            ("digest", image["digest"]),
+            ("runs in", ", ".join(image["running_in"])),
+            ("rejected", image["rejected"]["reason"] if image["rejected"] else None),
+        ]
+        rows += [
+            (f"build {b['id']}", f"{b['project']} {b['ref']} {b['commit'][:12]} {b['status']}") for b in image["builds"]
+        ]
+        rows += [
+            (f"promotion {p['id']}", f"{p['environment']} {p['status']} by {p['actor']} {when(p['finished_at'])}")
+            for p in image["promotions"]
+        ]
         return field_table(rows)
 
     with service(url) as client:
@@ -249,8 +359,9 @@ def images_show(digest: str, url: Url = DEFAULT_URL, output: Output = "table") -
 
 
 @images_app.command("reject")
-def images_reject(digest: str, reason: Annotated[str, typer.Option(help="Why (shown to whoever tries).")],
-                  url: Url = DEFAULT_URL) -> None:
+def images_reject(
+    digest: str, reason: Annotated[str, typer.Option(help="Why (shown to whoever tries).")], url: Url = DEFAULT_URL
+) -> None:
     """Block a digest from every further promotion."""
     with service(url) as client:
         client.post(f"/api/v1/images/{digest}/reject", {"reason": reason})

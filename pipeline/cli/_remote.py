@@ -21,8 +21,16 @@ import httpx
 __all__ = ["EXIT", "RemoteError", "ServiceClient"]
 
 EXIT = {"done": 0, "outcome": 1, "invalid": 2, "unreachable": 3, "not_found": 4, "conflict": 5, "denied": 6}
-_BY_STATUS = {400: "invalid", 401: "denied", 403: "denied", 404: "not_found", 409: "conflict", 413: "invalid",
-              415: "invalid", 422: "invalid"}
+_BY_STATUS = {
+    400: "invalid",
+    401: "denied",
+    403: "denied",
+    404: "not_found",
+    409: "conflict",
+    413: "invalid",
+    415: "invalid",
+    422: "invalid",
+}
 
 
 class RemoteError(Exception):
@@ -70,8 +78,11 @@ class ServiceClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise RemoteError(f"cannot reach the service at {self.url}: {exc}; is `pipeline serve` running "
-                              "(or pass --url / set PIPELINE_URL)?", "unreachable") from None
+            raise RemoteError(
+                f"cannot reach the service at {self.url}: {exc}; is `pipeline serve` running "
+                "(or pass --url / set PIPELINE_URL)?",
+                "unreachable",
+            ) from None
         if response.status_code >= 500:
             raise RemoteError(f"the service failed ({response.status_code}): {_problem(response)}", "unreachable")
         if response.status_code >= 400:

@@ -33,15 +33,19 @@ def _local(config: Path | None) -> Any:
 
 def _row(row: Any) -> dict[str, Any]:
     fields = ("id", "name", "role", "environments", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
-    return {f: (getattr(row, f).isoformat() if hasattr(getattr(row, f), "isoformat") else getattr(row, f))
-            for f in fields}
+    return {
+        f: (getattr(row, f).isoformat() if hasattr(getattr(row, f), "isoformat") else getattr(row, f)) for f in fields
+    }
 
 
 @tokens_app.command("create")
-def create(name: Annotated[str, typer.Option(help="Who uses it: recorded as the actor.")],
-           role: Annotated[str, typer.Option(help="viewer, builder, promoter or admin.")],
-           env: Annotated[list[str] | None, typer.Option("--env", help="Limit a promoter to this environment.")] = None,
-           config: LocalConfig = None, url: Url = DEFAULT_URL) -> None:
+def create(
+    name: Annotated[str, typer.Option(help="Who uses it: recorded as the actor.")],
+    role: Annotated[str, typer.Option(help="viewer, builder, promoter or admin.")],
+    env: Annotated[list[str] | None, typer.Option("--env", help="Limit a promoter to this environment.")] = None,
+    config: LocalConfig = None,
+    url: Url = DEFAULT_URL,
+) -> None:
     """Create a token and print it once: it is stored only as a hash."""
     db = _local(config)
     if db is not None:
@@ -50,8 +54,13 @@ def create(name: Annotated[str, typer.Option(help="Who uses it: recorded as the 
 
         role, environments = parse_role(role, env or [])
         with db.session() as session:
-            _, secret = tokens.create_token(session, name=name, role=role, created_by=f"cli:{os.environ.get('USER', '?')}",
-                                            environments=list(environments) if environments else None)
+            _, secret = tokens.create_token(
+                session,
+                name=name,
+                role=role,
+                created_by=f"cli:{os.environ.get('USER', '?')}",
+                environments=list(environments) if environments else None,
+            )
     else:
         with service(url) as client:
             secret = client.post("/api/v1/tokens", {"name": name, "role": role, "environments": env or []})["token"]
@@ -73,8 +82,15 @@ def list_tokens(config: LocalConfig = None, url: Url = DEFAULT_URL) -> None:
             rows = client.get("/api/v1/tokens")
     table = Table("id", "name", "role", "environments", "prefix", "last used", "revoked", box=None)
     for r in rows:
-        table.add_row(str(r["id"]), r["name"], r["role"], ", ".join(r["environments"] or []) or "all", r["prefix"],
-                      when(r["last_used_at"]), when(r["revoked_at"]))
+        table.add_row(
+            str(r["id"]),
+            r["name"],
+            r["role"],
+            ", ".join(r["environments"] or []) or "all",
+            r["prefix"],
+            when(r["last_used_at"]),
+            when(r["revoked_at"]),
+        )
     console.print(table)
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "parse_config",
 ]
 
+
 class RegistryConfig(Model):
     """A registry images are pushed to or promoted into."""
 
@@ -138,8 +139,10 @@ class ProjectConfig(Model):
             if env.name in seen:
                 raise ValueError(f"environment {env.name!r} is defined twice")
             if env.requires is not None and env.requires not in seen:
-                raise ValueError(f"environment {env.name!r} requires {env.requires!r}, which must be "
-                                 f"defined before it (defined so far: {sorted(seen)})")
+                raise ValueError(
+                    f"environment {env.name!r} requires {env.requires!r}, which must be "
+                    f"defined before it (defined so far: {sorted(seen)})"
+                )
             seen.add(env.name)
         return environments
 
@@ -225,8 +228,10 @@ class Config(Model):
     @model_validator(mode="after")
     def _one_builder_list(self) -> Config:
         if self.builders and self.docker.hosts:
-            raise ValueError("builders: give either builders or docker.hosts (its older spelling), not both; "
-                             "move each host to builders as {name: NAME, docker: HOST}")
+            raise ValueError(
+                "builders: give either builders or docker.hosts (its older spelling), not both; "
+                "move each host to builders as {name: NAME, docker: HOST}"
+            )
         return self
 
     @property
@@ -248,8 +253,7 @@ class Config(Model):
             for env in project.environments:
                 if env.registry not in self.registries:
                     raise ValueError(
-                        f"projects.{name}.environments.{env.name}.registry: no registry named "
-                        f"{env.registry!r}"
+                        f"projects.{name}.environments.{env.name}.registry: no registry named {env.registry!r}"
                     )
                 if env.sign and self.signing is None:
                     raise ValueError(

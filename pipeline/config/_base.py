@@ -14,10 +14,21 @@ __all__ = ["NAME", "REPOSITORY", "SECRET_NAME", "TEMPLATE_FIELDS", "Model", "che
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 REPOSITORY = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
-TEMPLATE_FIELDS = frozenset({
-    "branch", "tag", "sha", "short_sha", "build_id", "timestamp", "project",
-    "version", "semver", "semver_minor", "semver_major",
-})
+TEMPLATE_FIELDS = frozenset(
+    {
+        "branch",
+        "tag",
+        "sha",
+        "short_sha",
+        "build_id",
+        "timestamp",
+        "project",
+        "version",
+        "semver",
+        "semver_minor",
+        "semver_major",
+    }
+)
 SECRET_NAME = re.compile(r"(?i)secret|token|passw(?:or)?d|api_?key|private_?key|credential|auth")
 
 

@@ -129,8 +129,9 @@ class BuilderConfig(Model):
     def _one_kind(self) -> BuilderConfig:
         given = [key for key in ("docker", "buildkit", "buildx") if getattr(self, key) is not None]
         if len(given) != 1:
-            raise ValueError(f"builder {self.name!r}: give exactly one of 'docker', 'buildkit' or 'buildx' "
-                             f"(got {given or 'none'})")
+            raise ValueError(
+                f"builder {self.name!r}: give exactly one of 'docker', 'buildkit' or 'buildx' (got {given or 'none'})"
+            )
         tls = [key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key) is not None]
         if tls and self.buildkit is None:
             raise ValueError(f"builder {self.name!r}: {', '.join(tls)} apply to a 'buildkit' daemon only")

@@ -54,18 +54,28 @@ class ConfigChange:
     def summary(self) -> str:
         if self.unchanged:
             return "no change"
-        parts = [f"{label} {', '.join(names)}" for label, names in (
-            ("added", self.added), ("removed", self.removed), ("changed", self.changed),
-            ("sections", self.sections), ("restart for", self.restart_required)) if names]
+        parts = [
+            f"{label} {', '.join(names)}"
+            for label, names in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("changed", self.changed),
+                ("sections", self.sections),
+                ("restart for", self.restart_required),
+            )
+            if names
+        ]
         return "; ".join(parts) or "formatting only"
 
 
 def compare(old: Config, new: Config) -> ConfigChange:
     old_projects, new_projects = old.projects, new.projects
-    sections = tuple(name for name in type(new).model_fields
-                     if name != "projects" and getattr(old, name) != getattr(new, name))
+    sections = tuple(
+        name for name in type(new).model_fields if name != "projects" and getattr(old, name) != getattr(new, name)
+    )
     return ConfigChange(
-        fingerprint(new), fingerprint(old),
+        fingerprint(new),
+        fingerprint(old),
         added=tuple(n for n in new_projects if n not in old_projects),
         removed=tuple(n for n in old_projects if n not in new_projects),
         changed=tuple(n for n in new_projects if n in old_projects and old_projects[n] != new_projects[n]),

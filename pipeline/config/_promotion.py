@@ -38,8 +38,10 @@ class PullRequestConfig(Model):
     @classmethod
     def _implemented(cls, provider: str) -> str:
         if provider != "github":
-            raise ValueError(f"pull requests are opened on github (and GitHub Enterprise) only, not {provider}; "
-                             "use a plain push (no pull_request) on this host")
+            raise ValueError(
+                f"pull requests are opened on github (and GitHub Enterprise) only, not {provider}; "
+                "use a plain push (no pull_request) on this host"
+            )
         return provider
 
     def token(self) -> str:
@@ -73,7 +75,9 @@ class GitOpsConfig(Model):
     def _one_target(self) -> GitOpsConfig:
         given = [name for name in ("key", "kustomize_image", "container") if getattr(self, name)]
         if len(given) != 1:
-            raise ValueError(f"name exactly one of key (Helm values), kustomize_image or container; got {given or 'none'}")
+            raise ValueError(
+                f"name exactly one of key (Helm values), kustomize_image or container; got {given or 'none'}"
+            )
         if (self.resource_kind or self.resource_name) and not self.container:
             raise ValueError("resource_kind and resource_name narrow a container; set container too")
         return self
@@ -114,6 +118,8 @@ class SigningConfig(Model):
     def password(self) -> bytes:
         value = os.environ.get(self.password_env)
         if value is None:
-            raise SigningError(f"signing.password_env: {self.password_env} is not set; export the password of "
-                               f"{self.key_file} ({self.password_env}= for a key without one)")
+            raise SigningError(
+                f"signing.password_env: {self.password_env} is not set; export the password of "
+                f"{self.key_file} ({self.password_env}= for a key without one)"
+            )
         return value.encode("utf-8")

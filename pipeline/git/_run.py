@@ -47,22 +47,40 @@ def auth_env(url: str, auth: GitConfig) -> dict[str, str]:
         if not url.startswith(("https://", "http://")):
             raise ConfigError(f"git token_env is for HTTP(S) repositories; {sanitize(url)} is not one")
         basic = base64.b64encode(f"{auth.username}:{token}".encode()).decode()
-        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=f"http.{_origin(url)}.extraHeader",
-                   GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0=f"http.{_origin(url)}.extraHeader",
+            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+        )
     if auth.ssh_key_file:
-        options = ["ssh", "-i", str(auth.ssh_key_file), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                   "-o", f"UserKnownHostsFile={auth.known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
+        options = [
+            "ssh",
+            "-i",
+            str(auth.ssh_key_file),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={auth.known_hosts_file}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ]
         env["GIT_SSH_COMMAND"] = shlex.join(options)
     return env
 
 
-def run_git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float | None = None, secrets: tuple[str, ...] = ()) -> str:
+def run_git(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    secrets: tuple[str, ...] = (),
+) -> str:
     """Run ``git args`` and return stdout; any failure is a ``GitError`` with git's own words."""
     full_env = {**_BASE_ENV, **(env or {})}
     try:
-        return git.Git(str(cwd) if cwd else None).execute(
-            ["git", *args], env=full_env, kill_after_timeout=timeout)
+        return git.Git(str(cwd) if cwd else None).execute(["git", *args], env=full_env, kill_after_timeout=timeout)
     except git.GitCommandError as exc:
         stderr = str(exc.stderr or "").strip().removeprefix("stderr: ").strip("'\n ")
         for secret in secrets:

@@ -43,8 +43,7 @@ def _helm_value(target: HelmValue, change: ImageChange, source: str) -> str:
     if field == "reference":
         return change.reference
     if change.tag is None:
-        raise InvalidChangeError("the change has no tag to write here (only a digest)",
-                                 source=source, path=target.path)
+        raise InvalidChangeError("the change has no tag to write here (only a digest)", source=source, path=target.path)
     return change.tag
 
 
@@ -58,24 +57,22 @@ def plan_helm(docs: list[Node], target: HelmValue, change: ImageChange, source: 
             return _helm_create(index, target, value, keys[:depth], source)
         where = _show(keys[:depth])
         if not isinstance(node, MappingNode):
-            raise StructureError(f"is {_describe(node)}, not a mapping, so {target.path} "
-                                 "cannot be written", source=source, path=where)
+            raise StructureError(
+                f"is {_describe(node)}, not a mapping, so {target.path} cannot be written", source=source, path=where
+            )
         hit = _lookup(node, key, source, where)
         if hit is None:
             return _helm_create(index, target, value, keys[:depth], source)
         key_node, node = hit
-        _refuse_alias(key_node, node, source, _show(keys[:depth + 1]))
+        _refuse_alias(key_node, node, source, _show(keys[: depth + 1]))
     assert key_node is not None and node is not None  # the loop ran and ended on a key's value
     _check_writable(key_node, node, source, target.path)
-    ops: tuple[Op, ...] = () if _already(node, value) else (
-        Set((index, *keys), value, key_node, node),)  # type: ignore[arg-type]
+    ops: tuple[Op, ...] = () if _already(node, value) else (Set((index, *keys), value, key_node, node),)  # type: ignore[arg-type]
     return Plan(ops, _scalar_text(node), value)
 
 
-def _helm_create(index: int, target: HelmValue, value: str, found: tuple[str, ...],
-                 source: str) -> Plan:
+def _helm_create(index: int, target: HelmValue, value: str, found: tuple[str, ...], source: str) -> Plan:
     if not target.create:
         where = f" (only {_show(found)} exists)" if found else ""
-        raise TargetNotFoundError(f"absent{where}, and creating it is not allowed",
-                                  source=source, path=target.path)
+        raise TargetNotFoundError(f"absent{where}, and creating it is not allowed", source=source, path=target.path)
     return Plan((Set((index, *target.keys), value),), None, value)

@@ -37,15 +37,14 @@ from pipeline.gitops._types import (
 __all__ = ["plan_kustomize"]
 
 
-def plan_kustomize(docs: list[Node], target: KustomizeImage, change: ImageChange,
-                    source: str) -> Plan:
+def plan_kustomize(docs: list[Node], target: KustomizeImage, change: ImageChange, source: str) -> Plan:
     name = target.name or change.repository
     index, root = _single_document(docs, source, "images")
     if not _is_null(root) and not isinstance(root, MappingNode):
-        raise StructureError(f"a kustomization is a mapping, this is {_describe(root)}",
-                             source=source, path="<document root>")
-    hit = (_lookup(root, "images", source, "<document root>")
-           if isinstance(root, MappingNode) else None)
+        raise StructureError(
+            f"a kustomization is a mapping, this is {_describe(root)}", source=source, path="<document root>"
+        )
+    hit = _lookup(root, "images", source, "<document root>") if isinstance(root, MappingNode) else None
     if hit is None or _is_null(hit[1]):
         return _kustomize_append(index, target, name, change, [], source)
     key_node, images = hit
@@ -72,24 +71,24 @@ def _entry_name(item: Node, source: str) -> str | None:
     return _scalar_text(hit[1]) if hit else None
 
 
-def _kustomize_entries(images: SequenceNode, name: str,
-                       source: str) -> list[tuple[int, MappingNode]]:
+def _kustomize_entries(images: SequenceNode, name: str, source: str) -> list[tuple[int, MappingNode]]:
     found = []
     for position, item in enumerate(images.value):
         if not isinstance(item, MappingNode):
-            raise StructureError(f"is {_describe(item)}, not a mapping", source=source,
-                                 path=f"images[{position}]")
+            raise StructureError(f"is {_describe(item)}, not a mapping", source=source, path=f"images[{position}]")
         if _entry_name(item, source) == name:
             found.append((position, item))
     return found
 
 
-def _kustomize_append(index: int, target: KustomizeImage, name: str, change: ImageChange,
-                      names: list[str], source: str) -> Plan:
+def _kustomize_append(
+    index: int, target: KustomizeImage, name: str, change: ImageChange, names: list[str], source: str
+) -> Plan:
     if not target.create:
         present = f" (entries: {', '.join(names)})" if names else ""
-        raise TargetNotFoundError(f"no entry with name {name!r}{present}, and creating it is "
-                                  "not allowed", source=source, path="images")
+        raise TargetNotFoundError(
+            f"no entry with name {name!r}{present}, and creating it is not allowed", source=source, path="images"
+        )
     entry = [("name", name)]
     if change.repository != name:
         entry.append(("newName", change.repository))
@@ -99,8 +98,9 @@ def _kustomize_append(index: int, target: KustomizeImage, name: str, change: Ima
     return Plan((Append((index, "images"), tuple(entry)),), None, change.reference)
 
 
-def _kustomize_entry_ops(entry: MappingNode, path: _Path, name: str, change: ImageChange,
-                         source: str, where: str) -> list[Op]:
+def _kustomize_entry_ops(
+    entry: MappingNode, path: _Path, name: str, change: ImageChange, source: str, where: str
+) -> list[Op]:
     """newName only when it must differ from name, newTag per the rule above, then digest."""
     ops: list[Op] = []
     if change.repository != name or _lookup(entry, "newName", source, where):
@@ -110,8 +110,11 @@ def _kustomize_entry_ops(entry: MappingNode, path: _Path, name: str, change: Ima
     elif (hit := _lookup(entry, "newTag", source, where)) is not None:
         _check_writable(hit[0], hit[1], source, f"{where}.newTag")
         if hit[1].anchor is not None:
-            raise StructureError(f"carries anchor &{hit[1].anchor}; deleting it would break its "
-                                 "aliases", source=source, path=f"{where}.newTag")
+            raise StructureError(
+                f"carries anchor &{hit[1].anchor}; deleting it would break its aliases",
+                source=source,
+                path=f"{where}.newTag",
+            )
         ops.append(_Delete((*path, "newTag")))
     ops += _set_key(entry, path, "digest", change.digest, source, where)
     return ops
@@ -119,6 +122,7 @@ def _kustomize_entry_ops(entry: MappingNode, path: _Path, name: str, change: Ima
 
 def _kustomize_rendered(entry: MappingNode, source: str) -> str:
     """What the entry makes of a matching image, as far as the entry alone decides it."""
+
     def get(key: str) -> str | None:
         hit = _lookup(entry, key, source, "images")
         return _scalar_text(hit[1]) if hit else None

@@ -66,25 +66,25 @@ class _Container:
     node: MappingNode
 
 
-def plan_manifest(docs: list[Node], target: ManifestContainer, change: ImageChange,
-                   source: str) -> Plan:
+def plan_manifest(docs: list[Node], target: ManifestContainer, change: ImageChange, source: str) -> Plan:
     resources = _resources(docs, source)
-    selected = [r for r in resources
-                if target.kind in (None, r.kind) and target.name in (None, r.name)]
+    selected = [r for r in resources if target.kind in (None, r.kind) and target.name in (None, r.name)]
     if not selected:
-        wanted = ", ".join(f"{k}={v}" for k, v in (("kind", target.kind), ("name", target.name))
-                           if v)
+        wanted = ", ".join(f"{k}={v}" for k, v in (("kind", target.kind), ("name", target.name)) if v)
         found = ", ".join(map(str, resources)) or "none"
         raise TargetNotFoundError(f"no resource with {wanted} (resources: {found})", source=source)
     containers = [c for r in selected for c in _containers(r, source)]
     matches = [c for c in containers if c.name == target.container]
     if not matches:
-        raise TargetNotFoundError(f"no container named {target.container!r} "
-                                  f"({_inventory(selected, containers)})", source=source)
+        raise TargetNotFoundError(
+            f"no container named {target.container!r} ({_inventory(selected, containers)})", source=source
+        )
     if len(matches) > 1:
         raise AmbiguousTargetError(
             f"container {target.container!r} is in {', '.join(str(c.resource) for c in matches)}; "
-            "set the target's kind and name", source=source)
+            "set the target's kind and name",
+            source=source,
+        )
     return _image_plan(matches[0], change, source)
 
 
@@ -92,8 +92,14 @@ def _resources(docs: list[Node], source: str) -> list[_Resource]:
     out = []
     for index, node in enumerate(docs):
         if isinstance(node, MappingNode):
-            out.append(_Resource(index, _scalar_text(_child(node, ("kind",), source)),
-                                 _scalar_text(_child(node, ("metadata", "name"), source)), node))
+            out.append(
+                _Resource(
+                    index,
+                    _scalar_text(_child(node, ("kind",), source)),
+                    _scalar_text(_child(node, ("metadata", "name"), source)),
+                    node,
+                )
+            )
     return out
 
 
@@ -128,8 +134,7 @@ def _inventory(resources: list[_Resource], containers: list[_Container]) -> str:
     for resource in resources:
         lists = []
         for field in _CONTAINER_LISTS:
-            names = [c.name or "?" for c in containers
-                     if c.resource is resource and c.field == field]
+            names = [c.name or "?" for c in containers if c.resource is resource and c.field == field]
             if names:
                 lists.append(f"{field} {', '.join(names)}")
         if lists:
@@ -147,6 +152,5 @@ def _image_plan(container: _Container, change: ImageChange, source: str) -> Plan
     _check_writable(key_node, node, source, where)
     if not _is_null(node) and node.tag != STR:
         raise StructureError(f"is {_describe(node)}, not a string", source=source, path=where)
-    ops: tuple[Op, ...] = () if _already(node, value) else (
-        Set((*container.path, "image"), value, key_node, node),)  # type: ignore[arg-type]
+    ops: tuple[Op, ...] = () if _already(node, value) else (Set((*container.path, "image"), value, key_node, node),)  # type: ignore[arg-type]
     return Plan(ops, _scalar_text(node), value)

@@ -116,15 +116,12 @@ def is_alias(key: Node, value: Node) -> bool:
     return start < end
 
 
-def _lookup(mapping: MappingNode, key: str, source: str,
-            where: str) -> tuple[ScalarNode, Node] | None:
+def _lookup(mapping: MappingNode, key: str, source: str, where: str) -> tuple[ScalarNode, Node] | None:
     """The (key, value) pair for a string key; a key written twice is not ours to pick from."""
-    hits = [(k, v) for k, v in mapping.value
-            if isinstance(k, ScalarNode) and k.tag == STR and k.value == key]
+    hits = [(k, v) for k, v in mapping.value if isinstance(k, ScalarNode) and k.tag == STR and k.value == key]
     if len(hits) > 1:
         lines = ", ".join(str(k.start_mark.line + 1) for k, _ in hits)
-        raise AmbiguousTargetError(f"key {key!r} appears {len(hits)} times (lines {lines})",
-                                   source=source, path=where)
+        raise AmbiguousTargetError(f"key {key!r} appears {len(hits)} times (lines {lines})", source=source, path=where)
     return hits[0] if hits else None
 
 
@@ -159,8 +156,7 @@ def _single_document(docs: list[Node], source: str, where: str) -> tuple[int, No
     """Values files and kustomizations hold one document; guessing among several is unsafe."""
     full = [(i, node) for i, node in enumerate(docs) if not _is_null(node)]
     if len(full) > 1:
-        raise StructureError(f"the file has {len(full)} YAML documents; expected one",
-                             source=source, path=where)
+        raise StructureError(f"the file has {len(full)} YAML documents; expected one", source=source, path=where)
     return full[0] if full else (0, None)
 
 
@@ -170,7 +166,9 @@ def _refuse_alias(key: Node, node: Node, source: str, where: str) -> None:
         raise StructureError(
             f"is an alias of &{node.anchor} (line {node.start_mark.line + 1}); writing it would "
             "change every use of that anchor, so change the anchor's value instead",
-            source=source, path=where)
+            source=source,
+            path=where,
+        )
 
 
 def _check_writable(key: ScalarNode, node: Node, source: str, where: str) -> None:
@@ -179,16 +177,16 @@ def _check_writable(key: ScalarNode, node: Node, source: str, where: str) -> Non
     if not isinstance(node, ScalarNode):
         raise StructureError(f"is {_describe(node)}, not a scalar", source=source, path=where)
     if node.style in ("|", ">"):
-        raise StructureError(f"is a block scalar ({node.style}); write it as a one-line value "
-                             "first", source=source, path=where)
+        raise StructureError(
+            f"is a block scalar ({node.style}); write it as a one-line value first", source=source, path=where
+        )
 
 
 def _already(node: Node | None, value: str) -> bool:
     return isinstance(node, ScalarNode) and node.tag == STR and node.value == value
 
 
-def _set_key(mapping: MappingNode, path: _Path, key: str, value: str, source: str,
-             where: str) -> list[Op]:
+def _set_key(mapping: MappingNode, path: _Path, key: str, value: str, source: str, where: str) -> list[Op]:
     """The op setting ``key`` of an existing mapping, or none when it already holds ``value``."""
     hit = _lookup(mapping, key, source, where)
     if hit is None:

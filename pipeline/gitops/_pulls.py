@@ -39,9 +39,16 @@ class GitHubPulls:
 
     def __init__(self, config: PullRequestConfig, *, timeout: float = 30) -> None:
         self.repository = config.repository
-        self._http = httpx.Client(base_url=config.api_url.rstrip("/"), timeout=timeout, headers={
-            "Authorization": f"Bearer {config.token()}", "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "pipeline/0.1"})
+        self._http = httpx.Client(
+            base_url=config.api_url.rstrip("/"),
+            timeout=timeout,
+            headers={
+                "Authorization": f"Bearer {config.token()}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "pipeline/0.1",
+            },
+        )
 
     def _call(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         try:
@@ -49,8 +56,10 @@ class GitHubPulls:
         except httpx.TransportError as exc:
             raise GitError(f"cannot reach the GitHub API for {self.repository}: {exc}") from None
         if response.status_code in (401, 403, 404):
-            raise GitPushRefused(f"GitHub refused {method} pulls for {self.repository} ({response.status_code}): "
-                                 f"{_message(response)}; check gitops.pull_request.token_env and repository")
+            raise GitPushRefused(
+                f"GitHub refused {method} pulls for {self.repository} ({response.status_code}): "
+                f"{_message(response)}; check gitops.pull_request.token_env and repository"
+            )
         if response.status_code >= 500:
             raise GitError(f"GitHub answered {response.status_code} for {self.repository}: {_message(response)}")
         return response
@@ -64,8 +73,10 @@ class GitHubPulls:
             if found:
                 return PullRequest(int(found[0]["number"]), str(found[0]["html_url"]))
         if response.status_code != 201:
-            raise GitPushRefused(f"GitHub did not open the pull request from {head} to {base} "
-                                 f"({response.status_code}): {_message(response)}")
+            raise GitPushRefused(
+                f"GitHub did not open the pull request from {head} to {base} "
+                f"({response.status_code}): {_message(response)}"
+            )
         data = response.json()
         return PullRequest(int(data["number"]), str(data["html_url"]))
 

@@ -51,9 +51,20 @@ def _inside(path: str) -> str:
     return str(parts)
 
 
-def write_back(data_dir: Path, work_dir: Path, *, repo: str, branch: str, path: str, auth: GitConfig,
-               edit: Callable[[str], UpdateResult], message: str, author: tuple[str, str],
-               attempts: int = 5, push_to: str | None = None) -> Pushed:
+def write_back(
+    data_dir: Path,
+    work_dir: Path,
+    *,
+    repo: str,
+    branch: str,
+    path: str,
+    auth: GitConfig,
+    edit: Callable[[str], UpdateResult],
+    message: str,
+    author: tuple[str, str],
+    attempts: int = 5,
+    push_to: str | None = None,
+) -> Pushed:
     """Apply ``edit`` to ``path`` on ``branch`` and push the commit; no commit when nothing changes.
 
     ``push_to`` names another branch to push the commit to (a pull request's head, made fresh
@@ -75,12 +86,14 @@ def write_back(data_dir: Path, work_dir: Path, *, repo: str, branch: str, path: 
                 log.info("gitops: pushed %s to %s %s", commit[:12], public_url(repo), push_to or branch)
                 return Pushed(commit, attempt, result.old_value, result.new_value)
             log.info("gitops: %s %s moved on; re-applying the edit (attempt %d)", public_url(repo), branch, attempt)
-    raise GitError(f"{public_url(repo)} {branch} kept moving: the push was overtaken {attempts} times; "
-                   "it will be tried again")
+    raise GitError(
+        f"{public_url(repo)} {branch} kept moving: the push was overtaken {attempts} times; it will be tried again"
+    )
 
 
-def _edit_in_clone(mirror: Path, clone: Path, repo: str, branch: str, path: str,
-                   edit: Callable[[str], UpdateResult]) -> UpdateResult:
+def _edit_in_clone(
+    mirror: Path, clone: Path, repo: str, branch: str, path: str, edit: Callable[[str], UpdateResult]
+) -> UpdateResult:
     try:
         run_git("--git-dir", str(mirror), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
     except GitError:
@@ -110,8 +123,16 @@ def _commit(clone: Path, path: str, message: str, author: tuple[str, str]) -> st
 def _push(clone: Path, repo: str, branch: str, auth: GitConfig, *, force: bool = False) -> bool:
     """``True`` once pushed; ``False`` when the branch moved meanwhile (worth another try)."""
     try:
-        run_git("-C", str(clone), "push", "--", repo, f"{'+' if force else ''}HEAD:refs/heads/{branch}",
-                env=auth_env(repo, auth), timeout=auth.timeout_seconds)
+        run_git(
+            "-C",
+            str(clone),
+            "push",
+            "--",
+            repo,
+            f"{'+' if force else ''}HEAD:refs/heads/{branch}",
+            env=auth_env(repo, auth),
+            timeout=auth.timeout_seconds,
+        )
     except GitError as exc:
         if any(word in exc.message for word in _REJECTED_AS_STALE):
             return False

@@ -67,7 +67,9 @@ def rewrite_round_trip(text: str, indent: Indent, ops: Sequence[Op], source: str
         raise RoundTripError(
             "keys must be added or removed, but ruamel.yaml would also rewrite unrelated content "
             f"({_first_difference(text, before)}); add the key by hand once: later updates then "
-            "replace its value in place", source=source)
+            "replace its value in place",
+            source=source,
+        )
     for op in ops:
         _apply(docs, op)
     after = _dump(yaml, docs, text)
@@ -91,9 +93,11 @@ def _check_local(before: str, after: str, op_count: int, source: str) -> None:
     changes = [op for op in matcher.get_opcodes() if op[0] != "equal"]
     for _, i1, i2, j1, j2 in changes:
         if len(changes) > op_count or any(map(_is_decoration, old[i1:i2] + new[j1:j2])):
-            raise RoundTripError("ruamel.yaml would move a comment, blank line or document "
-                                 f"marker near line {i1 + 1}; edit this file by hand once",
-                                 source=source)
+            raise RoundTripError(
+                "ruamel.yaml would move a comment, blank line or document "
+                f"marker near line {i1 + 1}; edit this file by hand once",
+                source=source,
+            )
 
 
 def _is_decoration(line: str) -> bool:
@@ -116,8 +120,7 @@ def _apply(docs: list[Any], op: Op) -> None:
         container = container[key]
     last = keys[-1]
     if isinstance(op, Append):
-        _append_entry(container, str(last), CommentedMap(
-            [(k, styled(v)) for k, v in op.entry]))
+        _append_entry(container, str(last), CommentedMap([(k, styled(v)) for k, v in op.entry]))
     else:
         _delete_key(container, str(last))
 
@@ -136,7 +139,7 @@ def _set_path(container: Any, keys: Sequence[Key], value: Any) -> None:
     for depth, key in enumerate(keys[:-1]):
         child = container[key] if isinstance(key, int) else _own(container, key)
         if child is _MISSING or child is None:
-            for missing in reversed(keys[depth + 1:]):
+            for missing in reversed(keys[depth + 1 :]):
                 value = CommentedMap([(missing, value)])
             break
         container = child
@@ -187,8 +190,7 @@ _Gap: TypeAlias = tuple[str, Any]
 
 
 def _is_block(node: Any) -> bool:
-    return (isinstance(node, (CommentedMap, CommentedSeq)) and len(node) > 0
-            and not node.fa.flow_style())
+    return isinstance(node, (CommentedMap, CommentedSeq)) and len(node) > 0 and not node.fa.flow_style()
 
 
 def _last_slot(node: Any) -> _Slot | None:

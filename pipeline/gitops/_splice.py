@@ -39,8 +39,11 @@ _RESOLVERS = (VersionedResolver(version=(1, 1)), VersionedResolver(version=(1, 2
 
 def _plain_ok(value: str) -> bool:
     """Plain only when every reader (go-yaml is YAML 1.1-ish, ruamel 1.2) sees a string."""
-    return (bool(_PLAIN.fullmatch(value)) and not value.endswith(":")
-            and all(r.resolve(ScalarNode, value, (True, False)) == STR for r in _RESOLVERS))
+    return (
+        bool(_PLAIN.fullmatch(value))
+        and not value.endswith(":")
+        and all(r.resolve(ScalarNode, value, (True, False)) == STR for r in _RESOLVERS)
+    )
 
 
 def _render(value: str, style: str | None) -> str:
@@ -107,8 +110,7 @@ def detect_indent(docs: list[Node]) -> Indent:
     return Indent(mapping, sequence, offset)
 
 
-def _count_indent(key: Node, value: Node, maps: Counter[int],
-                  seqs: Counter[tuple[int, int]]) -> None:
+def _count_indent(key: Node, value: Node, maps: Counter[int], seqs: Counter[tuple[int, int]]) -> None:
     if is_alias(key, value) or getattr(value, "flow_style", False) or not value.value:
         return
     column = key.start_mark.column

@@ -101,7 +101,8 @@ class ImageChange:
         if not _REPOSITORY.fullmatch(self.repository):
             raise InvalidChangeError(
                 f"repository {self.repository!r} is not an image repository "
-                "(no tag or digest in it, e.g. registry.example.com:5000/team/app)")
+                "(no tag or digest in it, e.g. registry.example.com:5000/team/app)"
+            )
         if not _DIGEST.fullmatch(self.digest):
             raise InvalidChangeError(f"digest {self.digest!r} is not sha256:<64 lowercase hex>")
         if self.tag is not None and not _TAG.fullmatch(self.tag):
@@ -135,8 +136,7 @@ class HelmValue:
             raise InvalidTargetError(f"helm key path {self.path!r} has an empty key")
         if self.field is not None and self.field not in _HELM_FIELDS:
             choices = ", ".join(_HELM_FIELDS)
-            raise InvalidTargetError(f"field {self.field!r} is not one of {choices}",
-                                     path=self.path)
+            raise InvalidTargetError(f"field {self.field!r} is not one of {choices}", path=self.path)
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -57,8 +57,7 @@ from pipeline.gitops._types import (
 __all__ = ["update_yaml"]
 
 
-def update_yaml(text: str, target: Target, change: ImageChange, *,
-                source: str = "<string>") -> UpdateResult:
+def update_yaml(text: str, target: Target, change: ImageChange, *, source: str = "<string>") -> UpdateResult:
     """Write ``change`` at ``target`` in ``text``, touching nothing else.
 
     ``source`` (the file's path in the repository) only names the file in error messages.
@@ -70,8 +69,7 @@ def update_yaml(text: str, target: Target, change: ImageChange, *,
         return UpdateResult(text, False, plan.old_value, plan.new_value)
     new_body = _execute(body, docs, plan.ops, source)
     if _plan(compose(new_body, source), target, change, source).ops:
-        raise UpdateError("internal error: the edited text still differs from the change",
-                          source=source)
+        raise UpdateError("internal error: the edited text still differs from the change", source=source)
     return UpdateResult(bom + new_body, new_body != body, plan.old_value, plan.new_value)
 
 

@@ -26,8 +26,7 @@ def _without_duplicates(ours: list[Advice], theirs: list[Advice]) -> list[Advice
     return [a for a in ours if (_SAME_AS_HADOLINT.get(a.code), a.line) not in reported]
 
 
-def advise(dockerfile: Path, insight: ImageInsight | None = None, *,
-           hadolint: str = "hadolint") -> list[Advice]:
+def advise(dockerfile: Path, insight: ImageInsight | None = None, *, hadolint: str = "hadolint") -> list[Advice]:
     """Advice on ``dockerfile``; with ``insight``, also on files wasted in the built image.
 
     ``hadolint`` names the binary (a name looked up next to Python and on PATH, or a path).
@@ -36,8 +35,7 @@ def advise(dockerfile: Path, insight: ImageInsight | None = None, *,
     try:
         text = dockerfile.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise BuildError(f"cannot read Dockerfile {dockerfile} for advice: "
-                         f"{exc.strerror or exc}") from None
+        raise BuildError(f"cannot read Dockerfile {dockerfile} for advice: {exc.strerror or exc}") from None
     theirs = hadolint_advice(dockerfile, hadolint)
     ours = _without_duplicates(pipeline_rules(parse_dockerfile(text), insight), theirs)
     return sorted([*theirs, *ours], key=_order)

@@ -39,8 +39,7 @@ def analyze_archive(tar_path: Path) -> ImageInsight:
     """Insight for the image in a ``docker save`` archive; BuildError if it is unreadable."""
     archive = read_archive(tar_path)
     result = efficiency(archive.trees)
-    wasted = [WastedFile(_printable(r.path), r.count, r.cumulative)
-              for r in result.inefficient[:TOP_WASTED_FILES]]
+    wasted = [WastedFile(_printable(r.path), r.count, r.cumulative) for r in result.inefficient[:TOP_WASTED_FILES]]
     return ImageInsight(
         size=sum(archive.sizes),
         layers=layer_infos(archive.config, archive.sizes),
@@ -54,23 +53,24 @@ def analyze_archive(tar_path: Path) -> ImageInsight:
 def _docker_save(docker_cmd: list[str], image: str, tar_path: Path, timeout: float) -> None:
     args = [*docker_cmd, "save", "-o", str(tar_path), "--", image]
     try:
-        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
     except OSError as exc:
-        raise BuildError(f"cannot run {docker_cmd[0]!r} to save image {image} for "
-                         f"analysis: {exc}") from None
+        raise BuildError(f"cannot run {docker_cmd[0]!r} to save image {image} for analysis: {exc}") from None
     except subprocess.TimeoutExpired:
-        raise BuildError(f"`docker save {image}` did not finish within {timeout:.0f} s; "
-                         "the engine may be overloaded or the image very large") from None
+        raise BuildError(
+            f"`docker save {image}` did not finish within {timeout:.0f} s; "
+            "the engine may be overloaded or the image very large"
+        ) from None
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip()[-_STDERR_TAIL:]
-        raise BuildError(f"`docker save {image}` failed with exit code {proc.returncode}: "
-                         f"{stderr or '(no output)'}. Check that the image exists on the "
-                         f"engine and that {tar_path.parent} is writable and has room for it.")
+        raise BuildError(
+            f"`docker save {image}` failed with exit code {proc.returncode}: "
+            f"{stderr or '(no output)'}. Check that the image exists on the "
+            f"engine and that {tar_path.parent} is writable and has room for it."
+        )
 
 
-def save_and_analyze(docker_cmd: list[str], image: str, scratch: Path, *,
-                     timeout: float = 1800.0) -> ImageInsight:
+def save_and_analyze(docker_cmd: list[str], image: str, scratch: Path, *, timeout: float = 1800.0) -> ImageInsight:
     """``docker save`` ``image`` into ``scratch``, analyze it, delete the archive.
 
     ``docker_cmd`` is the engine's client command as an argument list (e.g.
@@ -80,8 +80,9 @@ def save_and_analyze(docker_cmd: list[str], image: str, scratch: Path, *,
     try:
         scratch.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BuildError(f"cannot create scratch directory {scratch} for the image archive: "
-                         f"{exc.strerror or exc}") from None
+        raise BuildError(
+            f"cannot create scratch directory {scratch} for the image archive: {exc.strerror or exc}"
+        ) from None
     try:
         _docker_save(docker_cmd, image, tar_path, timeout)
         return analyze_archive(tar_path)

@@ -53,8 +53,7 @@ def _is_dir(info: tarfile.TarInfo) -> bool:
 def _layer_tree(stream: IO[bytes]) -> tuple[FileTree, int]:
     """Stream one layer tar: its tree and the sum of its entries' sizes."""
     tree, total = FileTree(), 0
-    with tarfile.open(fileobj=stream, mode="r|*", encoding="utf-8",
-                      errors="surrogateescape") as layer:
+    with tarfile.open(fileobj=stream, mode="r|*", encoding="utf-8", errors="surrogateescape") as layer:
         while (info := layer.next()) is not None:
             cast(Any, layer).members.clear()  # stream mode would keep every header
             name = go_clean(info.name)
@@ -110,8 +109,9 @@ class _Reader:
         try:
             tree, size = _layer_tree(stream)
         except (tarfile.TarError, EOFError, zlib.error) as exc:
-            raise _Unreadable(f"layer {member.name!r} is not a readable tar "
-                              f"(zstd layers are not supported): {exc}") from None
+            raise _Unreadable(
+                f"layer {member.name!r} is not a readable tar (zstd layers are not supported): {exc}"
+            ) from None
         return tree, size, size
 
 
@@ -142,15 +142,15 @@ def _read(tar: tarfile.TarFile) -> Archive:
     if not isinstance(config, dict):
         raise _Unreadable(f"image config {config_path!r} is not a JSON object")
     layers = [reader.layer(path) for path in layer_paths]
-    return Archive(config=config, trees=[x[0] for x in layers],
-                   dive_sizes=[x[1] for x in layers], sizes=[x[2] for x in layers])
+    return Archive(
+        config=config, trees=[x[0] for x in layers], dive_sizes=[x[1] for x in layers], sizes=[x[2] for x in layers]
+    )
 
 
 def read_archive(tar_path: Path) -> Archive:
     """Trees and sizes of the image in ``tar_path``; BuildError if it cannot be read."""
     try:
-        with tarfile.open(tar_path, mode="r:", encoding="utf-8",
-                          errors="surrogateescape") as tar:
+        with tarfile.open(tar_path, mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
             return _read(tar)
     except _Unreadable as exc:
         problem = str(exc)
@@ -158,5 +158,7 @@ def read_archive(tar_path: Path) -> Archive:
         problem = f"not a readable tar: {exc}"
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         problem = f"manifest.json or index.json lacks the expected fields ({exc!r})"
-    raise BuildError(f"image archive {tar_path} is unreadable: {problem}. "
-                     "Expected the output of `docker save` (uncompressed); save the image again.")
+    raise BuildError(
+        f"image archive {tar_path} is unreadable: {problem}. "
+        "Expected the output of `docker save` (uncompressed); save the image again."
+    )

@@ -33,8 +33,7 @@ def _delta(old: float | None, new: float | None) -> float | None:
     return None if old is None or new is None else new - old
 
 
-def compare(previous: ImageInsight | dict[str, Any] | None,
-            current: ImageInsight) -> dict[str, Any]:
+def compare(previous: ImageInsight | dict[str, Any] | None, current: ImageInsight) -> dict[str, Any]:
     """Both summaries and the deltas of size, wasted bytes, efficiency, user waste and layer
     count (``<metric>_delta``); every delta is None without a previous insight."""
     before = previous.to_dict() if isinstance(previous, ImageInsight) else previous

@@ -47,7 +47,7 @@ class Instruction:
     @property
     def operands(self) -> list[str]:
         """The arguments after the flags, as a list (JSON form decoded, else split on blanks)."""
-        rest = self.args[len(self.flags):].strip()
+        rest = self.args[len(self.flags) :].strip()
         if rest.startswith("["):
             try:
                 decoded = json.loads(rest)

@@ -75,8 +75,9 @@ def _leaf_size(node: Node, index: int, stack: _StackBelow) -> int:
     return subtree_size(previous) if previous.is_dir else 0
 
 
-def _walk_layer(tree: FileTree, index: int, stack: _StackBelow,
-                records: dict[str, PathRecord], inefficient: list[PathRecord]) -> None:
+def _walk_layer(
+    tree: FileTree, index: int, stack: _StackBelow, records: dict[str, PathRecord], inefficient: list[PathRecord]
+) -> None:
     for node in tree.nodes():
         if not node.is_leaf:
             continue

@@ -73,7 +73,7 @@ class Node:
             while node is not None and node.parent is not None:
                 name = node.name
                 if node is self and name.startswith(WHITEOUT_PREFIX):
-                    name = name[len(WHITEOUT_PREFIX):]
+                    name = name[len(WHITEOUT_PREFIX) :]
                 names.append(name)
                 node = node.parent
             self._path = "/" + "/".join(reversed(names))
@@ -165,4 +165,3 @@ class FileTree:
 def subtree_size(node: Node) -> int:
     """Sum of every payload size in ``node``'s subtree, ``node`` included."""
     return sum(n.size for n in node.walk_child_first())
-

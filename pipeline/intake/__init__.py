@@ -57,13 +57,10 @@ class IntakeResult:
     build_ids: list[int] = field(default_factory=list)
 
     def body(self) -> dict[str, object]:
-        return {"outcome": self.outcome, "reason": self.reason, "project": self.project,
-                "build_ids": self.build_ids}
+        return {"outcome": self.outcome, "reason": self.reason, "project": self.project, "build_ids": self.build_ids}
 
 
-def receive(
-    db: Database, config: Config, provider: str, headers: Mapping[str, str], body: bytes
-) -> IntakeResult:
+def receive(db: Database, config: Config, provider: str, headers: Mapping[str, str], body: bytes) -> IntakeResult:
     """Handle one delivery; raises ``PipelineError`` subclasses for refusals (4xx)."""
     checked = check(config, provider, headers, body)
     if isinstance(checked, IntakeResult):
@@ -84,8 +81,14 @@ class Checked:
     def columns(self) -> dict[str, str]:
         """The delivery row's identifying columns, cut to their lengths."""
         d = self.delivery
-        return {"provider": d.provider, "delivery_id": d.delivery_id[:100], "hook_id": d.hook_id[:100],
-                "event": d.event[:50], "repository": d.repository[:500], "body_sha256": self.body_sha256}
+        return {
+            "provider": d.provider,
+            "delivery_id": d.delivery_id[:100],
+            "hook_id": d.hook_id[:100],
+            "event": d.event[:50],
+            "repository": d.repository[:500],
+            "body_sha256": self.body_sha256,
+        }
 
     @property
     def not_push(self) -> str:
@@ -115,8 +118,9 @@ def check(config: Config, provider: str, headers: Mapping[str, str], body: bytes
     return Checked(name, project, delivery, pushes, hashlib.sha256(delivery.signed_body).hexdigest())
 
 
-def _verify(name: str, project: ProjectConfig, delivery: ParsedDelivery, headers: Mapping[str, str],
-            body: bytes) -> None:
+def _verify(
+    name: str, project: ProjectConfig, delivery: ParsedDelivery, headers: Mapping[str, str], body: bytes
+) -> None:
     if project.allow_unsigned:
         return
     secret = project.webhook_secret()
@@ -127,23 +131,37 @@ def _verify(name: str, project: ProjectConfig, delivery: ParsedDelivery, headers
     try:
         PROVIDERS[delivery.provider].verify(delivery, headers, body, secret)
     except BadSignature as exc:
-        log.warning("project %s: %s delivery %s refused: %s", name, delivery.provider,
-                    delivery.delivery_id[:100], exc.message)
+        log.warning(
+            "project %s: %s delivery %s refused: %s", name, delivery.provider, delivery.delivery_id[:100], exc.message
+        )
         raise
 
 
 def record(db: Database, checked: Checked) -> IntakeResult:
     """Record a checked delivery in one transaction and queue its builds (the synchronous path)."""
     with db.session() as session:
-        accepted = accept_pushes(session, checked.name, checked.project, checked.pushes, trigger="webhook",
-                                 reason=checked.not_push, **checked.columns())
+        accepted = accept_pushes(
+            session,
+            checked.name,
+            checked.project,
+            checked.pushes,
+            trigger="webhook",
+            reason=checked.not_push,
+            **checked.columns(),
+        )
     return answer(checked, accepted)
 
 
 def answer(checked: Checked, accepted: Accepted) -> IntakeResult:
     """What to answer the host for a recorded delivery (logged, as every delivery is)."""
-    log.info("project %s: %s delivery %s %s %s", checked.name, checked.delivery.provider,
-             checked.delivery.delivery_id[:100], accepted.outcome, accepted.reason)
+    log.info(
+        "project %s: %s delivery %s %s %s",
+        checked.name,
+        checked.delivery.provider,
+        checked.delivery.delivery_id[:100],
+        accepted.outcome,
+        accepted.reason,
+    )
     code = 202 if accepted.outcome == "queued" else 200
     return IntakeResult(code, accepted.outcome, accepted.reason, checked.name, accepted.build_ids)
 

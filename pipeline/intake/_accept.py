@@ -42,8 +42,15 @@ def build_actor(trigger: str, delivery: Mapping[str, object]) -> str:
     return "poll" if trigger == "poll" else f"{delivery['provider']} delivery {delivery['delivery_id']}"
 
 
-def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: Sequence[PushEvent], *,
-                  trigger: str, **delivery: object) -> Accepted:
+def accept_pushes(
+    session: Session,
+    name: str,
+    project: ProjectConfig,
+    pushes: Sequence[PushEvent],
+    *,
+    trigger: str,
+    **delivery: object,
+) -> Accepted:
     """Record the delivery and queue a build for every push that passes the filters.
 
     Written in the caller's transaction, so a push is either fully accepted (recorded and
@@ -54,9 +61,14 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
         return _one_round_trip(session, name, project, wanted[0], trigger, delivery)
     first = pushes[0] if pushes else None
     delivery_id = deliveries.insert_delivery(
-        session, project=name, outcome="queued" if wanted else "ignored", reason=skipped,
-        ref=first.ref if first else None, before=first.before if first else None,
-        after=first.after if first else None, **delivery,
+        session,
+        project=name,
+        outcome="queued" if wanted else "ignored",
+        reason=skipped,
+        ref=first.ref if first else None,
+        before=first.before if first else None,
+        after=first.after if first else None,
+        **delivery,
     )
     if delivery_id is None:
         return Accepted("duplicate", "this delivery was received before")
@@ -64,8 +76,16 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
     actor = build_actor(trigger, delivery)
     for push in wanted:
         build_id = builds.queue_build(
-            session, project=name, commit=push.after, ref=push.ref, branch=push.branch, trigger=trigger,
-            actor=actor, delivery_id=delivery_id, before_commit=push.before, check_paths=needs_path_check(project, push),
+            session,
+            project=name,
+            commit=push.after,
+            ref=push.ref,
+            branch=push.branch,
+            trigger=trigger,
+            actor=actor,
+            delivery_id=delivery_id,
+            before_commit=push.before,
+            check_paths=needs_path_check(project, push),
         )
         queued.append(build_id)
         if superseded := builds.supersede_older(session, name, push.ref, build_id, running=project.supersede_running):
@@ -73,8 +93,9 @@ def accept_pushes(session: Session, name: str, project: ProjectConfig, pushes: S
     return Accepted("queued" if queued else "ignored", skipped, queued)
 
 
-def _one_round_trip(session: Session, name: str, project: ProjectConfig, push: PushEvent, trigger: str,
-                    delivery: dict[str, object]) -> Accepted:
+def _one_round_trip(
+    session: Session, name: str, project: ProjectConfig, push: PushEvent, trigger: str, delivery: dict[str, object]
+) -> Accepted:
     """The common case (one branch push that builds) on PostgreSQL, as a single statement.
 
     One statement is atomic by itself: when it opens the transaction, it runs in autocommit,
@@ -83,11 +104,22 @@ def _one_round_trip(session: Session, name: str, project: ProjectConfig, push: P
     if not session.in_transaction():
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     recorded = intake.record_single_push(
-        session, now=utcnow(), supersede_running=project.supersede_running, project=name, ref=push.ref,
-        before=push.before, after=push.after, branch=push.branch, check_paths=needs_path_check(project, push),
-        trigger=trigger, actor=build_actor(trigger, delivery), provider=delivery["provider"],
+        session,
+        now=utcnow(),
+        supersede_running=project.supersede_running,
+        project=name,
+        ref=push.ref,
+        before=push.before,
+        after=push.after,
+        branch=push.branch,
+        check_paths=needs_path_check(project, push),
+        trigger=trigger,
+        actor=build_actor(trigger, delivery),
+        provider=delivery["provider"],
         delivery_id=delivery["delivery_id"],
-        hook_id=delivery.get("hook_id") or "", event=delivery["event"], repository=delivery.get("repository"),
+        hook_id=delivery.get("hook_id") or "",
+        event=delivery["event"],
+        repository=delivery.get("repository"),
         body_sha256=delivery.get("body_sha256"),
     )
     if recorded.delivery_id is None:

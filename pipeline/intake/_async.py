@@ -63,8 +63,9 @@ def open_pool(db: Database, size: int = POOL_SIZE) -> Pool:
     return Pool(conninfo(db), size)
 
 
-async def receive_async(pool: Pool | None, db: Database, config: Config, provider: str,
-                        headers: dict[str, str], body: bytes) -> IntakeResult:
+async def receive_async(
+    pool: Pool | None, db: Database, config: Config, provider: str, headers: dict[str, str], body: bytes
+) -> IntakeResult:
     """``intake.receive`` for the webhook route: the same answers, the same rows."""
     if len(body) > INLINE_BODY_BYTES:
         checked = await run_in_threadpool(check, config, provider, headers, body)
@@ -80,28 +81,33 @@ async def receive_async(pool: Pool | None, db: Database, config: Config, provide
     now = utcnow()
     values: dict[str, Any] = {**checked.columns(), "project": checked.name, "now": now}
     first = checked.pushes[0] if checked.pushes else None
-    values.update(ref=first.ref if first else None, before=first.before if first else None,
-                  after=first.after if first else None)
+    values.update(
+        ref=first.ref if first else None, before=first.before if first else None, after=first.after if first else None
+    )
     if wanted:
         push = wanted[0]
-        values.update(branch=push.branch, check_paths=needs_path_check(checked.project, push), trigger="webhook",
-                      actor=build_actor("webhook", values))
+        values.update(
+            branch=push.branch,
+            check_paths=needs_path_check(checked.project, push),
+            trigger="webhook",
+            actor=build_actor("webhook", values),
+        )
         sql = RECORD_SINGLE_PUSH_PG[checked.project.supersede_running]
     else:
         values["reason"] = skipped
         sql = INSERT_IGNORED_PG
     row = await _execute(pool, sql, values)
     if not wanted:
-        accepted = (Accepted("duplicate", "this delivery was received before") if row is None
-                    else Accepted("ignored", skipped))
+        accepted = (
+            Accepted("duplicate", "this delivery was received before") if row is None else Accepted("ignored", skipped)
+        )
         return answer(checked, accepted)
     recorded = recorded_from_row(row)
     if recorded.delivery_id is None:
         accepted = Accepted("duplicate", "this delivery was received before")
     else:
         if recorded.superseded:
-            log.info("project %s: builds %s superseded by %s", checked.name, recorded.superseded,
-                     recorded.build_id)
+            log.info("project %s: builds %s superseded by %s", checked.name, recorded.superseded, recorded.build_id)
         accepted = Accepted("queued", "", [recorded.build_id] if recorded.build_id is not None else [])
     return answer(checked, accepted)
 
@@ -166,8 +172,12 @@ class Pool:
             try:
                 handed = await waiter
             except BaseException:
-                if (waiter.done() and not waiter.cancelled() and waiter.exception() is None
-                        and (late := waiter.result())):
+                if (
+                    waiter.done()
+                    and not waiter.cancelled()
+                    and waiter.exception() is None
+                    and (late := waiter.result())
+                ):
                     self._put(late)  # handed over just as this task was cancelled
                 raise
             finally:
@@ -190,8 +200,13 @@ class Pool:
             for idle in self._idle:
                 self._drop(idle)
             self._idle.clear()
-        if (self._closed or conn.broken or conn.closed or conn.info.transaction_status != TransactionStatus.IDLE
-                or time.monotonic() - self._born.get(id(conn), 0) > MAX_LIFETIME):
+        if (
+            self._closed
+            or conn.broken
+            or conn.closed
+            or conn.info.transaction_status != TransactionStatus.IDLE
+            or time.monotonic() - self._born.get(id(conn), 0) > MAX_LIFETIME
+        ):
             self._drop(conn)
         elif not self._wake(conn):
             self._idle.append(conn)
@@ -224,5 +239,6 @@ class Pool:
 
 def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
-        waiter.set_exception(psycopg.OperationalError(
-            f"no PostgreSQL connection free for intake after {CHECKOUT_TIMEOUT:g} s"))
+        waiter.set_exception(
+            psycopg.OperationalError(f"no PostgreSQL connection free for intake after {CHECKOUT_TIMEOUT:g} s")
+        )

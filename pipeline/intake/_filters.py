@@ -33,8 +33,7 @@ def skip_reason(project: ProjectConfig, push: PushEvent) -> str | None:
         return reason
     if marker := _SKIP.search(push.head_message):
         return f"the head commit message says {marker[0]}"
-    if (project.paths.active and push.changed_paths is not None
-            and not project.paths.matches(push.changed_paths)):
+    if project.paths.active and push.changed_paths is not None and not project.paths.matches(push.changed_paths):
         return f"no changed file matches the project's paths filter ({len(push.changed_paths)} changed)"
     return None
 

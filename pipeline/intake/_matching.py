@@ -37,9 +37,7 @@ def normalize_repo(url: str) -> tuple[str, str]:
     return host, path
 
 
-def match_project(
-    projects: Mapping[str, ProjectConfig], urls: Iterable[str], full_name: str | None
-) -> str | None:
+def match_project(projects: Mapping[str, ProjectConfig], urls: Iterable[str], full_name: str | None) -> str | None:
     """The project's name, or ``None``; a bare path matches only when it is unambiguous."""
     wanted = {normalize_repo(u) for u in urls if u}
     by_path: dict[str, list[str]] = {}

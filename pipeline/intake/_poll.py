@@ -41,8 +41,16 @@ def poll_project(db: Database, config: Config, name: str) -> list[int]:
             # a tag that predates polling is only recorded: the push list is empty for it
             old_tag = first_poll and push.tag is not None
             accepted = accept_pushes(
-                session, name, project, [] if old_tag else [push], trigger="poll", provider="poll",
-                delivery_id=key, hook_id=name, event="poll", repository=source.public_url(project.repo)[:500],
+                session,
+                name,
+                project,
+                [] if old_tag else [push],
+                trigger="poll",
+                provider="poll",
+                delivery_id=key,
+                hook_id=name,
+                event="poll",
+                repository=source.public_url(project.repo)[:500],
                 reason="the tag existed before polling started" if old_tag else "",
             )
         queued.extend(accepted.build_ids)  # a duplicate: another scheduler queued it a moment ago

@@ -46,9 +46,13 @@ def _commit_message(commit: object) -> str:
 
 def _github_style_push(p: dict[str, Any], complete: bool) -> PushEvent:
     """GitHub's push body, which Gitea and Forgejo copy: ref, before, after, head_commit, commits."""
-    return PushEvent(validate_ref(p.get("ref")), validate_sha(p.get("before"), "before"),
-                     validate_sha(p.get("after"), "after"), _commit_message(p.get("head_commit")),
-                     changed_paths(p.get("commits"), complete))
+    return PushEvent(
+        validate_ref(p.get("ref")),
+        validate_sha(p.get("before"), "before"),
+        validate_sha(p.get("after"), "after"),
+        _commit_message(p.get("head_commit")),
+        changed_paths(p.get("commits"), complete),
+    )
 
 
 class GitHub(Provider):
@@ -60,9 +64,17 @@ class GitHub(Provider):
         payload, _ = decode_body(headers, body, form=True)
         repo = obj(payload.get("repository"))
         kind = {"push": "push", "ping": "ping"}.get(event, "other")
-        return Delivery(self.name, event, kind, delivery_id, headers.get("x-github-hook-id", ""),
-                        _urls(repo.get("clone_url"), repo.get("ssh_url"), repo.get("html_url"),
-                              repo.get("git_url")), text(repo.get("full_name")), payload, body)
+        return Delivery(
+            self.name,
+            event,
+            kind,
+            delivery_id,
+            headers.get("x-github-hook-id", ""),
+            _urls(repo.get("clone_url"), repo.get("ssh_url"), repo.get("html_url"), repo.get("git_url")),
+            text(repo.get("full_name")),
+            payload,
+            body,
+        )
 
     def verify(self, delivery: Delivery, headers: Headers, body: bytes, secret: bytes) -> None:
         require_hmac(headers, ("X-Hub-Signature-256",), body, secret, prefix="sha256=")
@@ -79,13 +91,24 @@ class GitLab(Provider):
 
     def parse(self, headers: Headers, body: bytes) -> Delivery:
         event = header(headers, "X-Gitlab-Event", "GitLab")
-        delivery_id = (headers.get("idempotency-key") or headers.get("x-gitlab-event-uuid")
-                       or header(headers, "X-Gitlab-Event-UUID", "GitLab"))
+        delivery_id = (
+            headers.get("idempotency-key")
+            or headers.get("x-gitlab-event-uuid")
+            or header(headers, "X-Gitlab-Event-UUID", "GitLab")
+        )
         payload, _ = decode_body(headers, body, form=False)
         project = obj(payload.get("project"))
-        return Delivery(self.name, event, self._EVENTS.get(event, "other"), delivery_id, "",
-                        _urls(project.get("git_http_url"), project.get("git_ssh_url"), project.get("web_url")),
-                        text(project.get("path_with_namespace")), payload, body)
+        return Delivery(
+            self.name,
+            event,
+            self._EVENTS.get(event, "other"),
+            delivery_id,
+            "",
+            _urls(project.get("git_http_url"), project.get("git_ssh_url"), project.get("web_url")),
+            text(project.get("path_with_namespace")),
+            payload,
+            body,
+        )
 
     def verify(self, delivery: Delivery, headers: Headers, body: bytes, secret: bytes) -> None:
         require_token(headers, "X-Gitlab-Token", secret)
@@ -98,8 +121,15 @@ class GitLab(Provider):
         head = next((c for c in commits if obj(c).get("id") == after), None)
         total = p.get("total_commits_count")
         complete = isinstance(total, int) and total == len(commits)  # GitLab lists at most 20
-        return [PushEvent(validate_ref(p.get("ref")), validate_sha(p.get("before"), "before"), after,
-                          _commit_message(head), changed_paths(commits, complete))]
+        return [
+            PushEvent(
+                validate_ref(p.get("ref")),
+                validate_sha(p.get("before"), "before"),
+                after,
+                _commit_message(head),
+                changed_paths(commits, complete),
+            )
+        ]
 
 
 class Gitea(Provider):
@@ -119,9 +149,17 @@ class Gitea(Provider):
         delivery_id = self._first(headers, "Delivery")
         payload, signed = decode_body(headers, body, form=True)
         repo = obj(payload.get("repository"))
-        return Delivery(self.name, event, "push" if event == "push" else "other", delivery_id, "",
-                        _urls(repo.get("clone_url"), repo.get("ssh_url"), repo.get("html_url")),
-                        text(repo.get("full_name")), payload, signed)
+        return Delivery(
+            self.name,
+            event,
+            "push" if event == "push" else "other",
+            delivery_id,
+            "",
+            _urls(repo.get("clone_url"), repo.get("ssh_url"), repo.get("html_url")),
+            text(repo.get("full_name")),
+            payload,
+            signed,
+        )
 
     def verify(self, delivery: Delivery, headers: Headers, body: bytes, secret: bytes) -> None:
         names = tuple(f"{prefix}-Signature" for prefix in self._PREFIXES)
@@ -144,9 +182,17 @@ class Bitbucket(Provider):
         payload, _ = decode_body(headers, body, form=False)
         repo = obj(payload.get("repository"))
         links = obj(repo.get("links"))
-        return Delivery(self.name, event, "push" if event == "repo:push" else "other", delivery_id,
-                        headers.get("x-hook-uuid", ""), _urls(obj(links.get("html")).get("href")),
-                        text(repo.get("full_name")), payload, body)
+        return Delivery(
+            self.name,
+            event,
+            "push" if event == "repo:push" else "other",
+            delivery_id,
+            headers.get("x-hook-uuid", ""),
+            _urls(obj(links.get("html")).get("href")),
+            text(repo.get("full_name")),
+            payload,
+            body,
+        )
 
     def verify(self, delivery: Delivery, headers: Headers, body: bytes, secret: bytes) -> None:
         require_hmac(headers, ("X-Hub-Signature",), body, secret, prefix="sha256=")
@@ -190,9 +236,15 @@ class Generic(Provider):
     def pushes(self, delivery: Delivery) -> list[PushEvent]:
         p = delivery.payload
         paths = p.get("changed_paths")
-        return [PushEvent(validate_ref(p.get("ref")), validate_sha(p.get("before", "0" * 40), "before"),
-                          validate_sha(p.get("after"), "after"), text(p.get("message")) or "",
-                          tuple(str(x) for x in paths) if isinstance(paths, list) else None)]
+        return [
+            PushEvent(
+                validate_ref(p.get("ref")),
+                validate_sha(p.get("before", "0" * 40), "before"),
+                validate_sha(p.get("after"), "after"),
+                text(p.get("message")) or "",
+                tuple(str(x) for x in paths) if isinstance(paths, list) else None,
+            )
+        ]
 
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (GitHub(), GitLab(), Gitea(), Bitbucket(), Generic())}

@@ -18,8 +18,9 @@ def _header(headers: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, st
     return None
 
 
-def require_hmac(headers: Mapping[str, str], names: tuple[str, ...], body: bytes, secret: bytes,
-                 prefix: str = "") -> None:
+def require_hmac(
+    headers: Mapping[str, str], names: tuple[str, ...], body: bytes, secret: bytes, prefix: str = ""
+) -> None:
     """The first present header of ``names`` must equal ``prefix + hex(HMAC-SHA256(body))``."""
     found = _header(headers, names)
     if found is None:

@@ -23,8 +23,15 @@ from pipeline.promotion._policy import refusal
 from pipeline.promotion.steps import StepContext, StepRegistry, StepResult, build_default_registry, steps_for
 from pipeline.store import Promotion, builds, promotions, utcnow
 
-__all__ = ["Executed", "PromotionOutcome", "PromotionPaused", "PromotionRefused", "StepRetry", "execute",
-           "run_promotion"]
+__all__ = [
+    "Executed",
+    "PromotionOutcome",
+    "PromotionPaused",
+    "PromotionRefused",
+    "StepRetry",
+    "execute",
+    "run_promotion",
+]
 
 _DONE = ("succeeded", "merged")  # steps a resumed promotion does not run again
 
@@ -48,8 +55,14 @@ class PromotionPaused:
     steps: list[dict[str, Any]]
 
     def columns(self) -> dict[str, Any]:
-        return {"gitops_pull_request": self.pull_request, "gitops_commit": self.gitops_commit,
-                "copy_report": self.copy_report, "steps": self.steps, "error": None, "finished_at": None}
+        return {
+            "gitops_pull_request": self.pull_request,
+            "gitops_commit": self.gitops_commit,
+            "copy_report": self.copy_report,
+            "steps": self.steps,
+            "error": None,
+            "finished_at": None,
+        }
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,9 @@ class PromotionOutcome:
         return dict(self.__dict__) | {"error": None}
 
 
-def _source(session: Any, config: Config, project: ProjectConfig, env: EnvironmentConfig,
-            promotion: Promotion) -> Location:
+def _source(
+    session: Any, config: Config, project: ProjectConfig, env: EnvironmentConfig, promotion: Promotion
+) -> Location:
     """Copy from the stage before when the digest arrived there, else from where it was built."""
     if env.requires and promotions.was_promoted(session, promotion.project, env.requires, promotion.digest):
         return environment_location(config, project.environment(env.requires))
@@ -101,8 +115,19 @@ def _context(scope: ClaimScope, config: Config, promotion_id: int) -> Iterator[S
         current = promotions.current(session, promotion.project, promotion.environment)
         source = _source(session, config, project, env, promotion)
     with ExitStack() as clients:
-        yield StepContext(scope, config, project, env, promotion, build, current, source,
-                          environment_location(config, env), environment_tag(env, promotion.project, build), clients)
+        yield StepContext(
+            scope,
+            config,
+            project,
+            env,
+            promotion,
+            build,
+            current,
+            source,
+            environment_location(config, env),
+            environment_tag(env, promotion.project, build),
+            clients,
+        )
 
 
 class StepRetry(UpstreamError):
@@ -123,8 +148,14 @@ class Executed:
     stopped_by: StepResult | None = None
 
 
-def execute(ctx: StepContext, kinds: list[str], registry: StepRegistry, done: list[dict[str, Any]], *,
-            save: Callable[[list[dict[str, Any]]], None]) -> Executed:
+def execute(
+    ctx: StepContext,
+    kinds: list[str],
+    registry: StepRegistry,
+    done: list[dict[str, Any]],
+    *,
+    save: Callable[[list[dict[str, Any]]], None],
+) -> Executed:
     """Run the ``kinds`` not already done, in order; ``save`` records the steps after each one.
 
     A step's ``PipelineError`` is recorded as its failure and raised; ``LeaseLost`` (the claim
@@ -159,8 +190,12 @@ def execute(ctx: StepContext, kinds: list[str], registry: StepRegistry, done: li
     return Executed(records)
 
 
-def run_promotion(scope: ClaimScope, config: Config, promotion_id: int, registry: StepRegistry | None = None,
-                  ) -> PromotionOutcome | PromotionRefused | PromotionPaused:
+def run_promotion(
+    scope: ClaimScope,
+    config: Config,
+    promotion_id: int,
+    registry: StepRegistry | None = None,
+) -> PromotionOutcome | PromotionRefused | PromotionPaused:
     """Run the steps of one promotion not done yet (a promotion resumed after its pull request
     was merged starts after the write-back); raises ``PipelineError`` when a step fails and
     ``LeaseLost`` once the claim is gone (the step it would have run touches nothing)."""
@@ -169,14 +204,19 @@ def run_promotion(scope: ClaimScope, config: Config, promotion_id: int, registry
     with _context(scope, config, promotion_id) as ctx:
         if isinstance(ctx, PromotionRefused):
             return ctx
-        executed = execute(ctx, steps_for(ctx.env), registry, ctx.promotion.steps,
-                           save=lambda steps: _save_steps(scope, steps))
+        executed = execute(
+            ctx, steps_for(ctx.env), registry, ctx.promotion.steps, save=lambda steps: _save_steps(scope, steps)
+        )
         stop = executed.stopped_by
         if stop is not None and stop.status == "refused":
             return PromotionRefused(stop.message)
         if stop is not None and stop.status == "awaiting_merge":
-            return PromotionPaused(str(ctx.outputs["pull_request"]), ctx.outputs.get("gitops_commit"),
-                                   ctx.outputs.get("copy_report"), executed.steps)
+            return PromotionPaused(
+                str(ctx.outputs["pull_request"]),
+                ctx.outputs.get("gitops_commit"),
+                ctx.outputs.get("copy_report"),
+                executed.steps,
+            )
         if stop is not None:
             raise StepRetry(stop.message, stop.retry_after or 0.0)
         with scope.db.session() as session:
@@ -193,8 +233,13 @@ def run_promotion(scope: ClaimScope, config: Config, promotion_id: int, registry
 
 
 def _step(kind: str, status: str, message: str, started: Any) -> dict[str, Any]:
-    return {"kind": kind, "status": status, "message": message, "started_at": started.isoformat(),
-            "finished_at": utcnow().isoformat()}
+    return {
+        "kind": kind,
+        "status": status,
+        "message": message,
+        "started_at": started.isoformat(),
+        "finished_at": utcnow().isoformat(),
+    }
 
 
 def _save_steps(scope: ClaimScope, steps: list[dict[str, Any]]) -> None:

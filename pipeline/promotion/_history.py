@@ -18,8 +18,15 @@ from pipeline.registry import RegistryClient
 from pipeline.signing import DSSE_MEDIA_TYPE, attestation_tag, load_private_key, verify_attestation_manifest
 from pipeline.store import Build, EnvironmentHold, Promotion, builds, matrix, promotions
 
-__all__ = ["AttestationStatus", "EnvironmentState", "ImageLineage", "LeadTime", "attestation_status", "environment_matrix",
-           "image_lineage"]
+__all__ = [
+    "AttestationStatus",
+    "EnvironmentState",
+    "ImageLineage",
+    "LeadTime",
+    "attestation_status",
+    "environment_matrix",
+    "image_lineage",
+]
 
 
 _LEAD_TIMES = LeadTimes()
@@ -39,8 +46,9 @@ class EnvironmentState:
     lead_time: LeadTime | None = None
 
 
-def environment_matrix(session: Session, config: Config, project: str | None = None,
-                       window_days: int = 30) -> list[EnvironmentState]:
+def environment_matrix(
+    session: Session, config: Config, project: str | None = None, window_days: int = 30
+) -> list[EnvironmentState]:
     """One entry per configured project and environment, in config order; six statements
     however many cells (``store.matrix``), five while no cell has a new arrival (``LeadTimes``)."""
     names = [project] if project else list(config.projects)
@@ -54,11 +62,20 @@ def environment_matrix(session: Session, config: Config, project: str | None = N
     for name, environment in cells:
         env = config.project(name).environment(environment)
         current = running.get((name, environment))
-        states.append(EnvironmentState(
-            name, environment, config.registries[env.registry].host, env.repository, current,
-            made.get(current.build_id) if current and current.build_id else None,
-            before.get(current.rollback_to_id) if current and current.rollback_to_id else None,
-            held.get((name, environment)), waiting.get((name, environment), 0), lead_times[(name, environment)]))
+        states.append(
+            EnvironmentState(
+                name,
+                environment,
+                config.registries[env.registry].host,
+                env.repository,
+                current,
+                made.get(current.build_id) if current and current.build_id else None,
+                before.get(current.rollback_to_id) if current and current.rollback_to_id else None,
+                held.get((name, environment)),
+                waiting.get((name, environment), 0),
+                lead_times[(name, environment)],
+            )
+        )
     return states
 
 
@@ -85,9 +102,12 @@ def image_lineage(session: Session, config: Config, digest: str) -> ImageLineage
         raise NotFound(f"no build or promotion knows {digest}")
     arrived = {(p.project, p.environment) for p in moved if p.status == "succeeded"}
     running = [  # only where it ever arrived can it run now: one query per such environment
-        f"{project}/{env.name}" for project, project_config in config.projects.items()
-        for env in project_config.environments if (project, env.name) in arrived
-        and (now := promotions.current(session, project, env.name)) is not None and now.digest == digest
+        f"{project}/{env.name}"
+        for project, project_config in config.projects.items()
+        for env in project_config.environments
+        if (project, env.name) in arrived
+        and (now := promotions.current(session, project, env.name)) is not None
+        and now.digest == digest
     ]
     made = list(reversed(made))
     return ImageLineage(digest, made, moved, promotions.rejection(session, digest), running, _provenance_of(made))
@@ -104,8 +124,9 @@ class AttestationStatus:
 
 
 @functools.lru_cache(maxsize=4)
-def _public_key(key_file: Path, stamp: tuple[int, int], password_sha256: str,
-                password: bytes) -> ec.EllipticCurvePublicKey:
+def _public_key(
+    key_file: Path, stamp: tuple[int, int], password_sha256: str, password: bytes
+) -> ec.EllipticCurvePublicKey:
     """The signing key's public half; scrypt costs ~64 MB and a fraction of a second, so once
     per key file version (``stamp``) and password."""
     return load_private_key(key_file, password).public_key()
@@ -114,8 +135,9 @@ def _public_key(key_file: Path, stamp: tuple[int, int], password_sha256: str,
 def _signing_public_key(signing: SigningConfig) -> ec.EllipticCurvePublicKey:
     password = signing.password()
     stat = Path(signing.key_file).stat()
-    return _public_key(Path(signing.key_file), (stat.st_mtime_ns, stat.st_size),
-                       hashlib.sha256(password).hexdigest(), password)
+    return _public_key(
+        Path(signing.key_file), (stat.st_mtime_ns, stat.st_size), hashlib.sha256(password).hexdigest(), password
+    )
 
 
 def _build_location(config: Config, build: Build) -> tuple[RegistryConfig, str] | None:
@@ -146,14 +168,21 @@ def attestation_status(config: Config, lineage: ImageLineage) -> AttestationStat
                 found = client.manifest(repository, tag)
             except NotFound:
                 return AttestationStatus(reference, present=False, detail="no .att tag")
-            layers = [layer for layer in found.json().get("layers") or []
-                      if isinstance(layer, dict) and layer.get("mediaType") == DSSE_MEDIA_TYPE]
+            layers = [
+                layer
+                for layer in found.json().get("layers") or []
+                if isinstance(layer, dict) and layer.get("mediaType") == DSSE_MEDIA_TYPE
+            ]
             if config.signing is None:
-                return AttestationStatus(reference, True, len(layers), detail="no signing key configured to verify with")
+                return AttestationStatus(
+                    reference, True, len(layers), detail="no signing key configured to verify with"
+                )
             try:
                 key = _signing_public_key(config.signing)
             except (PipelineError, OSError) as exc:
-                return AttestationStatus(reference, True, len(layers), detail=f"not verified: {getattr(exc, 'message', exc)}")
+                return AttestationStatus(
+                    reference, True, len(layers), detail=f"not verified: {getattr(exc, 'message', exc)}"
+                )
 
             def fetch(layer_digest: str) -> bytes:
                 try:
@@ -164,5 +193,11 @@ def attestation_status(config: Config, lineage: ImageLineage) -> AttestationStat
             verified = verify_attestation_manifest(found.raw, fetch, lineage.digest, [key])
     except PipelineError as exc:
         return AttestationStatus(reference, present=False, detail=f"could not look: {exc.message}")
-    return AttestationStatus(reference, True, len(layers), bool(verified), len(verified),
-                             f"{len(verified)} of {len(layers)} envelopes verify with {config.signing.key_file}")
+    return AttestationStatus(
+        reference,
+        True,
+        len(layers),
+        bool(verified),
+        len(verified),
+        f"{len(verified)} of {len(layers)} envelopes verify with {config.signing.key_file}",
+    )

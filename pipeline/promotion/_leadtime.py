@@ -56,13 +56,22 @@ class LeadTimes:
         with self._lock:
             self._kept.clear()
 
-    def of(self, session: Session, newest: Mapping[Cell, Promotion], cells: Sequence[Cell], window_days: int,
-           now: dt.datetime | None = None) -> dict[Cell, LeadTime | None]:
+    def of(
+        self,
+        session: Session,
+        newest: Mapping[Cell, Promotion],
+        cells: Sequence[Cell],
+        window_days: int,
+        now: dt.datetime | None = None,
+    ) -> dict[Cell, LeadTime | None]:
         """``newest``: each cell's newest succeeded promotion (a cell without one has had no arrival)."""
         day = (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
         database = session.get_bind().engine.url.render_as_string(hide_password=True)
-        keys = {cell: (database, cell, newest[cell].id, newest[cell].finished_at, window_days, day)
-                for cell in cells if cell in newest}
+        keys = {
+            cell: (database, cell, newest[cell].id, newest[cell].finished_at, window_days, day)
+            for cell in cells
+            if cell in newest
+        }
         found: dict[Cell, LeadTime | None] = {cell: None for cell in cells}
         with self._lock:
             missing = [cell for cell, key in keys.items() if key not in self._kept]

@@ -38,10 +38,18 @@ def environment_location(config: Config, env: EnvironmentConfig) -> Location:
 
 def environment_tag(env: EnvironmentConfig, project: str, build: Build) -> str:
     """The environment's tag template filled in from the build that made the digest."""
-    values = {"environment": env.name, "project": project, "sha": build.commit, "short_sha": build.commit[:7],
-              "branch": (build.branch or "").replace("/", "-"), "build_id": str(build.id)}
+    values = {
+        "environment": env.name,
+        "project": project,
+        "sha": build.commit,
+        "short_sha": build.commit[:7],
+        "branch": (build.branch or "").replace("/", "-"),
+        "build_id": str(build.id),
+    }
     tag = env.tag.format(**values)
     if not _TAG.fullmatch(tag):
-        raise ConfigError(f"projects.{project}.environments.{env.name}.tag: {env.tag!r} gives {tag!r} for build "
-                          f"{build.id}, which is not a valid tag (letters, digits, _ . -, at most 128)")
+        raise ConfigError(
+            f"projects.{project}.environments.{env.name}.tag: {env.tag!r} gives {tag!r} for build "
+            f"{build.id}, which is not a valid tag (letters, digits, _ . -, at most 128)"
+        )
     return tag

@@ -40,12 +40,20 @@ def check_pull_requests(db: Database, config: Config) -> dict[int, str]:
             host.close()
         with db.session(immediate=True) as session:
             if state == "merged":
-                steps = [dict(s, status="merged", message=f"{s['message']}; merged") if s["status"] == "awaiting_merge"
-                         else s for s in row.steps]
+                steps = [
+                    dict(s, status="merged", message=f"{s['message']}; merged")
+                    if s["status"] == "awaiting_merge"
+                    else s
+                    for s in row.steps
+                ]
                 promotions.resume(session, row.id, steps)
             elif state == "closed":
-                promotions.abandon(session, row.id, f"pull request {row.gitops_pull_request} was closed without "
-                                                    "merging; the environment keeps what it had")
+                promotions.abandon(
+                    session,
+                    row.id,
+                    f"pull request {row.gitops_pull_request} was closed without "
+                    "merging; the environment keeps what it had",
+                )
         if state != "open":
             log.info("promotion %s: pull request %s %s", row.id, number, state)
     return found

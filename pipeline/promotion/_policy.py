@@ -18,13 +18,19 @@ def refusal(session: Session, project: ProjectConfig, promotion: Promotion) -> s
     """Why the policy refuses ``promotion``, or ``None`` when it may go ahead."""
     env = project.environment(promotion.environment)
     if rejected := promotions.rejection(session, promotion.digest):
-        return (f"{promotion.digest} was rejected by {rejected.actor} on "
-                f"{rejected.created_at:%Y-%m-%d %H:%M} UTC: {rejected.reason}")
+        return (
+            f"{promotion.digest} was rejected by {rejected.actor} on "
+            f"{rejected.created_at:%Y-%m-%d %H:%M} UTC: {rejected.reason}"
+        )
     if env.requires and not promotions.was_promoted(session, promotion.project, env.requires, promotion.digest):
-        return (f"{promotion.digest} has not reached {env.requires} yet; {env.name} takes only digests "
-                f"promoted to {env.requires} first")
+        return (
+            f"{promotion.digest} has not reached {env.requires} yet; {env.name} takes only digests "
+            f"promoted to {env.requires} first"
+        )
     hold = promotions.active_hold(session, promotion.project, env.name)
     if hold is not None and promotion.trigger != "rollback":
-        return (f"{env.name} is held since {hold.created_at:%Y-%m-%d %H:%M} UTC by {hold.actor} ({hold.reason}); "
-                f"release it with POST /api/v1/environments/{promotion.project}/{env.name}/release first")
+        return (
+            f"{env.name} is held since {hold.created_at:%Y-%m-%d %H:%M} UTC by {hold.actor} ({hold.reason}); "
+            f"release it with POST /api/v1/environments/{promotion.project}/{env.name}/release first"
+        )
     return None

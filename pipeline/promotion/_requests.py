@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 
-
 def _build_for(session: Session, project: str, digest: str | None, build_id: int | None) -> Build:
     """The succeeded build that made the digest: promotions move what this service built."""
     if (digest is None) == (build_id is None):
@@ -47,31 +46,59 @@ def _build_for(session: Session, project: str, digest: str | None, build_id: int
     return found
 
 
-def _add(session: Session, project: ProjectConfig, env: EnvironmentConfig, build: Build, *, digest: str,
-         actor: str, reason: str, trigger: str, restores_id: int | None = None) -> Promotion:
-    row = promotions.add_promotion(session, project=build.project, environment=env.name, digest=digest,
-                                   build_id=build.id, actor=actor, reason=reason, trigger=trigger,
-                                   restores_id=restores_id, status="pending")
+def _add(
+    session: Session,
+    project: ProjectConfig,
+    env: EnvironmentConfig,
+    build: Build,
+    *,
+    digest: str,
+    actor: str,
+    reason: str,
+    trigger: str,
+    restores_id: int | None = None,
+) -> Promotion:
+    row = promotions.add_promotion(
+        session,
+        project=build.project,
+        environment=env.name,
+        digest=digest,
+        build_id=build.id,
+        actor=actor,
+        reason=reason,
+        trigger=trigger,
+        restores_id=restores_id,
+        status="pending",
+    )
     if refused := refusal(session, project, row):
         row.status, row.error, row.finished_at = "rejected", refused, utcnow()
         session.flush()
     return row
 
 
-def request_promotion(session: Session, config: Config, project: str, environment: str, *,
-                      digest: str | None = None, build_id: int | None = None, actor: str,
-                      reason: str = "", trigger: str = "manual") -> Promotion:
+def request_promotion(
+    session: Session,
+    config: Config,
+    project: str,
+    environment: str,
+    *,
+    digest: str | None = None,
+    build_id: int | None = None,
+    actor: str,
+    reason: str = "",
+    trigger: str = "manual",
+) -> Promotion:
     """Queue a promotion of a built digest; a refused one is recorded ``rejected`` and returned."""
     project_config = config.project(project)
     env = project_config.environment(environment)
     build = _build_for(session, project, digest, build_id)
     assert build.digest is not None
-    return _add(session, project_config, env, build, digest=build.digest, actor=actor, reason=reason,
-                trigger=trigger)
+    return _add(session, project_config, env, build, digest=build.digest, actor=actor, reason=reason, trigger=trigger)
 
 
-def request_rollback(session: Session, config: Config, project: str, environment: str, *, actor: str,
-                     reason: str = "") -> Promotion:
+def request_rollback(
+    session: Session, config: Config, project: str, environment: str, *, actor: str, reason: str = ""
+) -> Promotion:
     """Promote what ran before, and hold the environment so automation cannot undo it."""
     project_config = config.project(project)
     env = project_config.environment(environment)
@@ -79,21 +106,34 @@ def request_rollback(session: Session, config: Config, project: str, environment
     if now_running is None:
         raise Conflict(f"{project}/{environment} has never had a promotion; there is nothing to roll back")
     if now_running.rollback_to_id is None:
-        raise Conflict(f"{project}/{environment} runs {now_running.digest} from promotion {now_running.id} "
-                       "and nothing ran before it; there is nothing to roll back to")
+        raise Conflict(
+            f"{project}/{environment} runs {now_running.digest} from promotion {now_running.id} "
+            "and nothing ran before it; there is nothing to roll back to"
+        )
     restored = promotions.get_promotion(session, now_running.rollback_to_id)
     build = _build_for(session, project, restored.digest, None)
     text = reason or f"roll back from {now_running.digest} (promotion {now_running.id})"
-    row = _add(session, project_config, env, build, digest=restored.digest, actor=actor, reason=text,
-               trigger="rollback", restores_id=restored.id)
+    row = _add(
+        session,
+        project_config,
+        env,
+        build,
+        digest=restored.digest,
+        actor=actor,
+        reason=text,
+        trigger="rollback",
+        restores_id=restored.id,
+    )
     if row.status != "rejected":
-        promotions.place_hold(session, project, environment, actor=actor, promotion_id=row.id,
-                              reason=f"rollback by promotion {row.id}")
+        promotions.place_hold(
+            session, project, environment, actor=actor, promotion_id=row.id, reason=f"rollback by promotion {row.id}"
+        )
     return row
 
 
-def release_environment(session: Session, config: Config, project: str, environment: str, *,
-                        actor: str) -> EnvironmentHold:
+def release_environment(
+    session: Session, config: Config, project: str, environment: str, *, actor: str
+) -> EnvironmentHold:
     config.project(project).environment(environment)
     hold = promotions.release_hold(session, project, environment, actor=actor)
     if hold is None:
@@ -118,9 +158,18 @@ def queue_auto_after_build(session: Session, config: Config, build: Build) -> li
     if not any(fnmatch.fnmatchcase(build.branch, glob) for glob in project.branches):
         return []
     return [
-        _add(session, project, env, build, digest=build.digest, actor="auto", trigger="auto",
-             reason=f"build {build.id} of {build.branch} succeeded")
-        for env in project.environments if env.auto and env.requires is None
+        _add(
+            session,
+            project,
+            env,
+            build,
+            digest=build.digest,
+            actor="auto",
+            trigger="auto",
+            reason=f"build {build.id} of {build.branch} succeeded",
+        )
+        for env in project.environments
+        if env.auto and env.requires is None
     ]
 
 
@@ -134,7 +183,16 @@ def queue_auto_after_promotion(session: Session, config: Config, arrived: Promot
         return []
     build = builds.get_build(session, arrived.build_id)
     return [
-        _add(session, project, env, build, digest=arrived.digest, actor="auto", trigger="auto",
-             reason=f"arrived in {arrived.environment} by promotion {arrived.id}")
-        for env in project.environments if env.auto and env.requires == arrived.environment
+        _add(
+            session,
+            project,
+            env,
+            build,
+            digest=arrived.digest,
+            actor="auto",
+            trigger="auto",
+            reason=f"arrived in {arrived.environment} by promotion {arrived.id}",
+        )
+        for env in project.environments
+        if env.auto and env.requires == arrived.environment
     ]

@@ -42,8 +42,9 @@ def _host_lock(data_dir: Path, client: RegistryClient, repository: str, tag: str
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def update_artifact(data_dir: Path, client: RegistryClient, repository: str, tag: str, change: Change,
-                    present: Callable[[bytes], bool]) -> bool:
+def update_artifact(
+    data_dir: Path, client: RegistryClient, repository: str, tag: str, change: Change, present: Callable[[bytes], bool]
+) -> bool:
     """Apply ``change`` to the tag's manifest until a read-back shows ``present``; True if it wrote.
 
     ``change`` gets the current bytes (None: no tag yet) and returns the new OCI manifest
@@ -67,5 +68,7 @@ def update_artifact(data_dir: Path, client: RegistryClient, repository: str, tag
             if after is not None and present(after.raw):
                 return wrote
             time.sleep(random.uniform(0.1, 0.4) * (attempt + 1))
-    raise RegistryError(f"registry {client.host}: {repository}:{tag} was rewritten by someone else "
-                        f"{ATTEMPTS} times while we updated it; try again")
+    raise RegistryError(
+        f"registry {client.host}: {repository}:{tag} was rewritten by someone else "
+        f"{ATTEMPTS} times while we updated it; try again"
+    )

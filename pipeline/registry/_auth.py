@@ -82,8 +82,9 @@ class RegistryAuth(httpx.Auth):
 
     requires_response_body = True
 
-    def __init__(self, host: str, credentials: Credentials | tuple[str, str] | None,
-                 scopes: Iterable[str], cache: TokenCache) -> None:
+    def __init__(
+        self, host: str, credentials: Credentials | tuple[str, str] | None, scopes: Iterable[str], cache: TokenCache
+    ) -> None:
         self.host, self.cache = host, cache
         self.credentials = Credentials.of(credentials)
         self.scopes = frozenset(scopes)
@@ -111,20 +112,22 @@ class RegistryAuth(httpx.Auth):
         if challenge.scheme == "basic":
             credentials = self.credentials
             if credentials is None:
-                raise RegistryAuthError(f"registry {self.host} needs a username and password; set "
-                                        "username_env/password_env in its config, or `docker login` to it "
-                                        "(config.json in its docker_config, DOCKER_CONFIG or ~/.docker)")
+                raise RegistryAuthError(
+                    f"registry {self.host} needs a username and password; set "
+                    "username_env/password_env in its config, or `docker login` to it "
+                    "(config.json in its docker_config, DOCKER_CONFIG or ~/.docker)"
+                )
             if credentials.identity_token and not credentials.password:
                 raise RegistryAuthError(
                     f"registry {self.host} asks for a username and password (Basic auth), but "
                     "the credentials found are an identity token, which only a Bearer token "
                     "service accepts; set username_env/password_env in its config or "
-                    f"`docker login {self.host}` with a password")
+                    f"`docker login {self.host}` with a password"
+                )
             request.headers["Authorization"] = _basic(credentials)
             retried = yield request
             if retried.status_code == 401:
-                raise RegistryAuthError(f"registry {self.host} refused the password of "
-                                        f"{credentials.username}")
+                raise RegistryAuthError(f"registry {self.host} refused the password of {credentials.username}")
             return
         if challenge.scheme != "bearer" or "realm" not in challenge.params:
             return
@@ -144,8 +147,7 @@ class RegistryAuth(httpx.Auth):
         scopes = self._scopes_for(challenge)
         service = challenge.params.get("service")
         if refresh_token := self._identity_token:
-            form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                    "client_id": CLIENT_ID}
+            form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID}
             if service:
                 form["service"] = service
             if scopes:
@@ -166,19 +168,19 @@ class RegistryAuth(httpx.Auth):
                 raise RegistryAuthError(
                     f"registry {self.host}: the token service refused {self._who()} {what} "
                     f"({response.status_code}{_oauth_error(response)}); it may have expired or "
-                    f"been revoked: `docker login {self.host}` again")
-            raise RegistryAuthError(f"registry {self.host}: the token service refused "
-                                    f"{self._who()} {what} ({response.status_code})")
+                    f"been revoked: `docker login {self.host}` again"
+                )
+            raise RegistryAuthError(
+                f"registry {self.host}: the token service refused {self._who()} {what} ({response.status_code})"
+            )
         if response.status_code != 200:
-            raise RegistryError(f"registry {self.host}: token service answered "
-                                f"{response.status_code}")
+            raise RegistryError(f"registry {self.host}: token service answered {response.status_code}")
         try:
             body = response.json()
             token = body.get("token") or body.get("access_token")
             expires_in = float(body.get("expires_in") or 60)
         except (ValueError, AttributeError, TypeError):
-            raise RegistryError(f"registry {self.host}: token service sent no usable "
-                                "JSON") from None
+            raise RegistryError(f"registry {self.host}: token service sent no usable JSON") from None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {self.host}: token service sent no token")
         return token, expires_in

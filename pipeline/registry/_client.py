@@ -92,7 +92,8 @@ class Manifest:
         """Layer descriptors (digest, size, media type) of an image manifest; [] for an index."""
         return [
             {"digest": layer.get("digest"), "size": layer.get("size"), "media_type": layer.get("mediaType")}
-            for layer in self.json().get("layers", []) if isinstance(layer, dict)
+            for layer in self.json().get("layers", [])
+            if isinstance(layer, dict)
         ]
 
 
@@ -160,8 +161,12 @@ class _WideTransport(httpx.HTTPTransport):
     def __init__(self, verify: ssl.SSLContext | bool) -> None:
         super().__init__(verify=verify)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify), max_connections=32,
-            max_keepalive_connections=16, keepalive_expiry=5.0, network_backend=WideBackend())
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            max_connections=32,
+            max_keepalive_connections=16,
+            keepalive_expiry=5.0,
+            network_backend=WideBackend(),
+        )
 
 
 @functools.lru_cache(maxsize=32)
@@ -185,15 +190,22 @@ def _hashed(chunks: Iterable[bytes], digest: str, size: int, where: str) -> Iter
         seen += len(chunk)
         yield chunk
     if seen != size or hasher.hexdigest() != expected:
-        raise RegistryError(f"{where}: received {seen} bytes hashing to sha256:{hasher.hexdigest()}, "
-                            f"expected {size} bytes of {digest}")
+        raise RegistryError(
+            f"{where}: received {seen} bytes hashing to sha256:{hasher.hexdigest()}, expected {size} bytes of {digest}"
+        )
 
 
 class RegistryClient:
     """One registry, one connection pool; auth negotiated per operation's scopes."""
 
-    def __init__(self, config: RegistryConfig, *, timeout: float = 30, cache: TokenCache | None = None,
-                 credentials: Credentials | None = None) -> None:
+    def __init__(
+        self,
+        config: RegistryConfig,
+        *,
+        timeout: float = 30,
+        cache: TokenCache | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.host = config.host
         self.config = config
         scheme = "http" if config.insecure else "https"
@@ -204,9 +216,12 @@ class RegistryClient:
         verify = _tls_context(str(config.ca_file) if config.ca_file else None) if not config.insecure else False
         limiter = shared_limiter(self.host, config.requests_per_second) if config.requests_per_second else None
         transport = RetryTransport(_WideTransport(verify), limiter=limiter)
-        self._http = httpx.Client(base_url=self.base_url, transport=transport,
-                                  timeout=httpx.Timeout(timeout, connect=10),
-                                  headers={"User-Agent": "pipeline/0.1"})
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=10),
+            headers={"User-Agent": "pipeline/0.1"},
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -250,8 +265,7 @@ class RegistryClient:
         """The manifest as raw bytes, its digest checked against what the registry claims."""
         path = f"/v2/{repository}/manifests/{reference}"
         with _map_errors(self.host):
-            response = self._http.get(path, headers={"Accept": ", ".join(MANIFEST_TYPES)},
-                                      auth=self._pull(repository))
+            response = self._http.get(path, headers={"Accept": ", ".join(MANIFEST_TYPES)}, auth=self._pull(repository))
         if response.status_code == 404:
             raise NotFound(f"{self.host}/{repository}:{reference} does not exist")
         if response.status_code != 200:
@@ -259,8 +273,10 @@ class RegistryClient:
         digest = _digest_of(response.content)
         claimed = response.headers.get("docker-content-digest")
         if claimed and claimed != digest:
-            raise RegistryError(f"registry {self.host}: manifest {repository}:{reference} has digest {digest} "
-                                f"but the registry says {claimed}")
+            raise RegistryError(
+                f"registry {self.host}: manifest {repository}:{reference} has digest {digest} "
+                f"but the registry says {claimed}"
+            )
         if reference.startswith("sha256:") and reference != digest:
             raise RegistryError(f"registry {self.host} returned a manifest with digest {digest} for {reference}")
         return Manifest(response.content, response.headers.get("content-type", ""), digest)
@@ -280,8 +296,11 @@ class RegistryClient:
         digest = response.headers.get("docker-content-digest")
         if not digest:
             digest = _digest_of(response.content)
-        return ManifestInfo(digest, response.headers.get("content-type", ""),
-                            int(response.headers.get("content-length") or len(response.content)))
+        return ManifestInfo(
+            digest,
+            response.headers.get("content-type", ""),
+            int(response.headers.get("content-length") or len(response.content)),
+        )
 
     def find(self, repository: str, reference: str) -> Manifest | None:
         """``manifest``, or ``None`` when the registry has no such tag or digest."""
@@ -301,14 +320,19 @@ class RegistryClient:
         """Store the exact bytes under a digest or tag; the registry must agree on the digest."""
         media_type = manifest.kind
         with _map_errors(self.host):
-            response = self._http.put(f"/v2/{repository}/manifests/{reference}", content=manifest.raw,
-                                      headers={"Content-Type": media_type}, auth=self._push(repository))
+            response = self._http.put(
+                f"/v2/{repository}/manifests/{reference}",
+                content=manifest.raw,
+                headers={"Content-Type": media_type},
+                auth=self._push(repository),
+            )
         if response.status_code not in (200, 201):
             raise self._fail(response, f"storing manifest {repository}:{reference}")
         stored = response.headers.get("docker-content-digest") or manifest.digest
         if stored != manifest.digest:
-            raise RegistryError(f"registry {self.host} stored {repository}:{reference} as {stored}, "
-                                f"not {manifest.digest}")
+            raise RegistryError(
+                f"registry {self.host} stored {repository}:{reference} as {stored}, not {manifest.digest}"
+            )
         return stored
 
     def tag(self, repository: str, tag: str, manifest: Manifest) -> None:
@@ -317,8 +341,9 @@ class RegistryClient:
         self.put_manifest(repository, tag, manifest)
         found = self.manifest_info(repository, tag).digest
         if found != manifest.digest:
-            raise RegistryError(f"{self.host}/{repository}:{tag} points at {found} after tagging, "
-                                f"not {manifest.digest}")
+            raise RegistryError(
+                f"{self.host}/{repository}:{tag} points at {found} after tagging, not {manifest.digest}"
+            )
 
     def referrers(self, repository: str, digest: str) -> tuple[list[dict[str, Any]], bool]:
         """Descriptors of the manifests whose ``subject`` is ``digest``, and whether the registry
@@ -345,8 +370,9 @@ class RegistryClient:
 
     def blob_exists(self, repository: str, digest: str) -> bool:
         with _map_errors(self.host):
-            response = self._http.head(f"/v2/{repository}/blobs/{digest}", auth=self._pull(repository),
-                                       follow_redirects=True)
+            response = self._http.head(
+                f"/v2/{repository}/blobs/{digest}", auth=self._pull(repository), follow_redirects=True
+            )
         if response.status_code == 200:
             return True
         if response.status_code == 404:
@@ -357,16 +383,21 @@ class RegistryClient:
         """A small blob (a config, a signature payload) in memory, its digest checked."""
         with self.open_blob(repository, digest) as (size, chunks):
             if size > max_size:
-                raise RegistryRefused(f"{self.host}/{repository}@{digest} is {size} bytes; "
-                                      f"refusing to read more than {max_size} into memory")
+                raise RegistryRefused(
+                    f"{self.host}/{repository}@{digest} is {size} bytes; "
+                    f"refusing to read more than {max_size} into memory"
+                )
             return b"".join(_hashed(chunks, digest, size, f"{self.host}/{repository}@{digest}"))
 
     @contextmanager
     def open_blob(self, repository: str, digest: str) -> Iterator[tuple[int, Iterator[bytes]]]:
         """(size, chunks) of a blob, streamed; redirects to storage are followed without our auth."""
-        with _map_errors(self.host), self._http.stream("GET", f"/v2/{repository}/blobs/{digest}",
-                                                       auth=self._pull(repository),
-                                                       follow_redirects=True) as response:
+        with (
+            _map_errors(self.host),
+            self._http.stream(
+                "GET", f"/v2/{repository}/blobs/{digest}", auth=self._pull(repository), follow_redirects=True
+            ) as response,
+        ):
             if response.status_code == 404:
                 raise NotFound(f"{self.host}/{repository} has no blob {digest}")
             if response.status_code != 200:
@@ -391,8 +422,9 @@ class RegistryClient:
             raise self._fail(response, f"starting an upload to {repository}")
         return str(response.headers["location"])
 
-    def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes], *,
-                    location: str | None = None) -> None:
+    def upload_blob(
+        self, repository: str, digest: str, size: int, chunks: Iterable[bytes], *, location: str | None = None
+    ) -> None:
         """Stream a blob into the registry, hashing it on the way.
 
         With the registry's ``chunk_size_mb`` set the blob goes in PATCH chunks (for registries
@@ -420,8 +452,12 @@ class RegistryClient:
         def send(data: bytes) -> str:
             end = offset + len(data) - 1
             with _map_errors(self.host):
-                response = self._http.patch(location, content=data, auth=self._push(repository), headers={
-                    "Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end}"})
+                response = self._http.patch(
+                    location,
+                    content=data,
+                    auth=self._push(repository),
+                    headers={"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end}"},
+                )
             if response.status_code != 202:
                 raise self._fail(response, f"chunk {offset}-{end} of an upload to {repository}")
             return str(response.headers.get("location", location))

@@ -26,8 +26,10 @@ from pipeline.registry._client import Manifest, RegistryClient
 
 __all__ = ["CopyReport", "copy_image"]
 
-_FOREIGN = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
+_FOREIGN = (
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+)
 
 
 @dataclass
@@ -67,8 +69,17 @@ class _Route:
         return self.source.host == self.target.host
 
 
-def copy_image(source: RegistryClient, source_repo: str, target: RegistryClient, target_repo: str,
-               digest: str, *, tags: Sequence[str] = (), parallel: int = 4, attempts: int = 4) -> CopyReport:
+def copy_image(
+    source: RegistryClient,
+    source_repo: str,
+    target: RegistryClient,
+    target_repo: str,
+    digest: str,
+    *,
+    tags: Sequence[str] = (),
+    parallel: int = 4,
+    attempts: int = 4,
+) -> CopyReport:
     """Make ``target_repo@digest`` exist with the source's exact bytes, then point ``tags`` at it."""
     route = _Route(source, source_repo, target, target_repo, attempts, parallel)
     report = CopyReport(digest)
@@ -89,8 +100,9 @@ def _copy_manifest(route: _Route, manifest: Manifest, report: CopyReport, pool: 
         for child in manifest.children():
             _copy_manifest(route, route.source.manifest(route.source_repo, str(child["digest"])), report, pool)
     else:
-        blobs = {str(b["digest"]): int(b.get("size") or 0) for b in manifest.blobs()
-                 if b.get("mediaType") not in _FOREIGN}
+        blobs = {
+            str(b["digest"]): int(b.get("size") or 0) for b in manifest.blobs() if b.get("mediaType") not in _FOREIGN
+        }
         # largest first: the biggest layer is the copy's critical path, so it must not wait for a thread
         ordered = sorted(blobs.items(), key=lambda item: -item[1])
         for future in [pool.submit(_copy_blob, route, d, size, report) for d, size in ordered]:
@@ -110,15 +122,18 @@ def _copy_blob(route: _Route, digest: str, size: int, report: CopyReport) -> Non
         if location is None:
             report.add(blobs_mounted=1)
             return
-    _with_retries(route.attempts, lambda: _stream_blob(route, digest, size, location), lambda: target.blob_exists(repo, digest))
+    _with_retries(
+        route.attempts, lambda: _stream_blob(route, digest, size, location), lambda: target.blob_exists(repo, digest)
+    )
     report.add(blobs_copied=1, bytes_copied=size)
 
 
 def _stream_blob(route: _Route, digest: str, size: int, location: str | None) -> None:
     with route.source.open_blob(route.source_repo, digest) as (found_size, chunks):
         if found_size not in (-1, size):
-            raise RegistryError(f"{route.source.host}/{route.source_repo}@{digest} is {found_size} bytes, "
-                                f"the manifest says {size}")
+            raise RegistryError(
+                f"{route.source.host}/{route.source_repo}@{digest} is {found_size} bytes, the manifest says {size}"
+            )
         with _read_ahead(chunks) as ahead:
             route.target.upload_blob(route.target_repo, digest, size, ahead, location=location)
 
@@ -182,7 +197,7 @@ def _with_retries(attempts: int, work: Callable[[], None], done: Callable[[], bo
         except PipelineError as exc:
             if not exc.retryable or attempt == attempts - 1:
                 raise
-        time.sleep(random.uniform(0.5, 1.0) * min(8.0, 0.3 * 2 ** attempt))
+        time.sleep(random.uniform(0.5, 1.0) * min(8.0, 0.3 * 2**attempt))
         try:
             if done():
                 return

@@ -63,8 +63,7 @@ class Credentials:
     def __repr__(self) -> str:
         password = "<hidden>" if self.password else "''"
         token = "<hidden>" if self.identity_token else "None"
-        return (f"Credentials(username={self.username!r}, password={password}, "
-                f"identity_token={token})")
+        return f"Credentials(username={self.username!r}, password={password}, identity_token={token})"
 
     @classmethod
     def of(cls, value: Credentials | tuple[str, str] | None) -> Credentials | None:
@@ -89,8 +88,15 @@ def _spellings(host: str) -> list[str]:
     """The ``auths`` keys Docker (and tools writing Docker's file) use for one registry,
     most specific first."""
     if _is_hub(host):
-        return [DOCKER_HUB_KEY, "index.docker.io", "docker.io", "registry-1.docker.io",
-                "https://index.docker.io", "https://registry-1.docker.io", "https://docker.io"]
+        return [
+            DOCKER_HUB_KEY,
+            "index.docker.io",
+            "docker.io",
+            "registry-1.docker.io",
+            "https://index.docker.io",
+            "https://registry-1.docker.io",
+            "https://docker.io",
+        ]
     return [host, f"https://{host}", f"http://{host}", f"https://{host}/v1/", f"http://{host}/v1/"]
 
 
@@ -113,19 +119,17 @@ def _load(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise RegistryAuthError(f"cannot read the Docker config {path}: "
-                                f"{exc.strerror or exc.__class__.__name__}") from None
+        raise RegistryAuthError(
+            f"cannot read the Docker config {path}: {exc.strerror or exc.__class__.__name__}"
+        ) from None
     except UnicodeDecodeError:
-        raise RegistryAuthError(f"the Docker config {path} is not UTF-8 text; "
-                                "fix or remove it") from None
+        raise RegistryAuthError(f"the Docker config {path} is not UTF-8 text; fix or remove it") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
         # The position only, not the message: a decode error may quote part of a secret.
-        where = (f" (line {exc.lineno}, column {exc.colno})"
-                 if isinstance(exc, json.JSONDecodeError) else "")
-        raise RegistryAuthError(f"the Docker config {path} is not valid JSON{where}; "
-                                "fix or remove it") from None
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise RegistryAuthError(f"the Docker config {path} is not valid JSON{where}; fix or remove it") from None
     if not isinstance(data, dict):
         raise RegistryAuthError(f"the Docker config {path} is not a JSON object; fix or remove it")
     return data
@@ -138,8 +142,7 @@ def _mapping(data: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]
     return value
 
 
-def docker_config_credentials(host: str, config_dir: Path | None = None, *,
-                              timeout: float = 10) -> Credentials | None:
+def docker_config_credentials(host: str, config_dir: Path | None = None, *, timeout: float = 10) -> Credentials | None:
     """Credentials for ``host`` as ``docker login`` left them; None if Docker has none.
 
     ``config_dir`` is the directory holding ``config.json`` (default ``$DOCKER_CONFIG``, else
@@ -167,8 +170,7 @@ def docker_config_credentials(host: str, config_dir: Path | None = None, *,
 def _from_auths(auths: Mapping[str, Any], host: str, path: Path) -> Credentials | None:
     key = next((k for k in _spellings(host) if k in auths), None)
     if key is None:
-        key = next((k for k in auths if _hostname(k) == host
-                    or (_is_hub(host) and _is_hub(_hostname(k)))), None)
+        key = next((k for k in auths if _hostname(k) == host or (_is_hub(host) and _is_hub(_hostname(k)))), None)
     if key is None:
         return None
     entry = auths[key]
@@ -182,17 +184,18 @@ def _from_auths(auths: Mapping[str, Any], host: str, path: Path) -> Credentials 
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            raise RegistryAuthError(f"{where} (registry {host}): 'auth' is not base64 of "
-                                    "'user:password'; run `docker login` again") from None
+            raise RegistryAuthError(
+                f"{where} (registry {host}): 'auth' is not base64 of 'user:password'; run `docker login` again"
+            ) from None
         username, sep, password = decoded.partition(":")  # the password may contain ':'
         if not sep:
-            raise RegistryAuthError(f"{where} (registry {host}): 'auth' holds no ':' between "
-                                    "user and password; run `docker login` again")
+            raise RegistryAuthError(
+                f"{where} (registry {host}): 'auth' holds no ':' between user and password; run `docker login` again"
+            )
         password = password.strip("\x00")  # as Docker does: some tools pad with NULs
     token = entry.get("identitytoken") or None
     if not all(isinstance(v, str) for v in (username, password, token or "")):
-        raise RegistryAuthError(f"{where} (registry {host}): username, password and "
-                                "identitytoken must be strings")
+        raise RegistryAuthError(f"{where} (registry {host}): username, password and identitytoken must be strings")
     if not (username or password or token):
         return None  # e.g. {} left by Docker Desktop: "stored in the credential store"
     return Credentials(username, password, token)
@@ -200,15 +203,18 @@ def _from_auths(auths: Mapping[str, Any], host: str, path: Path) -> Credentials 
 
 def _from_helper(name: object, host: str, where: str, timeout: float) -> Credentials | None:
     if not isinstance(name, str) or not _HELPER_NAME.match(name):
-        raise RegistryAuthError(f"{where}: {name!r} is not a credential helper name "
-                                "(expected e.g. 'desktop' for docker-credential-desktop)")
+        raise RegistryAuthError(
+            f"{where}: {name!r} is not a credential helper name (expected e.g. 'desktop' for docker-credential-desktop)"
+        )
     program = f"docker-credential-{name}"
     executable = shutil.which(program)
     if executable is None:
-        raise RegistryAuthError(f"{program} (from {where}) is not on PATH, so there are no "
-                                f"credentials for registry {host}: install it or change the config")
+        raise RegistryAuthError(
+            f"{program} (from {where}) is not on PATH, so there are no "
+            f"credentials for registry {host}: install it or change the config"
+        )
     output, errors, code = _run_helper(executable, _server_address(host), timeout, program, host)
-    message = (output.strip() or errors.strip())
+    message = output.strip() or errors.strip()
     if code != 0:
         if _NOT_FOUND in message.lower():
             return None
@@ -219,11 +225,11 @@ def _from_helper(name: object, host: str, where: str, timeout: float) -> Credent
         username, secret = answer.get("Username") or "", answer.get("Secret") or ""
     except (ValueError, AttributeError):
         # Never quote the output: it is where the secret would be.
-        raise RegistryAuthError(f"{program} get for registry {host} ({where}) did not print "
-                                "the JSON {ServerURL, Username, Secret}") from None
+        raise RegistryAuthError(
+            f"{program} get for registry {host} ({where}) did not print the JSON {{ServerURL, Username, Secret}}"
+        ) from None
     if not isinstance(username, str) or not isinstance(secret, str):
-        raise RegistryAuthError(f"{program} get for registry {host} ({where}): Username and "
-                                "Secret must be strings")
+        raise RegistryAuthError(f"{program} get for registry {host} ({where}): Username and Secret must be strings")
     if not (username or secret):
         return None
     if username == TOKEN_USERNAME:
@@ -231,18 +237,22 @@ def _from_helper(name: object, host: str, where: str, timeout: float) -> Credent
     return Credentials(username, secret)
 
 
-def _run_helper(executable: str, address: str, timeout: float, program: str,
-                host: str) -> tuple[str, str, int]:
+def _run_helper(executable: str, address: str, timeout: float, program: str, host: str) -> tuple[str, str, int]:
     """Run ``<helper> get`` without a shell. The helper gets its own process group, so that on a
     timeout whatever it started (a shell script's ``sleep``, a keychain prompt) dies with it
     instead of keeping the pipes open."""
     try:
-        process = subprocess.Popen([executable, "get"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [executable, "get"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
     except OSError as exc:
-        raise RegistryAuthError(f"cannot run {program} for registry {host}: "
-                                f"{exc.strerror or exc.__class__.__name__}") from None
+        raise RegistryAuthError(
+            f"cannot run {program} for registry {host}: {exc.strerror or exc.__class__.__name__}"
+        ) from None
     try:
         out, err = process.communicate(address.encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -251,10 +261,11 @@ def _run_helper(executable: str, address: str, timeout: float, program: str,
         process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.communicate(timeout=5)  # reap it; a grandchild in its own session may linger
-        raise RegistryAuthError(f"{program} get did not answer within {timeout:g} s for registry "
-                                f"{host} (is it waiting for a locked keychain?)") from None
-    return (out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace"),
-            process.returncode)
+        raise RegistryAuthError(
+            f"{program} get did not answer within {timeout:g} s for registry "
+            f"{host} (is it waiting for a locked keychain?)"
+        ) from None
+    return (out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace"), process.returncode)
 
 
 def resolve_credentials(config: RegistryConfig) -> Credentials | None:

@@ -78,14 +78,21 @@ def _replayable(request: httpx.Request) -> bool:
 class RetryTransport(httpx.BaseTransport):
     """Retry connection errors, 5xx and 429 with jittered exponential backoff; never other 4xx."""
 
-    def __init__(self, inner: httpx.BaseTransport, *, attempts: int = 5, base: float = 0.2,
-                 cap: float = 8.0, limiter: RateLimiter | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        *,
+        attempts: int = 5,
+        base: float = 0.2,
+        cap: float = 8.0,
+        limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.inner, self.attempts, self.base, self.cap = inner, attempts, base, cap
         self.limiter, self._sleep = limiter, sleep
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0.5, 1.0) * min(self.cap, self.base * 2.0 ** attempt)
+        return random.uniform(0.5, 1.0) * min(self.cap, self.base * 2.0**attempt)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         replayable = _replayable(request)

@@ -75,8 +75,9 @@ class _WideStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._sock.close()
 
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         try:
             self._set_timeout(timeout)
             sock = ssl_context.wrap_socket(self._sock, server_hostname=server_hostname)
@@ -121,14 +122,20 @@ class WideBackend(httpcore.NetworkBackend):
         self.read_size = read_size
         self._tcp = httpcore.SyncBackend()
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         stream = self._tcp.connect_tcp(host, port, timeout, local_address, socket_options)
         return _WideStream(stream.get_extra_info("socket"), self.read_size)
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         stream = self._tcp.connect_unix_socket(path, timeout, socket_options)
         return _WideStream(stream.get_extra_info("socket"), self.read_size)
 

@@ -96,8 +96,6 @@ _SCP_LIKE = re.compile(r"^(?:[^@/:\s]+@)?([^/:\s]+):(?!//)(.+)$")
 _COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
-
-
 def attestation_tag(digest: str) -> str:
     """The tag cosign keeps attestations under: ``sha256-<hex>.att``."""
     return signature_tag(digest).removesuffix(".sig") + ".att"
@@ -220,11 +218,13 @@ def dsse_envelope(statement: Mapping[str, Any], key: ec.EllipticCurvePrivateKey)
     """The signed envelope as sigstore's DSSE wrapper writes it (struct order, compact)."""
     payload = statement_bytes(statement)
     signature = sign_payload(key, dsse_pae(INTOTO_PAYLOAD_TYPE, payload))
-    return go_json({
-        "payloadType": INTOTO_PAYLOAD_TYPE,
-        "payload": base64.b64encode(payload).decode("ascii"),
-        "signatures": [{"keyid": "", "sig": signature}],
-    })
+    return go_json(
+        {
+            "payloadType": INTOTO_PAYLOAD_TYPE,
+            "payload": base64.b64encode(payload).decode("ascii"),
+            "signatures": [{"keyid": "", "sig": signature}],
+        }
+    )
 
 
 def parse_envelope(envelope: bytes) -> tuple[str, bytes, list[str]] | None:
@@ -261,9 +261,7 @@ def envelope_statement(envelope: bytes) -> dict[str, Any] | None:
     return statement if ok else None
 
 
-def verify_envelope(
-    envelope: bytes, public_keys: Sequence[ec.EllipticCurvePublicKey]
-) -> dict[str, Any] | None:
+def verify_envelope(envelope: bytes, public_keys: Sequence[ec.EllipticCurvePublicKey]) -> dict[str, Any] | None:
     """The statement if one of the envelope's signatures verifies with one of the keys; else None.
 
     The signature is checked over the PAE of the payload bytes as sent, before the payload is
@@ -283,8 +281,12 @@ def verify_envelope(
 
 
 def _attestation_layer(envelope: bytes, predicate_type: str) -> dict[str, Any]:
-    return {"mediaType": DSSE_MEDIA_TYPE, "size": len(envelope), "digest": content_digest(envelope),
-            "annotations": {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type}}
+    return {
+        "mediaType": DSSE_MEDIA_TYPE,
+        "size": len(envelope),
+        "digest": content_digest(envelope),
+        "annotations": {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
+    }
 
 
 def _parse_att_manifest(raw: bytes, what: str) -> dict[str, Any]:
@@ -337,7 +339,8 @@ def _names_digest(statement: Mapping[str, Any], image_digest: str) -> bool:
     subjects = statement.get("subject")
     return isinstance(subjects, list) and any(
         isinstance(s, dict) and isinstance(s.get("digest"), dict) and s["digest"].get("sha256") == hex_digest
-        for s in subjects)
+        for s in subjects
+    )
 
 
 def verify_attestation_manifest(
@@ -370,7 +373,8 @@ def verify_attestation_manifest(
             if statement is None:
                 continue
             if _names_digest(statement, image_digest) and (
-                    predicate_type is None or statement.get("predicateType") == predicate_type):
+                predicate_type is None or statement.get("predicateType") == predicate_type
+            ):
                 verified.append(VerifiedAttestation(index, digest, key_index, statement))
             break
     return verified

@@ -41,8 +41,11 @@ __all__ = [
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 # Older writers (cosign 2's --new-bundle-format, sigstore-go) name the version as a parameter.
-BUNDLE_MEDIA_TYPES = (BUNDLE_MEDIA_TYPE, "application/vnd.dev.sigstore.bundle+json;version=0.3",
-                      "application/vnd.dev.sigstore.bundle+json;version=0.2")
+BUNDLE_MEDIA_TYPES = (
+    BUNDLE_MEDIA_TYPE,
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+)
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 REFERRERS_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 _STATEMENT_TYPES = ("https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1")
@@ -95,8 +98,11 @@ def _statement(payload: bytes) -> dict[str, Any] | None:
 def _subject_annotations(statement: Mapping[str, Any], hex_digest: str) -> dict[str, Any] | None:
     """The annotations of the subject naming the digest ({} without any); None: not named."""
     for subject in statement.get("subject") or []:
-        if isinstance(subject, dict) and isinstance(subject.get("digest"), dict) \
-                and subject["digest"].get("sha256") == hex_digest:
+        if (
+            isinstance(subject, dict)
+            and isinstance(subject.get("digest"), dict)
+            and subject["digest"].get("sha256") == hex_digest
+        ):
             annotations = subject.get("annotations")
             return dict(annotations) if isinstance(annotations, dict) else {}
     return None
@@ -118,8 +124,9 @@ def check_bundle(
     except (ValueError, UnicodeDecodeError):
         return BundleCheck(None, "is not JSON (not a sigstore bundle)")
     if not isinstance(data, dict) or data.get("mediaType") not in BUNDLE_MEDIA_TYPES:
-        return BundleCheck(None, "is not a sigstore bundle (media type "
-                                 f"{data.get('mediaType') if isinstance(data, dict) else None!r})")
+        return BundleCheck(
+            None, f"is not a sigstore bundle (media type {data.get('mediaType') if isinstance(data, dict) else None!r})"
+        )
     if "dsseEnvelope" not in data:
         return BundleCheck(None, "holds no DSSE envelope (a message-signature bundle signs a blob, not an image)")
     parsed = parse_envelope(go_json(data["dsseEnvelope"]))
@@ -127,22 +134,27 @@ def check_bundle(
         return BundleCheck(None, "has a DSSE envelope that is not an in-toto statement")
     kind, payload, signatures = parsed
     message = dsse_pae(kind, payload)
-    key_index = next((i for i, key in enumerate(public_keys)
-                      if any(verify_payload(key, message, sig) for sig in signatures)), None)
+    key_index = next(
+        (i for i, key in enumerate(public_keys) if any(verify_payload(key, message, sig) for sig in signatures)), None
+    )
     if key_index is None:
-        return BundleCheck(None, "its signature does not verify with any of the keys (wrong key or altered "
-                                 "statement)")
+        return BundleCheck(None, "its signature does not verify with any of the keys (wrong key or altered statement)")
     statement = _statement(payload)
     if statement is None:
         return BundleCheck(None, "its signed payload is not an in-toto statement")
     annotations = _subject_annotations(statement, image_digest.split(":", 1)[1])
     if annotations is None:
         named = [s.get("digest", {}).get("sha256") for s in statement.get("subject") or [] if isinstance(s, dict)]
-        return BundleCheck(None, f"its statement signs {', '.join(f'sha256:{n}' for n in named) or 'nothing'}, "
-                                 f"not {image_digest} (digest mismatch)", statement)
+        return BundleCheck(
+            None,
+            f"its statement signs {', '.join(f'sha256:{n}' for n in named) or 'nothing'}, "
+            f"not {image_digest} (digest mismatch)",
+            statement,
+        )
     if statement.get("predicateType") != predicate_type:
-        return BundleCheck(None, f"its predicate type {statement.get('predicateType')!r} is not "
-                                 f"{predicate_type!r}", statement)
+        return BundleCheck(
+            None, f"its predicate type {statement.get('predicateType')!r} is not {predicate_type!r}", statement
+        )
     missing = {k: v for k, v in (required_annotations or {}).items() if annotations.get(k) != v}
     if missing:
         return BundleCheck(None, f"it lacks the annotations {missing}", statement)
@@ -165,8 +177,11 @@ def merge_referrers_index(existing: bytes | None, descriptors: Sequence[Mapping[
     missing = [dict(d) for d in descriptors if d.get("digest") not in listed]
     if existing is not None and data and not missing:
         return None
-    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": REFERRERS_INDEX_MEDIA_TYPE,
-                             "manifests": manifests + missing}
+    index: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": REFERRERS_INDEX_MEDIA_TYPE,
+        "manifests": manifests + missing,
+    }
     if isinstance(data.get("annotations"), dict):
         index["annotations"] = data["annotations"]
     return go_json(index)

@@ -53,15 +53,16 @@ def password_from_env() -> bytes:
     """The password cosign would use non-interactively; set but empty is the empty password."""
     value = os.environ.get(PASSWORD_ENV)
     if value is None:
-        raise SigningError(f"{PASSWORD_ENV} is not set: export the key's password "
-                           f"({PASSWORD_ENV}= for a key without one)")
+        raise SigningError(
+            f"{PASSWORD_ENV} is not set: export the key's password ({PASSWORD_ENV}= for a key without one)"
+        )
     return value.encode("utf-8")
 
 
 def _pem(label: str, body: bytes) -> bytes:
     """PEM as Go's ``pem.Encode`` writes it: 64-column base64, trailing newline."""
     text = base64.b64encode(body).decode("ascii")
-    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
     block = [f"-----BEGIN {label}-----", *lines, f"-----END {label}-----", ""]
     return "\n".join(block).encode("ascii")
 
@@ -73,8 +74,7 @@ def _unpem(data: bytes, source: str) -> tuple[str, bytes]:
     try:
         return match.group(1), base64.b64decode("".join(match.group(2).split()), validate=True)
     except (binascii.Error, ValueError):
-        raise SigningError(f"{source}: the PEM body is not valid base64; the file is damaged") \
-            from None
+        raise SigningError(f"{source}: the PEM body is not valid base64; the file is damaged") from None
 
 
 def _scrypt(password: bytes, salt: bytes, n: int) -> bytes:
@@ -87,24 +87,30 @@ def _b64(raw: bytes) -> str:
 
 def _envelope(n: int, salt: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
     """The JSON cosign writes, field for field in go-securesystemslib's struct order."""
-    return json.dumps({
-        "kdf": {"name": "scrypt", "params": {"N": n, "r": 8, "p": 1}, "salt": _b64(salt)},
-        "cipher": {"name": "nacl/secretbox", "nonce": _b64(nonce)},
-        "ciphertext": _b64(ciphertext),
-    }, separators=(",", ":")).encode("ascii")
+    return json.dumps(
+        {
+            "kdf": {"name": "scrypt", "params": {"N": n, "r": 8, "p": 1}, "salt": _b64(salt)},
+            "cipher": {"name": "nacl/secretbox", "nonce": _b64(nonce)},
+            "ciphertext": _b64(ciphertext),
+        },
+        separators=(",", ":"),
+    ).encode("ascii")
 
 
 def _require_p256_private(key: Any, source: str) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise SigningError(f"{source}: {_describe(key)} is not supported; cosign-compatible "
-                           "signing here uses ECDSA P-256 keys (`pipeline keys generate`)")
+        raise SigningError(
+            f"{source}: {_describe(key)} is not supported; cosign-compatible "
+            "signing here uses ECDSA P-256 keys (`pipeline keys generate`)"
+        )
     return key
 
 
 def _require_p256_public(key: Any, source: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise SigningError(f"{source}: {_describe(key)} is not supported; only ECDSA P-256 "
-                           "public keys (cosign.pub) are accepted")
+        raise SigningError(
+            f"{source}: {_describe(key)} is not supported; only ECDSA P-256 public keys (cosign.pub) are accepted"
+        )
     return key
 
 
@@ -118,7 +124,8 @@ def _describe(key: Any) -> str:
 def encrypt_private_key(key: ec.EllipticCurvePrivateKey, password: bytes) -> bytes:
     """The cosign.key bytes for this key: what ``cosign generate-key-pair`` would write."""
     der = _require_p256_private(key, "private key").private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     salt = os.urandom(_SALT_BYTES)
     nonce = nacl.utils.random(nacl.secret.SecretBox.NONCE_SIZE)
     box = nacl.secret.SecretBox(_scrypt(password, salt, _SCRYPT_N))
@@ -128,8 +135,7 @@ def encrypt_private_key(key: ec.EllipticCurvePrivateKey, password: bytes) -> byt
 
 def public_key_pem(key: ec.EllipticCurvePublicKey) -> bytes:
     """cosign.pub: PEM ``PUBLIC KEY`` over the SPKI DER, as cosign writes it."""
-    spki = key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return _pem("PUBLIC KEY", spki)
 
 
@@ -148,8 +154,7 @@ def generate_key_pair(directory: Path, password: bytes) -> tuple[Path, Path]:
     key_path, pub_path = Path(directory) / "cosign.key", Path(directory) / "cosign.pub"
     for path in (key_path, pub_path):
         if path.exists():
-            raise SigningError(f"{path} already exists; move it away or choose another "
-                               "--output-dir")
+            raise SigningError(f"{path} already exists; move it away or choose another --output-dir")
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -171,8 +176,7 @@ def generate_key_pair(directory: Path, password: bytes) -> tuple[Path, Path]:
 
 def _write_error(exc: OSError, directory: Path) -> SigningError:
     if isinstance(exc, FileExistsError):
-        return SigningError(f"{exc.filename} appeared while writing the key pair; "
-                            "nothing was replaced")
+        return SigningError(f"{exc.filename} appeared while writing the key pair; nothing was replaced")
     return SigningError(f"cannot write the key pair into {directory}: {exc.strerror}")
 
 
@@ -196,32 +200,29 @@ def _parse_envelope(body: bytes, source: str) -> dict[str, Any]:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise SigningError(f"{source}: the key body is not cosign's JSON envelope; "
-                           "the file is damaged")
+        raise SigningError(f"{source}: the key body is not cosign's JSON envelope; the file is damaged")
     return data
 
 
 def _kdf_params(kdf: dict[str, Any], source: str) -> tuple[int, bytes]:
     if kdf.get("name") != "scrypt":
-        raise SigningError(f"{source}: key derivation {kdf.get('name')!r} is not supported "
-                           "(only scrypt)")
+        raise SigningError(f"{source}: key derivation {kdf.get('name')!r} is not supported (only scrypt)")
     params = _field(kdf, "params", dict, source)
     n, r, p = (_field(params, name, int, source) for name in ("N", "r", "p"))
     if n not in _ACCEPTED_N or r != 8 or p != 1:
-        raise SigningError(f"{source}: scrypt parameters N={n} r={r} p={p} are not ones cosign "
-                           f"accepts (N in {_ACCEPTED_N}, r=8, p=1)")
+        raise SigningError(
+            f"{source}: scrypt parameters N={n} r={r} p={p} are not ones cosign accepts (N in {_ACCEPTED_N}, r=8, p=1)"
+        )
     salt = _b64_field(kdf, "salt", source)
     return n, salt
 
 
 def _nonce(cipher: dict[str, Any], source: str) -> bytes:
     if cipher.get("name") != "nacl/secretbox":
-        raise SigningError(f"{source}: cipher {cipher.get('name')!r} is not supported "
-                           "(only nacl/secretbox)")
+        raise SigningError(f"{source}: cipher {cipher.get('name')!r} is not supported (only nacl/secretbox)")
     nonce = _b64_field(cipher, "nonce", source)
     if len(nonce) != nacl.secret.SecretBox.NONCE_SIZE:
-        raise SigningError(f"{source}: the secretbox nonce is {len(nonce)} bytes, not 24; "
-                           "the file is damaged")
+        raise SigningError(f"{source}: the secretbox nonce is {len(nonce)} bytes, not 24; the file is damaged")
     return nonce
 
 
@@ -232,24 +233,22 @@ def _open_box(envelope: dict[str, Any], password: bytes, source: str) -> bytes:
     try:
         return nacl.secret.SecretBox(_scrypt(password, salt, n)).decrypt(ciphertext, nonce)
     except nacl.exceptions.CryptoError:
-        raise SigningError(f"{source}: wrong password (decryption failed); give the password "
-                           f"the key was created with, e.g. in {PASSWORD_ENV}") from None
+        raise SigningError(
+            f"{source}: wrong password (decryption failed); give the password "
+            f"the key was created with, e.g. in {PASSWORD_ENV}"
+        ) from None
 
 
-def decrypt_private_key(
-    data: bytes, password: bytes, source: str = "private key"
-) -> ec.EllipticCurvePrivateKey:
+def decrypt_private_key(data: bytes, password: bytes, source: str = "private key") -> ec.EllipticCurvePrivateKey:
     """The key inside cosign.key bytes; ``source`` names them in errors (a path, a secret name)."""
     label, body = _unpem(data, source)
     if label not in _PRIVATE_KEY_LABELS:
-        raise SigningError(f"{source}: PEM type {label!r} is not a cosign private key "
-                           f"(expected {PRIVATE_KEY_LABEL!r})")
+        raise SigningError(f"{source}: PEM type {label!r} is not a cosign private key (expected {PRIVATE_KEY_LABEL!r})")
     der = _open_box(_parse_envelope(body, source), password, source)
     try:
         key = serialization.load_der_private_key(der, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SigningError(f"{source}: decrypted, but the content is not a PKCS#8 private key") \
-            from None
+        raise SigningError(f"{source}: decrypted, but the content is not a PKCS#8 private key") from None
     return _require_p256_private(key, source)
 
 
@@ -277,8 +276,7 @@ def public_key_from_pem(data: bytes, source: str = "public key") -> ec.EllipticC
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SigningError(f"{source}: not a PEM public key "
-                           "(expected -----BEGIN PUBLIC KEY-----)") from None
+        raise SigningError(f"{source}: not a PEM public key (expected -----BEGIN PUBLIC KEY-----)") from None
     return _require_p256_public(key, source)
 
 

@@ -38,8 +38,7 @@ _DOCKER_HUB_ALIAS = "docker.io"
 _REPOSITORY_CHARS = re.compile(r"[a-z0-9_.\-/]+")
 _REGISTRY_CHARS = re.compile(r"[A-Za-z0-9.\-:\[\]]+")
 # Go's encoder escapes these even inside strings so JSON can be embedded in HTML and JavaScript.
-_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
-               "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
 
 
@@ -61,8 +60,7 @@ def go_json(value: Any) -> bytes:
 def validate_digest(digest: str) -> str:
     """Refuse anything but ``sha256:<64 lowercase hex>``: cosign compares digests as strings."""
     if not is_digest(digest):
-        raise SigningError(f"{digest!r} is not an image digest "
-                           "(sha256: and 64 lowercase hex digits)")
+        raise SigningError(f"{digest!r} is not an image digest (sha256: and 64 lowercase hex digits)")
     return digest
 
 
@@ -100,8 +98,7 @@ def normalize_reference(repo: str) -> str:
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
     if not _REGISTRY_CHARS.fullmatch(registry) or not _valid_path(path):
-        raise SigningError(f"{repo!r} is not an image repository "
-                           "(a lowercase name like registry/team/app)")
+        raise SigningError(f"{repo!r} is not an image repository (a lowercase name like registry/team/app)")
     return f"{registry}/{path}"
 
 
@@ -114,9 +111,7 @@ def _annotations_object(annotations: Mapping[str, str] | None) -> dict[str, str]
     return {key: annotations[key] for key in sorted(annotations)}
 
 
-def simple_signing_payload(
-    docker_reference: str, digest: str, annotations: Mapping[str, str] | None = None
-) -> bytes:
+def simple_signing_payload(docker_reference: str, digest: str, annotations: Mapping[str, str] | None = None) -> bytes:
     """The exact bytes ``cosign sign`` signs for this image, so both tools agree on them.
 
     Field order is the Go struct's; annotation keys are sorted as Go sorts map keys; no
@@ -147,9 +142,7 @@ def _decode_signature(signature_b64: str) -> bytes | None:
         return None
 
 
-def verify_payload(
-    public_key: ec.EllipticCurvePublicKey, payload: bytes, signature_b64: str
-) -> bool:
+def verify_payload(public_key: ec.EllipticCurvePublicKey, payload: bytes, signature_b64: str) -> bool:
     """True only if the signature is the key's over these exact bytes; garbage is just False.
 
     Verification runs over many layers and keys where most pairs do not match, so a mismatch

@@ -83,8 +83,6 @@ class VerifiedSignature:
     payload: dict[str, Any]
 
 
-
-
 def signature_tag(digest: str) -> str:
     """The tag cosign looks under: the image digest with ':' made '-', plus ``.sig``."""
     return validate_digest(digest).replace(":", "-", 1) + ".sig"
@@ -96,14 +94,16 @@ def signature_config(layer_digests: Sequence[str]) -> bytes:
     Layers are uncompressed, so each diff_id is the layer's own digest. Field order is
     go-containerregistry's ``ConfigFile``; times are Go's zero time as cosign leaves them.
     """
-    return go_json({
-        "architecture": "",
-        "created": _ZERO_TIME,
-        "history": [{"created": _ZERO_TIME} for _ in layer_digests],
-        "os": "",
-        "rootfs": {"type": "layers", "diff_ids": list(layer_digests)},
-        "config": {},
-    })
+    return go_json(
+        {
+            "architecture": "",
+            "created": _ZERO_TIME,
+            "history": [{"created": _ZERO_TIME} for _ in layer_digests],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": list(layer_digests)},
+            "config": {},
+        }
+    )
 
 
 def _descriptor(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,13 +116,15 @@ def _descriptor(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _layer(payload: bytes, signature_b64: str) -> dict[str, Any]:
-    return {"mediaType": SIMPLESIGNING_MEDIA_TYPE, "size": len(payload), "digest": content_digest(payload),
-            "annotations": {SIGNATURE_ANNOTATION: signature_b64}}
+    return {
+        "mediaType": SIMPLESIGNING_MEDIA_TYPE,
+        "size": len(payload),
+        "digest": content_digest(payload),
+        "annotations": {SIGNATURE_ANNOTATION: signature_b64},
+    }
 
 
-def _manifest(
-    config: bytes, layers: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]
-) -> bytes:
+def _manifest(config: bytes, layers: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> bytes:
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
@@ -140,20 +142,22 @@ def _parse_manifest(manifest_bytes: bytes, what: str) -> dict[str, Any]:
     try:
         data = json.loads(manifest_bytes)
     except ValueError:
-        raise SigningError(f"{what} is not JSON; delete the .sig tag or fix it before "
-                           "signing again") from None
+        raise SigningError(f"{what} is not JSON; delete the .sig tag or fix it before signing again") from None
     if not isinstance(data, dict) or not isinstance(data.get("layers", []), list):
         raise SigningError(f"{what} is not an image manifest (no layer list)")
     if data.get("mediaType", MANIFEST_MEDIA_TYPE) not in _MANIFEST_TYPES:
-        raise SigningError(f"{what} has media type {data.get('mediaType')!r}, "
-                           "not an image manifest")
+        raise SigningError(f"{what} has media type {data.get('mediaType')!r}, not an image manifest")
     return data
 
 
 def _checked_layer(layer: Any, what: str) -> dict[str, Any]:
-    if not (isinstance(layer, dict) and isinstance(layer.get("mediaType"), str)
-            and isinstance(layer.get("size"), int) and isinstance(layer.get("digest"), str)
-            and is_digest(layer["digest"])):
+    if not (
+        isinstance(layer, dict)
+        and isinstance(layer.get("mediaType"), str)
+        and isinstance(layer.get("size"), int)
+        and isinstance(layer.get("digest"), str)
+        and is_digest(layer["digest"])
+    ):
         raise SigningError(f"{what} has a layer that is not a sha256 descriptor: {layer!r}")
     return layer
 
@@ -165,13 +169,10 @@ def _signature_of(layer: Mapping[str, Any]) -> str | None:
 
 
 def _already_signed(layers: Sequence[Mapping[str, Any]], digest: str, signature_b64: str) -> bool:
-    return any(layer["digest"] == digest and _signature_of(layer) == signature_b64
-               for layer in layers)
+    return any(layer["digest"] == digest and _signature_of(layer) == signature_b64 for layer in layers)
 
 
-def append_signature(
-    existing_manifest: bytes | None, payload: bytes, signature_b64: str
-) -> SignatureManifestUpdate:
+def append_signature(existing_manifest: bytes | None, payload: bytes, signature_b64: str) -> SignatureManifestUpdate:
     """Add one signature layer to the ``.sig`` image (``None``: there is none yet).
 
     Existing layers are kept as they are, so signatures by other keys survive. Their payload
@@ -183,10 +184,8 @@ def append_signature(
     data = {} if existing_manifest is None else _parse_manifest(existing_manifest, what)
     layers = [_checked_layer(layer, what) for layer in data.get("layers", [])]
     new_layer = _layer(payload, signature_b64)
-    if existing_manifest is not None and _already_signed(layers, new_layer["digest"],
-                                                         signature_b64):
-        return SignatureManifestUpdate(manifest=existing_manifest, config=None, uploads=(),
-                                       changed=False)
+    if existing_manifest is not None and _already_signed(layers, new_layer["digest"], signature_b64):
+        return SignatureManifestUpdate(manifest=existing_manifest, config=None, uploads=(), changed=False)
     layers.append(new_layer)
     config = signature_config([layer["digest"] for layer in layers])
     manifest = _manifest(config, layers, data)
@@ -208,9 +207,7 @@ def _layer_payload(layer: Any, fetch_blob: Callable[[str], bytes]) -> bytes | No
     return payload
 
 
-def _claims_match(
-    parsed: Mapping[str, Any], image_digest: str, required: Mapping[str, str]
-) -> bool:
+def _claims_match(parsed: Mapping[str, Any], image_digest: str, required: Mapping[str, str]) -> bool:
     claimed = parsed["critical"]["image"]["docker-manifest-digest"]
     optional = parsed.get("optional") or {}
     return claimed == image_digest and all(optional.get(k) == v for k, v in required.items())
@@ -227,8 +224,7 @@ def _verify_layer(
     payload = _layer_payload(layer, fetch_blob) if signature is not None else None
     if payload is None or signature is None:
         return None
-    key_index = next((i for i, key in enumerate(public_keys)
-                      if verify_payload(key, payload, signature)), None)
+    key_index = next((i for i, key in enumerate(public_keys) if verify_payload(key, payload, signature)), None)
     if key_index is None:
         return None
     try:

@@ -62,8 +62,18 @@ def checkout(data_dir: Path, name: str, project: ProjectConfig, commit: str, des
 
 def _submodules(dest: Path, project: ProjectConfig) -> None:
     """Submodules come from the repository's own .gitmodules, fetched with the same credentials."""
-    run_git(*AUTOCRLF, "-C", str(dest), "submodule", "update", "--init", "--recursive", "--quiet",
-            env=auth_env(project.repo, project.git), timeout=project.git.timeout_seconds)
+    run_git(
+        *AUTOCRLF,
+        "-C",
+        str(dest),
+        "submodule",
+        "update",
+        "--init",
+        "--recursive",
+        "--quiet",
+        env=auth_env(project.repo, project.git),
+        timeout=project.git.timeout_seconds,
+    )
 
 
 def _lfs(dest: Path, project: ProjectConfig) -> None:
@@ -72,9 +82,17 @@ def _lfs(dest: Path, project: ProjectConfig) -> None:
     except GitError:
         raise GitError("the project enables Git LFS, but git-lfs is not installed on this worker") from None
     endpoint = project.repo.removesuffix("/").removesuffix(".git") + ".git/info/lfs"
-    run_git(*AUTOCRLF, "-C", str(dest), "-c", f"lfs.url={endpoint}", "lfs", "pull",
-            env={**auth_env(project.repo, project.git), "GIT_LFS_SKIP_SMUDGE": "0"},
-            timeout=project.git.timeout_seconds)
+    run_git(
+        *AUTOCRLF,
+        "-C",
+        str(dest),
+        "-c",
+        f"lfs.url={endpoint}",
+        "lfs",
+        "pull",
+        env={**auth_env(project.repo, project.git), "GIT_LFS_SKIP_SMUDGE": "0"},
+        timeout=project.git.timeout_seconds,
+    )
 
 
 def changed_files(checkout_dir: Path, before: str, after: str) -> list[str] | None:
@@ -89,8 +107,15 @@ def changed_files(checkout_dir: Path, before: str, after: str) -> list[str] | No
 
 def remote_refs(project: ProjectConfig) -> dict[str, str]:
     """Ref → SHA of the remote's branches and tags, as ``git ls-remote`` sees them now."""
-    out = run_git("ls-remote", "--heads", "--tags", "--", project.repo,
-                  env=auth_env(project.repo, project.git), timeout=min(project.git.timeout_seconds, 120))
+    out = run_git(
+        "ls-remote",
+        "--heads",
+        "--tags",
+        "--",
+        project.repo,
+        env=auth_env(project.repo, project.git),
+        timeout=min(project.git.timeout_seconds, 120),
+    )
     refs: dict[str, str] = {}
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")

@@ -51,24 +51,46 @@ def create_build(
 ) -> Build:
     """Queue a build and return its row (``queue_build`` when only the id is needed); the
     actor defaults to the trigger (``poll``)."""
-    build_id = queue_build(session, project=project, commit=commit, ref=ref, branch=branch, trigger=trigger,
-                           actor=actor or trigger, delivery_id=delivery_id, before_commit=before_commit,
-                           check_paths=check_paths)
+    build_id = queue_build(
+        session,
+        project=project,
+        commit=commit,
+        ref=ref,
+        branch=branch,
+        trigger=trigger,
+        actor=actor or trigger,
+        delivery_id=delivery_id,
+        before_commit=before_commit,
+        check_paths=check_paths,
+    )
     return get_build(session, build_id)
 
 
 _T = cast(Table, Build.__table__)  # declarative types it as any FromClause; a mapped class's is a Table
 # The webhook hot path: Core statements of constant shape, compiled once, values bound per call.
 _QUEUE = insert(_T).returning(_T.c.id)
-_QUEUE_DEFAULTS = {"status": "queued", "attempts": 0, "build_args": {}, "tags": [], "cache_from": [],
-                   "layers": [], "advice": [], "check_paths": False, "delivery_id": None,
-                   "before_commit": None, "epoch": 0}
+_QUEUE_DEFAULTS = {
+    "status": "queued",
+    "attempts": 0,
+    "build_args": {},
+    "tags": [],
+    "cache_from": [],
+    "layers": [],
+    "advice": [],
+    "check_paths": False,
+    "delivery_id": None,
+    "before_commit": None,
+    "epoch": 0,
+}
 _SUPERSEDE = {
     running: update(_T)
-    .where(_T.c.project == bindparam("p_project"), _T.c.ref == bindparam("p_ref"),
-           _T.c.id < bindparam("p_id"), _T.c.status.in_(["queued", "running"] if running else ["queued"]))
-    .values(status="superseded", error=bindparam("p_error"), finished_at=bindparam("p_now"),
-            lease_expires_at=None)
+    .where(
+        _T.c.project == bindparam("p_project"),
+        _T.c.ref == bindparam("p_ref"),
+        _T.c.id < bindparam("p_id"),
+        _T.c.status.in_(["queued", "running"] if running else ["queued"]),
+    )
+    .values(status="superseded", error=bindparam("p_error"), finished_at=bindparam("p_now"), lease_expires_at=None)
     .returning(_T.c.id)
     for running in (False, True)
 }
@@ -88,25 +110,57 @@ def supersede_older(session: Session, project: str, ref: str, build_id: int, *, 
     Queued ones never start; with ``running`` a running one loses its lease too, and its worker
     stops the build at the next heartbeat.
     """
-    params = {"p_project": project, "p_ref": ref, "p_id": build_id, "p_now": utcnow(),
-              "p_error": f"superseded by build {build_id}"}
+    params = {
+        "p_project": project,
+        "p_ref": ref,
+        "p_id": build_id,
+        "p_now": utcnow(),
+        "p_error": f"superseded by build {build_id}",
+    }
     return list(session.connection().execute(_SUPERSEDE[running], params).scalars())
 
 
-def record_succeeded(session: Session, job: Job, *, digest: str, image: str, tags: list[str], image_size: int,
-                     layers: list[dict[str, Any]], steps_total: int, steps_cached: int, cache_from: list[str],
-                     provenance: dict[str, Any] | None) -> None:
+def record_succeeded(
+    session: Session,
+    job: Job,
+    *,
+    digest: str,
+    image: str,
+    tags: list[str],
+    image_size: int,
+    layers: list[dict[str, Any]],
+    steps_total: int,
+    steps_cached: int,
+    cache_from: list[str],
+    provenance: dict[str, Any] | None,
+) -> None:
     """The one place a build's digest is written: the image it pushed, by digest, and how it
     was made. Only while ``job`` still holds the build (``LeaseLost`` otherwise)."""
-    jobs.finish(session, job, status="succeeded", digest=digest, image=image, tags=tags, image_size=image_size,
-                layers=layers, steps_total=steps_total, steps_cached=steps_cached, cache_from=cache_from,
-                provenance=provenance, error=None)
+    jobs.finish(
+        session,
+        job,
+        status="succeeded",
+        digest=digest,
+        image=image,
+        tags=tags,
+        image_size=image_size,
+        layers=layers,
+        steps_total=steps_total,
+        steps_cached=steps_cached,
+        cache_from=cache_from,
+        provenance=provenance,
+        error=None,
+    )
 
 
 def newest_with_digest(session: Session, project: str, digest: str) -> Build | None:
     """The newest succeeded build of ``project`` that pushed ``digest``: who a tag belongs to."""
-    stmt = (select(Build).where(Build.digest == digest, Build.project == project, Build.status == "succeeded")
-            .order_by(Build.id.desc()).limit(1))
+    stmt = (
+        select(Build)
+        .where(Build.digest == digest, Build.project == project, Build.status == "succeeded")
+        .order_by(Build.id.desc())
+        .limit(1)
+    )
     return session.scalars(stmt).first()
 
 
@@ -180,15 +234,15 @@ def list_builds(session: Session, where: BuildFilter, *, limit: int, before: Bef
         stmt = stmt.where(*_commit_prefix(where.commit.lower()))
     if where.digest:
         stmt = stmt.where(Build.digest == where.digest)
-    return list(session.scalars(newest_first(stmt, Build, since=where.since, until=where.until, before=before,
-                                             limit=limit)))
+    return list(
+        session.scalars(newest_first(stmt, Build, since=where.since, until=where.until, before=before, limit=limit))
+    )
 
 
 def _commit_prefix(prefix: str) -> tuple[ColumnElement[bool], ...]:
     """A hex prefix as a range the ``commit`` index serves under any collation (a LIKE uses a
     b-tree only under the C collation), plus the LIKE that makes it exact."""
-    conditions: list[ColumnElement[bool]] = [Build.commit >= prefix,
-                                             Build.commit.startswith(prefix, autoescape=True)]
+    conditions: list[ColumnElement[bool]] = [Build.commit >= prefix, Build.commit.startswith(prefix, autoescape=True)]
     digits = prefix.rstrip("f")
     if digits:  # the first string past the prefix: its last non-f digit plus one, f's dropped
         conditions.append(Build.commit < digits[:-1] + "0123456789abcdef"["0123456789abcdef".index(digits[-1]) + 1])
@@ -201,11 +255,11 @@ def record_progress(session: Session, build_id: int, **values: object) -> None:
 
 
 def append_logs(session: Session, build_id: int, lines: Iterable[str]) -> None:
-    start = session.execute(select(func.coalesce(func.max(BuildLog.seq), 0))
-                            .where(BuildLog.build_id == build_id)).scalar_one()
+    start = session.execute(
+        select(func.coalesce(func.max(BuildLog.seq), 0)).where(BuildLog.build_id == build_id)
+    ).scalar_one()
     session.add_all(
-        BuildLog(build_id=build_id, seq=start + offset, line=line)
-        for offset, line in enumerate(lines, start=1)
+        BuildLog(build_id=build_id, seq=start + offset, line=line) for offset, line in enumerate(lines, start=1)
     )
 
 

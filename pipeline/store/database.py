@@ -86,8 +86,9 @@ class Database:
             # As many pooled connections as the API's threadpool runs requests (anyio's 40): a smaller
             # pool made every burst open and close connections, 8 ms each. Stale connections are
             # recycled by age instead of a ping before every checkout, one round trip saved.
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=10, pool_recycle=1800,
-                                        pool_use_lifo=True)
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=10, pool_recycle=1800, pool_use_lifo=True
+            )
             _postgres_setup(self.engine)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         wakeups.install(self._factory)

@@ -25,8 +25,20 @@ _INSERT = {
     name: dialect.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
-_COLUMNS = ("provider", "delivery_id", "hook_id", "event", "repository", "project", "ref", "before", "after",
-            "body_sha256", "outcome", "reason")
+_COLUMNS = (
+    "provider",
+    "delivery_id",
+    "hook_id",
+    "event",
+    "repository",
+    "project",
+    "ref",
+    "before",
+    "after",
+    "body_sha256",
+    "outcome",
+    "reason",
+)
 
 
 def insert_delivery(session: Session, **values: Any) -> int | None:

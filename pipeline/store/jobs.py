@@ -27,8 +27,20 @@ from pipeline.errors import LeaseLost
 from pipeline.store import wakeups
 from pipeline.store.tables import Build, Promotion, literal_in, rowcount, utcnow
 
-__all__ = ["BUILDS", "PROMOTIONS", "Job", "JobKind", "Reaped", "check", "claim", "finish", "heartbeat",
-           "progress", "reap", "release"]
+__all__ = [
+    "BUILDS",
+    "PROMOTIONS",
+    "Job",
+    "JobKind",
+    "Reaped",
+    "check",
+    "claim",
+    "finish",
+    "heartbeat",
+    "progress",
+    "reap",
+    "release",
+]
 
 
 @dataclass(frozen=True)
@@ -62,11 +74,12 @@ class Job:
 _CLAIM_LOCK = 0x7069_7065  # "pipe": one advisory lock id for claims under concurrency limits
 
 BUILDS = JobKind(Build, waiting="queued")
-_SERIAL_LOCK = 0x7072_6f6d  # "prom": claims of serialized queues take turns
+_SERIAL_LOCK = 0x7072_6F6D  # "prom": claims of serialized queues take turns
 # a promotion waiting for its pull request to be merged still holds its environment: one
 # applied after it would be undone when the older pull request is merged
-PROMOTIONS = JobKind(Promotion, waiting="pending", serial=("project", "environment"),
-                     blocking=("running", "awaiting_merge"))
+PROMOTIONS = JobKind(
+    Promotion, waiting="pending", serial=("project", "environment"), blocking=("running", "awaiting_merge")
+)
 
 
 def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> list[str]:
@@ -80,8 +93,9 @@ def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> li
     return [project for project, count in session.execute(running) if count >= limits[project]]
 
 
-def claim(session: Session, kind: JobKind, worker: str, lease: dt.timedelta,
-          limits: Mapping[str, int] | None = None) -> Job | None:
+def claim(
+    session: Session, kind: JobKind, worker: str, lease: dt.timedelta, limits: Mapping[str, int] | None = None
+) -> Job | None:
     """Take the oldest waiting row that is due, for ``worker``; ``None`` when there is none.
 
     ``limits`` caps running jobs per project. Counting and claiming must not interleave
@@ -148,8 +162,9 @@ def _owned(job: Job) -> Any:
     table = job.kind.table
     return (
         update(table)
-        .where(table.id == job.id, table.worker == job.holder, table.epoch == job.epoch,
-               table.status == job.kind.running)
+        .where(
+            table.id == job.id, table.worker == job.holder, table.epoch == job.epoch, table.status == job.kind.running
+        )
         .execution_options(synchronize_session=False)
     )
 
@@ -189,8 +204,9 @@ def heartbeat(session: Session, job: Job, lease: dt.timedelta) -> None:
 def progress(session: Session, job: Job, **values: Any) -> None:
     """Write what the job has done so far, only while ``job`` is still the row's claim."""
     if rowcount(session.execute(_owned(job).values(**values))) == 0:
-        raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); "
-                        "progress not recorded")
+        raise LeaseLost(
+            f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); progress not recorded"
+        )
 
 
 def finish(session: Session, job: Job, **values: Any) -> None:
@@ -206,20 +222,27 @@ def finish(session: Session, job: Job, **values: Any) -> None:
     if job.kind.serial:  # the group is free: the next one in line may start now
         wakeups.announce(session, job.kind.table.__tablename__)
     if rowcount(result) == 0:
-        raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); "
-                        "outcome not recorded")
+        raise LeaseLost(
+            f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); outcome not recorded"
+        )
 
 
-def release(session: Session, job: Job, error: str, delay: dt.timedelta = dt.timedelta(0), *,
-            attempt: bool = True) -> None:
+def release(
+    session: Session, job: Job, error: str, delay: dt.timedelta = dt.timedelta(0), *, attempt: bool = True
+) -> None:
     """Give a row back to the queue after a failure worth retrying (engine down, registry 5xx),
     not to be claimed again before ``delay`` has passed. ``attempt=False``: the claim did not
     count as a try (it only waited its turn for a lock), so waiting never uses up the tries."""
     table = job.kind.table
     result = session.execute(
-        _owned(job).values(status=job.kind.waiting, worker=None, lease_expires_at=None, error=error,
-                           not_before=utcnow() + delay,
-                           attempts=table.attempts if attempt else table.attempts - 1)
+        _owned(job).values(
+            status=job.kind.waiting,
+            worker=None,
+            lease_expires_at=None,
+            error=error,
+            not_before=utcnow() + delay,
+            attempts=table.attempts if attempt else table.attempts - 1,
+        )
     )
     if rowcount(result) == 0:
         raise LeaseLost(f"{job.name} is no longer held by worker {job.holder} (claim {job.epoch}); not released")
@@ -237,25 +260,33 @@ def reap(session: Session, kind: JobKind, max_attempts: int) -> Reaped:
     table = kind.table
     now = utcnow()
     expired = (table.status == kind.running, table.lease_expires_at < now)
-    requeued = session.execute(
-        update(table)
-        .where(*expired, table.attempts < max_attempts)
-        .values(status=kind.waiting, worker=None, lease_expires_at=None)
-        .returning(table.id)
-        .execution_options(synchronize_session=False)
-    ).scalars().all()
-    failed = session.execute(
-        update(table)
-        .where(*expired, table.attempts >= max_attempts)
-        .values(
-            status=kind.lost,
-            lease_expires_at=None,
-            finished_at=now,
-            error=f"the worker stopped sending heartbeats {max_attempts} times; giving up",
+    requeued = (
+        session.execute(
+            update(table)
+            .where(*expired, table.attempts < max_attempts)
+            .values(status=kind.waiting, worker=None, lease_expires_at=None)
+            .returning(table.id)
+            .execution_options(synchronize_session=False)
         )
-        .returning(table.id)
-        .execution_options(synchronize_session=False)
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
+    failed = (
+        session.execute(
+            update(table)
+            .where(*expired, table.attempts >= max_attempts)
+            .values(
+                status=kind.lost,
+                lease_expires_at=None,
+                finished_at=now,
+                error=f"the worker stopped sending heartbeats {max_attempts} times; giving up",
+            )
+            .returning(table.id)
+            .execution_options(synchronize_session=False)
+        )
+        .scalars()
+        .all()
+    )
     if requeued or failed:
         wakeups.announce(session, table.__tablename__)
     return Reaped(list(requeued), list(failed))

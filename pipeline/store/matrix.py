@@ -28,11 +28,22 @@ __all__ = ["Cell", "arrival_delays", "builds_by_id", "current", "holds", "promot
 
 Cell = tuple[str, str]  # (project, environment)
 
-_PROMOTION_COLUMNS = load_only(Promotion.id, Promotion.project, Promotion.environment, Promotion.digest,
-                               Promotion.build_id, Promotion.status, Promotion.trigger, Promotion.actor,
-                               Promotion.rollback_to_id, Promotion.created_at, Promotion.finished_at)
-_BUILD_COLUMNS = load_only(Build.id, Build.project, Build.commit, Build.branch, Build.ref, Build.status, Build.digest,
-                           Build.created_at)
+_PROMOTION_COLUMNS = load_only(
+    Promotion.id,
+    Promotion.project,
+    Promotion.environment,
+    Promotion.digest,
+    Promotion.build_id,
+    Promotion.status,
+    Promotion.trigger,
+    Promotion.actor,
+    Promotion.rollback_to_id,
+    Promotion.created_at,
+    Promotion.finished_at,
+)
+_BUILD_COLUMNS = load_only(
+    Build.id, Build.project, Build.commit, Build.branch, Build.ref, Build.status, Build.digest, Build.created_at
+)
 
 
 def _union(parts: list[Select[Any]]) -> Select[Any] | CompoundSelect[Any]:
@@ -56,8 +67,11 @@ def _bind(cells: Sequence[Cell], postgres: bool, **more: Any) -> dict[str, Any]:
 def _cells_table() -> Any:
     """PostgreSQL: the cells as ``unnest`` of two array parameters, so that one statement serves
     any number of cells and SQLAlchemy compiles it once (a VALUES list is compiled every time)."""
-    return (func.unnest(bindparam("projects", type_=ARRAY(String)), bindparam("environments", type_=ARRAY(String)))
-            .table_valued("project", "environment").render_derived(name="cells"))
+    return (
+        func.unnest(bindparam("projects", type_=ARRAY(String)), bindparam("environments", type_=ARRAY(String)))
+        .table_valued("project", "environment")
+        .render_derived(name="cells")
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -101,17 +115,21 @@ def promotions_by_id(session: Session, ids: set[int]) -> dict[int, Promotion]:
 
 def holds(session: Session, projects: Sequence[str]) -> dict[Cell, EnvironmentHold]:
     """The active hold of each held cell (the newest, as ``promotions.active_hold`` has it)."""
-    stmt = (select(EnvironmentHold)
-            .where(EnvironmentHold.project.in_(list(projects)), EnvironmentHold.released_at.is_(None))
-            .order_by(EnvironmentHold.id))
+    stmt = (
+        select(EnvironmentHold)
+        .where(EnvironmentHold.project.in_(list(projects)), EnvironmentHold.released_at.is_(None))
+        .order_by(EnvironmentHold.id)
+    )
     return {(row.project, row.environment): row for row in session.scalars(stmt)}
 
 
 def waiting(session: Session, projects: Sequence[str]) -> dict[Cell, int]:
     """Unfinished promotions per cell, from the partial index of unfinished ones."""
-    stmt = (select(Promotion.project, Promotion.environment, func.count())
-            .where(Promotion.project.in_(list(projects)), literal_in(Promotion.status, WAITING))
-            .group_by(Promotion.project, Promotion.environment))
+    stmt = (
+        select(Promotion.project, Promotion.environment, func.count())
+        .where(Promotion.project.in_(list(projects)), literal_in(Promotion.status, WAITING))
+        .group_by(Promotion.project, Promotion.environment)
+    )
     return {(project, environment): count for project, environment, count in session.execute(stmt)}
 
 
@@ -124,13 +142,24 @@ def _seconds_between(earlier: Any, later: Any, postgres: bool) -> Any:
 
 
 def _arrivals(project: Any, environment: Any, per_cell: int, postgres: bool) -> Select[Any]:
-    return (select(Promotion.project, Promotion.environment,
-                   _seconds_between(Build.created_at, Promotion.finished_at, postgres).label("seconds"))
-            .join(Build, Build.id == Promotion.build_id)
-            .where(Promotion.project == project, Promotion.environment == environment,
-                   literal_in(Promotion.status, ARRIVED), Promotion.finished_at >= bindparam("since"),
-                   Promotion.trigger != "rollback", Build.created_at.is_not(None))
-            .order_by(Promotion.finished_at.desc()).limit(per_cell))
+    return (
+        select(
+            Promotion.project,
+            Promotion.environment,
+            _seconds_between(Build.created_at, Promotion.finished_at, postgres).label("seconds"),
+        )
+        .join(Build, Build.id == Promotion.build_id)
+        .where(
+            Promotion.project == project,
+            Promotion.environment == environment,
+            literal_in(Promotion.status, ARRIVED),
+            Promotion.finished_at >= bindparam("since"),
+            Promotion.trigger != "rollback",
+            Build.created_at.is_not(None),
+        )
+        .order_by(Promotion.finished_at.desc())
+        .limit(per_cell)
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -139,19 +168,22 @@ def _arrivals_statement(n: int, per_cell: int, postgres: bool) -> Select[Any] | 
         table = _cells_table()
         newest = _arrivals(table.c.project, table.c.environment, per_cell, postgres).lateral("arrivals")
         return select(newest).select_from(table).join(newest, true())
-    return _union([_arrivals(project, environment, per_cell, postgres)
-                   for project, environment in map(_cell_of, range(n))])
+    return _union(
+        [_arrivals(project, environment, per_cell, postgres) for project, environment in map(_cell_of, range(n))]
+    )
 
 
-def arrival_delays(session: Session, cells: Sequence[Cell], since: dt.datetime,
-                   per_cell: int = 200) -> dict[Cell, list[float]]:
+def arrival_delays(
+    session: Session, cells: Sequence[Cell], since: dt.datetime, per_cell: int = 200
+) -> dict[Cell, list[float]]:
     """Seconds from push (the build queued) to arrival, for each cell's newest ``per_cell``
     arrivals since ``since``; a rollback is not an arrival of new work and is left out."""
     if not cells:
         return {}
     postgres = session.get_bind().dialect.name == "postgresql"
-    rows = session.execute(_arrivals_statement(0 if postgres else len(cells), per_cell, postgres),
-                           _bind(cells, postgres, since=since))
+    rows = session.execute(
+        _arrivals_statement(0 if postgres else len(cells), per_cell, postgres), _bind(cells, postgres, since=since)
+    )
     delays: dict[Cell, list[float]] = defaultdict(list)
     for project, environment, seconds in rows:
         delays[(project, environment)].append(round(float(seconds), 3))  # julianday is exact to ~10 µs

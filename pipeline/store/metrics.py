@@ -60,15 +60,19 @@ def durations(session: Session, what: str) -> list[Histogram]:
     groups: Sequence[Any] = (Build.project,) if what == "builds" else (Promotion.project, Promotion.environment)
     seconds = cast(_seconds(session, table.started_at, table.finished_at), Float)
     stmt = (
-        select(*groups, *(func.sum(case((seconds <= b, 1), else_=0)) for b in BUCKETS), func.count(),
-               func.coalesce(func.sum(seconds), 0.0))
+        select(
+            *groups,
+            *(func.sum(case((seconds <= b, 1), else_=0)) for b in BUCKETS),
+            func.count(),
+            func.coalesce(func.sum(seconds), 0.0),
+        )
         .where(table.status == "succeeded", table.started_at.is_not(None), table.finished_at.is_not(None))
         .group_by(*groups)
     )
     found = []
     for row in session.execute(stmt):
-        labels, rest = tuple(str(v) for v in row[:len(groups)]), row[len(groups):]
-        found.append(Histogram(labels, [int(v or 0) for v in rest[:len(BUCKETS)]], int(rest[-2]), float(rest[-1])))
+        labels, rest = tuple(str(v) for v in row[: len(groups)]), row[len(groups) :]
+        found.append(Histogram(labels, [int(v or 0) for v in rest[: len(BUCKETS)]], int(rest[-2]), float(rest[-1])))
     return found
 
 
@@ -81,7 +85,8 @@ class QueueState:
 def queue_state(session: Session, what: str, now: dt.datetime | None = None) -> QueueState:
     table, waiting = (Build, "queued") if what == "builds" else (Promotion, "pending")
     depth, oldest = session.execute(
-        select(func.count(), func.min(table.created_at)).where(table.status == waiting)).one()
+        select(func.count(), func.min(table.created_at)).where(table.status == waiting)
+    ).one()
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=dt.UTC)
     age = ((now or utcnow()) - oldest).total_seconds() if oldest is not None else 0.0
@@ -91,7 +96,9 @@ def queue_state(session: Session, what: str, now: dt.datetime | None = None) -> 
 def cache_steps(session: Session) -> list[tuple[str, int, int]]:
     """(project, steps, steps served from cache) over succeeded builds."""
     stmt = (
-        select(Build.project, func.coalesce(func.sum(Build.steps_total), 0), func.coalesce(func.sum(Build.steps_cached), 0))
+        select(
+            Build.project, func.coalesce(func.sum(Build.steps_total), 0), func.coalesce(func.sum(Build.steps_cached), 0)
+        )
         .where(Build.status == "succeeded")
         .group_by(Build.project)
     )

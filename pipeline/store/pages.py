@@ -30,8 +30,15 @@ class Before:
     created_at: dt.datetime | None = None
 
 
-def newest_first(stmt: Stmt, table: type[Build] | type[Promotion], *, since: dt.datetime | None,
-                 until: dt.datetime | None, before: Before | None, limit: int) -> Stmt:
+def newest_first(
+    stmt: Stmt,
+    table: type[Build] | type[Promotion],
+    *,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    before: Before | None,
+    limit: int,
+) -> Stmt:
     """``stmt`` limited to the time range, ordered newest first and continued after ``before``."""
     if since is not None:
         stmt = stmt.where(table.created_at >= since)
@@ -45,7 +52,10 @@ def newest_first(stmt: Stmt, table: type[Build] | type[Promotion], *, since: dt.
         if before.created_at is None:
             raise ValueError("a listing by time continues from a position with created_at")
         # the <= alone is what an index range can use; the OR settles ties within one instant
-        stmt = stmt.where(table.created_at <= before.created_at,
-                          or_(table.created_at < before.created_at,
-                              and_(table.created_at == before.created_at, table.id < before.id)))
+        stmt = stmt.where(
+            table.created_at <= before.created_at,
+            or_(
+                table.created_at < before.created_at, and_(table.created_at == before.created_at, table.id < before.id)
+            ),
+        )
     return stmt.order_by(table.created_at.desc(), table.id.desc()).limit(limit)

@@ -55,24 +55,35 @@ def get_promotion(session: Session, promotion_id: int) -> Promotion:
 def newest_succeeded(project: Any, environment: Any) -> Select[int]:
     """The id of the promotion an environment runs: its newest succeeded one. The one definition,
     for ``current`` and for the matrix (``store.matrix``), which gives it columns, not values."""
-    return (select(Promotion.id)
-            .where(Promotion.project == project, Promotion.environment == environment,
-                   literal_in(Promotion.status, ARRIVED))
-            .order_by(Promotion.id.desc()).limit(1))
+    return (
+        select(Promotion.id)
+        .where(
+            Promotion.project == project, Promotion.environment == environment, literal_in(Promotion.status, ARRIVED)
+        )
+        .order_by(Promotion.id.desc())
+        .limit(1)
+    )
 
 
 def current(session: Session, project: str, environment: str) -> Promotion | None:
     """The promotion whose digest the environment runs."""
-    return session.scalars(select(Promotion).where(
-        Promotion.id == newest_succeeded(project, environment).scalar_subquery())).first()
+    return session.scalars(
+        select(Promotion).where(Promotion.id == newest_succeeded(project, environment).scalar_subquery())
+    ).first()
 
 
 def was_promoted(session: Session, project: str, environment: str, digest: str) -> bool:
     """Did ``digest`` ever arrive in ``environment`` (the test a ``requires`` gate asks)?"""
-    stmt = select(Promotion.id).where(
-        Promotion.project == project, Promotion.environment == environment, Promotion.digest == digest,
-        Promotion.status == "succeeded",
-    ).limit(1)
+    stmt = (
+        select(Promotion.id)
+        .where(
+            Promotion.project == project,
+            Promotion.environment == environment,
+            Promotion.digest == digest,
+            Promotion.status == "succeeded",
+        )
+        .limit(1)
+    )
     return session.scalar(stmt) is not None
 
 
@@ -102,15 +113,17 @@ class PromotionFilter:
     until: dt.datetime | None = None
 
 
-def list_promotions(session: Session, where: PromotionFilter, *, limit: int,
-                    before: Before | None = None) -> list[Promotion]:
+def list_promotions(
+    session: Session, where: PromotionFilter, *, limit: int, before: Before | None = None
+) -> list[Promotion]:
     """Newest first, keyset-paginated (``pages``) so pages stay stable while promotions are added."""
     stmt = select(Promotion)
     for column in ("project", "environment", "status", "digest", "actor", "trigger"):
         if (value := getattr(where, column)) is not None:
             stmt = stmt.where(getattr(Promotion, column) == value)
-    return list(session.scalars(newest_first(stmt, Promotion, since=where.since, until=where.until, before=before,
-                                             limit=limit)))
+    return list(
+        session.scalars(newest_first(stmt, Promotion, since=where.since, until=where.until, before=before, limit=limit))
+    )
 
 
 def awaiting_merge(session: Session) -> list[Promotion]:
@@ -119,14 +132,20 @@ def awaiting_merge(session: Session) -> list[Promotion]:
 
 def resume(session: Session, promotion_id: int, steps: list[dict[str, Any]]) -> None:
     """Back to the queue after its pull request was merged; the worker runs the steps left."""
-    session.execute(update(Promotion).where(Promotion.id == promotion_id, Promotion.status == "awaiting_merge")
-                    .values(status="pending", steps=steps, worker=None, not_before=None, error=None))
+    session.execute(
+        update(Promotion)
+        .where(Promotion.id == promotion_id, Promotion.status == "awaiting_merge")
+        .values(status="pending", steps=steps, worker=None, not_before=None, error=None)
+    )
     wakeups.announce(session, "promotions")
 
 
 def abandon(session: Session, promotion_id: int, error: str) -> None:
-    session.execute(update(Promotion).where(Promotion.id == promotion_id, Promotion.status == "awaiting_merge")
-                    .values(status="failed", error=error, finished_at=utcnow()))
+    session.execute(
+        update(Promotion)
+        .where(Promotion.id == promotion_id, Promotion.status == "awaiting_merge")
+        .values(status="failed", error=error, finished_at=utcnow())
+    )
 
 
 def record_steps(session: Session, job: Job, steps: list[dict[str, Any]]) -> None:
@@ -138,21 +157,26 @@ def record_steps(session: Session, job: Job, steps: list[dict[str, Any]]) -> Non
 def active_hold(session: Session, project: str, environment: str) -> EnvironmentHold | None:
     stmt = (
         select(EnvironmentHold)
-        .where(EnvironmentHold.project == project, EnvironmentHold.environment == environment,
-               EnvironmentHold.released_at.is_(None))
+        .where(
+            EnvironmentHold.project == project,
+            EnvironmentHold.environment == environment,
+            EnvironmentHold.released_at.is_(None),
+        )
         .order_by(EnvironmentHold.id.desc())
         .limit(1)
     )
     return session.scalars(stmt).first()
 
 
-def place_hold(session: Session, project: str, environment: str, *, actor: str, reason: str,
-               promotion_id: int | None) -> EnvironmentHold:
+def place_hold(
+    session: Session, project: str, environment: str, *, actor: str, reason: str, promotion_id: int | None
+) -> EnvironmentHold:
     """Hold the environment (a second hold while one is active just keeps the first)."""
     if existing := active_hold(session, project, environment):
         return existing
-    hold = EnvironmentHold(project=project, environment=environment, actor=actor, reason=reason,
-                           promotion_id=promotion_id)
+    hold = EnvironmentHold(
+        project=project, environment=environment, actor=actor, reason=reason, promotion_id=promotion_id
+    )
     session.add(hold)
     session.flush()
     return hold

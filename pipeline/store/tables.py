@@ -30,9 +30,25 @@ from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["ARRIVED", "ARRIVED_SQL", "WAITING", "WAITING_SQL", "ApiToken", "Base", "Build", "BuildLog", "ConfigReload", "Delivery",
-           "EnvironmentHold", "Project", "Promotion", "RejectedDigest", "literal_in", "rowcount",
-           "utcnow"]
+__all__ = [
+    "ARRIVED",
+    "ARRIVED_SQL",
+    "WAITING",
+    "WAITING_SQL",
+    "ApiToken",
+    "Base",
+    "Build",
+    "BuildLog",
+    "ConfigReload",
+    "Delivery",
+    "EnvironmentHold",
+    "Project",
+    "Promotion",
+    "RejectedDigest",
+    "literal_in",
+    "rowcount",
+    "utcnow",
+]
 
 
 WAITING = ("pending", "running", "awaiting_merge")  # promotions not yet finished
@@ -94,7 +110,10 @@ _naming = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=_naming)
     type_annotation_map: ClassVar[dict[object, TypeEngine[Any]]] = {
-        dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 class Project(Base):
@@ -216,10 +235,21 @@ class Promotion(Base):
         Index(None, "project", "environment", "created_at", "id"),
         Index(None, "actor", "id"),
         # partial: what the matrix and the claim ask of one environment, without its whole history
-        Index("ix_promotions_waiting", "project", "environment",
-              postgresql_where=text(WAITING_SQL), sqlite_where=text(WAITING_SQL)),
-        Index("ix_promotions_arrivals", "project", "environment", "finished_at",
-              postgresql_where=text(ARRIVED_SQL), sqlite_where=text(ARRIVED_SQL)),
+        Index(
+            "ix_promotions_waiting",
+            "project",
+            "environment",
+            postgresql_where=text(WAITING_SQL),
+            sqlite_where=text(WAITING_SQL),
+        ),
+        Index(
+            "ix_promotions_arrivals",
+            "project",
+            "environment",
+            "finished_at",
+            postgresql_where=text(ARRIVED_SQL),
+            sqlite_where=text(ARRIVED_SQL),
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(ForeignKey("projects.name"))

@@ -13,8 +13,15 @@ from pipeline.errors import NotFound
 from pipeline.store.tables import ApiToken, utcnow
 
 __all__ = [
-    "PREFIX", "count_active", "create_token", "due_for_touch", "find_token", "hash_token", "list_tokens",
-    "revoke_token", "touch",
+    "PREFIX",
+    "count_active",
+    "create_token",
+    "due_for_touch",
+    "find_token",
+    "hash_token",
+    "list_tokens",
+    "revoke_token",
+    "touch",
 ]
 
 PREFIX = "pipe_"
@@ -25,12 +32,19 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(session: Session, *, name: str, role: str, environments: list[str] | None,
-                 created_by: str) -> tuple[ApiToken, str]:
+def create_token(
+    session: Session, *, name: str, role: str, environments: list[str] | None, created_by: str
+) -> tuple[ApiToken, str]:
     """A new token row and the token itself, which exists nowhere else after this returns."""
     secret = PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, role=role, environments=environments, token_sha256=hash_token(secret),
-                   prefix=secret[:12], created_by=created_by)
+    row = ApiToken(
+        name=name,
+        role=role,
+        environments=environments,
+        token_sha256=hash_token(secret),
+        prefix=secret[:12],
+        created_by=created_by,
+    )
     session.add(row)
     session.flush()
     return row, secret
@@ -38,8 +52,9 @@ def create_token(session: Session, *, name: str, role: str, environments: list[s
 
 def find_token(session: Session, secret: str) -> ApiToken | None:
     """The active token with this value, or ``None``."""
-    return session.scalars(select(ApiToken).where(ApiToken.token_sha256 == hash_token(secret),
-                                                  ApiToken.revoked_at.is_(None))).first()
+    return session.scalars(
+        select(ApiToken).where(ApiToken.token_sha256 == hash_token(secret), ApiToken.revoked_at.is_(None))
+    ).first()
 
 
 def due_for_touch(row: ApiToken) -> bool:

@@ -116,9 +116,16 @@ class Fleet:
         root.mkdir(parents=True, exist_ok=True)
         clean = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
         with open(root / "zygote.log", "ab") as log:  # the fork server keeps its own copy of the descriptor
-            self._zygote = subprocess.Popen([sys.executable, "-m", "tests.chaos.zygote"], cwd=ROOT,
-                                            env={**clean, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=log, start_new_session=True, text=True)
+            self._zygote = subprocess.Popen(
+                [sys.executable, "-m", "tests.chaos.zygote"],
+                cwd=ROOT,
+                env={**clean, **env},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+                text=True,
+            )
         assert self._zygote.stdout is not None
         ready = self._zygote.stdout.readline().strip()
         if ready != "ready":
@@ -216,8 +223,14 @@ def signing_keys(root: Path) -> tuple[Path, Path]:
 
 def worker_settings(**more: Any) -> dict[str, Any]:
     """A short lease and reaper, so a dead worker's job is taken again within seconds."""
-    return {"lease_seconds": LEASE_SECONDS, "reap_seconds": REAP_SECONDS, "poll_seconds": 0.2,
-            "max_attempts": 50, "retry_seconds": 0.2, **more}
+    return {
+        "lease_seconds": LEASE_SECONDS,
+        "reap_seconds": REAP_SECONDS,
+        "poll_seconds": 0.2,
+        "max_attempts": 50,
+        "retry_seconds": 0.2,
+        **more,
+    }
 
 
 def _served(root: Path) -> GitHttpServer:
@@ -231,8 +244,15 @@ def _served(root: Path) -> GitHttpServer:
     return server
 
 
-def promotion_setup(root: Path, db: Database, database_url: str, registry_host: str, run: str,
-                    images: int = 8, layer_bytes: int = 3_000_000) -> tuple[Setup, list[int]]:
+def promotion_setup(
+    root: Path,
+    db: Database,
+    database_url: str,
+    registry_host: str,
+    run: str,
+    images: int = 8,
+    layer_bytes: int = 3_000_000,
+) -> tuple[Setup, list[int]]:
     """A project whose dev (signs, writes Git) feeds prod (verifies, signs, writes Git; auto),
     ``images`` succeeded builds of distinct images pushed with skopeo; their build ids."""
     key, pub = signing_keys(root)
@@ -245,19 +265,37 @@ def promotion_setup(root: Path, db: Database, database_url: str, registry_host: 
         return {"repo": deploy_url, "path": f"{env}/values.yaml", "key": "image.digest"}
 
     data = {
-        "data_dir": str(root / "data"), "database_url": database_url, "worker": worker_settings(),
+        "data_dir": str(root / "data"),
+        "database_url": database_url,
+        "worker": worker_settings(),
         "signing": {"key_file": str(key)},
         "registries": {"local": {"url": registry_host, "insecure": True}},
-        "projects": {PROJECT: {
-            "repo": "https://git.example.com/acme/chaos.git", "allow_unsigned": True,
-            "image": {"registry": "local", "repository": source},
-            "environments": [
-                {"name": "dev", "registry": "local", "repository": f"chaos-{run}/dev", "sign": True,
-                 "gitops": gitops("dev")},
-                {"name": "prod", "registry": "local", "repository": f"chaos-{run}/prod", "requires": "dev",
-                 "auto": True, "verify": [str(pub)], "sign": True, "gitops": gitops("prod")},
-            ],
-        }},
+        "projects": {
+            PROJECT: {
+                "repo": "https://git.example.com/acme/chaos.git",
+                "allow_unsigned": True,
+                "image": {"registry": "local", "repository": source},
+                "environments": [
+                    {
+                        "name": "dev",
+                        "registry": "local",
+                        "repository": f"chaos-{run}/dev",
+                        "sign": True,
+                        "gitops": gitops("dev"),
+                    },
+                    {
+                        "name": "prod",
+                        "registry": "local",
+                        "repository": f"chaos-{run}/prod",
+                        "requires": "dev",
+                        "auto": True,
+                        "verify": [str(pub)],
+                        "sign": True,
+                        "gitops": gitops("prod"),
+                    },
+                ],
+            }
+        },
     }
     setup = Setup(root, db, database_url, registry_host, data, deploy=deploy)
     layout = OciLayout(root / "oci")
@@ -271,8 +309,9 @@ def promotion_setup(root: Path, db: Database, database_url: str, registry_host: 
     with db.session() as session:
         projects.sync_projects(session, config.projects)
         for n, digest in enumerate(digests):
-            build_id = builds.queue_build(session, project=PROJECT, commit=f"{n + 1:x}" * 40,
-                                          ref="refs/heads/main", branch="main", trigger="test")
+            build_id = builds.queue_build(
+                session, project=PROJECT, commit=f"{n + 1:x}" * 40, ref="refs/heads/main", branch="main", trigger="test"
+            )
             builds.record_progress(session, build_id, status="succeeded", digest=digest)
             ids.append(build_id)
     return setup, ids
@@ -331,8 +370,12 @@ class RegistryProbe:
 
 def git_log(repo: GitRepo, branch: str = "main") -> list[tuple[str, str]]:
     """(commit, message) of every commit on ``branch``, newest first."""
-    out = subprocess.run(["git", "--git-dir", str(repo.bare), "log", "--format=%H%x00%B%x1e", branch],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "--git-dir", str(repo.bare), "log", "--format=%H%x00%B%x1e", branch],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     found = []
     for entry in out.split("\x1e"):
         if "\x00" in entry:
@@ -342,8 +385,9 @@ def git_log(repo: GitRepo, branch: str = "main") -> list[tuple[str, str]]:
 
 
 def git_show(repo: GitRepo, path: str, branch: str = "main") -> str:
-    return subprocess.run(["git", "--git-dir", str(repo.bare), "show", f"{branch}:{path}"],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(repo.bare), "show", f"{branch}:{path}"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 # -- the kills ----------------------------------------------------------------------------------
@@ -373,8 +417,10 @@ class ChaosReport:
 
     def summary(self) -> str:
         spread = ", ".join(f"{step} {n}" for step, n in sorted(self.landed().items()))
-        return (f"seed {self.seed}: {len(self.kills)} kills in {self.seconds:.1f} s over {self.jobs} jobs; "
-                f"landed: {spread}; problems: {len(self.problems)}")
+        return (
+            f"seed {self.seed}: {len(self.kills)} kills in {self.seconds:.1f} s over {self.jobs} jobs; "
+            f"landed: {spread}; problems: {len(self.problems)}"
+        )
 
 
 class StepTimes:
@@ -408,8 +454,9 @@ def _fleet(setup: Setup, workers: int, args: Sequence[str]) -> Iterator[tuple[Fl
         fleet.close()
 
 
-def kill_promotions(setup: Setup, build_ids: Sequence[int], *, kills: int, seed: int, workers: int = 3,
-                    budget_seconds: float = 120.0) -> ChaosReport:
+def kill_promotions(
+    setup: Setup, build_ids: Sequence[int], *, kills: int, seed: int, workers: int = 3, budget_seconds: float = 120.0
+) -> ChaosReport:
     """Promote to dev again and again (prod follows automatically) while SIGKILL lands in every
     step of both environments; then let the survivors finish and check everything."""
     rng, report, started = random.Random(seed), ChaosReport(seed), time.monotonic()
@@ -505,8 +552,13 @@ def _wait_for(check: Callable[[], Any], *, seconds: float, every: float = 0.003)
     return None
 
 
-def _drain(db: Database, rows: Callable[[Database], Sequence[Any]], busy: Callable[[Any], bool], fleet: Fleet,
-           seconds: float = 90) -> None:
+def _drain(
+    db: Database,
+    rows: Callable[[Database], Sequence[Any]],
+    busy: Callable[[Any], bool],
+    fleet: Fleet,
+    seconds: float = 90,
+) -> None:
     """Wait until no job is waiting or running (workers stay up: the reaper runs in them)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -530,7 +582,9 @@ def promotion_problems(setup: Setup, rows: Sequence[Promotion]) -> list[str]:
     problems += lost
     dev = [r for r in rows if r.environment == "dev" and r.status == "succeeded"]
     for arrived in dev:
-        follow = [r.id for r in rows if r.environment == "prod" and r.reason == f"arrived in dev by promotion {arrived.id}"]
+        follow = [
+            r.id for r in rows if r.environment == "prod" and r.reason == f"arrived in dev by promotion {arrived.id}"
+        ]
         if len(follow) != 1:
             problems.append(f"dev promotion {arrived.id} was followed by {len(follow)} prod promotions {follow}")
     probe = RegistryProbe(setup.registry_host)
@@ -546,11 +600,15 @@ def promotion_problems(setup: Setup, rows: Sequence[Promotion]) -> list[str]:
                 location = config.project(PROJECT).environment(env)
                 tag = location.tag.format(environment=env)
                 ref = f"{setup.registry_host}/{location.repository}:{tag}"
-                in_registry = skopeo_inspect(ref, tls_verify=False)["Digest"] if current else probe.digest(
-                    location.repository, tag)
+                in_registry = (
+                    skopeo_inspect(ref, tls_verify=False)["Digest"]
+                    if current
+                    else probe.digest(location.repository, tag)
+                )
                 if (current.digest if current else None) != in_registry:
-                    problems.append(f"{ref} is {in_registry} but the database says {env} runs "
-                                    f"{current.digest if current else None}")
+                    problems.append(
+                        f"{ref} is {in_registry} but the database says {env} runs {current.digest if current else None}"
+                    )
                 in_git = yaml.safe_load(git_show(deploy, f"{env}/values.yaml"))["image"]["digest"] or None
                 if in_git != (current.digest if current else None):
                     problems.append(f"Git says {env} runs {in_git}, the database {current.digest if current else None}")
@@ -571,8 +629,9 @@ def promotion_problems(setup: Setup, rows: Sequence[Promotion]) -> list[str]:
 # -- builds -------------------------------------------------------------------------------------
 
 
-def build_setup(root: Path, db: Database, database_url: str, registry_host: str, engine_host: str,
-                base_image: str, run: str) -> Setup:
+def build_setup(
+    root: Path, db: Database, database_url: str, registry_host: str, engine_host: str, base_image: str, run: str
+) -> Setup:
     """A project built from a real Git repository on the Docker engine, signed provenance (so
     the push step has work that shows in the registry), moving tags ``main`` and ``latest``,
     and a dev environment promoted automatically from every build."""
@@ -580,17 +639,23 @@ def build_setup(root: Path, db: Database, database_url: str, registry_host: str,
     source = GitRepo.create(root / "source")
     repository = f"chaos-{run}/app"
     data = {
-        "data_dir": str(root / "data"), "database_url": database_url, "worker": worker_settings(),
+        "data_dir": str(root / "data"),
+        "database_url": database_url,
+        "worker": worker_settings(),
         "docker": {"hosts": [engine_host]},
         "signing": {"key_file": str(key)},
         "registries": {"local": {"url": registry_host, "insecure": True}},
-        "projects": {PROJECT: {
-            "repo": source.url, "branches": ["main"], "allow_unsigned": True,
-            "build": {"network": "host"},
-            "image": {"registry": "local", "repository": repository},
-            "tags": ["{sha}", "{branch}", "latest"],
-            "environments": [{"name": "dev", "registry": "local", "repository": f"chaos-{run}/dev", "auto": True}],
-        }},
+        "projects": {
+            PROJECT: {
+                "repo": source.url,
+                "branches": ["main"],
+                "allow_unsigned": True,
+                "build": {"network": "host"},
+                "image": {"registry": "local", "repository": repository},
+                "tags": ["{sha}", "{branch}", "latest"],
+                "environments": [{"name": "dev", "registry": "local", "repository": f"chaos-{run}/dev", "auto": True}],
+            }
+        },
     }
     return Setup(root, db, database_url, registry_host, data, source=source, base_image=base_image)
 
@@ -599,10 +664,12 @@ def next_commit(setup: Setup, n: int) -> str:
     """A commit whose image differs from every other (its own payload), with a build step slow
     enough to be killed in."""
     assert setup.source is not None
-    dockerfile = (f"FROM {setup.base_image}\nCOPY payload.txt /payload.txt\n"
-                  "RUN sleep 0.5 && cat /payload.txt > /built.txt\n")
-    return setup.source.commit({"Dockerfile": dockerfile, "payload.txt": f"chaos build {n} {time.time_ns()}\n"},
-                               f"change {n}")
+    dockerfile = (
+        f"FROM {setup.base_image}\nCOPY payload.txt /payload.txt\nRUN sleep 0.5 && cat /payload.txt > /built.txt\n"
+    )
+    return setup.source.commit(
+        {"Dockerfile": dockerfile, "payload.txt": f"chaos build {n} {time.time_ns()}\n"}, f"change {n}"
+    )
 
 
 def build_step(row: Build, probe: RegistryProbe, repository: str) -> str | None:
@@ -619,8 +686,9 @@ def build_step(row: Build, probe: RegistryProbe, repository: str) -> str | None:
     return "record"
 
 
-def kill_builds(setup: Setup, *, kills: int, seed: int, workers: int = 3, in_flight: int = 4,
-                budget_seconds: float = 120.0) -> ChaosReport:
+def kill_builds(
+    setup: Setup, *, kills: int, seed: int, workers: int = 3, in_flight: int = 4, budget_seconds: float = 120.0
+) -> ChaosReport:
     """Builds of new commits, one after another, while SIGKILL lands in checkout, build, push
     and record; then let the survivors finish and check everything."""
     rng, report, started = random.Random(seed), ChaosReport(seed), time.monotonic()
@@ -638,8 +706,9 @@ def kill_builds(setup: Setup, *, kills: int, seed: int, workers: int = 3, in_fli
         sha = next_commit(setup, commits[0])
         with db.session() as session:
             projects.sync_projects(session, config.projects)
-            builds.create_build(session, project=PROJECT, commit=sha, ref="refs/heads/main", branch="main",
-                                trigger="chaos")
+            builds.create_build(
+                session, project=PROJECT, commit=sha, ref="refs/heads/main", branch="main", trigger="chaos"
+            )
 
     def victim() -> tuple[Build, WorkerProcess, str] | None:
         rows = build_rows(db)
@@ -707,8 +776,10 @@ def build_problems(setup: Setup, config: Config, rows: Sequence[Build], probe: R
         ref = f"{setup.registry_host}/{repository}:{tag}"
         found = skopeo_inspect(ref, tls_verify=False)["Digest"] if newest else probe.digest(repository, tag)
         if found != (newest.digest if newest else None):
-            problems.append(f"{ref} is {found}, but the newest build ({newest.id if newest else None}) made "
-                            f"{newest.digest if newest else None}")
+            problems.append(
+                f"{ref} is {found}, but the newest build ({newest.id if newest else None}) made "
+                f"{newest.digest if newest else None}"
+            )
     with setup.db.session() as session:
         current = promotions.current(session, PROJECT, "dev")
     dev = config.project(PROJECT).environment("dev")
@@ -743,8 +814,9 @@ def _row(db: Database, promotion_id: int) -> Promotion:
     return next(r for r in promotion_rows(db) if r.id == promotion_id)
 
 
-def freeze_promotion(setup: Setup, build_ids: Sequence[int], step: str, rng: random.Random,
-                     *, frozen_for: float = 15.0) -> Freeze:
+def freeze_promotion(
+    setup: Setup, build_ids: Sequence[int], step: str, rng: random.Random, *, frozen_for: float = 15.0
+) -> Freeze:
     """Worker A promotes to dev and is frozen (SIGSTOP, with its children) in ``step``; worker B
     takes the promotion over once the lease expired and finishes it, then a newer one; then A
     is woken (SIGCONT). A must touch nothing: no tag moved back, no late Git commit, no write
@@ -755,8 +827,11 @@ def freeze_promotion(setup: Setup, build_ids: Sequence[int], step: str, rng: ran
         a = fleet.spawn(setup.worker_config(), "--builds", "0", "--promotions", "1")
         for attempt in range(0, len(build_ids) - 1, 2):
             first = _request(setup, "dev", build_ids[attempt])
-            at = _wait_for(lambda: r if (r := _row(db, first)).status == "running" and next_step(r) == step
-                           else None, seconds=30, every=0.002)
+            at = _wait_for(
+                lambda: r if (r := _row(db, first)).status == "running" and next_step(r) == step else None,
+                seconds=30,
+                every=0.002,
+            )
             if at is None:
                 raise AssertionError(f"promotion {first} never ran {step}: {_row(db, first).steps}\n{a.tail()}")
             time.sleep(rng.uniform(0, 0.03))
@@ -774,20 +849,28 @@ def freeze_promotion(setup: Setup, build_ids: Sequence[int], step: str, rng: ran
         say(f"froze worker {a.pid} in {step} of promotion {first} (done: {frozen_steps})")
         second = build_ids[attempt + 1]
         fleet.spawn(setup.worker_config(), "--builds", "0", "--promotions", "1")  # b, to take the promotion over
-        taken = _wait_for(lambda: r if (r := _row(db, first)).status == "succeeded" else None, seconds=frozen_for,
-                          every=0.05)
+        taken = _wait_for(
+            lambda: r if (r := _row(db, first)).status == "succeeded" else None, seconds=frozen_for, every=0.05
+        )
         newer = _request(setup, "dev", second)
-        finished = taken is not None and _wait_for(
-            lambda: r if (r := _row(db, newer)).status == "succeeded" else None, seconds=frozen_for,
-            every=0.05) is not None
+        finished = (
+            taken is not None
+            and _wait_for(
+                lambda: r if (r := _row(db, newer)).status == "succeeded" else None, seconds=frozen_for, every=0.05
+            )
+            is not None
+        )
         if finished:
             _drain(db, promotion_rows, lambda r: r.status in ("pending", "running"), fleet)
         # the other worker is blocked on the lock now, or gave the job back after a lease of waiting
-        waiting = not finished and (_advisory_waits(db) > 0
-                                    or "is held by another worker" in (_row(db, first).error or ""))
+        waiting = not finished and (
+            _advisory_waits(db) > 0 or "is held by another worker" in (_row(db, first).error or "")
+        )
         if not finished:
-            say(f"promotion {first}/{newer} did not finish while worker {a.pid} was frozen: "
-                f"{_row(db, first).status}/{_row(db, newer).status}; a worker waits for an advisory lock: {waiting}")
+            say(
+                f"promotion {first}/{newer} did not finish while worker {a.pid} was frozen: "
+                f"{_row(db, first).status}/{_row(db, newer).status}; a worker waits for an advisory lock: {waiting}"
+            )
         fleet.signal(a, signal.SIGCONT)
         late = _wait_for(lambda: _late_line(a, first), seconds=15, every=0.05)
         _drain(db, promotion_rows, lambda r: r.status in ("pending", "running"), fleet)
@@ -816,6 +899,11 @@ def _advisory_waits(db: Database) -> int:
     from sqlalchemy import text
 
     with db.session() as session:
-        return int(session.execute(text(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-            "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()")).scalar_one())
+        return int(
+            session.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                    "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"
+                )
+            ).scalar_one()
+        )

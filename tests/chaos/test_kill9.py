@@ -19,9 +19,11 @@ PROMOTION_KILLS = 34
 
 
 def test_kill9_at_every_promotion_step_loses_and_duplicates_nothing(
-        tmp_path: Path, pg_database: PgDatabase, registry: Registry, chaos_seed: int) -> None:
-    setup, build_ids = harness.promotion_setup(tmp_path, pg_database.db, pg_database.url, registry.host,
-                                               secrets.token_hex(3))
+    tmp_path: Path, pg_database: PgDatabase, registry: Registry, chaos_seed: int
+) -> None:
+    setup, build_ids = harness.promotion_setup(
+        tmp_path, pg_database.db, pg_database.url, registry.host, secrets.token_hex(3)
+    )
     report = harness.kill_promotions(setup, build_ids, kills=PROMOTION_KILLS, seed=chaos_seed)
     harness.say(report.summary())
     for kill in report.kills:
@@ -36,10 +38,11 @@ BUILD_KILLS = 16
 
 
 def test_kill9_at_every_build_step_loses_and_duplicates_nothing(
-        tmp_path: Path, pg_database: PgDatabase, registry: Registry, engine: DockerEngine, base_image: str,
-        chaos_seed: int) -> None:
-    setup = harness.build_setup(tmp_path, pg_database.db, pg_database.url, registry.host, engine.host, base_image,
-                                secrets.token_hex(3))
+    tmp_path: Path, pg_database: PgDatabase, registry: Registry, engine: DockerEngine, base_image: str, chaos_seed: int
+) -> None:
+    setup = harness.build_setup(
+        tmp_path, pg_database.db, pg_database.url, registry.host, engine.host, base_image, secrets.token_hex(3)
+    )
     report = harness.kill_builds(setup, kills=BUILD_KILLS, seed=chaos_seed)
     harness.say(report.summary())
     for kill in report.kills:

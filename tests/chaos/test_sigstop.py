@@ -22,9 +22,11 @@ from tests.services import Registry
 
 @pytest.mark.parametrize("step", ["copy-image", "sign", "git-push", "move-tag"])
 def test_a_worker_frozen_past_its_lease_touches_nothing_when_it_wakes(
-        step: str, tmp_path: Path, pg_database: PgDatabase, registry: Registry, chaos_seed: int) -> None:
-    setup, build_ids = harness.promotion_setup(tmp_path, pg_database.db, pg_database.url, registry.host,
-                                               secrets.token_hex(3), images=6)
+    step: str, tmp_path: Path, pg_database: PgDatabase, registry: Registry, chaos_seed: int
+) -> None:
+    setup, build_ids = harness.promotion_setup(
+        tmp_path, pg_database.db, pg_database.url, registry.host, secrets.token_hex(3), images=6
+    )
     freeze = harness.freeze_promotion(setup, build_ids, step, random.Random(chaos_seed))
     harness.say(f"{freeze}")
     assert freeze.problems == [], "\n".join(freeze.problems)
@@ -33,5 +35,6 @@ def test_a_worker_frozen_past_its_lease_touches_nothing_when_it_wakes(
     # first froze inside a locked region (the tag's fence, the Git write-back lock) and the
     # other waited for it: then nobody could move that tag or push meanwhile, which is what
     # keeps a late registry PUT from undoing a newer promotion (no compare-and-swap there).
-    assert freeze.finished_while_frozen or freeze.waited_on_lock, \
+    assert freeze.finished_while_frozen or freeze.waited_on_lock, (
         f"promotion {freeze.frozen} did not finish while its first worker was frozen, and nobody waited on a lock"
+    )

@@ -28,14 +28,21 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str,
-           git_repo: GitRepo) -> Iterator[tuple[str, GitRepo, dict[str, str]]]:
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host,
-                               repo_url=git_repo.url)
+def served(
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo
+) -> Iterator[tuple[str, GitRepo, dict[str, str]]]:
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host, repo_url=git_repo.url
+    )
     data["projects"]["demo"]["environments"] = [
         {"name": "dev", "registry": "local", "repository": "acme/demo-dev", "auto": True},
-        {"name": "staging", "registry": "local", "repository": "acme/demo-staging", "requires": "dev",
-         "tag": "staging-{short_sha}"},
+        {
+            "name": "staging",
+            "registry": "local",
+            "repository": "acme/demo-staging",
+            "requires": "dev",
+            "tag": "staging-{short_sha}",
+        },
     ]
     config = project.write_config(tmp_path / "pipeline.yaml", data)
     port = _free_port()
@@ -44,7 +51,10 @@ def served(tmp_path: Path, engine: DockerEngine, registry: Registry, base_image:
     with open(tmp_path / "serve.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "serve", "--config", str(config), "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -83,7 +93,8 @@ def test_signed_push_builds_and_pushes_the_recorded_digest(
     url, repo, auth = served
     sha = repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hello\n"}, "add app")
     body, headers = webhooks.github_delivery(
-        webhooks.github_push("acme/demo", repo.url, after=sha, message="add app"), project.SECRET)
+        webhooks.github_push("acme/demo", repo.url, after=sha, message="add app"), project.SECRET
+    )
     answer = httpx.post(f"{url}/webhooks/github", content=body, headers=headers)
     assert answer.status_code == 202, answer.text
     [build_id] = answer.json()["build_ids"]
@@ -118,8 +129,9 @@ def test_signed_push_builds_and_pushes_the_recorded_digest(
     [auto] = httpx.get(f"{url}/api/v1/promotions", params={"environment": "dev"}, headers=auth).json()["items"]
     assert (auto["digest"], auto["trigger"], auto["build_id"]) == (digest, "auto", build_id)
     assert _wait_for(url, auto["id"], auth, what="promotions")["status"] == "succeeded"
-    asked = httpx.post(f"{url}/api/v1/promotions", json={"project": "demo", "environment": "staging", "digest": digest},
-                       headers=auth)
+    asked = httpx.post(
+        f"{url}/api/v1/promotions", json={"project": "demo", "environment": "staging", "digest": digest}, headers=auth
+    )
     assert asked.status_code == 202, asked.text
     assert _wait_for(url, asked.json()["id"], auth, what="promotions")["status"] == "succeeded"
     for ref in ("acme/demo-dev:dev", f"acme/demo-staging:staging-{sha[:7]}"):

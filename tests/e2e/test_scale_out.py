@@ -31,8 +31,9 @@ def _processes(commands: list[list[str]], env: dict[str, str], logs: Path) -> It
     try:
         for i, command in enumerate(commands):
             out = open(logs / f"proc{i}.log", "wb")  # noqa: SIM115  (kept open for the process's life)
-            procs.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
+            procs.append(
+                subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            )
         yield procs
     finally:
         for proc in procs:
@@ -57,12 +58,18 @@ def _wait_ready(url: str, logs: Path) -> None:
 
 
 def test_three_workers_two_engines_build_every_pushed_commit_exactly_once(
-    tmp_path: Path, engine: DockerEngine, second_engine: DockerEngine, registry: Registry, base_image: str,
-    git_repo: GitRepo, postgres: Postgres,
+    tmp_path: Path,
+    engine: DockerEngine,
+    second_engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    postgres: Postgres,
 ) -> None:
     url = postgres.create_database("scale_out")
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
-                               engine_host=engine.host, repo_url=git_repo.url)
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host, repo_url=git_repo.url
+    )
     data["docker"]["hosts"] = [engine.host, second_engine.host]
     data["database_url"] = url
     data["projects"]["demo"]["branches"] = ["push-*"]  # one branch per push: nothing supersedes anything
@@ -72,18 +79,32 @@ def test_three_workers_two_engines_build_every_pushed_commit_exactly_once(
     subprocess.run([sys.executable, "-m", "pipeline", "migrate", "--config", str(config_file)], check=True, env=env)
     port = free_port()
     api = f"http://127.0.0.1:{port}"
-    serve = [sys.executable, "-m", "pipeline", "serve", "--config", str(config_file), "--port", str(port),
-             "--workers", "0", "--promotion-workers", "0"]
+    serve = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "serve",
+        "--config",
+        str(config_file),
+        "--port",
+        str(port),
+        "--workers",
+        "0",
+        "--promotion-workers",
+        "0",
+    ]
     worker = [sys.executable, "-m", "pipeline", "worker", "--config", str(config_file)]
     db = open_database(url)
     with _processes([serve] + [worker] * WORKERS, env, tmp_path):
         _wait_ready(api, tmp_path)
         ids = []
         for i in range(PUSHES):
-            sha = git_repo.commit({"Dockerfile": f"FROM {base_image}\nRUN echo build-{i} > /n\n"}, f"push {i}",
-                                  branch=f"push-{i}")
-            body, headers = webhooks.github_delivery(webhooks.github_push(
-                "acme/demo", git_repo.url, ref=f"refs/heads/push-{i}", after=sha), project.SECRET)
+            sha = git_repo.commit(
+                {"Dockerfile": f"FROM {base_image}\nRUN echo build-{i} > /n\n"}, f"push {i}", branch=f"push-{i}"
+            )
+            body, headers = webhooks.github_delivery(
+                webhooks.github_push("acme/demo", git_repo.url, ref=f"refs/heads/push-{i}", after=sha), project.SECRET
+            )
             answer = httpx.post(f"{api}/webhooks/github", content=body, headers=headers, timeout=30)
             assert answer.status_code == 202, answer.text
             ids += answer.json()["build_ids"]

@@ -39,8 +39,9 @@ class BuilderUnderTest:
         return self.kind == "buildkit"
 
 
-def with_builder(data: dict[str, Any], builder: BuilderUnderTest,
-                 *more: BuilderUnderTest | dict[str, Any]) -> dict[str, Any]:
+def with_builder(
+    data: dict[str, Any], builder: BuilderUnderTest, *more: BuilderUnderTest | dict[str, Any]
+) -> dict[str, Any]:
     """``data`` (a config as ``tests.project.config_data`` makes it) building on ``builder`` (then ``more``)."""
     entries = [builder.entry, *(m.entry if isinstance(m, BuilderUnderTest) else m for m in more)]
     return {**{k: v for k, v in data.items() if k != "docker"}, "builders": entries}
@@ -49,8 +50,11 @@ def with_builder(data: dict[str, Any], builder: BuilderUnderTest,
 def buildkit_entry(name: str, daemon: BuildkitDaemon, **extra: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name, "buildkit": daemon.address}
     if daemon.client is not None:
-        entry |= {"ca_file": str(daemon.client.ca_file), "cert_file": str(daemon.client.cert_file),
-                  "key_file": str(daemon.client.key_file)}
+        entry |= {
+            "ca_file": str(daemon.client.ca_file),
+            "cert_file": str(daemon.client.cert_file),
+            "key_file": str(daemon.client.key_file),
+        }
     return entry | extra
 
 
@@ -79,8 +83,9 @@ def start_buildkitd(base: Path, registries: list[Registry], ca: CertificateAutho
 
 
 @pytest.fixture(scope="session")
-def buildkitd(service_root: Path, registry_impl: str, secure_registry: Registry,
-              certificate_authority: CertificateAuthority) -> Iterator[BuildkitDaemon]:
+def buildkitd(
+    service_root: Path, registry_impl: str, secure_registry: Registry, certificate_authority: CertificateAuthority
+) -> Iterator[BuildkitDaemon]:
     """The session's BuildKit daemon: TCP on 127.0.0.1 with mutual TLS, as a build farm runs it."""
     daemon = start_buildkitd(service_root / f"buildkitd-{registry_impl}", [secure_registry], certificate_authority)
     yield daemon

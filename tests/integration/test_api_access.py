@@ -21,22 +21,40 @@ from tests.conftest import token_headers
 
 DATA = {
     "registries": {"local": {"url": "127.0.0.1:5000", "insecure": True}},
-    "projects": {"demo": {"repo": "https://git.example.com/demo.git", "allow_unsigned": True,
-                          "image": {"registry": "local", "repository": "acme/demo"},
-                          "environments": [{"name": "dev", "registry": "local", "repository": "acme/dev"},
-                                           {"name": "staging", "registry": "local", "repository": "acme/st",
-                                            "requires": "dev"}]}},
+    "projects": {
+        "demo": {
+            "repo": "https://git.example.com/demo.git",
+            "allow_unsigned": True,
+            "image": {"registry": "local", "repository": "acme/demo"},
+            "environments": [
+                {"name": "dev", "registry": "local", "repository": "acme/dev"},
+                {"name": "staging", "registry": "local", "repository": "acme/st", "requires": "dev"},
+            ],
+        }
+    },
 }
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
-SAMPLE = {"build_id": "1", "promotion_id": "1", "project": "demo", "environment": "dev",
-          "digest": "sha256:" + "0" * 64, "token_id": "1"}
+SAMPLE = {
+    "build_id": "1",
+    "promotion_id": "1",
+    "project": "demo",
+    "environment": "dev",
+    "digest": "sha256:" + "0" * 64,
+    "token_id": "1",
+}
 # the least role each mutating endpoint needs
-NEEDS = {"/api/v1/builds": "builder", "/api/v1/builds/{build_id}/cancel": "builder",
-         "/api/v1/builds/{build_id}/rebuild": "builder",
-         "/api/v1/promotions": "promoter", "/api/v1/environments/{project}/{environment}/rollback": "promoter",
-         "/api/v1/environments/{project}/{environment}/release": "promoter",
-         "/api/v1/images/{digest}/reject": "promoter", "/api/v1/tokens": "admin",
-         "/api/v1/tokens/{token_id}/revoke": "admin", "/api/v1/config/reload": "admin"}
+NEEDS = {
+    "/api/v1/builds": "builder",
+    "/api/v1/builds/{build_id}/cancel": "builder",
+    "/api/v1/builds/{build_id}/rebuild": "builder",
+    "/api/v1/promotions": "promoter",
+    "/api/v1/environments/{project}/{environment}/rollback": "promoter",
+    "/api/v1/environments/{project}/{environment}/release": "promoter",
+    "/api/v1/images/{digest}/reject": "promoter",
+    "/api/v1/tokens": "admin",
+    "/api/v1/tokens/{token_id}/revoke": "admin",
+    "/api/v1/config/reload": "admin",
+}
 READ_NEEDS = {"/api/v1/tokens": "admin", "/api/v1/config": "admin"}  # reads that need more than a viewer
 ROLES = ("viewer", "builder", "promoter", "admin")
 
@@ -82,7 +100,7 @@ def test_every_endpoint_needs_a_token_and_every_change_more_than_a_viewer(api: T
             refused = api.request(method, path, json={}, headers=viewer)
             assert refused.status_code == 403, (method, template, refused.text)
             assert f"this needs {needs}" in refused.json()["detail"]
-        for role in ROLES[ROLES.index(needs):]:
+        for role in ROLES[ROLES.index(needs) :]:
             allowed = api.request(method, path, json={}, headers=token_headers(db, f"{role}-bot", role))
             assert allowed.status_code not in (401, 403), (method, template, role, allowed.text)
 
@@ -115,8 +133,11 @@ def test_tokens_are_made_listed_and_revoked_by_admins_and_stored_hashed(api: Tes
     assert api.post(f"/api/v1/tokens/{made.json()['id']}/revoke", headers=admin).json()["revoked_at"]
     revoked = api.get("/api/v1/builds", headers=bot)
     assert revoked.status_code == 401 and "unknown or revoked" in revoked.json()["detail"]
-    for bad in ({"name": "x", "role": "god"}, {"name": "x", "role": "viewer", "environments": ["dev"]},
-                {"name": "<script>", "role": "viewer"}):
+    for bad in (
+        {"name": "x", "role": "god"},
+        {"name": "x", "role": "viewer", "environments": ["dev"]},
+        {"name": "<script>", "role": "viewer"},
+    ):
         assert api.post("/api/v1/tokens", json=bad, headers=admin).status_code == 422, bad
 
 
@@ -132,23 +153,62 @@ def test_anonymous_read_opens_reads_only_and_auth_off_makes_everyone_admin(db: D
         assert client.get("/api/v1/environments").status_code == 200
         assert client.post("/api/v1/builds/1/cancel").status_code == 401
     for client in _client(db, parse_config({**DATA, "api": {"auth": False}})):
-        answer = client.post("/api/v1/tokens", json={"name": "x", "role": "viewer"},
-                             headers={"X-Pipeline-Actor": "laptop-user"})
+        answer = client.post(
+            "/api/v1/tokens", json={"name": "x", "role": "viewer"}, headers={"X-Pipeline-Actor": "laptop-user"}
+        )
         assert answer.status_code == 201 and answer.json()["created_by"] == "laptop-user"
 
 
 def test_the_cli_makes_the_first_token_straight_in_the_database(tmp_path: Path, db: Database) -> None:
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump({**DATA, "database_url": db.url, "data_dir": str(tmp_path / "data")}))
-    made = subprocess.run([sys.executable, "-m", "pipeline", "tokens", "create", "--config", str(config),
-                           "--name", "release-team", "--role", "promoter", "--env", "staging"],
-                          capture_output=True, text=True, timeout=120)
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "tokens",
+            "create",
+            "--config",
+            str(config),
+            "--name",
+            "release-team",
+            "--role",
+            "promoter",
+            "--env",
+            "staging",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
     assert secret.startswith("pipe_") and "shown once" in made.stderr
-    listed = subprocess.run([sys.executable, "-m", "pipeline", "tokens", "ls", "--config", str(config)],
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "tokens", "ls", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "release-team" in listed.stdout and "staging" in listed.stdout and secret not in listed.stdout
-    refused = subprocess.run([sys.executable, "-m", "pipeline", "tokens", "create", "--config", str(config),
-                              "--name", "x", "--role", "viewer", "--env", "dev"], capture_output=True, text=True)
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "tokens",
+            "create",
+            "--config",
+            str(config),
+            "--name",
+            "x",
+            "--role",
+            "viewer",
+            "--env",
+            "dev",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == 2 and "only a promoter token can be limited" in refused.stderr

@@ -43,21 +43,29 @@ MAX_EXAMPLES = 12
 SECRET_ENV = "FUZZ_WEBHOOK_SECRET"
 DIGESTS = {n: f"sha256:{n * 64}" for n in "abc"}
 # every response: no 5xx, a body, status code and content type the OpenAPI document declares
-REQUIRED_CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance,
-                   content_type_conformance]
+REQUIRED_CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 
 
 def _config(tmp_path: Path, repo_url: str) -> Config:
-    return parse_config({
-        "data_dir": str(tmp_path / "data"),
-        # nothing listens there: the API must not need a registry to answer
-        "registries": {"local": {"url": "127.0.0.1:9", "insecure": True}},
-        "projects": {"demo": {
-            "repo": repo_url, "allow_unsigned": True, "webhook_secret_env": SECRET_ENV,
-            "image": {"registry": "local", "repository": "acme/demo"},
-            "environments": [{"name": "dev", "registry": "local", "repository": "acme/dev"},
-                             {"name": "staging", "registry": "local", "repository": "acme/st", "requires": "dev"}]}},
-    })
+    return parse_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            # nothing listens there: the API must not need a registry to answer
+            "registries": {"local": {"url": "127.0.0.1:9", "insecure": True}},
+            "projects": {
+                "demo": {
+                    "repo": repo_url,
+                    "allow_unsigned": True,
+                    "webhook_secret_env": SECRET_ENV,
+                    "image": {"registry": "local", "repository": "acme/demo"},
+                    "environments": [
+                        {"name": "dev", "registry": "local", "repository": "acme/dev"},
+                        {"name": "staging", "registry": "local", "repository": "acme/st", "requires": "dev"},
+                    ],
+                }
+            },
+        }
+    )
 
 
 def _seed(db: Database, config: Config, commit: str) -> dict[str, Any]:
@@ -68,34 +76,66 @@ def _seed(db: Database, config: Config, commit: str) -> dict[str, Any]:
         projects.sync_projects(session, config.projects)
         ids = []
         for n, (letter, digest) in enumerate(DIGESTS.items()):
-            build_id = builds.queue_build(session, project="demo", commit=commit if n == 0 else letter * 40,
-                                          ref="refs/heads/main", branch="main", trigger="test")
-            builds.record_progress(session, build_id, status="succeeded", digest=digest,
-                                   image=f"127.0.0.1:9/acme/demo@{digest}", started_at=now, finished_at=now)
+            build_id = builds.queue_build(
+                session,
+                project="demo",
+                commit=commit if n == 0 else letter * 40,
+                ref="refs/heads/main",
+                branch="main",
+                trigger="test",
+            )
+            builds.record_progress(
+                session,
+                build_id,
+                status="succeeded",
+                digest=digest,
+                image=f"127.0.0.1:9/acme/demo@{digest}",
+                started_at=now,
+                finished_at=now,
+            )
             builds.append_logs(session, build_id, [f"step {i} of build {build_id}" for i in range(3)])
             ids.append(build_id)
-        failed = builds.queue_build(session, project="demo", commit="d" * 40, ref="refs/heads/main", branch="main",
-                                    trigger="test")
+        failed = builds.queue_build(
+            session, project="demo", commit="d" * 40, ref="refs/heads/main", branch="main", trigger="test"
+        )
         builds.record_progress(session, failed, status="failed", error="boom", finished_at=now)
-        queued = builds.queue_build(session, project="demo", commit="e" * 40, ref="refs/tags/v1", branch=None,
-                                    trigger="test")
+        queued = builds.queue_build(
+            session, project="demo", commit="e" * 40, ref="refs/tags/v1", branch=None, trigger="test"
+        )
         previous = None
         for build_id, digest in zip(ids[:2], DIGESTS.values(), strict=False):
-            row = promotions.add_promotion(session, project="demo", environment="dev", digest=digest,
-                                           build_id=build_id, status="succeeded", actor="seed", reason="seed",
-                                           previous_digest=previous, started_at=now, finished_at=now)
+            row = promotions.add_promotion(
+                session,
+                project="demo",
+                environment="dev",
+                digest=digest,
+                build_id=build_id,
+                status="succeeded",
+                actor="seed",
+                reason="seed",
+                previous_digest=previous,
+                started_at=now,
+                finished_at=now,
+            )
             previous = digest
-        promotions.add_promotion(session, project="demo", environment="staging", digest=DIGESTS["a"],
-                                 build_id=ids[0], status="pending", actor="seed")
+        promotions.add_promotion(
+            session,
+            project="demo",
+            environment="staging",
+            digest=DIGESTS["a"],
+            build_id=ids[0],
+            status="pending",
+            actor="seed",
+        )
         promotions.place_hold(session, "demo", "staging", actor="seed", reason="seeded hold", promotion_id=row.id)
         promotions.reject_digest(session, DIGESTS["c"], actor="seed", reason="seeded rejection")
-        decoys = [tokens.create_token(session, name=f"decoy-{role}", role=role, environments=None,
-                                      created_by="seed")[0].id for role in ("viewer", "builder", "promoter")]
-        admin, secret = tokens.create_token(session, name="fuzzer", role="admin", environments=None,
-                                            created_by="seed")
+        decoys = [
+            tokens.create_token(session, name=f"decoy-{role}", role=role, environments=None, created_by="seed")[0].id
+            for role in ("viewer", "builder", "promoter")
+        ]
+        admin, secret = tokens.create_token(session, name="fuzzer", role="admin", environments=None, created_by="seed")
         admin_id = admin.id
-    return {"builds": ids, "failed": failed, "queued": queued, "decoys": decoys, "admin_id": admin_id,
-            "secret": secret}
+    return {"builds": ids, "failed": failed, "queued": queued, "decoys": decoys, "admin_id": admin_id, "secret": secret}
 
 
 @pytest.fixture
@@ -113,8 +153,6 @@ def app(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     st_asgi.shutdown_lifespans()
 
 
-
-
 def _explain(case: schemathesis.Case, exc: BaseException) -> str:
     return f"{case.operation.label}\n  {case.as_curl_command()}\n  {type(exc).__name__}: {exc}"
 
@@ -122,9 +160,15 @@ def _explain(case: schemathesis.Case, exc: BaseException) -> str:
 def _fuzz(strategy: Any, send: Callable[[Any], None], found: list[str]) -> None:
     """Up to MAX_EXAMPLES derandomized cases; each failure (shrunk) lands in ``found``."""
 
-    @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate],  # no shrinking: keeps the run short
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: keeps the run short
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=True,
+    )
     @given(case=strategy)
     def run(case: Any) -> None:
         send(case)
@@ -139,15 +183,19 @@ def _fuzz(strategy: Any, send: Callable[[Any], None], found: list[str]) -> None:
         found.append(str(exc))
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
-        app: tuple[FastAPI, dict[str, Any]]) -> None:
+def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(app: tuple[FastAPI, dict[str, Any]]) -> None:
     application, seeded = app
     schema = schemathesis.openapi.from_asgi("/openapi.json", application)
     auth = {"authorization": f"Bearer {seeded['secret']}"}
     admin_id = str(seeded["admin_id"])
     known = {
-        "build_id": seeded["builds"][0], "promotion_id": 1, "token_id": seeded["decoys"][0],
-        "project": "demo", "environment": "staging", "digest": DIGESTS["a"], "provider": "github",
+        "build_id": seeded["builds"][0],
+        "promotion_id": 1,
+        "token_id": seeded["decoys"][0],
+        "project": "demo",
+        "environment": "staging",
+        "digest": DIGESTS["a"],
+        "provider": "github",
     }
     failures: list[str] = []
     timings: list[tuple[float, str]] = []
@@ -179,14 +227,17 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
             query = {"follow": "false"}  # follow=true streams until the build ends: tested below
         # generated path parameters (mostly 404s), then (positive only) ones that exist
         runs: list[tuple[GenerationMode, dict[str, Any], dict[str, Any] | None]] = [
-            (GenerationMode.POSITIVE, {}, query), (GenerationMode.NEGATIVE, {}, query)]
+            (GenerationMode.POSITIVE, {}, query),
+            (GenerationMode.NEGATIVE, {}, query),
+        ]
         if names:
             # a known digest with attestations=true asks the (absent) registry: once, below
             existing_query = {**(query or {}), "attestations": "false"} if "digest" in names else query
             runs.append((GenerationMode.POSITIVE, {n: known[n] for n in names}, existing_query))
         for mode, path_parameters, fixed_query in runs:
-            strategy = operation.as_strategy(generation_mode=mode, headers=auth, query=fixed_query,
-                                             path_parameters=path_parameters or None)
+            strategy = operation.as_strategy(
+                generation_mode=mode, headers=auth, query=fixed_query, path_parameters=path_parameters or None
+            )
             started = time.monotonic()
             _fuzz(strategy.filter(wanted), send, failures)
             timings.append((time.monotonic() - started, f"{operation.label} {mode.value} {path_parameters}"))
@@ -210,25 +261,58 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
 
     # webhooks: garbage deliveries to every provider answer 4xx, never 5xx
     webhook = schema["/webhooks/{provider}"]["POST"]
-    event_headers = ["X-GitHub-Event", "X-GitHub-Delivery", "X-Hub-Signature-256", "X-Gitlab-Event",
-                     "X-Gitlab-Token", "X-Gitlab-Event-UUID", "X-Gitea-Event", "X-Gitea-Delivery",
-                     "X-Gitea-Signature", "X-Event-Key", "X-Hub-Signature", "X-Pipeline-Delivery",
-                     "Content-Type"]
-    header_value = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e), max_size=40)
-    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                               lambda inner: st.lists(inner, max_size=3)
-                               | st.dictionaries(st.sampled_from(["ref", "after", "before", "repository",
-                                                                  "clone_url", "html_url", "commits", "push",
-                                                                  "changes", "zen", "object_kind"])
-                                                 | st.text(max_size=8), inner, max_size=4),
-                               max_leaves=12)
+    event_headers = [
+        "X-GitHub-Event",
+        "X-GitHub-Delivery",
+        "X-Hub-Signature-256",
+        "X-Gitlab-Event",
+        "X-Gitlab-Token",
+        "X-Gitlab-Event-UUID",
+        "X-Gitea-Event",
+        "X-Gitea-Delivery",
+        "X-Gitea-Signature",
+        "X-Event-Key",
+        "X-Hub-Signature",
+        "X-Pipeline-Delivery",
+        "Content-Type",
+    ]
+    header_value = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "ref",
+                        "after",
+                        "before",
+                        "repository",
+                        "clone_url",
+                        "html_url",
+                        "commits",
+                        "push",
+                        "changes",
+                        "zen",
+                        "object_kind",
+                    ]
+                )
+                | st.text(max_size=8),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    )
     bodies = st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode())
     deliveries = st.builds(
         lambda provider, headers, body: webhook.Case(
-            path_parameters={"provider": provider}, headers=headers, body=body, media_type="application/octet-stream"),
+            path_parameters={"provider": provider}, headers=headers, body=body, media_type="application/octet-stream"
+        ),
         st.sampled_from([*PROVIDERS, "nope"]),
         st.dictionaries(st.sampled_from(event_headers), header_value, max_size=6),
-        bodies)
+        bodies,
+    )
     _fuzz(deliveries, send, failures)
 
     print("slowest:", ", ".join(f"{label} {took:.1f}s" for took, label in sorted(timings)[-5:]))
@@ -252,16 +336,23 @@ FOUND_BY_FUZZING = [
 ]
 
 
-@pytest.mark.parametrize(("method", "url", "body"), FOUND_BY_FUZZING,
-                         ids=[f"{m} {u.split('?')[0]}{'?' + u.split('?')[1][:12] if '?' in u else ''}"
-                              f"{' body' if b else ''}" for m, u, b in FOUND_BY_FUZZING])
-def test_what_fuzzing_once_found_stays_a_clear_4xx(app: tuple[FastAPI, dict[str, Any]], method: str, url: str,
-                             body: dict[str, Any] | None) -> None:
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    FOUND_BY_FUZZING,
+    ids=[
+        f"{m} {u.split('?')[0]}{'?' + u.split('?')[1][:12] if '?' in u else ''}{' body' if b else ''}"
+        for m, u, b in FOUND_BY_FUZZING
+    ],
+)
+def test_what_fuzzing_once_found_stays_a_clear_4xx(
+    app: tuple[FastAPI, dict[str, Any]], method: str, url: str, body: dict[str, Any] | None
+) -> None:
     """Inputs that were 500s when schemathesis first ran (ids past INT32, cursors holding them,
     times UTC cannot hold): each must stay a 4xx problem."""
     application, seeded = app
-    with TestClient(application, raise_server_exceptions=False,
-                    headers={"Authorization": f"Bearer {seeded['secret']}"}) as client:
+    with TestClient(
+        application, raise_server_exceptions=False, headers={"Authorization": f"Bearer {seeded['secret']}"}
+    ) as client:
         answer = client.request(method, url, json=body)
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text)
     assert answer.headers["content-type"] == "application/problem+json"

@@ -33,9 +33,12 @@ def test_a_pushed_build_names_its_provider_and_delivery(client: TestClient, db: 
 def repo_config(tmp_path: Path) -> tuple[GitRepo, Config]:
     repo = GitRepo.create(tmp_path / "git")
     repo.commit({"a": "1"})
-    return repo, parse_config({"registries": {"r": {"url": "127.0.0.1:5000"}},
-                               "projects": {"app": {"repo": repo.url,
-                                                    "image": {"registry": "r", "repository": "a/b"}}}})
+    return repo, parse_config(
+        {
+            "registries": {"r": {"url": "127.0.0.1:5000"}},
+            "projects": {"app": {"repo": repo.url, "image": {"registry": "r", "repository": "a/b"}}},
+        }
+    )
 
 
 def test_an_api_build_and_its_rebuild_name_the_token(db: Database, repo_config: tuple[GitRepo, Config]) -> None:
@@ -57,15 +60,20 @@ def test_an_api_build_and_its_rebuild_name_the_token(db: Database, repo_config: 
 
 
 def test_a_rebuild_of_a_project_that_left_the_config_is_refused(
-        db: Database, repo_config: tuple[GitRepo, Config]) -> None:
+    db: Database, repo_config: tuple[GitRepo, Config]
+) -> None:
     _, config = repo_config
     with db.session() as session:
         projects.sync_projects(session, config.projects)
-        old = builds.create_build(session, project="app", commit="c" * 40, ref="refs/heads/main", branch="main",
-                                  trigger="test").id
-    others = parse_config({"registries": {"r": {"url": "127.0.0.1:5000"}},
-                           "projects": {"web": {"repo": "file:///web", "image": {"registry": "r",
-                                                                                  "repository": "a/w"}}}})
+        old = builds.create_build(
+            session, project="app", commit="c" * 40, ref="refs/heads/main", branch="main", trigger="test"
+        ).id
+    others = parse_config(
+        {
+            "registries": {"r": {"url": "127.0.0.1:5000"}},
+            "projects": {"web": {"repo": "file:///web", "image": {"registry": "r", "repository": "a/w"}}},
+        }
+    )
     for api in app_client(db, others):
         answer = api.post(f"/api/v1/builds/{old}/rebuild")
         assert answer.status_code == 404 and "app" in answer.json()["detail"], answer.text

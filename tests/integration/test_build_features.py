@@ -32,12 +32,20 @@ def sqlite_db(tmp_path: Path) -> Database:
     return database
 
 
-def _config(tmp_path: Path, builder: BuilderUnderTest | DockerEngine, registry: Registry, repo: GitRepo, *,
-            project_extra: dict[str, Any] | None = None, **build: Any) -> Config:
+def _config(
+    tmp_path: Path,
+    builder: BuilderUnderTest | DockerEngine,
+    registry: Registry,
+    repo: GitRepo,
+    *,
+    project_extra: dict[str, Any] | None = None,
+    **build: Any,
+) -> Config:
     """The demo project building on ``builder`` (a bare engine: the older ``docker.hosts`` form)."""
     host = builder.host if isinstance(builder, DockerEngine) else "unused"
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
-                               engine_host=host, repo_url=repo.url, **build)
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host=host, repo_url=repo.url, **build
+    )
     data["projects"]["demo"].update(project_extra or {})
     return parse_config(data if isinstance(builder, DockerEngine) else with_builder(data, builder))
 
@@ -57,18 +65,37 @@ COPY . /src
 
 
 def test_templated_args_target_semver_tags_and_dockerignore(
-    tmp_path: Path, builder: BuilderUnderTest, engine: DockerEngine, registry: Registry, base_image: str,
-    git_repo: GitRepo, sqlite_db: Database
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
 ) -> None:
-    git_repo.commit({"Dockerfile": MULTI_STAGE.format(base=base_image), ".dockerignore": "secret.env\n",
-                     "secret.env": "PASSWORD=hunter2\n", "app.txt": "app\n"})
+    git_repo.commit(
+        {
+            "Dockerfile": MULTI_STAGE.format(base=base_image),
+            ".dockerignore": "secret.env\n",
+            "secret.env": "PASSWORD=hunter2\n",
+            "app.txt": "app\n",
+        }
+    )
     _git("tag", "v1.4.2", cwd=git_repo.work)
     _git("push", "--quiet", "origin", "v1.4.2", cwd=git_repo.work)
     sha = _git("rev-parse", "HEAD", cwd=git_repo.work)
-    config = _config(tmp_path, builder, registry, git_repo, target="release",
-                     args={"GREETING": "hi", "BUILT_FROM": "{tag}@{short_sha}"},
-                     project_extra={"tags": ["{semver}", "{semver_minor}", "{semver_major}", "latest",
-                                             "{branch}-{short_sha}"], "git_tags": ["v*"]})
+    config = _config(
+        tmp_path,
+        builder,
+        registry,
+        git_repo,
+        target="release",
+        args={"GREETING": "hi", "BUILT_FROM": "{tag}@{short_sha}"},
+        project_extra={
+            "tags": ["{semver}", "{semver_minor}", "{semver_major}", "latest", "{branch}-{short_sha}"],
+            "git_tags": ["v*"],
+        },
+    )
     build = project.run_build(sqlite_db, config, sha, ref="refs/tags/v1.4.2")
     assert build.status == "succeeded", build.error
     assert build.tags == ["1.4.2", "1.4", "1"], "no latest (not the default branch) and no {branch} for a tag"
@@ -78,8 +105,11 @@ def test_templated_args_target_semver_tags_and_dockerignore(
     assert labels["org.example.built-from"] == f"v1.4.2@{sha[:7]}"
     assert labels["org.opencontainers.image.version"] == "1.4.2"
     assert labels["org.opencontainers.image.ref.name"] == "v1.4.2"
-    files = engine.docker("run", "--rm", "--network", "host", f"{image}@{build.digest}", "sh", "-c",
-                          "cat /stage; ls /src").stdout.decode().split()
+    files = (
+        engine.docker("run", "--rm", "--network", "host", f"{image}@{build.digest}", "sh", "-c", "cat /stage; ls /src")
+        .stdout.decode()
+        .split()
+    )
     assert files[0] == "base", "the release target must not contain the test stage"
     assert "app.txt" in files and "secret.env" not in files, ".dockerignore must be honoured"
     for tag in build.tags:
@@ -93,8 +123,13 @@ def test_templated_args_target_semver_tags_and_dockerignore(
 
 
 def test_second_build_uses_the_cache_and_cache_mounts_persist(
-    tmp_path: Path, builder: BuilderUnderTest, engine: DockerEngine, registry: Registry, base_image: str,
-    git_repo: GitRepo, sqlite_db: Database
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
 ) -> None:
     first_sha = git_repo.commit({"Dockerfile": MULTI_STAGE.format(base=base_image), "app.txt": "one\n"})
     config = _config(tmp_path, builder, registry, git_repo, target="release")
@@ -104,8 +139,17 @@ def test_second_build_uses_the_cache_and_cache_mounts_persist(
     assert first.status == second.status == "succeeded", (first.error, second.error)
     assert second.steps_cached >= 1 and second.steps_total == first.steps_total >= 4
     assert second.cache_from == [first.image]
-    seen = lambda b: int(engine.docker("run", "--rm", "--network", "host", b.image, "cat",  # noqa: E731
-                                       "/builds-seen").stdout.decode())
+    seen = lambda b: int(  # noqa: E731
+        engine.docker(
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            b.image,
+            "cat",
+            "/builds-seen",
+        ).stdout.decode()
+    )
     assert seen(second) > seen(first), "the RUN --mount=type=cache directory must persist between builds"
     assert second.insight["compared"]["size_delta"] is not None
 
@@ -119,13 +163,19 @@ def _step_seconds(log: str, marker: str) -> float:
 
 
 def test_a_step_that_fills_a_cache_mount_is_faster_the_second_time(
-    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
     sqlite_db: Database,
 ) -> None:
     """The step runs both times (a build-arg changes), but finds its cache mount already filled."""
-    dockerfile = (f"FROM {base_image}\nARG ROUND\n"
-                  f"RUN --mount=type=cache,id=fill-{tmp_path.name},target=/cache "
-                  "sh -c 'test -f /cache/filled || (sleep 3 && echo x > /cache/filled); echo round $ROUND'\n")
+    dockerfile = (
+        f"FROM {base_image}\nARG ROUND\n"
+        f"RUN --mount=type=cache,id=fill-{tmp_path.name},target=/cache "
+        "sh -c 'test -f /cache/filled || (sleep 3 && echo x > /cache/filled); echo round $ROUND'\n"
+    )
     sha = git_repo.commit({"Dockerfile": dockerfile})
     timings = []
     for round_ in ("1", "2"):
@@ -139,8 +189,13 @@ def test_a_step_that_fills_a_cache_mount_is_faster_the_second_time(
 
 
 def test_fresh_engine_reuses_layers_through_cache_from(
-    tmp_path: Path, engine: DockerEngine, second_engine: DockerEngine, registry: Registry, base_image: str,
-    git_repo: GitRepo, sqlite_db: Database,
+    tmp_path: Path,
+    engine: DockerEngine,
+    second_engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
 ) -> None:
     dockerfile = f"FROM {base_image}\nRUN echo expensive-step-{tmp_path.name} > /out && sleep 1\nCOPY a.txt /a\n"
     first_sha = git_repo.commit({"Dockerfile": dockerfile, "a.txt": "1\n"})
@@ -156,12 +211,17 @@ def test_fresh_engine_reuses_layers_through_cache_from(
 
 
 def test_insight_and_advice_are_recorded_and_shown_by_the_api(
-    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
     sqlite_db: Database,
 ) -> None:
     """On an engine the image is read with `docker save`; from a BuildKit daemon, back from the registry."""
-    dockerfile = (f"FROM {base_image}\nRUN dd if=/dev/zero of=/big bs=1024 count=64 2>/dev/null\n"
-                  "RUN rm /big\nUSER root\n")
+    dockerfile = (
+        f"FROM {base_image}\nRUN dd if=/dev/zero of=/big bs=1024 count=64 2>/dev/null\nRUN rm /big\nUSER root\n"
+    )
     sha = git_repo.commit({"Dockerfile": dockerfile})
     config = _config(tmp_path, builder, registry, git_repo)
     build = project.run_build(sqlite_db, config, sha)
@@ -179,8 +239,13 @@ def _slow(base_image: str) -> str:
 
 
 def test_cancel_through_the_api_stops_the_running_build(
-    tmp_path: Path, builder: BuilderUnderTest, engine: DockerEngine, registry: Registry, base_image: str,
-    git_repo: GitRepo, sqlite_db: Database
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
 ) -> None:
     sha = git_repo.commit({"Dockerfile": _slow(base_image)})
     config = _config(tmp_path, builder, registry, git_repo)
@@ -205,8 +270,13 @@ def test_cancel_through_the_api_stops_the_running_build(
 
 
 def test_timeout_fails_the_build_once(
-    tmp_path: Path, builder: BuilderUnderTest, engine: DockerEngine, registry: Registry, base_image: str,
-    git_repo: GitRepo, sqlite_db: Database
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
 ) -> None:
     sha = git_repo.commit({"Dockerfile": _slow(base_image)})
     build = project.run_build(sqlite_db, _config(tmp_path, builder, registry, git_repo, timeout_seconds=3), sha)

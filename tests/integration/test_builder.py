@@ -27,8 +27,9 @@ def sqlite_db(tmp_path: Path) -> Database:
 
 
 def _config(tmp_path: Path, builder: BuilderUnderTest, registry: Registry, repo: GitRepo, **build: object) -> Config:
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host, engine_host="unused",
-                               repo_url=repo.url, **build)
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host="unused", repo_url=repo.url, **build
+    )
     return parse_config(with_builder(data, builder))
 
 
@@ -37,7 +38,11 @@ _log = project.build_log
 
 
 def test_failing_dockerfile_fails_once_with_the_step_and_its_output(
-    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
     sqlite_db: Database,
 ) -> None:
     sha = git_repo.commit({"Dockerfile": f"FROM {base_image}\nRUN echo about-to-fail && exit 3\n"})
@@ -56,8 +61,14 @@ def test_failing_dockerfile_fails_once_with_the_step_and_its_output(
     ],
 )
 def test_paths_that_do_not_exist_are_clear_errors(
-    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, git_repo: GitRepo, sqlite_db: Database,
-    files: dict[str, str], build_options: dict[str, str], message: str,
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    registry: Registry,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    files: dict[str, str],
+    build_options: dict[str, str],
+    message: str,
 ) -> None:
     sha = git_repo.commit(files)
     build = _build(sqlite_db, _config(tmp_path, builder, registry, git_repo, **build_options), sha)
@@ -78,8 +89,14 @@ def test_symlinked_dockerfile_escaping_the_checkout_is_refused(
 
 
 def test_build_secret_reaches_run_but_not_the_image_or_logs(
-    tmp_path: Path, builder: BuilderUnderTest, engine: DockerEngine, registry: Registry, base_image: str,
-    git_repo: GitRepo, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DEMO_NPM_TOKEN", "tok-9f8e7d6c5b")
     dockerfile = (
@@ -100,35 +117,63 @@ def test_build_secret_reaches_run_but_not_the_image_or_logs(
     assert skopeo_inspect(f"{registry.host}/acme/demo@{build.digest}", tls_verify=False)["Digest"] == build.digest
 
 
-def _secure_config(tmp_path: Path, builder: BuilderUnderTest, secure_registry: Registry, git_repo: GitRepo,
-                   monkeypatch: pytest.MonkeyPatch, password: str) -> Config:
+def _secure_config(
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    secure_registry: Registry,
+    git_repo: GitRepo,
+    monkeypatch: pytest.MonkeyPatch,
+    password: str,
+) -> Config:
     """The demo project pushing to the TLS + basic-auth registry, credentials from the environment."""
     monkeypatch.setenv("SECURE_USER", REGISTRY_USER)
     monkeypatch.setenv("SECURE_PASSWORD", password)
-    data = with_builder(project.config_data(data_dir=tmp_path / "data", registry_host=secure_registry.host,
-                                            engine_host="unused", repo_url=git_repo.url), builder)
-    data["registries"]["local"] = {"url": secure_registry.url, "ca_file": str(secure_registry.ca_file),
-                                   "username_env": "SECURE_USER", "password_env": "SECURE_PASSWORD"}
+    data = with_builder(
+        project.config_data(
+            data_dir=tmp_path / "data", registry_host=secure_registry.host, engine_host="unused", repo_url=git_repo.url
+        ),
+        builder,
+    )
+    data["registries"]["local"] = {
+        "url": secure_registry.url,
+        "ca_file": str(secure_registry.ca_file),
+        "username_env": "SECURE_USER",
+        "password_env": "SECURE_PASSWORD",
+    }
     return parse_config(data)
 
 
 def test_push_to_a_tls_registry_with_basic_auth(
-    tmp_path: Path, builder: BuilderUnderTest, secure_registry: Registry, base_image: str, git_repo: GitRepo,
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    secure_registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = _secure_config(tmp_path, builder, secure_registry, git_repo, monkeypatch, REGISTRY_PASSWORD)
     sha = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
     build = _build(sqlite_db, config, sha)
     assert build.status == "succeeded", build.error
-    stored = skopeo_inspect(f"{secure_registry.host}/acme/demo:{sha}", tls_verify=True,
-                            cert_dir=secure_registry.cert_dir, creds=secure_registry.creds())
+    stored = skopeo_inspect(
+        f"{secure_registry.host}/acme/demo:{sha}",
+        tls_verify=True,
+        cert_dir=secure_registry.cert_dir,
+        creds=secure_registry.creds(),
+    )
     assert stored["Digest"] == build.digest
     assert REGISTRY_PASSWORD not in _log(sqlite_db, build.id)
 
 
 def test_wrong_registry_password_fails_with_a_clear_error(
-    tmp_path: Path, builder: BuilderUnderTest, secure_registry: Registry, base_image: str, git_repo: GitRepo,
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    secure_registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = _secure_config(tmp_path, builder, secure_registry, git_repo, monkeypatch, "wrong-password")
     sha = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
@@ -139,20 +184,38 @@ def test_wrong_registry_password_fails_with_a_clear_error(
 
 
 def test_path_filter_checked_by_diff_when_the_host_sent_no_file_list(
-    tmp_path: Path, builder: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
+    tmp_path: Path,
+    builder: BuilderUnderTest,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
     sqlite_db: Database,
 ) -> None:
     before = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hi\n"})
     after = git_repo.commit({"docs/notes.md": "only docs\n"})
-    config = parse_config(with_builder(project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
-                                                           engine_host="unused", repo_url=git_repo.url), builder))
+    config = parse_config(
+        with_builder(
+            project.config_data(
+                data_dir=tmp_path / "data", registry_host=registry.host, engine_host="unused", repo_url=git_repo.url
+            ),
+            builder,
+        )
+    )
     data = config.model_dump(mode="json")
     data["projects"]["demo"]["paths"] = {"include": ["Dockerfile", "hello.txt", "src/**"]}
     config = parse_config(data)
     with sqlite_db.session() as session:
         projects.sync_projects(session, config.projects)
-        build_id = builds.create_build(session, project="demo", commit=after, ref="refs/heads/main", branch="main",
-                                       trigger="test", before_commit=before, check_paths=True).id
+        build_id = builds.create_build(
+            session,
+            project="demo",
+            commit=after,
+            ref="refs/heads/main",
+            branch="main",
+            trigger="test",
+            before_commit=before,
+            check_paths=True,
+        ).id
     assert BuildWorker(sqlite_db, config, name="w").run_once()
     with sqlite_db.session() as session:
         build = builds.get_build(session, build_id)

@@ -32,10 +32,10 @@ def sqlite_db(tmp_path: Path) -> Database:
     return database
 
 
-def _config(tmp_path: Path, registry: Registry, repo: GitRepo, builders: list[dict[str, Any]],
-            **build: Any) -> Config:
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host, engine_host="unused",
-                               repo_url=repo.url, **build)
+def _config(tmp_path: Path, registry: Registry, repo: GitRepo, builders: list[dict[str, Any]], **build: Any) -> Config:
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host="unused", repo_url=repo.url, **build
+    )
     first = BuilderUnderTest("buildkit", builders[0])
     return parse_config(with_builder(data, first, *builders[1:]))
 
@@ -47,25 +47,40 @@ def _buildx_processes(marker: str) -> list[str]:
 
 
 def test_the_only_builder_down_is_retried_later_and_says_why(
-    tmp_path: Path, uses_buildkit: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
+    tmp_path: Path,
+    uses_buildkit: BuilderUnderTest,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
     sqlite_db: Database,
 ) -> None:
     sha = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "x\n"})
     config = _config(tmp_path, registry, git_repo, [{"name": "gone", "buildkit": "tcp://127.0.0.1:1"}])
     build = project.run_build(sqlite_db, config, sha)
     assert build.status == "queued" and build.attempts == 1, build.error
-    assert build.error.startswith("will retry: no builder can take this build: builder gone: "
-                                  "the BuildKit daemon does not answer at 127.0.0.1:1: Connection refused")
+    assert build.error.startswith(
+        "will retry: no builder can take this build: builder gone: "
+        "the BuildKit daemon does not answer at 127.0.0.1:1: Connection refused"
+    )
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ({"name": "ghost", "buildx": "no-such-builder"}, 'builder ghost: no buildx builder by that name'),
-    ({"name": "farm", "platforms": ["linux/amd64"]}, "builder farm: lacks platform linux/arm64"),
-    ({"name": "impostor"}, "builder impostor: the daemon refused our client certificate"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "ghost", "buildx": "no-such-builder"}, "builder ghost: no buildx builder by that name"),
+        ({"name": "farm", "platforms": ["linux/amd64"]}, "builder farm: lacks platform linux/arm64"),
+        ({"name": "impostor"}, "builder impostor: the daemon refused our client certificate"),
+    ],
+)
 def test_builder_problems_a_human_must_fix_fail_at_once_naming_the_builder(
-    tmp_path: Path, uses_buildkit: BuilderUnderTest, buildkitd: BuildkitDaemon, registry: Registry,
-    git_repo: GitRepo, sqlite_db: Database, entry: dict[str, Any], message: str,
+    tmp_path: Path,
+    uses_buildkit: BuilderUnderTest,
+    buildkitd: BuildkitDaemon,
+    registry: Registry,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    entry: dict[str, Any],
+    message: str,
 ) -> None:
     if "buildx" not in entry:
         entry = buildkit_entry(entry["name"], buildkitd, **{k: v for k, v in entry.items() if k != "name"})
@@ -81,15 +96,24 @@ def test_builder_problems_a_human_must_fix_fail_at_once_naming_the_builder(
 
 
 def test_a_daemon_dying_mid_build_moves_the_build_and_leaves_nothing_running(
-    tmp_path: Path, uses_buildkit: BuilderUnderTest, buildkitd: BuildkitDaemon, registry: Registry,
-    base_image: str, git_repo: GitRepo, sqlite_db: Database,
+    tmp_path: Path,
+    uses_buildkit: BuilderUnderTest,
+    buildkitd: BuildkitDaemon,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
 ) -> None:
     dying = start_buildkitd(tmp_path / "dying", [], None)
     marker = f"started-{tmp_path.name}"
     sha = git_repo.commit({"Dockerfile": f"FROM {base_image}\nRUN echo {marker} && sleep 6\n"})
     # the rotation starts at the build id: build 1 of two builders tries the second one first
-    config = _config(tmp_path, registry, git_repo, [buildkit_entry("steady", buildkitd),
-                                                    {"name": "dying", "buildkit": dying.address}])
+    config = _config(
+        tmp_path,
+        registry,
+        git_repo,
+        [buildkit_entry("steady", buildkitd), {"name": "dying", "buildkit": dying.address}],
+    )
     build_id = project.queue_build(sqlite_db, config, sha)
     assert build_id % 2 == 1
     output = re.compile(rf"^#\d+ \d+\.\d+ {marker}$")

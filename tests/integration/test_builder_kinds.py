@@ -75,8 +75,12 @@ def _file_in_image(registry: Registry, repository: str, manifest: dict[str, Any]
 def test_each_builder_reports_kind_version_and_platforms(
     tmp_path: Path, uses_buildx: Path, engine: DockerEngine, buildkitd: BuildkitDaemon
 ) -> None:
-    pool = _pool(tmp_path, {"name": "engine", "docker": engine.host}, buildkit_entry("farm", buildkitd),
-                 buildkit_entry("declared", buildkitd, platforms=["linux/amd64", "linux/arm64"]))
+    pool = _pool(
+        tmp_path,
+        {"name": "engine", "docker": engine.host},
+        buildkit_entry("farm", buildkitd),
+        buildkit_entry("declared", buildkitd, platforms=["linux/amd64", "linux/arm64"]),
+    )
     on_engine, on_daemon, declared = pool.statuses(fresh=True)
     assert on_engine.healthy and on_engine.kind == "docker" and on_engine.version.startswith("Docker Engine 20.10")
     assert on_engine.driver == "docker" and on_engine.platforms == ("linux/amd64",), "buildx's docker driver"
@@ -95,8 +99,13 @@ def test_docker_driver_builds_without_a_cache_export_and_pushes(
     assert built.engine is not None and built.engine.driver == "docker" and built.loaded
     assert built.cache_exported is None and not any("--cache-to" in line for line in lines)
     assert _manifest(registry, "kinds/docker-driver", "1") and built.digest.startswith("sha256:")
-    assert built.digest == httpx.head(f"{registry.url}/v2/kinds/docker-driver/manifests/1", headers={
-        "Accept": "application/vnd.docker.distribution.manifest.v2+json"}).headers["docker-content-digest"]
+    assert (
+        built.digest
+        == httpx.head(
+            f"{registry.url}/v2/kinds/docker-driver/manifests/1",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        ).headers["docker-content-digest"]
+    )
 
 
 def test_wrong_or_missing_client_certificate_is_a_clear_error_naming_the_builder(
@@ -104,13 +113,21 @@ def test_wrong_or_missing_client_certificate_is_a_clear_error_naming_the_builder
 ) -> None:
     assert buildkitd.server is not None
     intruder = CertificateAuthority(tmp_path / "other-ca").issue("intruder", server=False)
-    rogue = {"name": "rogue", "buildkit": buildkitd.address, "ca_file": str(buildkitd.server.ca_file),
-             "cert_file": str(intruder.cert_file), "key_file": str(intruder.key_file)}
+    rogue = {
+        "name": "rogue",
+        "buildkit": buildkitd.address,
+        "ca_file": str(buildkitd.server.ca_file),
+        "cert_file": str(intruder.cert_file),
+        "key_file": str(intruder.key_file),
+    }
     missing = {"name": "no-cert", "buildkit": buildkitd.address, "ca_file": str(buildkitd.server.ca_file)}
     plain = {"name": "no-tls", "buildkit": buildkitd.address}
     spec = _spec(_context(tmp_path, "FROM scratch\n"), "127.0.0.1:1/never/pushed:1")
-    for entry, words in ((rogue, "refused our client certificate"), (missing, "asks for a client certificate"),
-                         (plain, "speaks TLS: set ca_file, cert_file and key_file")):
+    for entry, words in (
+        (rogue, "refused our client certificate"),
+        (missing, "asks for a client certificate"),
+        (plain, "speaks TLS: set ca_file, cert_file and key_file"),
+    ):
         with pytest.raises(BuildError, match=f"builder {entry['name']}: .*{words}"):
             _pool(tmp_path, entry).build(spec, lambda line: None, tmp_path / "scratch")
 
@@ -121,10 +138,23 @@ def test_a_buildx_builder_made_outside_the_service_is_used_by_name(
     """`docker buildx create` by hand, in the user's own buildx directory; the config names it."""
     assert buildkitd.client is not None
     monkeypatch.setenv("BUILDX_CONFIG", str(tmp_path / "users-buildx"))
-    options = (f"cacert={buildkitd.client.ca_file},cert={buildkitd.client.cert_file},"
-               f"key={buildkitd.client.key_file}")
-    subprocess.run(["/usr/bin/docker", "buildx", "create", "--name", "made-by-hand", "--driver", "remote",
-                    "--driver-opt", options, buildkitd.address], check=True, capture_output=True)
+    options = f"cacert={buildkitd.client.ca_file},cert={buildkitd.client.cert_file},key={buildkitd.client.key_file}"
+    subprocess.run(
+        [
+            "/usr/bin/docker",
+            "buildx",
+            "create",
+            "--name",
+            "made-by-hand",
+            "--driver",
+            "remote",
+            "--driver-opt",
+            options,
+            buildkitd.address,
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = _context(tmp_path, "FROM scratch\nCOPY a.txt /a.txt\n", **{"a.txt": "by hand\n"})
     pool = _pool(tmp_path, {"name": "hand", "buildx": "made-by-hand"})
     [status] = pool.statuses(fresh=True)
@@ -153,13 +183,21 @@ def test_a_builder_at_max_parallel_is_skipped_for_the_next_one(
     quick = tmp_path / "quick"
     quick.mkdir()
     (quick / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /d\n")
-    pool = _pool(tmp_path, buildkit_entry("one", buildkitd, max_parallel=1),
-                 buildkit_entry("two", buildkitd, max_parallel=1))
+    pool = _pool(
+        tmp_path, buildkit_entry("one", buildkitd, max_parallel=1), buildkit_entry("two", buildkitd, max_parallel=1)
+    )
     started = threading.Event()
     first: list[Built] = []
-    runner = threading.Thread(target=lambda: first.append(pool.build(
-        _spec(slow, f"{registry.host}/kinds/parallel:slow", network="host"), lambda line: None,
-        tmp_path / "scratch-1", on_start=lambda engine: started.set())))
+    runner = threading.Thread(
+        target=lambda: first.append(
+            pool.build(
+                _spec(slow, f"{registry.host}/kinds/parallel:slow", network="host"),
+                lambda line: None,
+                tmp_path / "scratch-1",
+                on_start=lambda engine: started.set(),
+            )
+        )
+    )
     runner.start()
     try:
         assert started.wait(60)
@@ -180,8 +218,9 @@ def test_a_builder_that_is_down_is_skipped_and_why_is_logged(
     built, lines = _build(pool, _spec(context, f"{registry.host}/kinds/rotation:1"), tmp_path)
     assert built.engine is not None and built.engine.name == "farm" and not built.loaded
     assert "builder gone skipped: the BuildKit daemon does not answer at 127.0.0.1:1: Connection refused" in lines
-    assert built.skipped == ("builder gone skipped: the BuildKit daemon does not answer at 127.0.0.1:1: "
-                             "Connection refused",)
+    assert built.skipped == (
+        "builder gone skipped: the BuildKit daemon does not answer at 127.0.0.1:1: Connection refused",
+    )
     assert _manifest(registry, "kinds/rotation", built.digest)["layers"]
     with pytest.raises(EngineError, match="no builder can take this build: builder gone: the BuildKit daemon does not"):
         _pool(tmp_path, down).pick(_spec(context, "x/y:1"))  # may come back: the worker retries
@@ -190,9 +229,11 @@ def test_a_builder_that_is_down_is_skipped_and_why_is_logged(
 def test_multi_platform_index_without_emulation(
     tmp_path: Path, uses_buildx: Path, buildkitd: BuildkitDaemon, registry: Registry, base_image: str
 ) -> None:
-    dockerfile = (f"FROM --platform=$BUILDPLATFORM {base_image} AS build\nARG TARGETARCH\n"
-                  "RUN echo \"built for $TARGETARCH\" > /arch\n"
-                  "FROM scratch\nCOPY --from=build /arch /arch\nCOPY a.txt /a.txt\n")
+    dockerfile = (
+        f"FROM --platform=$BUILDPLATFORM {base_image} AS build\nARG TARGETARCH\n"
+        'RUN echo "built for $TARGETARCH" > /arch\n'
+        "FROM scratch\nCOPY --from=build /arch /arch\nCOPY a.txt /a.txt\n"
+    )
     context = _context(tmp_path, dockerfile, **{"a.txt": "same everywhere\n"})
     pool = _pool(tmp_path, buildkit_entry("farm", buildkitd, platforms=["linux/amd64", "linux/arm64"]))
     spec = _spec(context, f"{registry.host}/kinds/multi:1", platforms=["linux/amd64", "linux/arm64"], network="host")
@@ -217,18 +258,20 @@ def _qemu_binfmt() -> None:
         return
     done = subprocess.run(["bash", str(QEMU_SCRIPT)], capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0 or not ARM64_BUSYBOX.is_file():
-        pytest.fail(f"bash {QEMU_SCRIPT} could not set up arm64 emulation (exit {done.returncode}):\n"
-                    f"{done.stderr[-2000:]}")
+        pytest.fail(
+            f"bash {QEMU_SCRIPT} could not set up arm64 emulation (exit {done.returncode}):\n{done.stderr[-2000:]}"
+        )
 
 
-def test_run_steps_on_arm64_execute_under_qemu_binfmt(
-    tmp_path: Path, uses_buildx: Path, registry: Registry
-) -> None:
+def test_run_steps_on_arm64_execute_under_qemu_binfmt(tmp_path: Path, uses_buildx: Path, registry: Registry) -> None:
     """Debian's qemu-user-static registers binfmt (flag F) in this VM, so BuildKit runs arm64 RUN steps."""
     _qemu_binfmt()
-    context = _context(tmp_path, "ARG TARGETARCH\nFROM scratch AS base-arm64\nCOPY busybox-arm64 /bin/busybox\n"
-                       "FROM scratch AS base-amd64\nCOPY busybox-amd64 /bin/busybox\nFROM base-${TARGETARCH}\n"
-                       'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /machine"]\n')
+    context = _context(
+        tmp_path,
+        "ARG TARGETARCH\nFROM scratch AS base-arm64\nCOPY busybox-arm64 /bin/busybox\n"
+        "FROM scratch AS base-amd64\nCOPY busybox-amd64 /bin/busybox\nFROM base-${TARGETARCH}\n"
+        'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /machine"]\n',
+    )
     (context / "busybox-arm64").write_bytes(ARM64_BUSYBOX.read_bytes())
     (context / "busybox-amd64").write_bytes(Path("/bin/busybox").read_bytes())
     for name in ("busybox-arm64", "busybox-amd64"):
@@ -241,8 +284,12 @@ def test_run_steps_on_arm64_execute_under_qemu_binfmt(
         emulating.stop()
     assert built.engine is not None and "linux/arm64" in built.engine.platforms, "BuildKit found the emulator"
     index = _manifest(registry, "kinds/emulated", built.digest)
-    machines = {m["platform"]["architecture"]: _file_in_image(registry, "kinds/emulated", _manifest(
-        registry, "kinds/emulated", m["digest"]), "machine") for m in index["manifests"]}
+    machines = {
+        m["platform"]["architecture"]: _file_in_image(
+            registry, "kinds/emulated", _manifest(registry, "kinds/emulated", m["digest"]), "machine"
+        )
+        for m in index["manifests"]
+    }
     assert machines == {"amd64": "x86_64\n", "arm64": "aarch64\n"}
 
 
@@ -279,14 +326,20 @@ def test_registry_cache_lets_a_fresh_daemon_reuse_the_layers(
     dockerfile = f"FROM {base_image}\nRUN echo ran-{tmp_path.name} && echo x > /out\nCOPY a.txt /a\n"
     context = _context(tmp_path, dockerfile, **{"a.txt": "1\n"})
     ran = re.compile(rf"^#\d+ \d+\.\d+ ran-{tmp_path.name}$")  # the RUN's output: it executed
-    first, cold = _build(_pool(tmp_path, buildkit_entry("farm", buildkitd)),
-                      _spec(context, f"{registry.host}/kinds/fresh:1", network="host"), tmp_path)
+    first, cold = _build(
+        _pool(tmp_path, buildkit_entry("farm", buildkitd)),
+        _spec(context, f"{registry.host}/kinds/fresh:1", network="host"),
+        tmp_path,
+    )
     assert first.cache_exported is True and any(ran.match(line) for line in cold)
     fresh = start_buildkitd(tmp_path / "fresh-daemon", [], None)
     try:
         (context / "a.txt").write_text("2\n")
-        second, lines = _build(_pool(tmp_path, {"name": "fresh", "buildkit": fresh.address}),
-                               _spec(context, f"{registry.host}/kinds/fresh:2", network="host"), tmp_path)
+        second, lines = _build(
+            _pool(tmp_path, {"name": "fresh", "buildkit": fresh.address}),
+            _spec(context, f"{registry.host}/kinds/fresh:2", network="host"),
+            tmp_path,
+        )
     finally:
         fresh.stop()
     assert not any(ran.match(line) for line in lines), "the fresh daemon took the RUN step from the registry cache"
@@ -314,8 +367,9 @@ def test_daemon_dying_mid_build_moves_the_build_to_the_next_builder(
 
     started = time.monotonic()
     try:
-        built = pool.build(_spec(context, f"{registry.host}/kinds/dying:1", network="host"), kill_when_started,
-                           tmp_path / "scratch")
+        built = pool.build(
+            _spec(context, f"{registry.host}/kinds/dying:1", network="host"), kill_when_started, tmp_path / "scratch"
+        )
     finally:
         dying.stop()
     assert killed.is_set() and built.engine is not None and built.engine.name == "farm"

@@ -38,7 +38,11 @@ class Served:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "serve", "--config", str(config), "--port", self.url.rsplit(":", 1)[1]],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._wait_ready()
         printed = re.search(r"first admin token \(shown once[^)]*\): (pipe_\S+)", self.log_path.read_text())
         assert printed, "pipeline serve did not print the first admin token"
@@ -104,18 +108,20 @@ def _dev(tmp_path: Path) -> str:
     return f"acme/dev-{abs(hash(tmp_path.name)) % 10**8}"
 
 
-def _data(tmp_path: Path, builder: BuilderUnderTest, registry: Registry, repo: GitRepo,
-          **build: Any) -> dict[str, Any]:
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host, engine_host="unused",
-                               repo_url=repo.url, **build)
+def _data(tmp_path: Path, builder: BuilderUnderTest, registry: Registry, repo: GitRepo, **build: Any) -> dict[str, Any]:
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host="unused", repo_url=repo.url, **build
+    )
     data["projects"]["demo"]["environments"] = [
-        {"name": "dev", "registry": "local", "repository": _dev(tmp_path), "auto": True}]
+        {"name": "dev", "registry": "local", "repository": _dev(tmp_path), "auto": True}
+    ]
     return with_builder(data, builder)
 
 
 def _manifest(registry: Registry, repository: str, reference: str) -> dict[str, Any]:
-    accept = (f"{INDEX}, application/vnd.oci.image.manifest.v1+json, "
-              "application/vnd.docker.distribution.manifest.v2+json")
+    accept = (
+        f"{INDEX}, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+    )
     answer = httpx.get(f"{registry.url}/v2/{repository}/manifests/{reference}", headers={"Accept": accept})
     answer.raise_for_status()
     return answer.json()  # type: ignore[no-any-return]
@@ -127,7 +133,8 @@ def test_a_push_becomes_an_image_on_each_builder_and_reaches_dev(
     served = serve(_data(tmp_path, builder, registry, git_repo))
     ready = httpx.get(f"{served.url}/readyz").json()
     assert [(b["name"], b["kind"], b["healthy"]) for b in ready["builders"]] == [
-        (builder.name, "buildkit" if builder.push_direct else "docker", True)]
+        (builder.name, "buildkit" if builder.push_direct else "docker", True)
+    ]
     sha = git_repo.commit({"Dockerfile": project.dockerfile(base_image), "hello.txt": "hello\n"})
     build = served.wait("builds", served.push(git_repo, sha))
     lines = [x["line"] for x in served.get(f"/api/v1/builds/{build['id']}/logs")["lines"]]
@@ -144,17 +151,23 @@ def test_a_push_becomes_an_image_on_each_builder_and_reaches_dev(
 
 
 def test_multi_platform_index_with_provenance_is_built_and_promoted_whole(
-    tmp_path: Path, uses_buildkit: BuilderUnderTest, registry: Registry, base_image: str, git_repo: GitRepo,
-    serve: Any, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    uses_buildkit: BuilderUnderTest,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    serve: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """BuildKit's provenance inside the index, the service's signed SLSA attestation beside it
     (``sha256-<index>.att``), both carried to dev with the index and every child."""
     monkeypatch.setenv("COSIGN_PASSWORD", "served-index")
     key_file, pub_file = generate_key_pair(tmp_path / "keys", b"served-index")
-    dockerfile = (f"FROM --platform=$BUILDPLATFORM {base_image} AS build\nARG TARGETARCH\n"
-                  "RUN echo \"for $TARGETARCH\" > /arch\nFROM scratch\nCOPY --from=build /arch /arch\n")
-    data = _data(tmp_path, uses_buildkit, registry, git_repo, platforms=["linux/amd64", "linux/arm64"],
-                 provenance=True)
+    dockerfile = (
+        f"FROM --platform=$BUILDPLATFORM {base_image} AS build\nARG TARGETARCH\n"
+        'RUN echo "for $TARGETARCH" > /arch\nFROM scratch\nCOPY --from=build /arch /arch\n'
+    )
+    data = _data(tmp_path, uses_buildkit, registry, git_repo, platforms=["linux/amd64", "linux/arm64"], provenance=True)
     data["builders"][0]["platforms"] = ["linux/amd64", "linux/arm64"]  # no emulation needed: declared
     data["signing"] = {"key_file": str(key_file)}
     served = serve(data)
@@ -170,8 +183,11 @@ def test_multi_platform_index_with_provenance_is_built_and_promoted_whole(
     assert shown and shown["layer_count"] == 1, shown
     platforms = {(m["platform"]["os"], m["platform"]["architecture"]) for m in index["manifests"]}
     assert {("linux", "amd64"), ("linux", "arm64")} <= platforms
-    attestations = [m for m in index["manifests"]
-                    if m.get("annotations", {}).get("vnd.docker.reference.type") == "attestation-manifest"]
+    attestations = [
+        m
+        for m in index["manifests"]
+        if m.get("annotations", {}).get("vnd.docker.reference.type") == "attestation-manifest"
+    ]
     assert len(attestations) == 2, "BuildKit's provenance, one per platform, is part of the index"
     [auto] = served.get("/api/v1/promotions", environment="dev")["items"]
     assert served.wait("promotions", auto["id"])["status"] == "succeeded"
@@ -188,7 +204,9 @@ def test_multi_platform_index_with_provenance_is_built_and_promoted_whole(
         statement = verify_envelope(envelope.content, [load_public_key(pub_file)])
         assert statement is not None and statement["subject"][0]["digest"] == {"sha256": build["digest"][7:]}
         assert statement["predicate"]["buildDefinition"]["externalParameters"]["platforms"] == [
-            "linux/amd64", "linux/arm64"]
+            "linux/amd64",
+            "linux/arm64",
+        ]
 
 
 def test_doctor_reports_each_builder_with_kind_version_and_platforms(
@@ -198,10 +216,16 @@ def test_doctor_reports_each_builder_with_kind_version_and_platforms(
     data = _data(tmp_path, uses_buildkit, registry, git_repo)
     data["builders"].append({"name": "gone", "buildkit": "tcp://127.0.0.1:1"})
     config = project.write_config(tmp_path / "doctor.yaml", data)
-    subprocess.run([sys.executable, "-m", "pipeline", "migrate", "--config", str(config)], check=True,
-                   capture_output=True)
-    done = subprocess.run([sys.executable, "-m", "pipeline", "doctor", "--config", str(config)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "migrate", "--config", str(config)], check=True, capture_output=True
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "doctor", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     lines = done.stdout.splitlines()
     [ok] = [line for line in lines if "builder buildkitd" in line]
     assert ok.startswith("ok") and "BuildKit v" in ok and "linux/amd64" in ok and "remote driver" in ok, ok

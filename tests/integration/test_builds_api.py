@@ -16,17 +16,27 @@ from pipeline.config import parse_config
 from pipeline.store import Build, Database, builds, jobs, projects
 from tests.conftest import token_headers
 
-CONFIG = parse_config({
-    "registries": {"r": {"url": "127.0.0.1:5000"}},
-    "projects": {name: {"repo": f"file:///{name}", "image": {"registry": "r", "repository": f"a/{name}"}}
-                 for name in ("api", "web")},
-})
+CONFIG = parse_config(
+    {
+        "registries": {"r": {"url": "127.0.0.1:5000"}},
+        "projects": {
+            name: {"repo": f"file:///{name}", "image": {"registry": "r", "repository": f"a/{name}"}}
+            for name in ("api", "web")
+        },
+    }
+)
 
 
 def _add(db: Database, project: str, branch: str, n: int) -> int:
     with db.session() as session:
-        return builds.create_build(session, project=project, commit=f"{n:x}".rjust(40, "c"),
-                                   ref=f"refs/heads/{branch}", branch=branch, trigger="test").id
+        return builds.create_build(
+            session,
+            project=project,
+            commit=f"{n:x}".rjust(40, "c"),
+            ref=f"refs/heads/{branch}",
+            branch=branch,
+            trigger="test",
+        ).id
 
 
 @pytest.fixture
@@ -73,9 +83,17 @@ def test_a_time_range_pages_by_time_through_ties_while_builds_arrive(client: Tes
     id is higher but whose time is older (clocks of two API hosts) each appear exactly once."""
     t0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
     made = [_add(db, "api", "main", n) for n in range(9)]
-    times = [t0, t0 + dt.timedelta(seconds=1), t0 + dt.timedelta(seconds=1), t0 + dt.timedelta(seconds=1),
-             t0 + dt.timedelta(seconds=2), t0 - dt.timedelta(days=1), t0 + dt.timedelta(seconds=3),
-             t0 + dt.timedelta(seconds=0.5), t0 + dt.timedelta(days=9)]
+    times = [
+        t0,
+        t0 + dt.timedelta(seconds=1),
+        t0 + dt.timedelta(seconds=1),
+        t0 + dt.timedelta(seconds=1),
+        t0 + dt.timedelta(seconds=2),
+        t0 - dt.timedelta(days=1),
+        t0 + dt.timedelta(seconds=3),
+        t0 + dt.timedelta(seconds=0.5),
+        t0 + dt.timedelta(days=9),
+    ]
     for build_id, when in zip(made, times, strict=True):
         _at(db, build_id, when)
     window = {"since": (t0 - dt.timedelta(hours=1)).isoformat(), "until": (t0 + dt.timedelta(days=1)).isoformat()}
@@ -101,8 +119,9 @@ def test_a_cursor_continues_only_the_kind_of_listing_it_came_from(client: TestCl
     answer = client.get("/api/v1/builds", params={"since": since, "cursor": by_id})
     assert answer.status_code == 422 and "without since/until" in answer.json()["detail"], answer.text
     by_time = client.get("/api/v1/builds", params={"since": since, "limit": 1}).json()["next_cursor"]
-    assert [x["id"] for x in client.get("/api/v1/builds", params={"cursor": by_time, "limit": 5}).json()["items"]] \
-        == [x["id"] for x in client.get("/api/v1/builds").json()["items"]][1:]  # a time cursor's id still places it
+    assert [x["id"] for x in client.get("/api/v1/builds", params={"cursor": by_time, "limit": 5}).json()["items"]] == [
+        x["id"] for x in client.get("/api/v1/builds").json()["items"]
+    ][1:]  # a time cursor's id still places it
     forged = base64.urlsafe_b64encode(json.dumps({"before": 5, "at": "yesterday"}).encode()).decode()
     naive = base64.urlsafe_b64encode(json.dumps({"before": 5, "at": "2026-01-01T00:00:00"}).encode()).decode()
     for cursor in (forged, naive):
@@ -114,8 +133,12 @@ def test_commit_prefixes_ending_in_f_match_exactly(client: TestClient, db: Datab
     """The prefix is a range for the index (last non-f digit plus one): check the carries."""
     for sha in ("abff" + "0" * 36, "abfff" + "1" * 35, "ac" + "0" * 38, "abe" + "e" * 37, "f" * 40, "fe" + "0" * 38):
         with db.session() as session:
-            builds.create_build(session, project="api", commit=sha, ref="refs/heads/main", branch="main", trigger="test")
-    found = lambda prefix: {x["commit"] for x in client.get("/api/v1/builds", params={"commit": prefix}).json()["items"]}  # noqa: E731
+            builds.create_build(
+                session, project="api", commit=sha, ref="refs/heads/main", branch="main", trigger="test"
+            )
+    found = lambda prefix: {  # noqa: E731
+        x["commit"] for x in client.get("/api/v1/builds", params={"commit": prefix}).json()["items"]
+    }
     assert found("abff") == {"abff" + "0" * 36, "abfff" + "1" * 35}
     assert found("abfff") == {"abfff" + "1" * 35}
     assert found("ffff") == {"f" * 40}
@@ -147,17 +170,26 @@ def test_missing_build_is_404(client: TestClient) -> None:
 
 def test_request_a_build_by_ref_or_commit(db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.gitrepo import GitRepo
+
     repo = GitRepo.create(tmp_path / "git")
     sha = repo.commit({"a": "1"})
     other = repo.commit({"a": "2"}, branch="release/1")
-    config = parse_config({"registries": {"r": {"url": "127.0.0.1:5000"}},
-                           "projects": {"app": {"repo": repo.url, "image": {"registry": "r", "repository": "a/b"}}}})
+    config = parse_config(
+        {
+            "registries": {"r": {"url": "127.0.0.1:5000"}},
+            "projects": {"app": {"repo": repo.url, "image": {"registry": "r", "repository": "a/b"}}},
+        }
+    )
     with db.session() as session:
         projects.sync_projects(session, config.projects)
     with TestClient(create_app(config, db), headers=token_headers(db)) as client:
         by_ref = client.post("/api/v1/builds", json={"project": "app", "ref": "release/1"})
         assert by_ref.status_code == 202, by_ref.text
-        assert (by_ref.json()["commit"], by_ref.json()["ref"], by_ref.json()["trigger"]) == (other, "refs/heads/release/1", "api")
+        assert (by_ref.json()["commit"], by_ref.json()["ref"], by_ref.json()["trigger"]) == (
+            other,
+            "refs/heads/release/1",
+            "api",
+        )
         by_commit = client.post("/api/v1/builds", json={"project": "app", "commit": sha})
         assert by_commit.json()["branch"] == "main" and by_commit.json()["commit"] == sha
         for body, status, words in [
@@ -176,4 +208,7 @@ def test_request_a_build_by_ref_or_commit(db: Database, tmp_path) -> None:  # ty
         followed = client.get(f"/api/v1/builds/{build_id}/logs", params={"follow": "true"})
         lines = [json.loads(x) for x in followed.text.splitlines()]
         assert followed.headers["content-type"] == "application/x-ndjson"
-        assert [x.get("line") for x in lines[:2]] == ["one", "two"] and lines[-1] == {"status": "cancelled", "end": True}
+        assert [x.get("line") for x in lines[:2]] == ["one", "two"] and lines[-1] == {
+            "status": "cancelled",
+            "end": True,
+        }

@@ -31,11 +31,13 @@ def sqlite(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def served(sqlite: Database, config: Config, pushed: dict[str, str],
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, int]]]:
+def served(
+    sqlite: Database, config: Config, pushed: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, dict[str, int]]]:
     """The API on a real port, a promotion worker beside it, and one succeeded build per image."""
-    made = succeeded_builds(sqlite, config, "demo", [pushed[t] for t in IMAGES],
-                            logs=lambda n: [f"building {IMAGES[n]}", "done"])
+    made = succeeded_builds(
+        sqlite, config, "demo", [pushed[t] for t in IMAGES], logs=lambda n: [f"building {IMAGES[n]}", "done"]
+    )
     token = token_headers(sqlite, "cli-user", "promoter")["Authorization"].removeprefix("Bearer ")
     monkeypatch.setenv("PIPELINE_TOKEN", token)  # what cli() passes on
     with serve_with_promoter(create_app(config, sqlite), sqlite, config, "cli-promoter") as url:
@@ -44,8 +46,9 @@ def served(sqlite: Database, config: Config, pushed: dict[str, str],
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PIPELINE_URL": url, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def as_json(done: subprocess.CompletedProcess[str]) -> Any:
@@ -79,7 +82,11 @@ def test_promote_wait_envs_rollback_release(served: tuple[str, dict[str, int]], 
     assert image.returncode == 0 and "demo/dev" in image.stdout and f"build {ids['v1']}" in image.stdout
     history = as_json(cli(url, "promotions", "ls", "--environment", "dev", "-o", "json"))["items"]
     assert [(p["trigger"], p["status"]) for p in history] == [  # the refused request is history too
-        ("manual", "rejected"), ("rollback", "succeeded"), ("manual", "succeeded"), ("manual", "succeeded")]
+        ("manual", "rejected"),
+        ("rollback", "succeeded"),
+        ("manual", "succeeded"),
+        ("manual", "succeeded"),
+    ]
 
 
 def test_policy_refusals_and_bad_input_have_their_exit_codes(served: tuple[str, dict[str, int]]) -> None:

@@ -32,11 +32,16 @@ from workers.scheduler import start_scheduler
 
 BASE: dict[str, Any] = {
     "registries": {"r": {"url": "registry.example.com"}},
-    "projects": {"web": {"repo": "https://git.example.com/acme/web.git",
-                         "image": {"registry": "r", "repository": "acme/web"},
-                         "environments": [{"name": "dev", "registry": "r", "repository": "dev/web"},
-                                          {"name": "prod", "registry": "r", "repository": "prod/web",
-                                           "requires": "dev"}]}},
+    "projects": {
+        "web": {
+            "repo": "https://git.example.com/acme/web.git",
+            "image": {"registry": "r", "repository": "acme/web"},
+            "environments": [
+                {"name": "dev", "registry": "r", "repository": "dev/web"},
+                {"name": "prod", "registry": "r", "repository": "prod/web", "requires": "dev"},
+            ],
+        }
+    },
 }
 
 
@@ -48,9 +53,11 @@ def _write(path: Path, data: dict[str, Any]) -> Path:
 def _grown() -> dict[str, Any]:
     """BASE with a project added, one changed and a worker setting changed."""
     data = deepcopy(BASE)
-    data["projects"]["api"] = {"repo": "https://git.example.com/acme/api.git",
-                               "image": {"registry": "r", "repository": "acme/api"},
-                               "environments": [{"name": "dev", "registry": "r", "repository": "dev/api"}]}
+    data["projects"]["api"] = {
+        "repo": "https://git.example.com/acme/api.git",
+        "image": {"registry": "r", "repository": "acme/api"},
+        "environments": [{"name": "dev", "registry": "r", "repository": "dev/api"}],
+    }
     data["projects"]["web"]["environments"][1]["repository"] = "prod/web-v2"
     data["worker"] = {"lease_seconds": 45}
     return data
@@ -75,7 +82,8 @@ def _cells(client: TestClient) -> list[str]:
 
 
 def test_a_reload_reaches_the_next_request_the_database_and_the_other_processes(
-        served: tuple[TestClient, Path, LiveConfig], db: Database, tmp_path: Path) -> None:
+    served: tuple[TestClient, Path, LiveConfig], db: Database, tmp_path: Path
+) -> None:
     client, path, _ = served
     other = _live(_write(tmp_path / "other.yaml", BASE))  # another process, its own copy of the file
     follower = ReloadFollower(db, other)
@@ -105,15 +113,29 @@ def test_a_reload_reaches_the_next_request_the_database_and_the_other_processes(
     assert follower.check() is None  # each reload is taken once
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    ({**BASE, "projects": {"web": {**BASE["projects"]["web"], "environments": [
-        {"name": "dev", "registry": "ghcr", "repository": "dev/web"}]}}}, "environments.dev.registry: no registry named 'ghcr'"),
-    ({**BASE, "colour": "blue"}, "colour: unknown key"),
-    ("projects: [unclosed", "not valid YAML"),
-    (None, "cannot read the config file"),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (
+            {
+                **BASE,
+                "projects": {
+                    "web": {
+                        **BASE["projects"]["web"],
+                        "environments": [{"name": "dev", "registry": "ghcr", "repository": "dev/web"}],
+                    }
+                },
+            },
+            "environments.dev.registry: no registry named 'ghcr'",
+        ),
+        ({**BASE, "colour": "blue"}, "colour: unknown key"),
+        ("projects: [unclosed", "not valid YAML"),
+        (None, "cannot read the config file"),
+    ],
+)
 def test_a_file_that_does_not_validate_changes_nothing_anywhere(
-        served: tuple[TestClient, Path, LiveConfig], db: Database, content: Any, words: str) -> None:
+    served: tuple[TestClient, Path, LiveConfig], db: Database, content: Any, words: str
+) -> None:
     client, path, live = served
     before = client.get("/api/v1/config").json()["fingerprint"]
     if content is None:
@@ -188,8 +210,12 @@ def serve(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str], Path, int
     port, log_path = free_port(), tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_CONFIG", "PIPELINE_DATABASE_URL")}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--config", str(path), "--port", str(port),
-                                 "--workers", "0"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "serve", "--config", str(path), "--port", str(port), "--workers", "0"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             _until(lambda: httpx.get(f"{url}/readyz").status_code == 200, log_path)
@@ -215,8 +241,9 @@ def _until(ready: Any, log_path: Path, timeout: float = 30) -> None:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_serve_reloads_through_the_cli_and_on_sighup(serve: tuple[str, Path, dict[str, str], Path, int]) -> None:

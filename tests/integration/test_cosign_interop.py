@@ -68,8 +68,14 @@ class Cosign:
         config.mkdir(parents=True, exist_ok=True)
         auth = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
         (config / "config.json").write_text(json.dumps({"auths": {self.secure.host: {"auth": auth}}}))
-        self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.home), "DOCKER_CONFIG": str(config),
-                    "COSIGN_PASSWORD": PASSWORD, "SIGSTORE_NO_CACHE": "true", "TUF_ROOT": str(self.home / "tuf")}
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.home),
+            "DOCKER_CONFIG": str(config),
+            "COSIGN_PASSWORD": PASSWORD,
+            "SIGSTORE_NO_CACHE": "true",
+            "TUF_ROOT": str(self.home / "tuf"),
+        }
 
     def registry_flags(self, registry: Registry) -> list[str]:
         """Plain HTTP needs --allow-http-registry; our TLS registries have their own CA."""
@@ -78,25 +84,54 @@ class Cosign:
         return [f"--registry-cacert={registry.ca_file}"]
 
     def run(self, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([self.path, *args], env=self.env, capture_output=True, text=True, timeout=120,
-                              cwd=cwd, check=False)
+        done = subprocess.run(
+            [self.path, *args], env=self.env, capture_output=True, text=True, timeout=120, cwd=cwd, check=False
+        )
         if check and done.returncode != 0:
             pytest.fail(f"{self.name} {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
         return done
 
-    def verify(self, registry: Registry, ref: str, key: Path, *more: str, check: bool = True
-               ) -> subprocess.CompletedProcess[str]:
-        return self.run("verify", "--key", str(key), "--insecure-ignore-tlog=true", *self.registry_flags(registry),
-                        *more, ref, check=check)
+    def verify(
+        self, registry: Registry, ref: str, key: Path, *more: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(
+            "verify",
+            "--key",
+            str(key),
+            "--insecure-ignore-tlog=true",
+            *self.registry_flags(registry),
+            *more,
+            ref,
+            check=check,
+        )
 
-    def verify_attestation(self, registry: Registry, ref: str, key: Path, check: bool = True
-                           ) -> subprocess.CompletedProcess[str]:
-        return self.run("verify-attestation", "--key", str(key), "--type", "slsaprovenance1",
-                        "--insecure-ignore-tlog=true", *self.registry_flags(registry), ref, check=check)
+    def verify_attestation(
+        self, registry: Registry, ref: str, key: Path, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(
+            "verify-attestation",
+            "--key",
+            str(key),
+            "--type",
+            "slsaprovenance1",
+            "--insecure-ignore-tlog=true",
+            *self.registry_flags(registry),
+            ref,
+            check=check,
+        )
 
     def sign(self, registry: Registry, ref: str, key: Path, *more: str) -> subprocess.CompletedProcess[str]:
-        return self.run("sign", "--key", str(key), "--tlog-upload=false", "--yes", *self.sign_flags(),
-                        *self.registry_flags(registry), *more, ref)
+        return self.run(
+            "sign",
+            "--key",
+            str(key),
+            "--tlog-upload=false",
+            "--yes",
+            *self.sign_flags(),
+            *self.registry_flags(registry),
+            *more,
+            ref,
+        )
 
     def sign_flags(self) -> list[str]:
         """cosign 3 refuses --tlog-upload=false beside its default --use-signing-config (which
@@ -155,21 +190,38 @@ class Shipped:
 
 def _pipeline_keys_generate(directory: Path) -> tuple[Path, Path]:
     """``pipeline keys generate``, the command users run, in a process of its own."""
-    done = subprocess.run([sys.executable, "-m", "pipeline", "keys", "generate", "--output-dir", str(directory)],
-                          env={**os.environ, "COSIGN_PASSWORD": PASSWORD}, capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "keys", "generate", "--output-dir", str(directory)],
+        env={**os.environ, "COSIGN_PASSWORD": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return directory / "cosign.key", directory / "cosign.pub"
 
 
-def _config_data(tmp: Path, engine: DockerEngine, registry: Registry, secure: Registry, repo: GitRepo,
-                 keys: dict[str, Path], run: str) -> dict[str, Any]:
-    data = project.config_data(data_dir=tmp / "data", registry_host=registry.host, engine_host=engine.host,
-                               repo_url=repo.url)
+def _config_data(
+    tmp: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    secure: Registry,
+    repo: GitRepo,
+    keys: dict[str, Path],
+    run: str,
+) -> dict[str, Any]:
+    data = project.config_data(
+        data_dir=tmp / "data", registry_host=registry.host, engine_host=engine.host, repo_url=repo.url
+    )
     data["worker"].update(poll_seconds=0.05, max_attempts=2)
     data["signing"] = {"key_file": str(keys["key"])}
-    data["registries"]["private"] = {"url": secure.url, "ca_file": str(secure.ca_file), "username_env": "PRIV_USER",
-                                     "password_env": "PRIV_PASSWORD"}
+    data["registries"]["private"] = {
+        "url": secure.url,
+        "ca_file": str(secure.ca_file),
+        "username_env": "PRIV_USER",
+        "password_env": "PRIV_PASSWORD",
+    }
     demo = data["projects"]["demo"]
     demo["allow_unsigned"] = True
     demo["environments"] = [
@@ -181,20 +233,35 @@ def _config_data(tmp: Path, engine: DockerEngine, registry: Registry, secure: Re
         "image": {"registry": "local", "repository": SOURCE},
         "allow_unsigned": True,
         "environments": [
-            {"name": case, "registry": "private", "repository": f"team/{case}-{run}", "verify": [str(keys["theirs_pub"])]}
-            for case in CASES] + [
-            {"name": "ourkey", "registry": "private", "repository": f"team/ourkey-{run}", "verify": [str(keys["pub"])]}],
+            {
+                "name": case,
+                "registry": "private",
+                "repository": f"team/{case}-{run}",
+                "verify": [str(keys["theirs_pub"])],
+            }
+            for case in CASES
+        ]
+        + [{"name": "ourkey", "registry": "private", "repository": f"team/ourkey-{run}", "verify": [str(keys["pub"])]}],
     }
     return data
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory, engine: DockerEngine, registry: Registry,
-            secure_registry: Registry, base_image: str) -> Iterator[Shipped]:
+def shipped(
+    tmp_path_factory: pytest.TempPathFactory,
+    engine: DockerEngine,
+    registry: Registry,
+    secure_registry: Registry,
+    base_image: str,
+) -> Iterator[Shipped]:
     tmp = tmp_path_factory.mktemp("cosign-interop")
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"PRIV_USER": REGISTRY_USER, "PRIV_PASSWORD": REGISTRY_PASSWORD,
-                            "COSIGN_PASSWORD": PASSWORD, "DOCKER_CONFIG": str(tmp / "docker")}.items():
+        for name, value in {
+            "PRIV_USER": REGISTRY_USER,
+            "PRIV_PASSWORD": REGISTRY_PASSWORD,
+            "COSIGN_PASSWORD": PASSWORD,
+            "DOCKER_CONFIG": str(tmp / "docker"),
+        }.items():
             patch.setenv(name, value)
         ours, ours_pub = _pipeline_keys_generate(tmp / "ours")
         theirs = Cosign("cosign2", tool("cosign2"), tmp / "cosign-home", secure_registry)
@@ -210,8 +277,17 @@ def shipped(tmp_path_factory: pytest.TempPathFactory, engine: DockerEngine, regi
         assert build.status == "succeeded", build.error
         assert build.digest is not None
         clients = app_client(db, config, actor="interop")
-        shipped = Shipped(config, db, next(clients), build.digest, keys,
-                          config.project("demo").environment("prod").repository, build.id, data, tmp)
+        shipped = Shipped(
+            config,
+            db,
+            next(clients),
+            build.digest,
+            keys,
+            config.project("demo").environment("prod").repository,
+            build.id,
+            data,
+            tmp,
+        )
         prod = promote(shipped, "demo", "prod", build.id)
         assert prod["status"] == "succeeded", prod["error"]
         assert [s["kind"] for s in prod["steps"]] == ["copy-image", "copy-signatures", "sign", "move-tag"]
@@ -220,18 +296,21 @@ def shipped(tmp_path_factory: pytest.TempPathFactory, engine: DockerEngine, regi
         db.dispose()
 
 
-def promote(shipped: Shipped, project_name: str, environment: str, build_id: int,
-            config: Config | None = None) -> dict[str, Any]:
+def promote(
+    shipped: Shipped, project_name: str, environment: str, build_id: int, config: Config | None = None
+) -> dict[str, Any]:
     """Ask the API for a promotion of the build, work it with the real worker; the finished row."""
-    answer = shipped.api.post("/api/v1/promotions", json={"project": project_name, "environment": environment,
-                                                          "build_id": build_id})
+    answer = shipped.api.post(
+        "/api/v1/promotions", json={"project": project_name, "environment": environment, "build_id": build_id}
+    )
     assert answer.status_code == 202, answer.text
     assert PromotionWorker(shipped.db, config or shipped.config, name="interop").run_once()
     return shipped.api.get(f"/api/v1/promotions/{answer.json()['id']}").json()  # type: ignore[no-any-return]
 
 
 def test_our_signature_and_provenance_verify_with_real_cosign_at_the_target(
-        shipped: Shipped, cosign: Cosign, secure_registry: Registry) -> None:
+    shipped: Shipped, cosign: Cosign, secure_registry: Registry
+) -> None:
     ref = f"{secure_registry.host}/{shipped.target_repo}@{shipped.digest}"
     verified = payloads(cosign.verify(secure_registry, ref, shipped.keys["pub"]).stdout)
     assert [p["critical"]["image"]["docker-manifest-digest"] for p in verified] == [shipped.digest]
@@ -253,7 +332,8 @@ def test_our_signature_and_provenance_verify_with_real_cosign_at_the_target(
 
 
 def test_keys_go_both_ways_between_pipeline_and_cosign(
-        shipped: Shipped, cosign: Cosign, registry: Registry, secure_registry: Registry) -> None:
+    shipped: Shipped, cosign: Cosign, registry: Registry, secure_registry: Registry
+) -> None:
     # a key from `pipeline keys generate` signs with `cosign sign`; cosign and our policy accept it
     digest, build_id = push_image(shipped, registry)
     cosign.sign(registry, f"{registry.host}/{SOURCE}@{digest}", shipped.keys["key"])
@@ -321,8 +401,11 @@ def change_annotation(client: RegistryClient, layout: str, digest: str) -> None:
         layer = client.manifest(SOURCE, signature_tag(digest)).json()["layers"][0]
         payload = client.read_blob(SOURCE, layer["digest"])
         assert b'"team":"ops"' in payload
-        update = append_signature(None, payload.replace(b'"team":"ops"', b'"team":"dev"'),
-                                  layer["annotations"]["dev.cosignproject.cosign/signature"])
+        update = append_signature(
+            None,
+            payload.replace(b'"team":"ops"', b'"team":"dev"'),
+            layer["annotations"]["dev.cosignproject.cosign/signature"],
+        )
         for blob in update.uploads:
             _upload(client, blob.data)
         _put(client, signature_tag(digest), update.manifest)
@@ -337,16 +420,25 @@ def change_annotation(client: RegistryClient, layout: str, digest: str) -> None:
     manifest["layers"][0].update(digest=_upload(client, raw), size=len(raw))
     forged = json.dumps(manifest).encode()
     _put(client, "sha256:" + hashlib.sha256(forged).hexdigest(), forged)
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
-        {"mediaType": manifest["mediaType"], "size": len(forged), "digest": "sha256:" + hashlib.sha256(forged).hexdigest(),
-         "artifactType": manifest["artifactType"]}]}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": manifest["mediaType"],
+                "size": len(forged),
+                "digest": "sha256:" + hashlib.sha256(forged).hexdigest(),
+                "artifactType": manifest["artifactType"],
+            }
+        ],
+    }
     _put(client, referrers_tag(digest), json.dumps(index).encode())
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_real_cosign_signatures_are_judged_by_our_verify_policy(
-        case: str, shipped: Shipped, cosign: Cosign, registry: Registry, secure_registry: Registry,
-        tmp_path: Path) -> None:
+    case: str, shipped: Shipped, cosign: Cosign, registry: Registry, secure_registry: Registry, tmp_path: Path
+) -> None:
     digest, build_id = push_image(shipped, registry)
     ref = f"{registry.host}/{SOURCE}@{digest}"
     theirs, words = shipped.keys["theirs_key"], "verifies with"
@@ -396,14 +488,19 @@ def test_real_cosign_signatures_are_judged_by_our_verify_policy(
 
 def crane_digest(registry: Registry, ref: str) -> str:
     """What crane (an independent client) says a reference points at."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(registry.base_dir), "SSL_CERT_FILE": str(registry.ca_file),
-           "DOCKER_CONFIG": str(registry.base_dir / "crane-docker")}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(registry.base_dir),
+        "SSL_CERT_FILE": str(registry.ca_file),
+        "DOCKER_CONFIG": str(registry.base_dir / "crane-docker"),
+    }
     config = Path(env["DOCKER_CONFIG"])
     config.mkdir(exist_ok=True)
     if registry.users:
         auth = base64.b64encode(str(registry.creds()).encode()).decode()
         (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
-    done = subprocess.run([tool("crane"), "digest", ref], env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [tool("crane"), "digest", ref], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

@@ -18,19 +18,26 @@ from tests.services import DockerEngine, Registry
 
 
 def _doctor(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline", "doctor", "--config", str(config)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "doctor", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_doctor_passes_on_a_working_setup_and_names_what_is_broken(
     tmp_path: Path, engine: DockerEngine, registry: Registry, git_repo: GitRepo
 ) -> None:
     git_repo.commit({"a": "b"})
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
-                               engine_host=engine.host, repo_url=git_repo.url)
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host, repo_url=git_repo.url
+    )
     config = project.write_config(tmp_path / "ok.yaml", data)
-    subprocess.run([sys.executable, "-m", "pipeline", "migrate", "--config", str(config)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "migrate", "--config", str(config)], check=True, capture_output=True
+    )
     good = _doctor(config)
     assert good.returncode == 0, good.stdout + good.stderr
     for component in ("database", "git", f"builder {engine.host}", "registry local", "repo of demo"):
@@ -54,15 +61,32 @@ def test_doctor_checks_the_signing_key_verify_keys_and_environment_repositories(
 ) -> None:
     git_repo.commit({"values.yaml": "image: {digest: x}\n"})
     key, public = generate_key_pair(tmp_path, b"right")
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host,
-                               engine_host=engine.host, repo_url=git_repo.url)
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host, repo_url=git_repo.url
+    )
     data["signing"] = {"key_file": str(key), "password_env": "DOCTOR_COSIGN_PASSWORD"}
     data["projects"]["demo"]["environments"] = [
-        {"name": "dev", "registry": "local", "repository": "acme/dev", "sign": True, "verify": [str(public)],
-         "gitops": {"repo": git_repo.url, "path": "values.yaml", "key": "image.digest"}},
-        {"name": "prod", "registry": "local", "repository": "acme/prod", "gitops": {
-            "repo": git_repo.url, "branch": "release", "path": "values.yaml", "key": "image.digest",
-            "pull_request": {"repository": "acme/deploy", "token_env": "DOCTOR_GITHUB_TOKEN"}}}]
+        {
+            "name": "dev",
+            "registry": "local",
+            "repository": "acme/dev",
+            "sign": True,
+            "verify": [str(public)],
+            "gitops": {"repo": git_repo.url, "path": "values.yaml", "key": "image.digest"},
+        },
+        {
+            "name": "prod",
+            "registry": "local",
+            "repository": "acme/prod",
+            "gitops": {
+                "repo": git_repo.url,
+                "branch": "release",
+                "path": "values.yaml",
+                "key": "image.digest",
+                "pull_request": {"repository": "acme/deploy", "token_env": "DOCTOR_GITHUB_TOKEN"},
+            },
+        },
+    ]
     db = open_database(f"sqlite:///{tmp_path / 'doctor.db'}")
     migrate(db)
     monkeypatch.setenv("DOCTOR_COSIGN_PASSWORD", "right")

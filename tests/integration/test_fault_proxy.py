@@ -6,6 +6,7 @@ exactly what the client sees, a fault injected before forwarding must leave the 
 untouched (checked on its storage and its access log), the fault share must follow the seeded
 rate, and 200 MB must stream through without being buffered.
 """
+
 from __future__ import annotations
 
 import collections
@@ -57,20 +58,26 @@ def sha256(data: bytes) -> str:
 def pieces(data: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
     """A body httpx has to stream (a generator), not one it can send in a single write."""
     for offset in range(0, len(data), size):
-        yield data[offset:offset + size]
+        yield data[offset : offset + size]
 
 
 def storage_snapshot(registry: Registry) -> dict[str, tuple[int, int]]:
     """Every file in the registry's storage with size and mtime: any write shows up."""
     root = registry.data_dir
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+    return (
+        {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+        if root.exists()
+        else {}
+    )
 
 
 def access_lines(registry: Registry, needle: str) -> int:
     """Requests the registry logged (its combined access log) whose line contains `needle`."""
-    return sum(1 for line in registry.log_path.read_text(errors="replace").splitlines()
-               if line.startswith("127.0.0.1 - - [") and needle in line)
+    return sum(
+        1
+        for line in registry.log_path.read_text(errors="replace").splitlines()
+        if line.startswith("127.0.0.1 - - [") and needle in line
+    )
 
 
 def wait_for_access_lines(registry: Registry, needle: str, count: int) -> int:
@@ -100,22 +107,34 @@ def upload_blob(client: httpx.Client, base: str, repo: str, data: bytes) -> http
     """POST to start an upload, then PUT the whole body (streamed, Content-Length given)."""
     start = client.post(f"{base}/v2/{repo}/blobs/uploads/")
     assert start.status_code == 202, start.text
-    put = client.put(with_digest(start.headers["Location"], sha256(data)),
-                     content=pieces(data), headers={"Content-Length": str(len(data))})
+    put = client.put(
+        with_digest(start.headers["Location"], sha256(data)),
+        content=pieces(data),
+        headers={"Content-Length": str(len(data))},
+    )
     assert put.status_code == 201, put.text
     return put
 
 
 def image(repo_tag: str, layer: bytes) -> tuple[bytes, bytes]:
     """(config, manifest) of an OCI image with one layer."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]},
-                         "history": [{"created_by": repo_tag}]}).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-        "layers": [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}],
-    }).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]},
+            "history": [{"created_by": repo_tag}],
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+            "layers": [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}],
+        }
+    ).encode()
     return config, manifest
 
 
@@ -123,8 +142,7 @@ def push_image(client: httpx.Client, base: str, repo: str, tag: str, layer: byte
     config, manifest = image(f"{repo}:{tag}", layer)
     upload_blob(client, base, repo, layer)
     upload_blob(client, base, repo, config)
-    put = client.put(f"{base}/v2/{repo}/manifests/{tag}", content=manifest,
-                     headers={"Content-Type": OCI_MANIFEST})
+    put = client.put(f"{base}/v2/{repo}/manifests/{tag}", content=manifest, headers={"Content-Type": OCI_MANIFEST})
     assert put.status_code == 201, put.text
     return manifest
 
@@ -138,22 +156,38 @@ def oci_layout(root: Path) -> str:
         info.size, info.mode = len(content), 0o644
         archive.addfile(info, io.BytesIO(content))
     layer = gzip.compress(tar.getvalue(), mtime=0)
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers",
-                                    "diff_ids": [sha256(tar.getvalue())]}}).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(tar.getvalue())]},
+        }
+    ).encode()
     _, manifest = image("unused", layer)
     manifest_doc = json.loads(manifest)
-    manifest_doc["config"] = {"mediaType": OCI_CONFIG, "digest": sha256(config),
-                              "size": len(config)}
+    manifest_doc["config"] = {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)}
     manifest = json.dumps(manifest_doc).encode()
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     for blob in (layer, config, manifest):
         (blobs / sha256(blob).removeprefix("sha256:")).write_bytes(blob)
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": sha256(manifest), "size": len(manifest),
-         "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
+    (root / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "manifests": [
+                    {
+                        "mediaType": OCI_MANIFEST,
+                        "digest": sha256(manifest),
+                        "size": len(manifest),
+                        "annotations": {"org.opencontainers.image.ref.name": "v1"},
+                    }
+                ],
+            }
+        )
+    )
     return sha256(manifest)
 
 
@@ -200,8 +234,7 @@ class PeakRss:
 
 
 @pytest.mark.parametrize("preserve_host", [True, False], ids=["client-host", "upstream-host"])
-def test_uploads_and_manifests_pass_through_and_stay_on_the_proxy(
-        upstream: Registry, preserve_host: bool) -> None:
+def test_uploads_and_manifests_pass_through_and_stay_on_the_proxy(upstream: Registry, preserve_host: bool) -> None:
     """Distribution builds absolute upload URLs from Host: with the client's Host they already
     name the proxy; with its own Host the proxy must rewrite them. Either way every request
     of the upload reaches the proxy, and one keep-alive connection carries them all."""
@@ -210,17 +243,23 @@ def test_uploads_and_manifests_pass_through_and_stay_on_the_proxy(
     config, manifest = image(f"{repo}:v1", layer)
     sent: list[str] = []
     locations: list[str] = []
-    hooks = {"request": [lambda request: sent.append(str(request.url))],
-             "response": [lambda response: locations.extend(
-                 response.headers.get_list("Location"))]}
-    with FaultProxy(upstream.url, preserve_host=preserve_host) as proxy, \
-            httpx.Client(timeout=30, event_hooks=hooks) as client:
+    hooks = {
+        "request": [lambda request: sent.append(str(request.url))],
+        "response": [lambda response: locations.extend(response.headers.get_list("Location"))],
+    }
+    with (
+        FaultProxy(upstream.url, preserve_host=preserve_host) as proxy,
+        httpx.Client(timeout=30, event_hooks=hooks) as client,
+    ):
         start = client.post(f"{proxy.url}/v2/{repo}/blobs/uploads/")
         assert start.status_code == 202
         assert urllib.parse.urlsplit(start.headers["Location"]).netloc == proxy.host
         assert proxy.location_rewrites == (0 if preserve_host else 1)
-        put = client.put(with_digest(start.headers["Location"], sha256(layer)),
-                         content=pieces(layer), headers={"Content-Length": str(len(layer))})
+        put = client.put(
+            with_digest(start.headers["Location"], sha256(layer)),
+            content=pieces(layer),
+            headers={"Content-Length": str(len(layer))},
+        )
         assert put.status_code == 201, put.text
         assert put.headers["Location"].startswith(f"{proxy.url}/v2/{repo}/blobs/")
         head = client.head(put.headers["Location"])
@@ -228,8 +267,9 @@ def test_uploads_and_manifests_pass_through_and_stay_on_the_proxy(
         with client.stream("GET", put.headers["Location"]) as download:
             assert b"".join(download.iter_raw(CHUNK_READ)) == layer
         upload_blob(client, proxy.url, repo, config)
-        put_manifest = client.put(f"{proxy.url}/v2/{repo}/manifests/v1", content=manifest,
-                                  headers={"Content-Type": OCI_MANIFEST})
+        put_manifest = client.put(
+            f"{proxy.url}/v2/{repo}/manifests/v1", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+        )
         assert put_manifest.status_code == 201, put_manifest.text
         assert put_manifest.headers["Docker-Content-Digest"] == sha256(manifest)
         got = client.get(f"{proxy.url}/v2/{repo}/manifests/v1", headers={"Accept": OCI_MANIFEST})
@@ -246,7 +286,6 @@ def test_uploads_and_manifests_pass_through_and_stay_on_the_proxy(
     assert direct.content == manifest
 
 
-
 def test_chunked_upstream_responses_are_reframed_for_keepalive(upstream: Registry) -> None:
     """distribution sends a tag list over 2 KB chunked; the proxy must re-chunk it so the
     client finds the end of the body and can send its next request on the same connection."""
@@ -255,8 +294,12 @@ def test_chunked_upstream_responses_are_reframed_for_keepalive(upstream: Registr
     with FaultProxy(upstream.url) as proxy, httpx.Client(timeout=30) as client:
         manifest = push_image(client, proxy.url, repo, tags[0], b"layer of many tags")
         for tag in tags[1:]:
-            assert client.put(f"{proxy.url}/v2/{repo}/manifests/{tag}", content=manifest,
-                              headers={"Content-Type": OCI_MANIFEST}).status_code == 201
+            assert (
+                client.put(
+                    f"{proxy.url}/v2/{repo}/manifests/{tag}", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+                ).status_code
+                == 201
+            )
         listing = client.get(f"{proxy.url}/v2/{repo}/tags/list")
         assert listing.headers.get("Transfer-Encoding") == "chunked"
         assert sorted(listing.json()["tags"]) == tags
@@ -269,8 +312,17 @@ def test_skopeo_copy_and_inspect_through_the_proxy(upstream: Registry, tmp_path:
     the TLS hello away at once and then carry the whole copy."""
     digest = oci_layout(tmp_path / "oci")
     with FaultProxy(upstream.url) as proxy:
-        run([SKOPEO, "--insecure-policy", "copy", "--dest-tls-verify=false",
-             f"oci:{tmp_path / 'oci'}:v1", f"docker://{proxy.host}/skopeo/hello:v1"], timeout=60)
+        run(
+            [
+                SKOPEO,
+                "--insecure-policy",
+                "copy",
+                "--dest-tls-verify=false",
+                f"oci:{tmp_path / 'oci'}:v1",
+                f"docker://{proxy.host}/skopeo/hello:v1",
+            ],
+            timeout=60,
+        )
         via_proxy = skopeo_inspect(f"{proxy.host}/skopeo/hello:v1", tls_verify=False)
         events = proxy.events
     direct = skopeo_inspect(f"{upstream.host}/skopeo/hello:v1", tls_verify=False)
@@ -284,39 +336,40 @@ def test_skopeo_copy_and_inspect_through_the_proxy(upstream: Registry, tmp_path:
 
 
 @pytest.mark.parametrize("kind", PRE_FORWARD_KINDS)
-def test_each_kind_at_rate_1_reaches_the_client_and_never_the_registry(
-        upstream: Registry, kind: str) -> None:
+def test_each_kind_at_rate_1_reaches_the_client_and_never_the_registry(upstream: Registry, kind: str) -> None:
     """The client sees exactly the injected fault; the registry's storage and access log show
     that none of the requests (a mutation each, one with a 4 MB body) got to it."""
     repo = f"faults/rate-1-{kind}"
     layer = random.Random(2).randbytes(4 * MiB)
     _, manifest = image(f"{repo}:v1", layer)
-    with FaultProxy(upstream.url, rate=1.0, kinds=[kind]) as proxy, \
-            httpx.Client(timeout=30) as client:
+    with FaultProxy(upstream.url, rate=1.0, kinds=[kind]) as proxy, httpx.Client(timeout=30) as client:
         with proxy.paused():  # an upload in progress, to send the body of the next one to
             start = client.post(f"{proxy.url}/v2/{repo}/blobs/uploads/")
         assert start.status_code == 202
         storage, logged = storage_snapshot(upstream), access_lines(upstream, f"/v2/{repo}/")
-        attempts = [client.build_request("POST", f"{proxy.url}/v2/{repo}/blobs/uploads/"),
-                    client.build_request("PATCH", start.headers["Location"],
-                                         content=pieces(layer)),  # chunked
-                    client.build_request("PUT", with_digest(start.headers["Location"],
-                                                            sha256(layer)), content=layer),
-                    client.build_request("PUT", f"{proxy.url}/v2/{repo}/manifests/v1",
-                                         content=manifest, headers={"Content-Type": OCI_MANIFEST}),
-                    client.build_request("DELETE", start.headers["Location"]),
-                    client.build_request("GET", f"{proxy.url}/v2/{repo}/tags/list")]
+        attempts = [
+            client.build_request("POST", f"{proxy.url}/v2/{repo}/blobs/uploads/"),
+            client.build_request("PATCH", start.headers["Location"], content=pieces(layer)),  # chunked
+            client.build_request("PUT", with_digest(start.headers["Location"], sha256(layer)), content=layer),
+            client.build_request(
+                "PUT", f"{proxy.url}/v2/{repo}/manifests/v1", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+            ),
+            client.build_request("DELETE", start.headers["Location"]),
+            client.build_request("GET", f"{proxy.url}/v2/{repo}/tags/list"),
+        ]
         for request in attempts:
             if kind == "reset":
                 with pytest.raises(httpx.TransportError) as failure:
                     client.send(request)
                 # A RST that lands while httpcore still writes a body (headers and body are
                 # separate writes) is swallowed by it, to look for a response; it then sees EOF.
-                has_body = (request.headers.get("Transfer-Encoding") == "chunked"
-                            or int(request.headers.get("Content-Length", 0)) > 0)
+                has_body = (
+                    request.headers.get("Transfer-Encoding") == "chunked"
+                    or int(request.headers.get("Content-Length", 0)) > 0
+                )
                 assert was_reset(failure.value) or (
-                    has_body and isinstance(failure.value, httpx.RemoteProtocolError)), \
-                    repr(failure.value)
+                    has_body and isinstance(failure.value, httpx.RemoteProtocolError)
+                ), repr(failure.value)
                 continue
             response = client.send(request)
             assert response.status_code == int(kind), request
@@ -349,8 +402,7 @@ def test_reset_mid_body_cuts_responses_after_the_registry_acted(upstream: Regist
     repo = "faults/mid-body"
     blob = random.Random(3).randbytes(MiB)
     other = random.Random(4).randbytes(MiB)
-    with FaultProxy(upstream.url, rate=1.0, kinds=["reset_mid_body"]) as proxy, \
-            httpx.Client(timeout=30) as client:
+    with FaultProxy(upstream.url, rate=1.0, kinds=["reset_mid_body"]) as proxy, httpx.Client(timeout=30) as client:
         with proxy.paused():
             location = upload_blob(client, proxy.url, repo, blob).headers["Location"]
             start = client.post(f"{proxy.url}/v2/{repo}/blobs/uploads/")
@@ -362,7 +414,7 @@ def test_reset_mid_body_cuts_responses_after_the_registry_acted(upstream: Regist
                 for chunk in download.iter_raw(CHUNK_READ):
                     received += chunk
         assert was_reset(failure.value), repr(failure.value)
-        assert len(received) <= len(blob) // 2 and bytes(received) == blob[:len(received)]
+        assert len(received) <= len(blob) // 2 and bytes(received) == blob[: len(received)]
         with pytest.raises(httpx.TransportError) as failure:  # 201 has no body: RST instead
             client.put(with_digest(start.headers["Location"], sha256(other)), content=other)
         assert was_reset(failure.value), repr(failure.value)
@@ -377,9 +429,15 @@ def test_predicate_and_runtime_switch_choose_which_requests_fail(upstream: Regis
     repo = "faults/predicate"
     layer = b"a small layer"
     config, manifest = image(f"{repo}:v1", layer)
-    with FaultProxy(upstream.url, rate=1.0, kinds=["500"],
-                    predicate=lambda method, path: method == "PUT" and "/manifests/" in path
-                    ) as proxy, httpx.Client(timeout=30) as client:
+    with (
+        FaultProxy(
+            upstream.url,
+            rate=1.0,
+            kinds=["500"],
+            predicate=lambda method, path: method == "PUT" and "/manifests/" in path,
+        ) as proxy,
+        httpx.Client(timeout=30) as client,
+    ):
         assert client.get(f"{proxy.url}/v2/").status_code == 200
         upload_blob(client, proxy.url, repo, layer)  # blob PUTs are not selected
         upload_blob(client, proxy.url, repo, config)
@@ -405,8 +463,10 @@ def test_rate_0_2_over_200_requests_breaks_a_reproducible_fifth(upstream: Regist
     kinds, seed, total = ("reset", "500", "429", "503"), 20240601, 200
     agent = f"fault-proxy-rate-test-{os.getpid()}"
     seen: collections.Counter[str] = collections.Counter()
-    with FaultProxy(upstream.url, rate=0.2, kinds=kinds, seed=seed) as proxy, \
-            httpx.Client(timeout=10, headers={"User-Agent": agent}) as client:
+    with (
+        FaultProxy(upstream.url, rate=0.2, kinds=kinds, seed=seed) as proxy,
+        httpx.Client(timeout=10, headers={"User-Agent": agent}) as client,
+    ):
         for i in range(total):
             try:
                 response = client.get(f"{proxy.url}/v2/", params={"i": i})
@@ -479,16 +539,18 @@ def test_expect_100_continue_is_promised_only_when_forwarding(upstream: Registry
     """The proxy sends "100 Continue" itself once it has decided to forward; an injected
     fault is the final answer instead, and the client is told to close (it sent no body)."""
     repo, body = "streaming/expect", b"a body sent only after 100 Continue\n"
-    with FaultProxy(upstream.url) as proxy, \
-            socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as raw:
-        raw.sendall(f"POST /v2/{repo}/blobs/uploads/ HTTP/1.1\r\nHost: {proxy.host}\r\n"
-                    "Content-Length: 0\r\n\r\n".encode())
+    with FaultProxy(upstream.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as raw:
+        raw.sendall(
+            f"POST /v2/{repo}/blobs/uploads/ HTTP/1.1\r\nHost: {proxy.host}\r\nContent-Length: 0\r\n\r\n".encode()
+        )
         status, headers, _ = read_response(raw)
         assert status == 202
-        patch = (f"PATCH {urllib.parse.urlsplit(headers['location']).path}?"
-                 f"{urllib.parse.urlsplit(headers['location']).query} HTTP/1.1\r\n"
-                 f"Host: {proxy.host}\r\nContent-Length: {len(body)}\r\n"
-                 "Expect: 100-continue\r\n\r\n").encode()
+        patch = (
+            f"PATCH {urllib.parse.urlsplit(headers['location']).path}?"
+            f"{urllib.parse.urlsplit(headers['location']).query} HTTP/1.1\r\n"
+            f"Host: {proxy.host}\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n"
+        ).encode()
         raw.sendall(patch)
         assert raw.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
         raw.sendall(body)

@@ -52,16 +52,29 @@ def git(
     *args: str, cwd: Path, env: dict[str, str], check: bool = True, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
-        timeout=60, check=False,
+        ["git", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if check and done.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
     return done
 
 
-def _fast_import(commits: int, *, branch: str = "main", first: int = 0, start: int = 1_700_000_000,
-                 tags: bool = False, parent: str | None = None) -> str:
+def _fast_import(
+    commits: int,
+    *,
+    branch: str = "main",
+    first: int = 0,
+    start: int = 1_700_000_000,
+    tags: bool = False,
+    parent: str | None = None,
+) -> str:
     """A git fast-import stream of ``commits`` small commits (optionally each tagged)."""
     out = []
     for i in range(first, first + commits):
@@ -109,9 +122,7 @@ def _with_credentials(url: str, user: str, password: str) -> str:
     return url.replace("http://", f"http://{quote(user, safe='')}:{quote(password, safe='')}@", 1)
 
 
-def _clone_fetch_push(
-    server: GitHttpServer, tmp_path: Path, env: dict[str, str], url: str, *config: str
-) -> None:
+def _clone_fetch_push(server: GitHttpServer, tmp_path: Path, env: dict[str, str], url: str, *config: str) -> None:
     """Clone, push a commit from the clone, fetch it into another repository: all over HTTP."""
     first = _seed(server, "app", env)
     one, two = tmp_path / "one", tmp_path / "two"
@@ -139,8 +150,9 @@ def _served(server: GitHttpServer) -> list[tuple[str, str, str | None]]:
 def test_bearer_token_from_extra_header(tmp_path: Path) -> None:
     env = _env(tmp_path / "home")
     with GitHttpServer(tmp_path / "srv", users=USERS, tokens=TOKENS) as server:
-        _clone_fetch_push(server, tmp_path, env, server.url_for("app"),
-                          "-c", f"http.extraHeader=Authorization: Bearer {TOKEN}")
+        _clone_fetch_push(
+            server, tmp_path, env, server.url_for("app"), "-c", f"http.extraHeader=Authorization: Bearer {TOKEN}"
+        )
     # The header goes with every request, so there is no 401 round trip at all.
     assert server.requests and all(user == "ci-bot" for _, _, user in server.requests)
     assert {e.status for e in server.exchanges} == {200}
@@ -158,9 +170,7 @@ def test_bearer_token_from_extra_header(tmp_path: Path) -> None:
     [("alice", USERS["alice"], "alice"), ("x-access-token", TOKEN, "ci-bot")],
     ids=["password", "token-as-password"],
 )
-def test_askpass_credentials(
-    tmp_path: Path, username: str, password: str, expected_user: str
-) -> None:
+def test_askpass_credentials(tmp_path: Path, username: str, password: str, expected_user: str) -> None:
     env = _env(tmp_path / "home", GIT_ASKPASS=str(_askpass(tmp_path, username, password)))
     with GitHttpServer(tmp_path / "srv", users=USERS, tokens=TOKENS) as server:
         _clone_fetch_push(server, tmp_path, env, server.url_for("app"))
@@ -183,9 +193,7 @@ def test_credentials_in_url(tmp_path: Path) -> None:
 # -- refused access ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "how", ["none", "wrong-url-password", "wrong-askpass", "wrong-bearer", "user-as-token"]
-)
+@pytest.mark.parametrize("how", ["none", "wrong-url-password", "wrong-askpass", "wrong-bearer", "user-as-token"])
 def test_refused_without_or_with_wrong_credentials(tmp_path: Path, how: str) -> None:
     env = _env(tmp_path / "home")
     config: list[str] = []
@@ -201,14 +209,12 @@ def test_refused_without_or_with_wrong_credentials(tmp_path: Path, how: str) -> 
         elif how == "user-as-token":  # a user's password is not a token
             config = ["-c", f"http.extraHeader=Authorization: Bearer {USERS['alice']}"]
 
-        cloned = git(*config, "clone", "--quiet", url, str(tmp_path / "clone"),
-                     cwd=tmp_path, env=env, check=False)
+        cloned = git(*config, "clone", "--quiet", url, str(tmp_path / "clone"), cwd=tmp_path, env=env, check=False)
         work = tmp_path / "work"
         work.mkdir()
         git("init", "--quiet", "--initial-branch=main", cwd=work, env=env)
         _commit(work, env, "x.txt")
-        pushed = git(*config, "push", url, "main:refs/heads/intruder", cwd=work, env=env,
-                     check=False)
+        pushed = git(*config, "push", url, "main:refs/heads/intruder", cwd=work, env=env, check=False)
 
     for done in (cloned, pushed):
         assert done.returncode == 128
@@ -221,16 +227,18 @@ def test_refused_without_or_with_wrong_credentials(tmp_path: Path, how: str) -> 
     assert not (tmp_path / "clone").exists()
     assert server.exchanges and {e.status for e in server.exchanges} == {401}
     assert all(user is None for _, _, user in server.requests)
-    intruder = git("show-ref", "--verify", "--quiet", "refs/heads/intruder",
-                   cwd=server.root / "app.git", env=env, check=False)
+    intruder = git(
+        "show-ref", "--verify", "--quiet", "refs/heads/intruder", cwd=server.root / "app.git", env=env, check=False
+    )
     assert intruder.returncode != 0
 
 
 def test_raw_http_answers(tmp_path: Path) -> None:
     """Challenge, token and basic variants, CGI Status mapping and gzip bodies, seen on the wire."""
 
-    def request(method: str, path: str, headers: dict[str, str] | None = None,
-                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -266,19 +274,23 @@ def test_raw_http_answers(tmp_path: Path) -> None:
 
         # A protocol v2 ls-refs request, gzip-compressed as git compresses large ones.
         pkt = b"0014command=ls-refs\n" + b"0001" + b"0009peel\n" + b"0000"
-        v2 = {**basic("alice", USERS["alice"]), "Git-Protocol": "version=2",
-              "Content-Type": "application/x-git-upload-pack-request"}
-        status, _, body = request("POST", "/app.git/git-upload-pack",
-                                  {**v2, "Content-Encoding": "gzip"}, gzip.compress(pkt))
+        v2 = {
+            **basic("alice", USERS["alice"]),
+            "Git-Protocol": "version=2",
+            "Content-Type": "application/x-git-upload-pack-request",
+        }
+        status, _, body = request(
+            "POST", "/app.git/git-upload-pack", {**v2, "Content-Encoding": "gzip"}, gzip.compress(pkt)
+        )
         assert status == 200
         assert b" refs/heads/main" in body and body.endswith(b"0000")
-        status, _, _ = request("POST", "/app.git/git-upload-pack",
-                               {**v2, "Content-Encoding": "gzip"}, b"not gzip at all")
+        status, _, _ = request(
+            "POST", "/app.git/git-upload-pack", {**v2, "Content-Encoding": "gzip"}, b"not gzip at all"
+        )
         assert status == 400
 
     assert server.requests[:4] == [("GET", refs, None)] * 4
-    assert server.requests[4:7] == [("GET", refs, "ci-bot"), ("GET", refs, "ci-bot"),
-                                    ("GET", refs, "alice")]
+    assert server.requests[4:7] == [("GET", refs, "ci-bot"), ("GET", refs, "ci-bot"), ("GET", refs, "alice")]
     assert server.exchanges[-2].content_encoding == "gzip"
     assert server.exchanges[-2].body_bytes == len(pkt)
 
@@ -303,11 +315,15 @@ def test_500_commits_then_incremental_fetch(tmp_path: Path) -> None:
         # One new commit upstream, while the clone has 60 commits of its own the server has
         # never seen: negotiation takes several rounds, the later ones with gzip bodies.
         tip = git("rev-parse", "refs/heads/main", cwd=bare, env=env).stdout.strip()
-        git("fast-import", "--quiet", cwd=bare, env=env,
-            stdin=_fast_import(1, first=500, parent=tip))
+        git("fast-import", "--quiet", cwd=bare, env=env, stdin=_fast_import(1, first=500, parent=tip))
         new = git("rev-parse", "refs/heads/main", cwd=bare, env=env).stdout.strip()
-        git("fast-import", "--quiet", cwd=clone, env=env,
-            stdin=_fast_import(60, branch="wip", first=1000, start=1_800_000_000, parent=tip))
+        git(
+            "fast-import",
+            "--quiet",
+            cwd=clone,
+            env=env,
+            stdin=_fast_import(60, branch="wip", first=1000, start=1_800_000_000, parent=tip),
+        )
         server.clear()
         fetched = git(*auth, "fetch", "origin", cwd=clone, env={**env, "GIT_TRACE_PACKET": "1"})
         assert git("rev-parse", "origin/main", cwd=clone, env=env).stdout.strip() == new
@@ -366,8 +382,7 @@ def test_stop_ends_keep_alive_connections_and_joins_threads(tmp_path: Path) -> N
     _seed(server, "app", _env(tmp_path / "home"))
     port = server.port
     idle = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    idle.request("GET", "/app.git/info/refs?service=git-upload-pack",
-                 headers={"Authorization": f"Bearer {TOKEN}"})
+    idle.request("GET", "/app.git/info/refs?service=git-upload-pack", headers={"Authorization": f"Bearer {TOKEN}"})
     response = idle.getresponse()
     assert response.status == 200
     response.read()  # the connection stays open, its handler thread waiting for a next request

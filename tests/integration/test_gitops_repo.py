@@ -33,14 +33,23 @@ def _edit(key: str, digest: str):  # type: ignore[no-untyped-def]
 
 
 def _show(repo: GitRepo, what: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(repo.bare), *what.split()], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(repo.bare), *what.split()], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _write(tmp_path: Path, repo: GitRepo, key: str, digest: str, name: str = "w"):  # type: ignore[no-untyped-def]
-    return write_back(tmp_path / "data", tmp_path / f"work-{name}", repo=repo.url, branch="main", path="values.yaml",
-                      auth=GitConfig(), edit=_edit(key, digest), message=f"promote {digest}",
-                      author=("pipeline", "pipeline@example.com"))
+    return write_back(
+        tmp_path / "data",
+        tmp_path / f"work-{name}",
+        repo=repo.url,
+        branch="main",
+        path="values.yaml",
+        auth=GitConfig(),
+        edit=_edit(key, digest),
+        message=f"promote {digest}",
+        author=("pipeline", "pipeline@example.com"),
+    )
 
 
 @pytest.fixture
@@ -51,7 +60,8 @@ def deploy_repo(tmp_path: Path) -> GitRepo:
 
 
 def test_a_change_is_one_commit_and_the_rest_of_the_file_stays_byte_for_byte(
-        tmp_path: Path, deploy_repo: GitRepo) -> None:
+    tmp_path: Path, deploy_repo: GitRepo
+) -> None:
     pushed = _write(tmp_path, deploy_repo, "image.digest", DIGEST)
     assert pushed.commit is not None and pushed.attempts == 1
     assert _show(deploy_repo, "rev-parse main").strip() == pushed.commit
@@ -63,10 +73,17 @@ def test_a_change_is_one_commit_and_the_rest_of_the_file_stays_byte_for_byte(
 
 def test_kustomize_images_entry_is_written(tmp_path: Path, deploy_repo: GitRepo) -> None:
     change = ImageChange("registry.example.com/demo", DIGEST)
-    pushed = write_back(tmp_path / "data", tmp_path / "work", repo=deploy_repo.url, branch="main",
-                        path="kustomization.yaml", auth=GitConfig(),
-                        edit=lambda text: update_yaml(text, KustomizeImage("demo"), change), message="m",
-                        author=("p", "p@example.com"))
+    pushed = write_back(
+        tmp_path / "data",
+        tmp_path / "work",
+        repo=deploy_repo.url,
+        branch="main",
+        path="kustomization.yaml",
+        auth=GitConfig(),
+        edit=lambda text: update_yaml(text, KustomizeImage("demo"), change),
+        message="m",
+        author=("p", "p@example.com"),
+    )
     assert pushed.commit
     written = _show(deploy_repo, "show main:kustomization.yaml")
     assert f"digest: {DIGEST}" in written and "newName: registry.example.com/demo" in written
@@ -86,14 +103,24 @@ def test_concurrent_writers_to_one_repository_both_land(tmp_path: Path, deploy_r
         return first_edit(text)
 
     def run(name: str, edit) -> None:  # type: ignore[no-untyped-def]
-        results[name] = write_back(tmp_path / f"data-{name}", tmp_path / f"work-{name}", repo=deploy_repo.url,
-                                   branch="main", path="values.yaml", auth=GitConfig(), edit=edit,
-                                   message=name, author=("p", "p@example.com"))
+        results[name] = write_back(
+            tmp_path / f"data-{name}",
+            tmp_path / f"work-{name}",
+            repo=deploy_repo.url,
+            branch="main",
+            path="values.yaml",
+            auth=GitConfig(),
+            edit=edit,
+            message=name,
+            author=("p", "p@example.com"),
+        )
         if name == "two":
             second_done.set()
 
-    threads = [threading.Thread(target=run, args=("one", slow_edit)),
-               threading.Thread(target=run, args=("two", _edit("other.image.digest", "sha256:" + "b" * 64)))]
+    threads = [
+        threading.Thread(target=run, args=("one", slow_edit)),
+        threading.Thread(target=run, args=("two", _edit("other.image.digest", "sha256:" + "b" * 64))),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -105,7 +132,8 @@ def test_concurrent_writers_to_one_repository_both_land(tmp_path: Path, deploy_r
 
 
 def test_a_branch_moved_by_someone_else_is_fetched_and_the_edit_re_applied(
-        tmp_path: Path, deploy_repo: GitRepo) -> None:
+    tmp_path: Path, deploy_repo: GitRepo
+) -> None:
     _write(tmp_path, deploy_repo, "image.digest", DIGEST)  # the mirror now knows main
     deploy_repo.commit({"values.yaml": VALUES.replace("replicaCount: 2", "replicaCount: 5")}, "scale up")
     pushed = _write(tmp_path, deploy_repo, "other.image.digest", "sha256:" + "c" * 64, name="second")
@@ -114,7 +142,8 @@ def test_a_branch_moved_by_someone_else_is_fetched_and_the_edit_re_applied(
 
 
 def test_a_repository_that_refuses_the_push_is_a_clear_non_retryable_error(
-        tmp_path: Path, deploy_repo: GitRepo) -> None:
+    tmp_path: Path, deploy_repo: GitRepo
+) -> None:
     hook = deploy_repo.bare / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'main is protected: open a pull request' >&2\nexit 1\n")
     hook.chmod(0o755)
@@ -125,16 +154,29 @@ def test_a_repository_that_refuses_the_push_is_a_clear_non_retryable_error(
     assert _show(deploy_repo, "rev-parse main") == before
 
 
-@pytest.mark.parametrize(("path", "branch", "words"), [
-    ("../etc/passwd", "main", "inside the repository"),
-    ("missing.yaml", "main", "missing.yaml is not a file"),
-    ("values.yaml", "nope", "no branch 'nope'"),
-])
-def test_bad_targets_are_config_errors(tmp_path: Path, deploy_repo: GitRepo, path: str, branch: str,
-                                       words: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "branch", "words"),
+    [
+        ("../etc/passwd", "main", "inside the repository"),
+        ("missing.yaml", "main", "missing.yaml is not a file"),
+        ("values.yaml", "nope", "no branch 'nope'"),
+    ],
+)
+def test_bad_targets_are_config_errors(
+    tmp_path: Path, deploy_repo: GitRepo, path: str, branch: str, words: str
+) -> None:
     with pytest.raises(ConfigError, match=words):
-        write_back(tmp_path / "data", tmp_path / "work", repo=deploy_repo.url, branch=branch, path=path,
-                   auth=GitConfig(), edit=_edit("image.digest", DIGEST), message="m", author=("p", "p@e.com"))
+        write_back(
+            tmp_path / "data",
+            tmp_path / "work",
+            repo=deploy_repo.url,
+            branch=branch,
+            path=path,
+            auth=GitConfig(),
+            edit=_edit("image.digest", DIGEST),
+            message="m",
+            author=("p", "p@e.com"),
+        )
 
 
 def test_an_edit_that_cannot_apply_names_the_file_and_key(tmp_path: Path, deploy_repo: GitRepo) -> None:

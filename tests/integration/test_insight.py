@@ -32,30 +32,40 @@ DIVE = str(Path(sys.executable).parent / "dive")
 # name -> (Dockerfile body after FROM, files in the build context)
 IMAGES: dict[str, tuple[str, dict[str, bytes]]] = {
     "deleted-overwritten-unchanged": (
-        ("COPY big.bin /data/big.bin\n"
-         "RUN mkdir -p /d/sub && echo aaaa > /d/a && head -c 3000 /dev/zero > /d/sub/b"
-         " && echo keep > /keep.txt && echo over > /over.txt && echo same > /same.txt"
-         " && ln /d/a /d/hard && ln -s /d/a /d/sym && mkdir /empty\n"
-         "RUN rm /data/big.bin && echo overwritten-longer > /over.txt\n"
-         "ENV FOO=bar\n"
-         "COPY small.txt /keep.txt\n"
-         "USER root\n"),
-        {"big.bin": bytes(range(256)) * 20, "small.txt": b"hello\n"}),
+        (
+            "COPY big.bin /data/big.bin\n"
+            "RUN mkdir -p /d/sub && echo aaaa > /d/a && head -c 3000 /dev/zero > /d/sub/b"
+            " && echo keep > /keep.txt && echo over > /over.txt && echo same > /same.txt"
+            " && ln /d/a /d/hard && ln -s /d/a /d/sym && mkdir /empty\n"
+            "RUN rm /data/big.bin && echo overwritten-longer > /over.txt\n"
+            "ENV FOO=bar\n"
+            "COPY small.txt /keep.txt\n"
+            "USER root\n"
+        ),
+        {"big.bin": bytes(range(256)) * 20, "small.txt": b"hello\n"},
+    ),
     "directory-deleted-and-opaque": (
-        ("RUN mkdir -p /d/sub /o/x && head -c 900 /dev/zero > /d/sub/b && echo 1 > /o/x/one"
-         " && echo 2 > /o/two\n"
-         "RUN rm -rf /d\n"
-         "RUN rm -rf /o && mkdir -p /o && echo 3 > /o/three\n"),  # BuildKit writes .wh..wh..opq
-        {}),
+        (
+            "RUN mkdir -p /d/sub /o/x && head -c 900 /dev/zero > /d/sub/b && echo 1 > /o/x/one"
+            " && echo 2 > /o/two\n"
+            "RUN rm -rf /d\n"
+            "RUN rm -rf /o && mkdir -p /o && echo 3 > /o/three\n"
+        ),  # BuildKit writes .wh..wh..opq
+        {},
+    ),
     "many-tied-sizes": (
-        ("RUN mkdir /m && i=0; while [ $i -lt 150 ]; do head -c $((i % 3 + 5)) /dev/zero"
-         " > /m/f$i; i=$((i+1)); done\n"
-         "RUN i=0; while [ $i -lt 150 ]; do if [ $((i % 5)) -eq 0 ]; then rm /m/f$i;"
-         " else echo y > /m/f$i; fi; i=$((i+1)); done\n"),
-        {}),
+        (
+            "RUN mkdir /m && i=0; while [ $i -lt 150 ]; do head -c $((i % 3 + 5)) /dev/zero"
+            " > /m/f$i; i=$((i+1)); done\n"
+            "RUN i=0; while [ $i -lt 150 ]; do if [ $((i % 5)) -eq 0 ]; then rm /m/f$i;"
+            " else echo y > /m/f$i; fi; i=$((i+1)); done\n"
+        ),
+        {},
+    ),
     "repeated-layer": (  # the second COPY has the first's diff ID: a symlink in the archive
         "COPY a.bin /a.bin\nRUN rm /a.bin\nCOPY a.bin /a.bin\n",
-        {"a.bin": b"\x01" * 700}),
+        {"a.bin": b"\x01" * 700},
+    ),
 }
 
 
@@ -70,17 +80,29 @@ class DiveReport:
 def run_dive(tar: Path) -> DiveReport:
     """Real dive on a docker-archive: the JSON export, then the CI report for the user ratio."""
     out = tar.with_suffix(".dive.json")
-    subprocess.run([DIVE, "--ci", "--source", "docker-archive", str(tar), "--json", str(out)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [DIVE, "--ci", "--source", "docker-archive", str(tar), "--json", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     exported = json.loads(out.read_text())
-    ci = subprocess.run([DIVE, "--ci", "--highestUserWastedPercent", "0", "--source",
-                         "docker-archive", str(tar)], check=False, capture_output=True, timeout=120)
+    ci = subprocess.run(
+        [DIVE, "--ci", "--highestUserWastedPercent", "0", "--source", "docker-archive", str(tar)],
+        check=False,
+        capture_output=True,
+        timeout=120,
+    )
     text = re.sub(r"\x1b\[[0-9;]*m", "", ci.stdout.decode(errors="replace"))
     printed = re.search(r"userWastedPercent: (\S+) %", text)
     full = re.search(r"%-user-wasted-bytes=(\S+) > threshold", text)
     assert printed, text
-    return DiveReport(exported["image"], [x["sizeBytes"] for x in exported["layer"]],
-                      float(full.group(1)) if full else None, printed.group(1))
+    return DiveReport(
+        exported["image"],
+        [x["sizeBytes"] for x in exported["layer"]],
+        float(full.group(1)) if full else None,
+        printed.group(1),
+    )
 
 
 def assert_same_as_dive(insight: ImageInsight, dive: DiveReport) -> None:
@@ -103,8 +125,9 @@ def _save(engine: DockerEngine, ref: str, tar: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(engine: DockerEngine, base_image: str,
-          tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, Path, DiveReport]]:
+def built(
+    engine: DockerEngine, base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[str, Path, DiveReport]]:
     """Each image of IMAGES built, saved and run through dive once: name -> (ref, tar, dive)."""
     root = tmp_path_factory.mktemp("insight")
     images = {}
@@ -122,8 +145,7 @@ def built(engine: DockerEngine, base_image: str,
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
-def test_waste_and_efficiency_equal_dive(built: dict[str, tuple[str, Path, DiveReport]],
-                                         name: str) -> None:
+def test_waste_and_efficiency_equal_dive(built: dict[str, tuple[str, Path, DiveReport]], name: str) -> None:
     _, tar, dive = built[name]
     insight = analyze_archive(tar)
     assert_same_as_dive(insight, dive)
@@ -131,10 +153,8 @@ def test_waste_and_efficiency_equal_dive(built: dict[str, tuple[str, Path, DiveR
         assert insight.size == dive.image["sizeBytes"]
 
 
-def test_the_scenarios_exercise_what_they_claim(
-        built: dict[str, tuple[str, Path, DiveReport]]) -> None:
-    by_path = {n: {f.path: f for f in analyze_archive(t).wasted_files}
-               for n, (_, t, _) in built.items()}
+def test_the_scenarios_exercise_what_they_claim(built: dict[str, tuple[str, Path, DiveReport]]) -> None:
+    by_path = {n: {f.path: f for f in analyze_archive(t).wasted_files} for n, (_, t, _) in built.items()}
     first = by_path["deleted-overwritten-unchanged"]
     assert first["/data/big.bin"].wasted_bytes == 5120  # deleted: the whiteout adds 0
     assert first["/over.txt"].wasted_bytes == 5 + 19  # overwritten: both copies count
@@ -154,12 +174,13 @@ def test_the_scenarios_exercise_what_they_claim(
 
 
 @pytest.mark.parametrize("name", ["deleted-overwritten-unchanged", "repeated-layer"])
-def test_layers_match_docker_image_history(engine: DockerEngine,
-                                           built: dict[str, tuple[str, Path, DiveReport]],
-                                           name: str) -> None:
+def test_layers_match_docker_image_history(
+    engine: DockerEngine, built: dict[str, tuple[str, Path, DiveReport]], name: str
+) -> None:
     ref, tar, dive = built[name]
-    out = engine.docker("image", "history", "--no-trunc", "--human=false", "--format",
-                        "{{json .}}", ref).stdout.decode()
+    out = engine.docker(
+        "image", "history", "--no-trunc", "--human=false", "--format", "{{json .}}", ref
+    ).stdout.decode()
     history = [json.loads(line) for line in out.splitlines()][::-1]  # oldest first
     layers = analyze_archive(tar).layers
     assert [x.created_by for x in layers] == [h["CreatedBy"] for h in history]
@@ -172,8 +193,8 @@ def test_layers_match_docker_image_history(engine: DockerEngine,
 
 
 def test_save_and_analyze_cleans_up_and_errors_are_actionable(
-        engine: DockerEngine, built: dict[str, tuple[str, Path, DiveReport]],
-        tmp_path: Path) -> None:
+    engine: DockerEngine, built: dict[str, tuple[str, Path, DiveReport]], tmp_path: Path
+) -> None:
     ref, tar, _ = built["deleted-overwritten-unchanged"]
     scratch = tmp_path / "scratch"
     docker_cmd = [DOCKER, "--host", engine.host]
@@ -187,8 +208,7 @@ def test_save_and_analyze_cleans_up_and_errors_are_actionable(
         analyze_archive(tmp_path / "junk.tar")
 
 
-def test_advice_and_comparison_for_real_builds(
-        built: dict[str, tuple[str, Path, DiveReport]], tmp_path: Path) -> None:
+def test_advice_and_comparison_for_real_builds(built: dict[str, tuple[str, Path, DiveReport]], tmp_path: Path) -> None:
     previous = analyze_archive(built["directory-deleted-and-opaque"][1])
     current = analyze_archive(built["deleted-overwritten-unchanged"][1])
     dockerfile = tmp_path / "Dockerfile"
@@ -204,6 +224,7 @@ def test_advice_and_comparison_for_real_builds(
 
 
 # --- hand-made archives: dive's quirks and the other archive layouts ----------------------
+
 
 def _layer(*entries: tuple[str, str, Any]) -> bytes:
     """A layer tar: (name, "f" with size | "d" | "h" hard link to | "l" symlink to, arg)."""
@@ -221,10 +242,10 @@ def _layer(*entries: tuple[str, str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def _write_archive(path: Path, layers: list[bytes], *, oci: bool = False,
-                   gzipped: tuple[int, ...] = ()) -> Path:
+def _write_archive(path: Path, layers: list[bytes], *, oci: bool = False, gzipped: tuple[int, ...] = ()) -> Path:
     """A docker-archive: legacy (<n>/layer.tar) or OCI layout (blobs/ + index.json)."""
     with tarfile.open(path, "w") as tar:
+
         def add(name: str, data: bytes) -> str:
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -236,15 +257,17 @@ def _write_archive(path: Path, layers: list[bytes], *, oci: bool = False,
 
         stored = [gzip.compress(x, mtime=0) if n in gzipped else x for n, x in enumerate(layers)]
         paths = [blob(x) if oci else add(f"{n}/layer.tar", x) for n, x in enumerate(stored)]
-        config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [
-            "sha256:" + hashlib.sha256(x).hexdigest() for x in layers]},
-            "history": [{"created_by": f"step {n}"} for n in range(len(layers))]}).encode()
+        config = json.dumps(
+            {
+                "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers]},
+                "history": [{"created_by": f"step {n}"} for n in range(len(layers))],
+            }
+        ).encode()
         config_path = blob(config) if oci else add("config.json", config)
         if oci:
             digests = [{"digest": "sha256:" + p.rsplit("/", 1)[1]} for p in [config_path, *paths]]
             manifest = blob(json.dumps({"config": digests[0], "layers": digests[1:]}).encode())
-            add("index.json", json.dumps({"manifests": [
-                {"digest": "sha256:" + manifest.rsplit("/", 1)[1]}]}).encode())
+            add("index.json", json.dumps({"manifests": [{"digest": "sha256:" + manifest.rsplit("/", 1)[1]}]}).encode())
         add("manifest.json", json.dumps([{"Config": config_path, "Layers": paths}]).encode())
     return path
 
@@ -252,20 +275,31 @@ def _write_archive(path: Path, layers: list[bytes], *, oci: bool = False,
 BASE = _layer(("bin", "d", None), ("bin/a", "f", 100), ("etc", "d", None), ("etc/x", "f", 10))
 HANDMADE: dict[str, list[bytes]] = {
     # a whiteout of a path no lower layer has: dive stops walking that layer
-    "whiteout-of-missing-path": [BASE, _layer((".wh.nothere", "f", 0), ("zzz", "f", 5)),
-                                 _layer(("bin/a", "f", 3), ("zzz", "f", 1))],
+    "whiteout-of-missing-path": [
+        BASE,
+        _layer((".wh.nothere", "f", 0), ("zzz", "f", 5)),
+        _layer(("bin/a", "f", 3), ("zzz", "f", 1)),
+    ],
     # parents never listed are "not directories": deleting one frees nothing
-    "implicit-directory-deleted": [_layer(("opt/app/f", "f", 50)),
-                                   _layer((".wh.opt", "f", 0), ("bin/a", "f", 1))],
-    "file-replaced-by-directory": [BASE, _layer(("bin/a", "d", None), ("bin/a/b", "f", 4)),
-                                   _layer(("bin/.wh.a", "f", 0))],
-    "opaque-directory": [_layer(("o", "d", None), ("o/a", "f", 11), ("o/b", "f", 12)),
-                         _layer(("o", "d", None), ("o/.wh..wh..opq", "f", 0), ("o/c", "f", 13)),
-                         _layer(("o/.wh.b", "f", 0))],
-    "hard-link-then-overwrite": [_layer(("a", "f", 10), ("b", "h", "a"), ("s", "l", "a")),
-                                 _layer(("b", "f", 3), (".wh.a", "f", 0), ("s", "f", 2))],
-    "non-utf8-and-long-names": [_layer(("caf\udce9", "f", 5), ("d/" + "n" * 150, "f", 5)),
-                                _layer(("caf\udce9", "f", 6), ("d/" + "n" * 150, "f", 6))],
+    "implicit-directory-deleted": [_layer(("opt/app/f", "f", 50)), _layer((".wh.opt", "f", 0), ("bin/a", "f", 1))],
+    "file-replaced-by-directory": [
+        BASE,
+        _layer(("bin/a", "d", None), ("bin/a/b", "f", 4)),
+        _layer(("bin/.wh.a", "f", 0)),
+    ],
+    "opaque-directory": [
+        _layer(("o", "d", None), ("o/a", "f", 11), ("o/b", "f", 12)),
+        _layer(("o", "d", None), ("o/.wh..wh..opq", "f", 0), ("o/c", "f", 13)),
+        _layer(("o/.wh.b", "f", 0)),
+    ],
+    "hard-link-then-overwrite": [
+        _layer(("a", "f", 10), ("b", "h", "a"), ("s", "l", "a")),
+        _layer(("b", "f", 3), (".wh.a", "f", 0), ("s", "f", 2)),
+    ],
+    "non-utf8-and-long-names": [
+        _layer(("caf\udce9", "f", 5), ("d/" + "n" * 150, "f", 5)),
+        _layer(("caf\udce9", "f", 6), ("d/" + "n" * 150, "f", 6)),
+    ],
 }
 
 

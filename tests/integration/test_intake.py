@@ -26,15 +26,24 @@ SHA = "1" * 40
 @pytest.fixture
 def config(monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.setenv("APP_HOOK_SECRET", SECRET)
-    return parse_config({
-        "registries": {"local": {"url": "127.0.0.1:5000", "insecure": True}},
-        "projects": {
-            "app": {"repo": REPO, "webhook_secret_env": "APP_HOOK_SECRET", "branches": ["main", "release/*"],
-                    "image": {"registry": "local", "repository": "acme/app"}},
-            "nosecret": {"repo": "https://github.com/acme/nosecret.git", "webhook_secret_env": "UNSET_SECRET_VAR",
-                         "image": {"registry": "local", "repository": "acme/nosecret"}},
-        },
-    })
+    return parse_config(
+        {
+            "registries": {"local": {"url": "127.0.0.1:5000", "insecure": True}},
+            "projects": {
+                "app": {
+                    "repo": REPO,
+                    "webhook_secret_env": "APP_HOOK_SECRET",
+                    "branches": ["main", "release/*"],
+                    "image": {"registry": "local", "repository": "acme/app"},
+                },
+                "nosecret": {
+                    "repo": "https://github.com/acme/nosecret.git",
+                    "webhook_secret_env": "UNSET_SECRET_VAR",
+                    "image": {"registry": "local", "repository": "acme/nosecret"},
+                },
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -155,8 +164,11 @@ def test_malformed_bodies_are_400(client: TestClient, db: Database) -> None:
 
 def test_wrong_content_type_is_415_and_oversized_is_413(client: TestClient) -> None:
     body, headers = webhooks.github_delivery(webhooks.github_push("acme/app", REPO, after=SHA), SECRET)
-    _problem(client.post("/webhooks/github", content=body, headers={**headers, "Content-Type": "text/plain"}),
-             415, "'text/plain'")
+    _problem(
+        client.post("/webhooks/github", content=body, headers={**headers, "Content-Type": "text/plain"}),
+        415,
+        "'text/plain'",
+    )
     huge = json.dumps({"pad": "x" * (MAX_BODY_BYTES + 1)}).encode()
     _problem(client.post("/webhooks/github", content=huge, headers=headers), 413, "limit")
 
@@ -218,8 +230,9 @@ def test_payload_urls_never_choose_what_is_cloned(client: TestClient, db: Databa
     """The payload names acme/app but points its URLs at another host: the project is found by
     its path, and the build records nothing from the payload's URLs (the worker clones the
     configured repo only)."""
-    payload = webhooks.github_push("acme/app", "https://evil.example.com/acme/app.git", after=SHA,
-                                   host="evil.example.com")
+    payload = webhooks.github_push(
+        "acme/app", "https://evil.example.com/acme/app.git", after=SHA, host="evil.example.com"
+    )
     assert _post(client, payload).status_code == 202
     with db.session() as session:
         build = session.scalars(select(Build)).one()

@@ -26,11 +26,19 @@ REPO = "https://github.com/acme/app.git"
 @pytest.fixture
 def config(monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.setenv("ASYNC_HOOK_SECRET", SECRET)
-    return parse_config({
-        "registries": {"local": {"url": "127.0.0.1:5000"}},
-        "projects": {"app": {"repo": REPO, "webhook_secret_env": "ASYNC_HOOK_SECRET", "branches": ["main"],
-                             "image": {"registry": "local", "repository": "acme/app"}}},
-    })
+    return parse_config(
+        {
+            "registries": {"local": {"url": "127.0.0.1:5000"}},
+            "projects": {
+                "app": {
+                    "repo": REPO,
+                    "webhook_secret_env": "ASYNC_HOOK_SECRET",
+                    "branches": ["main"],
+                    "image": {"registry": "local", "repository": "acme/app"},
+                }
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -53,8 +61,9 @@ def client(pg: Database, config: Config, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 def _push(after: str, ref: str = "refs/heads/main", delivery_id: str | None = None) -> tuple[bytes, dict[str, str]]:
-    return webhooks.github_delivery(webhooks.github_push("acme/app", REPO, ref=ref, after=after), SECRET,
-                                    delivery_id=delivery_id)
+    return webhooks.github_delivery(
+        webhooks.github_push("acme/app", REPO, ref=ref, after=after), SECRET, delivery_id=delivery_id
+    )
 
 
 def _count(db: Database, table: type) -> int:
@@ -91,8 +100,9 @@ def test_a_concurrent_burst_of_one_delivery_queues_one_build(pg: Database, confi
     async def burst() -> list[str]:
         pool = _async.open_pool(pg, size=4)
         try:
-            results = await asyncio.gather(*(
-                _async.receive_async(pool, pg, config, "github", headers, body) for _ in range(12)))
+            results = await asyncio.gather(
+                *(_async.receive_async(pool, pg, config, "github", headers, body) for _ in range(12))
+            )
         finally:
             await pool.close()
         return sorted(r.outcome for r in results)
@@ -112,9 +122,11 @@ def test_the_pool_recovers_when_its_connections_are_killed(pg: Database, config:
             body, headers = deliveries[0]
             first = await _async.receive_async(pool, pg, config, "github", headers, body)
             with psycopg.connect(_async.conninfo(pg), autocommit=True, application_name="test-admin") as admin:
-                killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                       "WHERE datname = current_database() AND application_name = %s",
-                                       (_async.APPLICATION_NAME,)).fetchone()
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = %s",
+                    (_async.APPLICATION_NAME,),
+                ).fetchone()
             assert killed is not None and killed[0] >= 1
             rest = [await _async.receive_async(pool, pg, config, "github", h, b) for b, h in deliveries[1:]]
         finally:
@@ -133,8 +145,9 @@ def test_more_deliveries_than_connections_wait_for_one(pg: Database, config: Con
         pool = _async.open_pool(pg, size=2)
         sent = [_push(f"{n:040x}") for n in range(1, 21)]
         try:
-            results = await asyncio.gather(*(
-                _async.receive_async(pool, pg, config, "github", headers, body) for body, headers in sent))
+            results = await asyncio.gather(
+                *(_async.receive_async(pool, pg, config, "github", headers, body) for body, headers in sent)
+            )
             assert pool._count <= 2
         finally:
             await pool.close()

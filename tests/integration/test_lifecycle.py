@@ -72,8 +72,8 @@ def _dev_tag(registry: Registry, config: Config) -> str:
 
 
 def test_a_stale_claim_touches_nothing_even_under_the_same_worker_name(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        registry: Registry) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient, registry: Registry
+) -> None:
     """A worker that stalled past its lease wakes up after another worker finished its promotion
     and a newer one: its claim (epoch 1) is refused at every write and before the tag move."""
     promote(api, "dev", build_id=built["v1"])
@@ -92,9 +92,11 @@ def test_a_stale_claim_touches_nothing_even_under_the_same_worker_name(
         ClaimScope(db, stalled).check_lease()
     with pytest.raises(LeaseLost):
         promotion.run_promotion(ClaimScope(db, stalled), config, second)
-    for write in (lambda s: jobs.heartbeat(s, stalled, dt.timedelta(seconds=30)),
-                  lambda s: jobs.progress(s, stalled, steps=[]),
-                  lambda s: jobs.finish(s, stalled, status="failed", error="late")):
+    for write in (
+        lambda s: jobs.heartbeat(s, stalled, dt.timedelta(seconds=30)),
+        lambda s: jobs.progress(s, stalled, steps=[]),
+        lambda s: jobs.finish(s, stalled, status="failed", error="late"),
+    ):
         with pytest.raises(LeaseLost), db.session() as session:
             write(session)
     assert _dev_tag(registry, config) == pushed["v3"], "the stale worker moved the tag back"
@@ -105,8 +107,8 @@ def test_a_stale_claim_touches_nothing_even_under_the_same_worker_name(
 
 
 def test_a_tag_moved_outside_the_history_is_left_alone(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        registry: Registry) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient, registry: Registry
+) -> None:
     promote(api, "dev", build_id=built["v1"])
     assert work(db, config) == 1
     target = config.registries["local"]
@@ -130,16 +132,19 @@ def _copy_into_dev(client: RegistryClient, config: Config, digest: str) -> Manif
 
 
 def test_a_bug_in_a_build_step_fails_it_with_the_traceback_in_its_log(
-        db: Database, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    db: Database, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fault injection: the checkout step raises something that is no PipelineError."""
+
     def broken(ctx: build_stage.BuildContext) -> None:
         raise ZeroDivisionError("a bug in a step")
 
     monkeypatch.setattr("pipeline.build._job.STEPS", (("checkout", broken),))
     with db.session() as session:
         projects.sync_projects(session, config.projects)
-        build_id = builds.queue_build(session, project="demo", commit="a" * 40, ref="refs/heads/main",
-                                      branch="main", trigger="test")
+        build_id = builds.queue_build(
+            session, project="demo", commit="a" * 40, ref="refs/heads/main", branch="main", trigger="test"
+        )
     assert BuildWorker(db, config, name="w").run_once()
     with db.session() as session:
         row = builds.get_build(session, build_id)
@@ -178,31 +183,37 @@ def _wait_for(db: Database, promotion_id: int, status: str) -> None:
 
 
 def test_an_idle_worker_starts_a_queued_promotion_at_once(
-        db: Database, idle_workers: Config, built: dict[str, int], api: TestClient) -> None:
+    db: Database, idle_workers: Config, built: dict[str, int], api: TestClient
+) -> None:
     answer = promote(api, "dev", build_id=built["v1"])
     _wait_for(db, answer["id"], "succeeded")
 
 
 @pytest.mark.parametrize("db", ["postgresql"], indirect=True)
 def test_an_idle_worker_hears_work_queued_by_another_process(
-        db: Database, idle_workers: Config, built: dict[str, int], pushed: dict[str, str]) -> None:
+    db: Database, idle_workers: Config, built: dict[str, int], pushed: dict[str, str]
+) -> None:
     """A row written outside this process (no in-process wake-up): only NOTIFY can wake it."""
     url = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "INSERT INTO promotions (project, environment, digest, build_id, status, trigger, actor, reason, "
             "steps, attempts, epoch, created_at) VALUES ('demo', 'dev', %s, %s, 'pending', 'manual', 'other', "
-            "'', '[]', 0, 0, now()) RETURNING id", (pushed["v1"], built["v1"])).fetchone()
+            "'', '[]', 0, 0, now()) RETURNING id",
+            (pushed["v1"], built["v1"]),
+        ).fetchone()
     assert row is not None
     _wait_for(db, row[0], "succeeded")
 
 
 def test_a_build_that_finishes_late_leaves_the_moving_tags_to_the_newer_one(
-        tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo) -> None:
+    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo
+) -> None:
     """Two pushes of main; the newer build finishes first. The older one, finishing late, keeps
     its own tags and records its image, but ``latest`` and ``main`` stay on the newer image."""
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host,
-                               repo_url=git_repo.url)
+    data = project.config_data(
+        data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host, repo_url=git_repo.url
+    )
     data["projects"]["demo"]["tags"] = ["latest", "{branch}", "{sha}"]
     data["projects"]["demo"]["image"]["repository"] = f"acme/late-{tmp_path.name[-12:].lower()}"
     config = parse_config(data)
@@ -225,16 +236,15 @@ def test_a_build_that_finishes_late_leaves_the_moving_tags_to_the_newer_one(
     assert (old.status, new.status) == ("succeeded", "succeeded") and old.digest != new.digest
     assert old.tags == [older_sha] and new.tags == ["latest", "main", newer_sha]
     repository = f"{registry.host}/{config.project('demo').image.repository}"
-    for tag, digest in {"latest": new.digest, "main": new.digest, older_sha: old.digest,
-                        newer_sha: new.digest}.items():
+    for tag, digest in {"latest": new.digest, "main": new.digest, older_sha: old.digest, newer_sha: new.digest}.items():
         assert skopeo_inspect(f"{repository}:{tag}", tls_verify=False)["Digest"] == digest, tag
     assert f"left latest where it is: build {newer}, queued after this one, already holds it" in log
 
 
 @pytest.mark.parametrize("db", ["postgresql"], indirect=True)
 def test_a_held_tag_lock_gives_the_promotion_back_without_using_up_its_tries(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        registry: Registry) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient, registry: Registry
+) -> None:
     """Another worker frozen inside the tag's fence keeps its lock: the promotion waits its turn
     in the queue (no worker hangs on the lock, no try is used up), then moves the tag."""
     data = config.model_dump(mode="json")

@@ -21,14 +21,19 @@ PROJECTS = ("alpha", "beta", "gamma", "delta")
 
 
 def _config() -> Config:
-    return parse_config({
-        "registries": {"r": {"url": "registry.example.com"}},
-        "projects": {name: {"repo": f"https://git.example.com/acme/{name}.git",
-                            "image": {"registry": "r", "repository": f"acme/{name}"},
-                            "environments": [{"name": env, "registry": "r", "repository": f"{env}/{name}"}
-                                             for env in ENVS]}
-                     for name in PROJECTS},
-    })
+    return parse_config(
+        {
+            "registries": {"r": {"url": "registry.example.com"}},
+            "projects": {
+                name: {
+                    "repo": f"https://git.example.com/acme/{name}.git",
+                    "image": {"registry": "r", "repository": f"acme/{name}"},
+                    "environments": [{"name": env, "registry": "r", "repository": f"{env}/{name}"} for env in ENVS],
+                }
+                for name in PROJECTS
+            },
+        }
+    )
 
 
 def _seed(db: Database, config: Config) -> None:
@@ -44,16 +49,25 @@ def _seed(db: Database, config: Config) -> None:
             if (project, env) == ("delta", "prod"):
                 continue  # a cell nothing ever reached
             pushed = now - dt.timedelta(days=rng.choice((1, 2, 45)), seconds=rng.randint(10, 900))
-            build_id = builds.queue_build(session, project=project, commit=f"{n:040x}", ref="refs/heads/main",
-                                          branch="main", trigger="test")
-            builds.record_progress(session, build_id, status="succeeded", digest=f"sha256:{n:064x}",
-                                   created_at=pushed)
+            build_id = builds.queue_build(
+                session, project=project, commit=f"{n:040x}", ref="refs/heads/main", branch="main", trigger="test"
+            )
+            builds.record_progress(session, build_id, status="succeeded", digest=f"sha256:{n:064x}", created_at=pushed)
             status = rng.choice(statuses)
             finished = pushed + dt.timedelta(seconds=rng.randint(5, 3000)) if status in statuses[:4] else None
-            promotions.add_promotion(session, project=project, environment=env, digest=f"sha256:{n:064x}",
-                                     build_id=build_id, actor=f"user{n % 5}", status=status,
-                                     trigger=rng.choice(("manual", "auto", "rollback")), created_at=pushed,
-                                     finished_at=finished, rollback_to_id=None if n < 5 else rng.randint(1, n))
+            promotions.add_promotion(
+                session,
+                project=project,
+                environment=env,
+                digest=f"sha256:{n:064x}",
+                build_id=build_id,
+                actor=f"user{n % 5}",
+                status=status,
+                trigger=rng.choice(("manual", "auto", "rollback")),
+                created_at=pushed,
+                finished_at=finished,
+                rollback_to_id=None if n < 5 else rng.randint(1, n),
+            )
         for project, env in (("alpha", "prod"), ("beta", "dev"), ("gamma", "staging")):
             promotions.place_hold(session, project, env, actor="ops", reason="bad release", promotion_id=None)
         promotions.release_hold(session, "beta", "dev", actor="ops")
@@ -96,15 +110,23 @@ def test_the_matrix_answers_as_cell_by_cell_in_six_statements(db: Database) -> N
             assert (state.previous.id if state.previous else None) == (current.rollback_to_id if current else None)
             hold = promotions.active_hold(session, state.project, state.environment)
             assert (state.hold.id if state.hold else None) == (hold.id if hold else None)
-            rows = promotions.list_promotions(session, promotions.PromotionFilter(
-                project=state.project, environment=state.environment), limit=1000)
+            rows = promotions.list_promotions(
+                session, promotions.PromotionFilter(project=state.project, environment=state.environment), limit=1000
+            )
             assert state.waiting == sum(r.status in ("pending", "running", "awaiting_merge") for r in rows)
-            arrivals = [r for r in rows if r.status == "succeeded" and r.trigger != "rollback"
-                        and r.finished_at is not None and r.finished_at >= since]
+            arrivals = [
+                r
+                for r in rows
+                if r.status == "succeeded"
+                and r.trigger != "rollback"
+                and r.finished_at is not None
+                and r.finished_at >= since
+            ]
             assert (state.lead_time.samples if state.lead_time else 0) == len(arrivals)
             if arrivals:
-                delays = sorted((r.finished_at - builds.get_build(session, r.build_id).created_at).total_seconds()
-                                for r in arrivals)
+                delays = sorted(
+                    (r.finished_at - builds.get_build(session, r.build_id).created_at).total_seconds() for r in arrivals
+                )
                 assert state.lead_time.median_seconds == (delays[(len(delays) - 1) // 2] + delays[len(delays) // 2]) / 2
     held = {(s.project, s.environment) for s in states if s.hold}
     assert held == {("alpha", "prod"), ("gamma", "staging")}
@@ -119,13 +141,24 @@ def test_a_new_arrival_renews_only_its_cells_lead_time(db: Database) -> None:
     with db.session() as session:
         before = {(s.project, s.environment): s.lead_time for s in environment_matrix(session, config)}
         now = dt.datetime.now(dt.UTC)
-        build_id = builds.queue_build(session, project=cell[0], commit="e" * 40, ref="refs/heads/main", branch="main",
-                                      trigger="test")
-        builds.record_progress(session, build_id, status="succeeded", digest="sha256:" + "e" * 64,
-                               created_at=now - dt.timedelta(hours=3))
-        promotions.add_promotion(session, project=cell[0], environment=cell[1], digest="sha256:" + "e" * 64,
-                                 build_id=build_id, actor="ops", status="succeeded", trigger="manual",
-                                 created_at=now - dt.timedelta(hours=3), finished_at=now - dt.timedelta(hours=2))
+        build_id = builds.queue_build(
+            session, project=cell[0], commit="e" * 40, ref="refs/heads/main", branch="main", trigger="test"
+        )
+        builds.record_progress(
+            session, build_id, status="succeeded", digest="sha256:" + "e" * 64, created_at=now - dt.timedelta(hours=3)
+        )
+        promotions.add_promotion(
+            session,
+            project=cell[0],
+            environment=cell[1],
+            digest="sha256:" + "e" * 64,
+            build_id=build_id,
+            actor="ops",
+            status="succeeded",
+            trigger="manual",
+            created_at=now - dt.timedelta(hours=3),
+            finished_at=now - dt.timedelta(hours=2),
+        )
     with db.session() as session:
         after = {(s.project, s.environment): s.lead_time for s in environment_matrix(session, config)}
     samples = before[cell].samples if before[cell] else 0

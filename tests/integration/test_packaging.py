@@ -80,8 +80,9 @@ def _find(objects: list[dict], kind: str, name: str | None = None) -> list[dict]
 
 
 def _workers(objects: list[dict]) -> list[dict]:
-    return [o for o in _find(objects, "Deployment")
-            if o["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"]
+    return [
+        o for o in _find(objects, "Deployment") if o["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"
+    ]
 
 
 def _env(container: dict) -> dict[str, dict]:
@@ -90,12 +91,16 @@ def _env(container: dict) -> dict[str, dict]:
 
 def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
     """The service's own pods (the BuildKit daemons are checked on their own)."""
-    return [(f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
-            for o in objects if o["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}
-            and o["metadata"]["labels"].get("app.kubernetes.io/component") != "buildkit"]
+    return [
+        (f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
+        for o in objects
+        if o["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") != "buildkit"
+    ]
 
 
 # --- Dockerfile -------------------------------------------------------------------------------
+
 
 def _instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
@@ -171,8 +176,9 @@ def test_dockerfile_apt_and_cache_rules() -> None:
     assert any("--mount=type=cache" in args for args in runs), "the package manager needs a cache mount"
     for args in runs:
         commands = [c.strip() for c in re.split(r"&&|;", args)]
-        assert not re.fullmatch(r"(--mount=\S+\s+)*apt-get update", commands[0]) or len(commands) > 1, \
+        assert not re.fullmatch(r"(--mount=\S+\s+)*apt-get update", commands[0]) or len(commands) > 1, (
             f"apt-get update on its own line: {args}"
+        )
         if "apt-get install" in args:
             assert "apt-get update" in args and "rm -rf /var/lib/apt/lists/*" in args, args
             assert "--no-install-recommends" in args, args
@@ -206,15 +212,20 @@ def _ignored(path: str, patterns: list[str]) -> bool:
         negate = pattern.startswith("!")
         pat = pattern[1:] if negate else pattern
         pat = pat.rstrip("/")
-        if any(fnmatch.fnmatchcase(c, pat) or (pat.startswith("**/") and fnmatch.fnmatchcase(c.split("/")[-1],
-               pat[3:])) for c in candidates):
+        if any(
+            fnmatch.fnmatchcase(c, pat) or (pat.startswith("**/") and fnmatch.fnmatchcase(c.split("/")[-1], pat[3:]))
+            for c in candidates
+        ):
             verdict = not negate
     return verdict
 
 
 def test_dockerignore_keeps_the_context_to_what_is_copied() -> None:
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.strip().startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
     sources = []
     for op, args in _instructions():
         if op == "COPY" and "--from" not in args:
@@ -222,12 +233,20 @@ def test_dockerignore_keeps_the_context_to_what_is_copied() -> None:
     assert sources
     for source in sources:
         assert not _ignored(source, patterns), f"{source} is copied but .dockerignore leaves it out"
-    for unwanted in [".git/config", ".venv/bin/python", "tests/conftest.py", ".pipeline-data/pipeline.db",
-                     ".tools/node_modules/x", "pipeline/__pycache__/config.cpython-311.pyc", "charts/README.md"]:
+    for unwanted in [
+        ".git/config",
+        ".venv/bin/python",
+        "tests/conftest.py",
+        ".pipeline-data/pipeline.db",
+        ".tools/node_modules/x",
+        "pipeline/__pycache__/config.cpython-311.pyc",
+        "charts/README.md",
+    ]:
         assert _ignored(unwanted, patterns), f"{unwanted} would be sent to the engine"
 
 
 # --- Helm chart -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
 def test_helm_lint_strict(helm: str, values: str) -> None:
@@ -238,8 +257,9 @@ def test_helm_lint_strict(helm: str, values: str) -> None:
 
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
 def test_rendered_objects_pass_kubernetes_validate_strict(rendered: dict[str, str], values: str) -> None:
-    result = _run([_tool("kubernetes-validate"), "--strict", "--quiet", "-k", KUBERNETES_VERSION, "-"],
-                  input=rendered[values])
+    result = _run(
+        [_tool("kubernetes-validate"), "--strict", "--quiet", "-k", KUBERNETES_VERSION, "-"], input=rendered[values]
+    )
     assert result.returncode == 0, f"kubernetes-validate ({values}):\n{result.stdout}{result.stderr}"
     # Only the ServiceMonitor (a CRD) has no schema there; it is checked below by hand.
     unknown = [line for line in (result.stdout + result.stderr).splitlines() if "Couldn't find schema" in line]
@@ -248,8 +268,17 @@ def test_rendered_objects_pass_kubernetes_validate_strict(rendered: dict[str, st
 
 def test_values_files_pass_yamllint() -> None:
     files = [CHART / "values.yaml", PRODUCTION_VALUES, BUILDKIT_VALUES, CHART / "Chart.yaml"]
-    result = _run([_tool("yamllint"), "--strict", "-f", "parsable", "-c", str(ROOT / "charts" / ".yamllint.yaml"),
-                   *map(str, files)])
+    result = _run(
+        [
+            _tool("yamllint"),
+            "--strict",
+            "-f",
+            "parsable",
+            "-c",
+            str(ROOT / "charts" / ".yamllint.yaml"),
+            *map(str, files),
+        ]
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -262,12 +291,14 @@ def test_migration_job_is_a_pre_install_pre_upgrade_hook(rendered: dict[str, str
     assert container["args"][:1] == ["migrate"]
     assert "PIPELINE_DATABASE_URL" in _env(container)
     # The Job's config exists before it: a hook ConfigMap with a lower weight.
-    config_name = next(v["configMap"]["name"] for v in job["spec"]["template"]["spec"]["volumes"]
-                       if v["name"] == "config")
+    config_name = next(
+        v["configMap"]["name"] for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"
+    )
     (config,) = _find(objects, "ConfigMap", config_name)
     assert config["metadata"]["annotations"]["helm.sh/hook"] == HOOK
     assert int(config["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
-        job["metadata"]["annotations"]["helm.sh/hook-weight"])
+        job["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
     # No ordinary object the hook needs (ServiceAccount) is missing on a first install.
     assert "serviceAccountName" not in job["spec"]["template"]["spec"]
 
@@ -275,7 +306,9 @@ def test_migration_job_is_a_pre_install_pre_upgrade_hook(rendered: dict[str, str
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
 def test_api_probes_and_command(rendered: dict[str, str], values: str) -> None:
     objects = _objects(rendered[values])
-    (api,) = [o for o in _find(objects, "Deployment") if o["metadata"]["labels"]["app.kubernetes.io/component"] == "api"]
+    (api,) = [
+        o for o in _find(objects, "Deployment") if o["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+    ]
     container = api["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -305,8 +338,10 @@ def test_production_secrets_are_wired_by_reference(rendered: dict[str, str]) -> 
     objects = _objects(rendered["production"])
     for where, spec in _pod_specs(objects):
         env = _env(spec["containers"][0])
-        assert env["PIPELINE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pipeline-postgresql",
-                                                                             "key": "url"}, where
+        assert env["PIPELINE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "pipeline-postgresql",
+            "key": "url",
+        }, where
         assert env["REGISTRY_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "pipeline-registry", where
         assert env["DOCKER_CONFIG"]["value"] == "/etc/pipeline/docker"
         secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
@@ -332,12 +367,18 @@ def test_each_engine_gets_its_own_worker_and_docker_host(rendered: dict[str, str
     assert arm_args[arm_args.index("--promotion-workers") + 1] == "0", "0 must not fall back to the default"
     assert "BUILDKIT_HOST" not in _env(arm["spec"]["template"]["spec"]["containers"][0])
     # Each worker has its own mirror cache claim.
-    claims = {w["metadata"]["name"]: next(v["persistentVolumeClaim"]["claimName"]
-                                          for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
-              for w in workers}
+    claims = {
+        w["metadata"]["name"]: next(
+            v["persistentVolumeClaim"]["claimName"]
+            for v in w["spec"]["template"]["spec"]["volumes"]
+            if v["name"] == "data"
+        )
+        for w in workers
+    }
     assert len(set(claims.values())) == len(workers)
-    assert {c["metadata"]["name"] for c in _find(_objects(rendered["production"]), "PersistentVolumeClaim")} \
-        == set(claims.values())
+    assert {c["metadata"]["name"] for c in _find(_objects(rendered["production"]), "PersistentVolumeClaim")} == set(
+        claims.values()
+    )
 
 
 def test_default_worker_caches_mirrors_in_an_empty_dir(rendered: dict[str, str]) -> None:
@@ -362,8 +403,9 @@ def test_rendered_commands_use_options_the_cli_has(rendered: dict[str, str], val
 
 
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
-def test_configmap_holds_a_config_the_service_accepts(rendered: dict[str, str], values: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configmap_holds_a_config_the_service_accepts(
+    rendered: dict[str, str], values: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PIPELINE_DATABASE_URL", raising=False)
     objects = _objects(rendered[values])
     (config_map,) = _find(objects, "ConfigMap", "rel-pipeline-config")
@@ -401,8 +443,9 @@ def test_service_monitor_and_ingress_only_when_asked(rendered: dict[str, str]) -
     production = _objects(rendered["production"])
     (monitor,) = _find(production, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s",
-                                             "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
     (service,) = _find(production, "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     (ingress,) = _find(production, "Ingress")
@@ -410,20 +453,35 @@ def test_service_monitor_and_ingress_only_when_asked(rendered: dict[str, str]) -
     assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--set", "config.database_url=postgresql+psycopg://u:p@db/x"], "database.existingSecret"),
-    (["--set", "workers.engines[0].name=a", "--set", "workers.engines[0].dockerHost=tcp://a:2376",
-      "--set", "workers.engines[1].name=a", "--set", "workers.engines[1].dockerHost=tcp://b:2376"], "used twice"),
-    (["--set", "workers.engines[0].name=Bad_Name"], "DNS label"),
-    (["--set", "workers.engines[0].name=a,workers.engines[0].dockerHost="], "dockerHost is required"),
-    (["--set", "database.existingSecret="], "database.existingSecret"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "config.database_url=postgresql+psycopg://u:p@db/x"], "database.existingSecret"),
+        (
+            [
+                "--set",
+                "workers.engines[0].name=a",
+                "--set",
+                "workers.engines[0].dockerHost=tcp://a:2376",
+                "--set",
+                "workers.engines[1].name=a",
+                "--set",
+                "workers.engines[1].dockerHost=tcp://b:2376",
+            ],
+            "used twice",
+        ),
+        (["--set", "workers.engines[0].name=Bad_Name"], "DNS label"),
+        (["--set", "workers.engines[0].name=a,workers.engines[0].dockerHost="], "dockerHost is required"),
+        (["--set", "database.existingSecret="], "database.existingSecret"),
+    ],
+)
 def test_chart_refuses_bad_values_with_a_message(helm: str, args: list[str], message: str) -> None:
     result = _template(helm, *args)
     assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
 # --- BuildKit farm ----------------------------------------------------------------------------
+
 
 def test_buildkit_farm_is_a_rootless_statefulset_behind_a_headless_service(rendered: dict[str, str]) -> None:
     values = yaml.safe_load(BUILDKIT_VALUES.read_text())["buildkit"]
@@ -449,8 +507,9 @@ def test_buildkit_farm_is_a_rootless_statefulset_behind_a_headless_service(rende
     assert not [o for o in _objects(rendered["default"]) if o["kind"] == "StatefulSet"], "off by default"
 
 
-def test_buildkit_workers_build_on_every_daemon_over_mutual_tls(rendered: dict[str, str], tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_buildkit_workers_build_on_every_daemon_over_mutual_tls(
+    rendered: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PIPELINE_DATABASE_URL", raising=False)
     values = yaml.safe_load(BUILDKIT_VALUES.read_text())
     objects = _objects(rendered["buildkit"])
@@ -466,7 +525,8 @@ def test_buildkit_workers_build_on_every_daemon_over_mutual_tls(rendered: dict[s
     text = config_map["data"]["pipeline.yaml"]
     data = yaml.safe_load(text)
     assert [b["buildkit"] for b in data["builders"]] == [
-        f"tcp://rel-pipeline-buildkit-{i}.rel-pipeline-buildkit.ci.svc:1234" for i in range(2)]
+        f"tcp://rel-pipeline-buildkit-{i}.rel-pipeline-buildkit.ci.svc:1234" for i in range(2)
+    ]
     assert {b["max_parallel"] for b in data["builders"]} == {3}
     assert all(b["platforms"] == ["linux/amd64", "linux/arm64"] for b in data["builders"])
     # the service accepts it where the client certificate is mounted

@@ -14,11 +14,21 @@ from workers.scheduler import start_scheduler
 
 
 def _config(repo: GitRepo, **extra: object):  # type: ignore[no-untyped-def]
-    return parse_config({
-        "registries": {"r": {"url": "127.0.0.1:5000"}},
-        "projects": {"polled": {"repo": repo.url, "poll": "10s", "branches": ["main", "release/*"],
-                                "git_tags": ["v*"], "image": {"registry": "r", "repository": "a/p"}, **extra}},
-    })
+    return parse_config(
+        {
+            "registries": {"r": {"url": "127.0.0.1:5000"}},
+            "projects": {
+                "polled": {
+                    "repo": repo.url,
+                    "poll": "10s",
+                    "branches": ["main", "release/*"],
+                    "git_tags": ["v*"],
+                    "image": {"registry": "r", "repository": "a/p"},
+                    **extra,
+                }
+            },
+        }
+    )
 
 
 def _builds(db: Database) -> list[tuple[str, str, str]]:
@@ -43,8 +53,11 @@ def test_new_heads_queue_once_and_filters_apply(db: Database, git_repo: GitRepo)
     _git("push", "--quiet", "origin", "v1.1", cwd=git_repo.work)
     assert len(poll_project(db, config, "polled")) == 2
     assert poll_project(db, config, "polled") == []
-    assert _builds(db) == [("refs/heads/main", first, "superseded"), ("refs/heads/main", second, "queued"),
-                           ("refs/tags/v1.1", second, "queued")]
+    assert _builds(db) == [
+        ("refs/heads/main", first, "superseded"),
+        ("refs/heads/main", second, "queued"),
+        ("refs/tags/v1.1", second, "queued"),
+    ]
     with db.session() as session:
         assert {d.provider for d in session.scalars(select(Delivery))} == {"poll"}
         assert {(b.trigger, b.actor) for b in session.scalars(select(Build))} == {("poll", "poll")}

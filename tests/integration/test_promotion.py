@@ -49,30 +49,54 @@ def config_data(tmp_path: Path, registry: Registry, secure: Registry, token: Reg
         "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 2},
         "registries": {
             "local": {"url": registry.host, "insecure": True},
-            "private": {"url": secure.url, "ca_file": str(secure.ca_file), "username_env": "PRIV_USER",
-                        "password_env": "PRIV_PASSWORD"},
-            "public": {"url": token.url, "ca_file": str(token.ca_file), "username_env": "PUB_USER",
-                       "password_env": "PUB_PASSWORD"},
+            "private": {
+                "url": secure.url,
+                "ca_file": str(secure.ca_file),
+                "username_env": "PRIV_USER",
+                "password_env": "PRIV_PASSWORD",
+            },
+            "public": {
+                "url": token.url,
+                "ca_file": str(token.ca_file),
+                "username_env": "PUB_USER",
+                "password_env": "PUB_PASSWORD",
+            },
         },
-        "projects": {"demo": {
-            "repo": "https://git.example.com/acme/demo.git",
-            "allow_unsigned": True,
-            "image": {"registry": "local", "repository": "acme/demo"},
-            "environments": [
-                {"name": "dev", "registry": "local", "repository": f"acme/dev-{run}", "auto": True},
-                {"name": "staging", "registry": "private", "repository": f"team/staging-{run}", "requires": "dev",
-                 "tag": "staging-{short_sha}"},
-                {"name": "prod", "registry": "public", "repository": f"team/prod-{run}", "requires": "staging"},
-            ],
-        }},
+        "projects": {
+            "demo": {
+                "repo": "https://git.example.com/acme/demo.git",
+                "allow_unsigned": True,
+                "image": {"registry": "local", "repository": "acme/demo"},
+                "environments": [
+                    {"name": "dev", "registry": "local", "repository": f"acme/dev-{run}", "auto": True},
+                    {
+                        "name": "staging",
+                        "registry": "private",
+                        "repository": f"team/staging-{run}",
+                        "requires": "dev",
+                        "tag": "staging-{short_sha}",
+                    },
+                    {"name": "prod", "registry": "public", "repository": f"team/prod-{run}", "requires": "staging"},
+                ],
+            }
+        },
     }
 
 
 @pytest.fixture
-def config(tmp_path: Path, registry: Registry, secure_registry: Registry, token_registry: Registry,
-           monkeypatch: pytest.MonkeyPatch) -> Config:
-    for name, value in {"PRIV_USER": REGISTRY_USER, "PRIV_PASSWORD": REGISTRY_PASSWORD, "PUB_USER": "alice",
-                        "PUB_PASSWORD": TOKEN_USERS["alice"]}.items():
+def config(
+    tmp_path: Path,
+    registry: Registry,
+    secure_registry: Registry,
+    token_registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Config:
+    for name, value in {
+        "PRIV_USER": REGISTRY_USER,
+        "PRIV_PASSWORD": REGISTRY_PASSWORD,
+        "PUB_USER": "alice",
+        "PUB_PASSWORD": TOKEN_USERS["alice"],
+    }.items():
         monkeypatch.setenv(name, value)
     return parse_config(config_data(tmp_path, registry, secure_registry, token_registry, secrets.token_hex(4)))
 
@@ -115,8 +139,14 @@ def matrix(api: TestClient) -> dict[str, dict[str, Any]]:
 
 
 def test_a_digest_moves_dev_staging_prod_across_three_kinds_of_registry(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        secure_registry: Registry, token_registry: Registry) -> None:
+    db: Database,
+    config: Config,
+    built: dict[str, int],
+    pushed: dict[str, str],
+    api: TestClient,
+    secure_registry: Registry,
+    token_registry: Registry,
+) -> None:
     digest = pushed["v1"]
     for env in ("dev", "staging", "prod"):
         row = promote(api, env, build_id=built["v1"], reason=f"ship to {env}")
@@ -125,15 +155,31 @@ def test_a_digest_moves_dev_staging_prod_across_three_kinds_of_registry(
         done = get(api, row["id"])
         assert done["status"] == "succeeded", done["error"]
         assert [s["kind"] for s in done["steps"]] == ["copy-image", "copy-signatures", "move-tag"]
-    assert done["source_ref"] == f"{secure_registry.host}/{repo(config, 'staging')}@{digest}"  # prod copies from staging
+    assert (
+        done["source_ref"] == f"{secure_registry.host}/{repo(config, 'staging')}@{digest}"
+    )  # prod copies from staging
     assert done["target_ref"] == f"{token_registry.host}/{repo(config, 'prod')}:prod@{digest}"
     assert done["copy_report"]["blobs_copied"] == 3
 
     staging_tag = f"staging-{'1' * 7}"
-    assert skopeo_inspect(f"{secure_registry.host}/{repo(config, 'staging')}:{staging_tag}", tls_verify=True,
-                          cert_dir=secure_registry.cert_dir, creds=secure_registry.creds())["Digest"] == digest
-    assert skopeo_inspect(f"{token_registry.host}/{repo(config, 'prod')}:prod", tls_verify=True, cert_dir=token_registry.cert_dir,
-                          creds=f"alice:{TOKEN_USERS['alice']}")["Digest"] == digest
+    assert (
+        skopeo_inspect(
+            f"{secure_registry.host}/{repo(config, 'staging')}:{staging_tag}",
+            tls_verify=True,
+            cert_dir=secure_registry.cert_dir,
+            creds=secure_registry.creds(),
+        )["Digest"]
+        == digest
+    )
+    assert (
+        skopeo_inspect(
+            f"{token_registry.host}/{repo(config, 'prod')}:prod",
+            tls_verify=True,
+            cert_dir=token_registry.cert_dir,
+            creds=f"alice:{TOKEN_USERS['alice']}",
+        )["Digest"]
+        == digest
+    )
 
     state = matrix(api)
     assert state["prod"]["current"]["digest"] == digest
@@ -147,9 +193,9 @@ def test_a_digest_moves_dev_staging_prod_across_three_kinds_of_registry(
 
 
 def test_skipping_an_environment_is_refused_and_recorded(
-        db: Database, config: Config, built: dict[str, int], api: TestClient) -> None:
-    answer = api.post("/api/v1/promotions", json={"project": "demo", "environment": "staging",
-                                                   "build_id": built["v1"]})
+    db: Database, config: Config, built: dict[str, int], api: TestClient
+) -> None:
+    answer = api.post("/api/v1/promotions", json={"project": "demo", "environment": "staging", "build_id": built["v1"]})
     assert answer.status_code == 409
     assert answer.headers["content-type"] == "application/problem+json"
     assert "has not reached dev yet" in answer.json()["detail"]
@@ -159,11 +205,14 @@ def test_skipping_an_environment_is_refused_and_recorded(
 
 
 def test_a_rejected_digest_is_never_promoted_again(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        registry: Registry) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient, registry: Registry
+) -> None:
     queued = promote(api, "dev", digest=pushed["v2"])
-    refused = api.post(f"/api/v1/images/{pushed['v2']}/reject", json={"reason": "CVE-2026-0001 in libfoo"},
-                       headers=token_headers(db, "security", "promoter"))
+    refused = api.post(
+        f"/api/v1/images/{pushed['v2']}/reject",
+        json={"reason": "CVE-2026-0001 in libfoo"},
+        headers=token_headers(db, "security", "promoter"),
+    )
     assert refused.status_code == 200 and refused.json()["actor"] == "security"
     assert work(db, config) == 1
     late = get(api, queued["id"])  # asked before the rejection, refused when the worker looked
@@ -176,8 +225,8 @@ def test_a_rejected_digest_is_never_promoted_again(
 
 
 def test_rollback_walks_back_through_history_and_holds_the_environment(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        registry: Registry) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient, registry: Registry
+) -> None:
     for tag in IMAGES:
         promote(api, "dev", build_id=built[tag])
         work(db, config)
@@ -213,7 +262,8 @@ def test_rollback_walks_back_through_history_and_holds_the_environment(
 
 
 def test_promoting_what_already_runs_is_a_no_op_success(
-        db: Database, config: Config, built: dict[str, int], api: TestClient) -> None:
+    db: Database, config: Config, built: dict[str, int], api: TestClient
+) -> None:
     first = promote(api, "dev", build_id=built["v1"])
     work(db, config)
     again = promote(api, "dev", build_id=built["v1"])
@@ -225,7 +275,8 @@ def test_promoting_what_already_runs_is_a_no_op_success(
 
 
 def test_auto_promotion_follows_a_build_and_cascades_to_later_auto_stages(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str]) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str]
+) -> None:
     data = config.model_dump(mode="json")
     data["projects"]["demo"]["environments"][1]["auto"] = True  # staging follows dev
     cascading = parse_config(data)
@@ -242,8 +293,8 @@ def test_auto_promotion_follows_a_build_and_cascades_to_later_auto_stages(
 
 
 def test_concurrent_promotions_to_one_environment_apply_in_request_order(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        registry: Registry) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient, registry: Registry
+) -> None:
     order = ["v1", "v2", "v3", "v1", "v3", "v2"]
     ids = [promote(api, "dev", build_id=built[tag])["id"] for tag in order]
     workers = [PromotionWorker(db, config, name=f"p{i}") for i in range(3)]
@@ -265,14 +316,20 @@ def test_concurrent_promotions_to_one_environment_apply_in_request_order(
     assert [r["status"] for r in rows] == ["succeeded"] * len(ids)
     for before, after in itertools.pairwise(rows):  # three workers, yet each began after the one before ended
         assert dt.datetime.fromisoformat(after["started_at"]) >= dt.datetime.fromisoformat(before["finished_at"]), [
-            (r["id"], r["worker"], r["attempts"], r["started_at"], r["finished_at"]) for r in rows]
+            (r["id"], r["worker"], r["attempts"], r["started_at"], r["finished_at"]) for r in rows
+        ]
     assert matrix(api)["dev"]["current"]["promotion_id"] == ids[-1]
     assert skopeo_inspect(f"{registry.host}/{repo(config, 'dev')}:dev", tls_verify=False)["Digest"] == pushed[order[-1]]
 
 
 def test_refused_credentials_fail_the_promotion_without_moving_the_tag(
-        db: Database, config: Config, built: dict[str, int], api: TestClient, secure_registry: Registry,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    db: Database,
+    config: Config,
+    built: dict[str, int],
+    api: TestClient,
+    secure_registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     promote(api, "dev", build_id=built["v1"])
     work(db, config)
     monkeypatch.setenv("PRIV_PASSWORD", "wrong")
@@ -286,17 +343,21 @@ def test_refused_credentials_fail_the_promotion_without_moving_the_tag(
     assert matrix(api)["staging"]["current"] is None
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    ({"project": "nope", "environment": "dev", "build_id": 1}, 404, "no project named 'nope'"),
-    ({"project": "demo", "environment": "qa", "build_id": 1}, 404, "no environment 'qa'"),
-    ({"project": "demo", "environment": "dev"}, 422, "exactly one of digest or build_id"),
-    ({"project": "demo", "environment": "dev", "digest": "sha256:abc"}, 422, "sha256:<64 lowercase hex>"),
-    ({"project": "demo", "environment": "dev", "digest": "sha256:" + "e" * 64}, 422, "no succeeded build"),
-    ({"project": "demo", "environment": "dev", "build_id": 999}, 404, "no build with id 999"),
-    ({"project": "demo", "environment": "dev", "build_id": 1, "tag": "x"}, 422, "body.tag"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"project": "nope", "environment": "dev", "build_id": 1}, 404, "no project named 'nope'"),
+        ({"project": "demo", "environment": "qa", "build_id": 1}, 404, "no environment 'qa'"),
+        ({"project": "demo", "environment": "dev"}, 422, "exactly one of digest or build_id"),
+        ({"project": "demo", "environment": "dev", "digest": "sha256:abc"}, 422, "sha256:<64 lowercase hex>"),
+        ({"project": "demo", "environment": "dev", "digest": "sha256:" + "e" * 64}, 422, "no succeeded build"),
+        ({"project": "demo", "environment": "dev", "build_id": 999}, 404, "no build with id 999"),
+        ({"project": "demo", "environment": "dev", "build_id": 1, "tag": "x"}, 422, "body.tag"),
+    ],
+)
 def test_bad_promotion_requests_get_clear_problems_and_record_nothing(
-        body: dict[str, Any], status: int, words: str, built: dict[str, int], api: TestClient) -> None:
+    body: dict[str, Any], status: int, words: str, built: dict[str, int], api: TestClient
+) -> None:
     answer = api.post("/api/v1/promotions", json=body)
     assert answer.status_code == status, answer.text
     assert words in answer.json()["detail"]
@@ -304,10 +365,12 @@ def test_bad_promotion_requests_get_clear_problems_and_record_nothing(
 
 
 def test_a_queued_build_cannot_be_promoted_and_a_rejection_needs_a_reason(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient
+) -> None:
     with db.session() as session:
-        queued = builds.queue_build(session, project="demo", commit="f" * 40, ref="refs/heads/main", branch="main",
-                                    trigger="test")
+        queued = builds.queue_build(
+            session, project="demo", commit="f" * 40, ref="refs/heads/main", branch="main", trigger="test"
+        )
     answer = api.post("/api/v1/promotions", json={"project": "demo", "environment": "dev", "build_id": queued})
     assert answer.status_code == 422 and f"build {queued} is queued" in answer.json()["detail"]
     assert api.post(f"/api/v1/images/{pushed['v1']}/reject", json={"reason": " "}).status_code == 422
@@ -318,7 +381,8 @@ def test_a_queued_build_cannot_be_promoted_and_a_rejection_needs_a_reason(
 
 
 def test_promotion_history_pages_stay_stable_while_promotions_arrive(
-        db: Database, config: Config, built: dict[str, int], api: TestClient) -> None:
+    db: Database, config: Config, built: dict[str, int], api: TestClient
+) -> None:
     ids = [promote(api, "dev", build_id=built[tag])["id"] for tag in IMAGES]
     first = api.get("/api/v1/promotions", params={"project": "demo", "limit": 2}).json()
     assert [p["id"] for p in first["items"]] == ids[:0:-1]
@@ -332,18 +396,28 @@ def test_promotion_history_pages_stay_stable_while_promotions_arrive(
 
 
 def test_the_matrix_reports_lead_time_from_push_to_arrival(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient
+) -> None:
     now = dt.datetime.now(dt.UTC)
     with db.session() as session:
         for n, delay in enumerate([60, 120, 180, 600, 90, 5]):
-            build_id = builds.queue_build(session, project="demo", commit=f"{n:x}" * 40, ref="refs/heads/main",
-                                          branch="main", trigger="test")
+            build_id = builds.queue_build(
+                session, project="demo", commit=f"{n:x}" * 40, ref="refs/heads/main", branch="main", trigger="test"
+            )
             pushed_at = now - dt.timedelta(days=40 if n == 5 else 1, seconds=delay)
             builds.record_progress(session, build_id, status="succeeded", digest=pushed["v1"], created_at=pushed_at)
-            promotions.add_promotion(session, project="demo", environment="dev", digest=pushed["v1"],
-                                     build_id=build_id, actor="t", status="succeeded",
-                                     trigger="rollback" if n == 4 else "manual",  # a rollback is no arrival
-                                     created_at=pushed_at, finished_at=pushed_at + dt.timedelta(seconds=delay))
+            promotions.add_promotion(
+                session,
+                project="demo",
+                environment="dev",
+                digest=pushed["v1"],
+                build_id=build_id,
+                actor="t",
+                status="succeeded",
+                trigger="rollback" if n == 4 else "manual",  # a rollback is no arrival
+                created_at=pushed_at,
+                finished_at=pushed_at + dt.timedelta(seconds=delay),
+            )
     lead = matrix(api)["dev"]["lead_time"]
     assert (lead["samples"], lead["median_seconds"], lead["window_days"]) == (4, 150.0, 30)
     assert lead["p90_seconds"] == pytest.approx(474.0)

@@ -49,17 +49,26 @@ def images(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> list
 
 def _config(tmp_path: Path, registry: Registry, proxy: FaultProxy, run: str) -> Config:
     """Fresh repositories per run (``run``): the flaky registry serves both database variants."""
-    return parse_config({
-        "data_dir": str(tmp_path / "data"),
-        "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 3, "retry_seconds": 0.2},
-        "registries": {"local": {"url": registry.host, "insecure": True},
-                       "flaky": {"url": proxy.host, "insecure": True}},
-        "projects": {"faulty": {
-            "repo": "https://git.example.com/acme/faulty.git", "allow_unsigned": True,
-            "image": {"registry": "local", "repository": "acme/faulty"},
-            "environments": [{"name": env, "registry": "flaky", "repository": f"{run}/{env}"} for env in ENVIRONMENTS],
-        }},
-    })
+    return parse_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 3, "retry_seconds": 0.2},
+            "registries": {
+                "local": {"url": registry.host, "insecure": True},
+                "flaky": {"url": proxy.host, "insecure": True},
+            },
+            "projects": {
+                "faulty": {
+                    "repo": "https://git.example.com/acme/faulty.git",
+                    "allow_unsigned": True,
+                    "image": {"registry": "local", "repository": "acme/faulty"},
+                    "environments": [
+                        {"name": env, "registry": "flaky", "repository": f"{run}/{env}"} for env in ENVIRONMENTS
+                    ],
+                }
+            },
+        }
+    )
 
 
 def _tagged_manifests_are_complete(upstream: Registry, run: str) -> list[str]:
@@ -81,8 +90,8 @@ def _tagged_manifests_are_complete(upstream: Registry, run: str) -> list[str]:
 
 
 def test_every_promotion_ends_clearly_and_no_tag_points_at_missing_blobs(
-        db: Database, tmp_path: Path, registry: Registry, flaky: tuple[Registry, FaultProxy],
-        images: list[str]) -> None:
+    db: Database, tmp_path: Path, registry: Registry, flaky: tuple[Registry, FaultProxy], images: list[str]
+) -> None:
     upstream, proxy = flaky
     run = f"run{secrets.token_hex(3)}"
     config = _config(tmp_path, registry, proxy, run)
@@ -90,11 +99,21 @@ def test_every_promotion_ends_clearly_and_no_tag_points_at_missing_blobs(
         projects.sync_projects(session, config.projects)
         ids = []
         for env, digest in zip(ENVIRONMENTS, images, strict=True):
-            build_id = builds.queue_build(session, project="faulty", commit="a" * 40, ref="refs/heads/main",
-                                          branch="main", trigger="test")
+            build_id = builds.queue_build(
+                session, project="faulty", commit="a" * 40, ref="refs/heads/main", branch="main", trigger="test"
+            )
             builds.record_progress(session, build_id, status="succeeded", digest=digest)
-            ids.append(promotions.add_promotion(session, project="faulty", environment=env, digest=digest,
-                                                build_id=build_id, actor="test", status="pending").id)
+            ids.append(
+                promotions.add_promotion(
+                    session,
+                    project="faulty",
+                    environment=env,
+                    digest=digest,
+                    build_id=build_id,
+                    actor="test",
+                    status="pending",
+                ).id
+            )
     proxy.reset_counters()
     worker, deadline = PromotionWorker(db, config, name="flaky-promoter"), time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -65,23 +65,42 @@ def deploy(tmp_path: Path) -> GitRepo:
 @pytest.fixture
 def config(tmp_path: Path, registry: Registry, deploy: GitRepo) -> Config:
     run = secrets.token_hex(3)
-    return parse_config({
-        "data_dir": str(tmp_path / "data"),
-        "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 1},
-        "registries": {"local": {"url": registry.host, "insecure": True}},
-        "projects": {"app": {
-            "repo": "https://git.example.com/acme/app.git", "allow_unsigned": True,
-            "image": {"registry": "local", "repository": "acme/gitops"},
-            "environments": [
-                {"name": "staging", "registry": "local", "repository": f"gitops/staging-{run}",
-                 "gitops": {"repo": deploy.url, "path": "staging/values.yaml", "key": "image.digest"}},
-                {"name": "prod", "registry": "local", "repository": f"gitops/prod-{run}", "requires": "staging",
-                 "gitops": {"repo": deploy.url, "path": "prod/deployment.yaml", "container": "app",
-                            "resource_kind": "Deployment", "author_name": "Pipeline Bot",
-                            "author_email": "bot@example.com"}},
-            ],
-        }},
-    })
+    return parse_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 1},
+            "registries": {"local": {"url": registry.host, "insecure": True}},
+            "projects": {
+                "app": {
+                    "repo": "https://git.example.com/acme/app.git",
+                    "allow_unsigned": True,
+                    "image": {"registry": "local", "repository": "acme/gitops"},
+                    "environments": [
+                        {
+                            "name": "staging",
+                            "registry": "local",
+                            "repository": f"gitops/staging-{run}",
+                            "gitops": {"repo": deploy.url, "path": "staging/values.yaml", "key": "image.digest"},
+                        },
+                        {
+                            "name": "prod",
+                            "registry": "local",
+                            "repository": f"gitops/prod-{run}",
+                            "requires": "staging",
+                            "gitops": {
+                                "repo": deploy.url,
+                                "path": "prod/deployment.yaml",
+                                "container": "app",
+                                "resource_kind": "Deployment",
+                                "author_name": "Pipeline Bot",
+                                "author_email": "bot@example.com",
+                            },
+                        },
+                    ],
+                }
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -98,8 +117,9 @@ def _promote(db: Database, config: Config, environment: str, build_id: int) -> A
 
 
 def _git(repo: GitRepo, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(repo.bare), *args], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(repo.bare), *args], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _repo(config: Config, environment: str) -> str:
@@ -107,7 +127,8 @@ def _repo(config: Config, environment: str) -> str:
 
 
 def test_a_promotion_commits_the_digest_and_records_the_commit(
-        db: Database, config: Config, built: list[int], digests: list[str], deploy: GitRepo, registry: Registry) -> None:
+    db: Database, config: Config, built: list[int], digests: list[str], deploy: GitRepo, registry: Registry
+) -> None:
     row = _promote(db, config, "staging", built[0])
     assert row.status == "succeeded", row.error
     assert [s["kind"] for s in row.steps] == ["copy-image", "copy-signatures", "git-push", "move-tag"]
@@ -125,8 +146,7 @@ def test_a_promotion_commits_the_digest_and_records_the_commit(
     assert _git(deploy, "log", "-1", "--format=%an <%ae>", "main").strip() == "Pipeline Bot <bot@example.com>"
 
 
-def test_the_same_digest_again_makes_no_commit(
-        db: Database, config: Config, built: list[int], deploy: GitRepo) -> None:
+def test_the_same_digest_again_makes_no_commit(db: Database, config: Config, built: list[int], deploy: GitRepo) -> None:
     first = _promote(db, config, "staging", built[0])
     head = _git(deploy, "rev-parse", "main")
     again = _promote(db, config, "staging", built[0])
@@ -136,8 +156,8 @@ def test_the_same_digest_again_makes_no_commit(
 
 
 def test_a_refused_push_fails_the_promotion_and_the_tag_does_not_move(
-        db: Database, config: Config, built: list[int], digests: list[str], deploy: GitRepo,
-        registry: Registry) -> None:
+    db: Database, config: Config, built: list[int], digests: list[str], deploy: GitRepo, registry: Registry
+) -> None:
     assert _promote(db, config, "staging", built[0]).status == "succeeded"
     hook = deploy.bare / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'staging is frozen until Monday' >&2\nexit 1\n")

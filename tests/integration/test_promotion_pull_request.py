@@ -51,19 +51,37 @@ def deploy(tmp_path: Path) -> GitRepo:
 
 @pytest.fixture
 def config(tmp_path: Path, registry: Registry, deploy: GitRepo, github: FakeGitHub) -> Config:
-    return parse_config({
-        "data_dir": str(tmp_path / "data"),
-        "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 1},
-        "registries": {"local": {"url": registry.host, "insecure": True}},
-        "projects": {"app": {
-            "repo": "https://git.example.com/acme/app.git", "allow_unsigned": True,
-            "image": {"registry": "local", "repository": "acme/pr"},
-            "environments": [{"name": "prod", "registry": "local", "repository": f"pr/prod-{secrets.token_hex(3)}",
-                              "gitops": {"repo": deploy.url, "path": "prod/values.yaml", "key": "image.digest",
-                                         "pull_request": {"repository": "acme/deploy", "api_url": github.url,
-                                                          "token_env": "GITHUB_TOKEN_FOR_TESTS"}}}],
-        }},
-    })
+    return parse_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 1},
+            "registries": {"local": {"url": registry.host, "insecure": True}},
+            "projects": {
+                "app": {
+                    "repo": "https://git.example.com/acme/app.git",
+                    "allow_unsigned": True,
+                    "image": {"registry": "local", "repository": "acme/pr"},
+                    "environments": [
+                        {
+                            "name": "prod",
+                            "registry": "local",
+                            "repository": f"pr/prod-{secrets.token_hex(3)}",
+                            "gitops": {
+                                "repo": deploy.url,
+                                "path": "prod/values.yaml",
+                                "key": "image.digest",
+                                "pull_request": {
+                                    "repository": "acme/deploy",
+                                    "api_url": github.url,
+                                    "token_env": "GITHUB_TOKEN_FOR_TESTS",
+                                },
+                            },
+                        }
+                    ],
+                }
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -82,8 +100,9 @@ def _row(db: Database, promotion_id: int) -> Any:
 
 
 def _git(repo: GitRepo, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(repo.bare), *args], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(repo.bare), *args], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _tag(registry: Registry, config: Config) -> str | None:
@@ -95,8 +114,14 @@ def _tag(registry: Registry, config: Config) -> str | None:
 
 
 def test_the_edit_waits_in_a_pull_request_and_the_tag_moves_after_the_merge(
-        db: Database, config: Config, built: list[int], digests: list[str], deploy: GitRepo, github: FakeGitHub,
-        registry: Registry) -> None:
+    db: Database,
+    config: Config,
+    built: list[int],
+    digests: list[str],
+    deploy: GitRepo,
+    github: FakeGitHub,
+    registry: Registry,
+) -> None:
     worker = PromotionWorker(db, config, name="pr-promoter")
     first, second = _ask(db, config, built[0]), _ask(db, config, built[1])
     assert worker.run_once()
@@ -121,7 +146,11 @@ def test_the_edit_waits_in_a_pull_request_and_the_tag_moves_after_the_merge(
     done = _row(db, first)
     assert done.status == "succeeded", done.error
     assert [(s["kind"], s["status"]) for s in done.steps] == [
-        ("copy-image", "succeeded"), ("copy-signatures", "succeeded"), ("git-push", "merged"), ("move-tag", "succeeded")]
+        ("copy-image", "succeeded"),
+        ("copy-signatures", "succeeded"),
+        ("git-push", "merged"),
+        ("move-tag", "succeeded"),
+    ]
     assert done.copy_report is not None and done.gitops_commit
     assert _tag(registry, config) == digests[0]
     with db.session() as session:
@@ -132,7 +161,8 @@ def test_the_edit_waits_in_a_pull_request_and_the_tag_moves_after_the_merge(
 
 
 def test_a_closed_pull_request_fails_the_promotion_and_frees_the_environment(
-        db: Database, config: Config, built: list[int], github: FakeGitHub, registry: Registry) -> None:
+    db: Database, config: Config, built: list[int], github: FakeGitHub, registry: Registry
+) -> None:
     worker = PromotionWorker(db, config, name="pr-promoter")
     first = _ask(db, config, built[0])
     assert worker.run_once() and _row(db, first).status == "awaiting_merge"
@@ -146,7 +176,8 @@ def test_a_closed_pull_request_fails_the_promotion_and_frees_the_environment(
 
 
 def test_a_bad_host_token_fails_the_promotion_clearly(
-        db: Database, config: Config, built: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    db: Database, config: Config, built: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GITHUB_TOKEN_FOR_TESTS", "wrong")
     first = _ask(db, config, built[0])
     assert PromotionWorker(db, config, name="pr-promoter").run_once()

@@ -67,8 +67,9 @@ def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return {"key": ours, "pub": ours_pub, "other_key": theirs, "other_pub": theirs_pub, "garbage": garbage}
 
 
-def config_data(tmp_path: Path, registry: Registry, secure: Registry, run: str, keys: dict[str, Path],
-                key: Path) -> dict[str, Any]:
+def config_data(
+    tmp_path: Path, registry: Registry, secure: Registry, run: str, keys: dict[str, Path], key: Path
+) -> dict[str, Any]:
     pub, other, garbage = str(keys["pub"]), str(keys["other_pub"]), str(keys["garbage"])
     return {
         "data_dir": str(tmp_path / "data"),
@@ -76,34 +77,70 @@ def config_data(tmp_path: Path, registry: Registry, secure: Registry, run: str, 
         "signing": {"key_file": str(key)},
         "registries": {
             "local": {"url": registry.host, "insecure": True},
-            "private": {"url": secure.url, "ca_file": str(secure.ca_file), "username_env": "PRIV_USER",
-                        "password_env": "PRIV_PASSWORD"},
+            "private": {
+                "url": secure.url,
+                "ca_file": str(secure.ca_file),
+                "username_env": "PRIV_USER",
+                "password_env": "PRIV_PASSWORD",
+            },
         },
-        "projects": {"demo": {
-            "repo": "https://git.example.com/acme/demo.git",
-            "allow_unsigned": True,
-            "image": {"registry": "local", "repository": SOURCE},
-            "environments": [
-                {"name": "dev", "registry": "local", "repository": f"acme/dev-{run}", "sign": True},
-                {"name": "staging", "registry": "private", "repository": f"team/staging-{run}",
-                 "requires": "dev", "verify": [pub]},
-                {"name": "wrongkey", "registry": "private", "repository": f"team/wrong-{run}",
-                 "requires": "dev", "verify": [other]},
-                {"name": "badkey", "registry": "private", "repository": f"team/bad-{run}",
-                 "requires": "dev", "verify": [garbage]},
-                {"name": "plain", "registry": "local", "repository": f"acme/plain-{run}"},
-                {"name": "checked", "registry": "private", "repository": f"team/checked-{run}",
-                 "requires": "plain", "verify": [other, pub]},
-                {"name": "canary", "registry": "local", "repository": f"acme/dev-{run}", "tag": "canary",
-                 "sign": True},
-            ],
-        }},
+        "projects": {
+            "demo": {
+                "repo": "https://git.example.com/acme/demo.git",
+                "allow_unsigned": True,
+                "image": {"registry": "local", "repository": SOURCE},
+                "environments": [
+                    {"name": "dev", "registry": "local", "repository": f"acme/dev-{run}", "sign": True},
+                    {
+                        "name": "staging",
+                        "registry": "private",
+                        "repository": f"team/staging-{run}",
+                        "requires": "dev",
+                        "verify": [pub],
+                    },
+                    {
+                        "name": "wrongkey",
+                        "registry": "private",
+                        "repository": f"team/wrong-{run}",
+                        "requires": "dev",
+                        "verify": [other],
+                    },
+                    {
+                        "name": "badkey",
+                        "registry": "private",
+                        "repository": f"team/bad-{run}",
+                        "requires": "dev",
+                        "verify": [garbage],
+                    },
+                    {"name": "plain", "registry": "local", "repository": f"acme/plain-{run}"},
+                    {
+                        "name": "checked",
+                        "registry": "private",
+                        "repository": f"team/checked-{run}",
+                        "requires": "plain",
+                        "verify": [other, pub],
+                    },
+                    {
+                        "name": "canary",
+                        "registry": "local",
+                        "repository": f"acme/dev-{run}",
+                        "tag": "canary",
+                        "sign": True,
+                    },
+                ],
+            }
+        },
     }
 
 
 @pytest.fixture
-def data(tmp_path: Path, registry: Registry, secure_registry: Registry, keys: dict[str, Path],
-         monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def data(
+    tmp_path: Path,
+    registry: Registry,
+    secure_registry: Registry,
+    keys: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
     monkeypatch.setenv("PRIV_USER", REGISTRY_USER)
     monkeypatch.setenv("PRIV_PASSWORD", REGISTRY_PASSWORD)
     return config_data(tmp_path, registry, secure_registry, secrets.token_hex(4), keys, keys["key"])
@@ -126,8 +163,7 @@ def api(db: Database, config: Config) -> Iterator[TestClient]:
 
 def ship(api: TestClient, db: Database, config: Config, environment: str, build_id: int) -> dict[str, Any]:
     """Ask for a promotion, work it with the real worker, return the finished row."""
-    answer = api.post("/api/v1/promotions", json={"project": "demo", "environment": environment,
-                                                   "build_id": build_id})
+    answer = api.post("/api/v1/promotions", json={"project": "demo", "environment": environment, "build_id": build_id})
     assert answer.status_code == 202, answer.text
     assert PromotionWorker(db, config).run_once()
     return api.get(f"/api/v1/promotions/{answer.json()['id']}").json()  # type: ignore[no-any-return]
@@ -143,8 +179,9 @@ def signatures(config: Config, environment: str, digest: str, pubs: list[Path]) 
     client, repository = location(config, environment)
     with client:
         manifest = client.manifest(repository, signature_tag(digest))
-        verified = verify_signature_manifest(manifest.raw, lambda d: client.read_blob(repository, d), digest,
-                                             [load_public_key(p) for p in pubs])
+        verified = verify_signature_manifest(
+            manifest.raw, lambda d: client.read_blob(repository, d), digest, [load_public_key(p) for p in pubs]
+        )
         return len(manifest.json()["layers"]), [v.key_index for v in verified]
 
 
@@ -154,13 +191,24 @@ def push_signature(config: Config, environment: str, digest: str, payload: bytes
         update = append_signature(None, payload, signature)
         for blob in update.uploads:
             client.upload_blob(repository, blob.digest, len(blob.data), [blob.data])
-        client.put_manifest(repository, signature_tag(digest), Manifest(update.manifest, MANIFEST_MEDIA_TYPE,
-                                                                      "sha256:" + hashlib.sha256(update.manifest).hexdigest()))
+        client.put_manifest(
+            repository,
+            signature_tag(digest),
+            Manifest(update.manifest, MANIFEST_MEDIA_TYPE, "sha256:" + hashlib.sha256(update.manifest).hexdigest()),
+        )
 
 
 def test_signed_in_dev_kept_beside_a_second_signer_and_verified_into_staging(
-        db: Database, config: Config, data: dict[str, Any], built: dict[str, int], pushed: dict[str, str],
-        api: TestClient, registry: Registry, secure_registry: Registry, keys: dict[str, Path]) -> None:
+    db: Database,
+    config: Config,
+    data: dict[str, Any],
+    built: dict[str, int],
+    pushed: dict[str, str],
+    api: TestClient,
+    registry: Registry,
+    secure_registry: Registry,
+    keys: dict[str, Path],
+) -> None:
     digest, pubs = pushed["s1"], [keys["pub"], keys["other_pub"]]
     dev = ship(api, db, config, "dev", built["s1"])
     assert dev["status"] == "succeeded", dev["error"]
@@ -182,19 +230,23 @@ def test_signed_in_dev_kept_beside_a_second_signer_and_verified_into_staging(
 
     staging = ship(api, db, config, "staging", built["s1"])
     assert staging["status"] == "succeeded", staging["error"]
-    assert [s["kind"] for s in staging["steps"]] == ["verify-signature", "copy-image", "copy-signatures",
-                                                     "move-tag"]
+    assert [s["kind"] for s in staging["steps"]] == ["verify-signature", "copy-image", "copy-signatures", "move-tag"]
     assert str(keys["pub"]) in staging["steps"][0]["message"]
     assert signatures(config, "staging", digest, pubs) == (2, [0, 1])  # both signatures travelled along
     staging_repo = config.project("demo").environment("staging").repository
-    raw = skopeo_inspect(f"{secure_registry.host}/{staging_repo}:{signature_tag(digest)}", tls_verify=True,
-                         cert_dir=secure_registry.cert_dir, creds=secure_registry.creds(), raw=True)
+    raw = skopeo_inspect(
+        f"{secure_registry.host}/{staging_repo}:{signature_tag(digest)}",
+        tls_verify=True,
+        cert_dir=secure_registry.cert_dir,
+        creds=secure_registry.creds(),
+        raw=True,
+    )
     assert len(raw["layers"]) == 2
 
 
 def test_refusals_name_the_keys_and_what_was_wrong(
-        db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        keys: dict[str, Path]) -> None:
+    db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient, keys: dict[str, Path]
+) -> None:
     digest = pushed["s2"]
     assert ship(api, db, config, "plain", built["s2"])["status"] == "succeeded"
     unsigned = ship(api, db, config, "checked", built["s2"])
@@ -217,8 +269,15 @@ def test_refusals_name_the_keys_and_what_was_wrong(
 
 @pytest.mark.parametrize("tamper", ["other-digest", "altered-signature"])
 def test_a_tampered_signature_is_refused(
-        tamper: str, db: Database, config: Config, built: dict[str, int], pushed: dict[str, str], api: TestClient,
-        registry: Registry, keys: dict[str, Path]) -> None:
+    tamper: str,
+    db: Database,
+    config: Config,
+    built: dict[str, int],
+    pushed: dict[str, str],
+    api: TestClient,
+    registry: Registry,
+    keys: dict[str, Path],
+) -> None:
     digest = pushed["s1"]
     assert ship(api, db, config, "plain", built["s1"])["status"] == "succeeded"
     key = load_private_key(keys["key"])
@@ -241,13 +300,20 @@ def test_a_tampered_signature_is_refused(
 
 
 def test_concurrent_signers_of_one_image_keep_each_others_signature(
-        db: Database, config: Config, data: dict[str, Any], built: dict[str, int], pushed: dict[str, str],
-        api: TestClient, keys: dict[str, Path]) -> None:
+    db: Database,
+    config: Config,
+    data: dict[str, Any],
+    built: dict[str, int],
+    pushed: dict[str, str],
+    api: TestClient,
+    keys: dict[str, Path],
+) -> None:
     other = parse_config({**data, "signing": {"key_file": str(keys["other_key"])}})
     ids = []
     for environment in ("dev", "canary"):  # the same repository: one .sig tag, two writers at once
-        answer = api.post("/api/v1/promotions", json={"project": "demo", "environment": environment,
-                                                       "build_id": built["s2"]})
+        answer = api.post(
+            "/api/v1/promotions", json={"project": "demo", "environment": environment, "build_id": built["s2"]}
+        )
         assert answer.status_code == 202, answer.text
         ids.append(answer.json()["id"])
     start = threading.Barrier(2)

@@ -42,11 +42,22 @@ def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     return generate_key_pair(tmp_path / "keys", PASSWORD.encode())
 
 
-def _config(tmp_path: Path, engine: DockerEngine, registry: Registry, repo: GitRepo, monkeypatch: pytest.MonkeyPatch,
-            key_file: Path | None) -> Config:
+def _config(
+    tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    repo: GitRepo,
+    monkeypatch: pytest.MonkeyPatch,
+    key_file: Path | None,
+) -> Config:
     monkeypatch.setenv("DEMO_NPM_TOKEN", SECRET_VALUE)
-    data = project.config_data(data_dir=tmp_path / "data", registry_host=registry.host, engine_host=engine.host,
-                               repo_url=repo.url, secrets=[{"id": "npm", "env": "DEMO_NPM_TOKEN"}])
+    data = project.config_data(
+        data_dir=tmp_path / "data",
+        registry_host=registry.host,
+        engine_host=engine.host,
+        repo_url=repo.url,
+        secrets=[{"id": "npm", "env": "DEMO_NPM_TOKEN"}],
+    )
     if key_file is not None:
         data["signing"] = {"key_file": str(key_file)}
     return parse_config(data)
@@ -74,8 +85,14 @@ def _checked_by_hand(envelope: bytes, public_key: ec.EllipticCurvePublicKey) -> 
 
 
 def test_signed_build_attaches_provenance_as_a_cosign_attestation(
-    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo,
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, keys: tuple[Path, Path],
+    tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    keys: tuple[Path, Path],
 ) -> None:
     key_file, pub_file = keys
     config = _config(tmp_path, engine, registry, git_repo, monkeypatch, key_file)
@@ -119,8 +136,13 @@ def test_signed_build_attaches_provenance_as_a_cosign_attestation(
         assert shown["builds"][0]["provenance"] == statement
         checked = client.get(f"/api/v1/images/{digest}", params={"attestations": "true"}).json()
         assert checked["attestations"] == {
-            "reference": f"{registry.host}/acme/demo:{tag}", "present": True, "layers": 1, "verified": True,
-            "verified_layers": 1, "detail": f"1 of 1 envelopes verify with {key_file}"}
+            "reference": f"{registry.host}/acme/demo:{tag}",
+            "present": True,
+            "layers": 1,
+            "verified": True,
+            "verified_layers": 1,
+            "detail": f"1 of 1 envelopes verify with {key_file}",
+        }
         assert client.get(f"/api/v1/builds/{build.id}").json()["provenance"] == statement
     finally:
         client_gen.close()
@@ -130,8 +152,13 @@ def test_signed_build_attaches_provenance_as_a_cosign_attestation(
     key, demo = load_private_key(key_file, PASSWORD.encode()), config.projects["demo"]
     assert _attach_provenance(config, demo, digest, statement, key).startswith("provenance already in")
     assert skopeo_inspect(f"{registry.host}/acme/demo:{tag}", tls_verify=False, raw=True) == manifest
-    retried = {**statement, "predicate": {**statement["predicate"], "runDetails": {
-        **statement["predicate"]["runDetails"], "metadata": {**metadata, "invocationId": "retry"}}}}
+    retried = {
+        **statement,
+        "predicate": {
+            **statement["predicate"],
+            "runDetails": {**statement["predicate"]["runDetails"], "metadata": {**metadata, "invocationId": "retry"}},
+        },
+    }
     assert _attach_provenance(config, demo, digest, retried, key).startswith("provenance signed into")
     layers = skopeo_inspect(f"{registry.host}/acme/demo:{tag}", tls_verify=False, raw=True)["layers"]
     assert len(layers) == 2 and layers[0] == layer
@@ -140,8 +167,13 @@ def test_signed_build_attaches_provenance_as_a_cosign_attestation(
 
 
 def test_unsigned_build_records_provenance_and_pushes_nothing(
-    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo,
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = _config(tmp_path, engine, registry, git_repo, monkeypatch, None)
     sha = git_repo.commit({"Dockerfile": _dockerfile(base_image), "hello.txt": "unsigned\n"})
@@ -150,14 +182,22 @@ def test_unsigned_build_records_provenance_and_pushes_nothing(
     assert build.provenance is not None and build.digest is not None
     assert build.provenance["subject"][0]["digest"]["sha256"] == build.digest[7:]
     assert build.provenance["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"]["gitCommit"] == sha
-    found = httpx.head(f"http://{registry.host}/v2/acme/demo/manifests/{attestation_tag(build.digest)}",
-                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    found = httpx.head(
+        f"http://{registry.host}/v2/acme/demo/manifests/{attestation_tag(build.digest)}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
     assert found.status_code == 404
 
 
 def test_a_key_that_cannot_sign_fails_the_build_before_it_runs(
-    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo,
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, keys: tuple[Path, Path],
+    tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    keys: tuple[Path, Path],
 ) -> None:
     config = _config(tmp_path, engine, registry, git_repo, monkeypatch, keys[0])
     monkeypatch.setenv("COSIGN_PASSWORD", "not-the-password")
@@ -169,8 +209,14 @@ def test_a_key_that_cannot_sign_fails_the_build_before_it_runs(
 
 
 def test_a_registry_error_while_attaching_retries_the_build(
-    tmp_path: Path, engine: DockerEngine, registry: Registry, base_image: str, git_repo: GitRepo,
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, keys: tuple[Path, Path],
+    tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    base_image: str,
+    git_repo: GitRepo,
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    keys: tuple[Path, Path],
 ) -> None:
     config = _config(tmp_path, engine, registry, git_repo, monkeypatch, keys[0])
     real_put = RegistryClient.put_manifest

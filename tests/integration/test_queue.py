@@ -15,20 +15,25 @@ from pipeline.store import Build, Database, builds, jobs, projects
 from workers.scheduler import reap_expired_leases
 
 LEASE = dt.timedelta(seconds=30)
-CONFIG = parse_config({
-    "registries": {"r": {"url": "127.0.0.1:5000"}},
-    "projects": {name: {"repo": f"file:///{name}", "image": {"registry": "r", "repository": f"a/{name}"}}
-                 for name in ("app", "web")},
-    "worker": {"max_attempts": 2},
-})
+CONFIG = parse_config(
+    {
+        "registries": {"r": {"url": "127.0.0.1:5000"}},
+        "projects": {
+            name: {"repo": f"file:///{name}", "image": {"registry": "r", "repository": f"a/{name}"}}
+            for name in ("app", "web")
+        },
+        "worker": {"max_attempts": 2},
+    }
+)
 
 
 def _queue(db: Database, count: int) -> list[int]:
     with db.session() as session:
         projects.sync_projects(session, CONFIG.projects)
         return [
-            builds.create_build(session, project="app", commit=f"{i:040x}", ref="refs/heads/main",
-                                branch="main", trigger="test").id
+            builds.create_build(
+                session, project="app", commit=f"{i:040x}", ref="refs/heads/main", branch="main", trigger="test"
+            ).id
             for i in range(count)
         ]
 
@@ -138,16 +143,20 @@ def test_a_released_build_waits_for_its_backoff(db: Database) -> None:
         jobs.release(session, _HELD["w1"], "will retry: registry 503", dt.timedelta(minutes=5))
     assert _claim(db, "w2") is None, "claimed before its backoff ended"
     with db.session() as session:
-        session.execute(update(Build).where(Build.id == build_id)
-                        .values(not_before=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        session.execute(
+            update(Build)
+            .where(Build.id == build_id)
+            .values(not_before=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
     assert _claim(db, "w2") == build_id
 
 
 def test_project_concurrency_limit_holds_back_its_builds_only(db: Database) -> None:
     first, second = _queue(db, 2)
     with db.session() as session:
-        other = builds.create_build(session, project="web", commit="f" * 40, ref="refs/heads/main",
-                                    branch="main", trigger="test").id
+        other = builds.create_build(
+            session, project="web", commit="f" * 40, ref="refs/heads/main", branch="main", trigger="test"
+        ).id
     limits = {"app": 1}
     with db.session(immediate=True) as session:
         assert _id(held := jobs.claim(session, jobs.BUILDS, "w1", LEASE, limits)) == first

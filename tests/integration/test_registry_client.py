@@ -25,12 +25,14 @@ def secure_image(engine: DockerEngine, secure_registry: Registry, base_image: st
     return ref
 
 
-def _secure(registry: Registry, monkeypatch: pytest.MonkeyPatch, password: str = REGISTRY_PASSWORD,
-            ca: Path | None = None) -> RegistryConfig:
+def _secure(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch, password: str = REGISTRY_PASSWORD, ca: Path | None = None
+) -> RegistryConfig:
     monkeypatch.setenv("REG_USER", REGISTRY_USER)
     monkeypatch.setenv("REG_PASSWORD", password)
-    return RegistryConfig(url=registry.url, ca_file=ca or registry.ca_file, username_env="REG_USER",
-                          password_env="REG_PASSWORD")
+    return RegistryConfig(
+        url=registry.url, ca_file=ca or registry.ca_file, username_env="REG_USER", password_env="REG_PASSWORD"
+    )
 
 
 def test_manifest_digest_matches_skopeo_on_plain_http(registry: Registry, base_image: str) -> None:
@@ -47,8 +49,9 @@ def test_tls_and_basic_auth(secure_registry: Registry, secure_image: str, monkey
         info = client.manifest_info("team/busybox", "1")
         with pytest.raises(NotFound, match="team/busybox:nope does not exist"):
             client.manifest_info("team/busybox", "nope")
-    expected = skopeo_inspect(secure_image, tls_verify=True, cert_dir=secure_registry.cert_dir,
-                              creds=secure_registry.creds())
+    expected = skopeo_inspect(
+        secure_image, tls_verify=True, cert_dir=secure_registry.cert_dir, creds=secure_registry.creds()
+    )
     assert info.digest == expected["Digest"]
 
 
@@ -68,7 +71,9 @@ def test_untrusted_certificate_and_dead_registry_are_clear(
     secure_registry: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with RegistryClient(_secure(secure_registry, monkeypatch, ca=Path("/etc/ssl/certs/ca-certificates.crt"))) as client:
-        with pytest.raises(RegistryError, match=f"cannot reach registry {secure_registry.host}.*CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(
+            RegistryError, match=f"cannot reach registry {secure_registry.host}.*CERTIFICATE_VERIFY_FAILED"
+        ):
             client.ping()
     with RegistryClient(RegistryConfig(url="127.0.0.1:9", insecure=True), timeout=3) as client:
         with pytest.raises(RegistryError, match="cannot reach registry 127.0.0.1:9"):

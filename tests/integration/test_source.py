@@ -66,8 +66,13 @@ def test_credentials_never_reach_error_messages(tmp_path: Path) -> None:
 
 
 def test_gitattributes_rules_still_apply(git_repo: GitRepo, tmp_path: Path) -> None:
-    sha = git_repo.commit({".gitattributes": "*.bat text eol=crlf\n*.bin binary\n",
-                           "run.bat": "@echo off\necho hi\n", "data.bin": b"a\r\nb\n"})
+    sha = git_repo.commit(
+        {
+            ".gitattributes": "*.bat text eol=crlf\n*.bin binary\n",
+            "run.bat": "@echo off\necho hi\n",
+            "data.bin": b"a\r\nb\n",
+        }
+    )
     dest = source.checkout(tmp_path / "data", "app", _project(git_repo.url), sha, tmp_path / "co")
     assert (dest / "run.bat").read_bytes() == b"@echo off\r\necho hi\r\n"
     assert (dest / "data.bin").read_bytes() == b"a\r\nb\n"
@@ -136,8 +141,16 @@ def test_submodules_are_checked_out_with_the_same_credentials(
     _git("remote", "set-url", "origin", private_host.url_for("app"), cwd=app.work)
     _git("config", "http.extraHeader", "Authorization: Bearer tok-1234567890", cwd=app.work)
     private_host.create_repo("app")
-    _git("-c", "http.extraHeader=Authorization: Bearer tok-1234567890", "submodule", "add", "--quiet",
-         private_host.url_for("lib"), "vendor/lib", cwd=app.work)
+    _git(
+        "-c",
+        "http.extraHeader=Authorization: Bearer tok-1234567890",
+        "submodule",
+        "add",
+        "--quiet",
+        private_host.url_for("lib"),
+        "vendor/lib",
+        cwd=app.work,
+    )
     sha = app.commit({"Dockerfile": "FROM scratch\n"})
     monkeypatch.setenv("APP_GIT_TOKEN", "tok-1234567890")
     project = _project(private_host.url_for("app"), token_env="APP_GIT_TOKEN", submodules=True)

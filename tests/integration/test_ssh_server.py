@@ -79,22 +79,26 @@ def known_hosts(tmp_path: Path, server: SshGitServer) -> Path:
 
 def _env(key: Path, known: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SSH_"))}
-    env.update({
-        "GIT_SSH_COMMAND": git_ssh_command(key, known),
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    })
+    env.update(
+        {
+            "GIT_SSH_COMMAND": git_ssh_command(key, known),
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Test",
+            "GIT_AUTHOR_EMAIL": "test@example.invalid",
+            "GIT_COMMITTER_NAME": "Test",
+            "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        }
+    )
     env.update(extra)
     return env
 
 
-def git(env: dict[str, str], *args: str, cwd: Path | None = None,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=30, check=False)
+def git(
+    env: dict[str, str], *args: str, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=30, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
@@ -112,8 +116,9 @@ def _local_repo(env: dict[str, str], path: Path) -> Path:
     return path
 
 
-def test_push_clone_fetch_with_deploy_key(tmp_path: Path, server: SshGitServer,
-                                          deploy_key: Path, known_hosts: Path) -> None:
+def test_push_clone_fetch_with_deploy_key(
+    tmp_path: Path, server: SshGitServer, deploy_key: Path, known_hosts: Path
+) -> None:
     bare = server.create_repo("team/app")
     url = server.url_for("team/app")
     assert url == f"ssh://root@127.0.0.1:{server.port}{bare}"
@@ -132,15 +137,13 @@ def test_push_clone_fetch_with_deploy_key(tmp_path: Path, server: SshGitServer,
     second = _commit(env, work, "README", "hello\n")
     git(env, "push", "-q", url, "main", cwd=work)
     # Protocol v2 reaches the server: sshd accepts the GIT_PROTOCOL variable.
-    fetched = git({**env, "GIT_TRACE_PACKET": "1"}, "-c", "protocol.version=2", "fetch",
-                  "origin", cwd=clone)
+    fetched = git({**env, "GIT_TRACE_PACKET": "1"}, "-c", "protocol.version=2", "fetch", "origin", cwd=clone)
     assert "< version 2" in fetched.stderr
     assert git(env, "rev-parse", "origin/main", cwd=clone).stdout.strip() == second
     assert "Accepted publickey for root" in server.log_path.read_text()
 
 
-def test_another_key_is_refused(tmp_path: Path, server: SshGitServer, deploy_key: Path,
-                                known_hosts: Path) -> None:
+def test_another_key_is_refused(tmp_path: Path, server: SshGitServer, deploy_key: Path, known_hosts: Path) -> None:
     server.create_repo("app")
     stranger, _public = make_deploy_key(tmp_path / "keys", "stranger")
     proc = git(_env(stranger, known_hosts), "ls-remote", server.url_for("app"), check=False)
@@ -149,8 +152,7 @@ def test_another_key_is_refused(tmp_path: Path, server: SshGitServer, deploy_key
 
 
 @pytest.mark.parametrize("pinned", ["other-host-key", "nothing"])
-def test_unpinned_host_key_is_refused(tmp_path: Path, server: SshGitServer, deploy_key: Path,
-                                      pinned: str) -> None:
+def test_unpinned_host_key_is_refused(tmp_path: Path, server: SshGitServer, deploy_key: Path, pinned: str) -> None:
     server.create_repo("app")
     known = tmp_path / "known_hosts"
     if pinned == "other-host-key":
@@ -166,26 +168,44 @@ def test_unpinned_host_key_is_refused(tmp_path: Path, server: SshGitServer, depl
         assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in proc.stderr
 
 
-@pytest.mark.parametrize("command", [
-    ["id"],
-    [],  # an interactive shell
-    ["git-upload-pack '/nonexistent'; id"],
-    ["sh", "-c", "id"],
-    ["git-shell", "-c", "id"],
-])
-def test_deploy_key_runs_git_only(server: SshGitServer, deploy_key: Path, known_hosts: Path,
-                                  command: list[str]) -> None:
-    ssh = [str(SSH), "-F", "/dev/null", "-i", str(deploy_key), "-o", "IdentitiesOnly=yes",
-           "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
-           "-o", "BatchMode=yes", "-p", str(server.port), "root@127.0.0.1", *command]
-    proc = subprocess.run(ssh, capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL, check=False)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["id"],
+        [],  # an interactive shell
+        ["git-upload-pack '/nonexistent'; id"],
+        ["sh", "-c", "id"],
+        ["git-shell", "-c", "id"],
+    ],
+)
+def test_deploy_key_runs_git_only(
+    server: SshGitServer, deploy_key: Path, known_hosts: Path, command: list[str]
+) -> None:
+    ssh = [
+        str(SSH),
+        "-F",
+        "/dev/null",
+        "-i",
+        str(deploy_key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(server.port),
+        "root@127.0.0.1",
+        *command,
+    ]
+    proc = subprocess.run(ssh, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
     assert proc.returncode != 0, proc.stdout
     assert "uid=" not in proc.stdout + proc.stderr
 
 
-def test_read_only_key_for_one_repository(tmp_path: Path, server: SshGitServer,
-                                          known_hosts: Path) -> None:
+def test_read_only_key_for_one_repository(tmp_path: Path, server: SshGitServer, known_hosts: Path) -> None:
     server.create_repo("app")
     server.create_repo("other")
     env = _env(tmp_path / "no-key", known_hosts)
@@ -208,16 +228,29 @@ def test_read_only_key_for_one_repository(tmp_path: Path, server: SshGitServer,
     assert "no access" in other.stderr
 
 
-def test_stop_ends_open_connections(tmp_path: Path, server: SshGitServer, deploy_key: Path,
-                                    known_hosts: Path) -> None:
+def test_stop_ends_open_connections(tmp_path: Path, server: SshGitServer, deploy_key: Path, known_hosts: Path) -> None:
     bare = server.create_repo("app")
-    ssh = [str(SSH), "-F", "/dev/null", "-i", str(deploy_key), "-o", "IdentitiesOnly=yes",
-           "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
-           "-o", "BatchMode=yes", "-p", str(server.port), "root@127.0.0.1",
-           f"git-upload-pack '{bare}'"]
+    ssh = [
+        str(SSH),
+        "-F",
+        "/dev/null",
+        "-i",
+        str(deploy_key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(server.port),
+        "root@127.0.0.1",
+        f"git-upload-pack '{bare}'",
+    ]
     # git-upload-pack advertises its refs, then waits for the client: a connection held open.
-    client = subprocess.Popen(ssh, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
+    client = subprocess.Popen(ssh, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert client.stdout is not None
         assert client.stdout.read(4)  # first pkt-line of the advertisement

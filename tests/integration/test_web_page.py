@@ -70,8 +70,9 @@ def postgresql(postgres: Postgres, pg_template: str) -> Iterator[Database]:
 
 def make_builds(db: Database, cfg: Config, digests: dict[str, str]) -> dict[str, int]:
     """One succeeded build row (with a log) per pushed image: tag -> build id."""
-    made = succeeded_builds(db, cfg, "demo", [digests[t] for t in IMAGES],
-                            logs=lambda n: [f"building {IMAGES[n]}", "step 1/2", "done"])
+    made = succeeded_builds(
+        db, cfg, "demo", [digests[t] for t in IMAGES], logs=lambda n: [f"building {IMAGES[n]}", "step 1/2", "done"]
+    )
     return dict(zip(IMAGES, made, strict=True))
 
 
@@ -106,9 +107,19 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1440,1100", f"--user-data-dir={tmp_path / 'chromium'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1100",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
@@ -125,9 +136,12 @@ def until(driver: Any, check: Callable[[Any], Any], what: str, timeout: float = 
     )
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(driver, timeout, poll_frequency=0.2,
-                         ignored_exceptions=(NoAlertPresentException, NoSuchElementException,
-                                             StaleElementReferenceException))
+    wait = WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.2,
+        ignored_exceptions=(NoAlertPresentException, NoSuchElementException, StaleElementReferenceException),
+    )
     try:
         return wait.until(check)
     except Exception as exc:
@@ -160,8 +174,13 @@ def assert_png(path: Path) -> None:
     assert width >= 800 and height >= 600 and len(data) > 20_000, (width, height, len(data))
 
 
-def test_rollback_through_the_page(served: tuple[str, list[dict[str, str]]], browser: Any, postgresql: Database,
-                                   pushed: dict[str, str], built: dict[str, int]) -> None:
+def test_rollback_through_the_page(
+    served: tuple[str, list[dict[str, str]]],
+    browser: Any,
+    postgresql: Database,
+    pushed: dict[str, str],
+    built: dict[str, int],
+) -> None:
     url, posted = served
     ops = acting_as(postgresql, "ops@example.com")
     promote_and_wait(url, ops, pushed["v1"])
@@ -185,19 +204,29 @@ def test_rollback_through_the_page(served: tuple[str, list[dict[str, str]]], bro
     matrix_row(browser, "dev").find_element("css selector", "button.rollback").click()
     until(browser, lambda d: d.switch_to.alert, "the confirmation").accept()
 
-    until(browser, lambda d: matrix_row(d, "dev").find_element("css selector", "td.current code").text
-          == short(pushed["v1"]) and matrix_row(d, "dev").find_elements("css selector", ".badge.held"),
-          "the matrix to show the restored digest, held")
+    until(
+        browser,
+        lambda d: (
+            matrix_row(d, "dev").find_element("css selector", "td.current code").text == short(pushed["v1"])
+            and matrix_row(d, "dev").find_elements("css selector", ".badge.held")
+        ),
+        "the matrix to show the restored digest, held",
+    )
     dev = matrix_row(browser, "dev")
     assert "web-user@example.com" in dev.find_element("css selector", "td.actor").text
     assert dev.find_element("css selector", "button.release").is_displayed()
-    rollback = until(browser, lambda d: d.find_element(
-        "css selector", '#timeline tbody tr[data-trigger="rollback"][data-status="succeeded"]'),
-        "the rollback in the timeline")
+    rollback = until(
+        browser,
+        lambda d: d.find_element(
+            "css selector", '#timeline tbody tr[data-trigger="rollback"][data-status="succeeded"]'
+        ),
+        "the rollback in the timeline",
+    )
     assert short(pushed["v1"]) in rollback.text and "web-user@example.com" in rollback.text
     assert "v2 breaks login" in rollback.text
-    timeline = [row.get_attribute("data-trigger")
-                for row in browser.find_elements("css selector", "#timeline tbody tr")]
+    timeline = [
+        row.get_attribute("data-trigger") for row in browser.find_elements("css selector", "#timeline tbody tr")
+    ]
     assert timeline == ["rollback", "manual", "manual"]  # newest first
     [sent] = [h for h in posted if h.get("x-pipeline-actor") == "web-user@example.com"]
     assert sent["authorization"] == f"Bearer {token}"
@@ -209,16 +238,26 @@ def test_rollback_through_the_page(served: tuple[str, list[dict[str, str]]], bro
     Select(browser.find_element("id", "promote-environment")).select_by_value("prod")
     browser.find_element("id", "promote-target").send_keys(str(built["v3"]))
     browser.find_element("css selector", "#promote-form button[type=submit]").click()
-    until(browser, lambda d: "has not reached staging" in d.find_element("css selector", "#messages .error").text,
-          "the refusal in the message area")
+    until(
+        browser,
+        lambda d: "has not reached staging" in d.find_element("css selector", "#messages .error").text,
+        "the refusal in the message area",
+    )
 
     # the live log view of a build
     # the table is re-rendered by its refresh: find and click in one retried step
-    until(browser, lambda d: d.find_element("css selector", f'#builds button[data-build="{built["v2"]}"]').click()
-          or True, "the build's log button")
+    until(
+        browser,
+        lambda d: d.find_element("css selector", f'#builds button[data-build="{built["v2"]}"]').click() or True,
+        "the build's log button",
+    )
     until(browser, lambda d: "(succeeded)" in d.find_element("id", "log-title").text, "the log to end")
     assert browser.find_element("id", "log").text.splitlines() == [
-        "building v2", "step 1/2", "done", "— build succeeded —"]
+        "building v2",
+        "step 1/2",
+        "done",
+        "— build succeeded —",
+    ]
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "web-page.png"
@@ -228,23 +267,38 @@ def test_rollback_through_the_page(served: tuple[str, list[dict[str, str]]], bro
     browser.set_window_size(1440, browser.execute_script("return document.documentElement.scrollHeight") + chrome)
     assert browser.save_screenshot(str(shot))
     assert_png(shot)
-    errors = [e for e in browser.get_log("browser")  # a refused request is logged; a script error would be too
-              if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+    errors = [
+        e
+        for e in browser.get_log("browser")  # a refused request is logged; a script error would be too
+        if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]
+    ]
     assert errors == []
 
 
 def test_the_page_is_server_rendered_escaped_and_self_contained(
-        sqlite: Database, config: Config, pushed: dict[str, str]) -> None:
+    sqlite: Database, config: Config, pushed: dict[str, str]
+) -> None:
     built = make_builds(sqlite, config, pushed)
     with TestClient(page_app(config, sqlite)) as api:
         for tag in ("v1", "v2"):
-            answer = api.post("/api/v1/promotions", headers=acting_as(sqlite, f"{HOSTILE}@{tag}"),
-                              json={"project": "demo", "environment": "dev", "build_id": built[tag],
-                                    "reason": f'{HOSTILE} "quoted" & <b>bold</b>'})
+            answer = api.post(
+                "/api/v1/promotions",
+                headers=acting_as(sqlite, f"{HOSTILE}@{tag}"),
+                json={
+                    "project": "demo",
+                    "environment": "dev",
+                    "build_id": built[tag],
+                    "reason": f'{HOSTILE} "quoted" & <b>bold</b>',
+                },
+            )
             assert answer.status_code == 202, answer.text
             assert work(sqlite, config) == 1
-        assert api.post("/api/v1/environments/demo/dev/rollback", json={"reason": HOSTILE},
-                        headers=acting_as(sqlite, HOSTILE)).status_code == 202
+        assert (
+            api.post(
+                "/api/v1/environments/demo/dev/rollback", json={"reason": HOSTILE}, headers=acting_as(sqlite, HOSTILE)
+            ).status_code
+            == 202
+        )
         assert work(sqlite, config) == 1
 
         locked = api.get("/")  # without a token: the page, but none of the data

@@ -52,11 +52,22 @@ def key() -> ec.EllipticCurvePrivateKey:
 
 def _statement(**changes: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "repository": "localhost:5000/acme/demo:main-0123456", "digest": DIGEST, "ref": "refs/heads/main",
-        "source_repo": "https://x-access-token:ghp_s3cr3t@github.com/acme/demo.git", "commit": COMMIT,
-        "dockerfile": "docker/Dockerfile", "build_args": {"GREETING": "hi", "A": "1"}, "build_id": 42,
-        "started_on": START, "finished_on": END, "engine": "tcp://10.0.0.5:2375", "builder_mode": "buildx",
-        "context": "app", "target": "runtime", "platforms": ["linux/amd64", "linux/arm64"]}
+        "repository": "localhost:5000/acme/demo:main-0123456",
+        "digest": DIGEST,
+        "ref": "refs/heads/main",
+        "source_repo": "https://x-access-token:ghp_s3cr3t@github.com/acme/demo.git",
+        "commit": COMMIT,
+        "dockerfile": "docker/Dockerfile",
+        "build_args": {"GREETING": "hi", "A": "1"},
+        "build_id": 42,
+        "started_on": START,
+        "finished_on": END,
+        "engine": "tcp://10.0.0.5:2375",
+        "builder_mode": "buildx",
+        "context": "app",
+        "target": "runtime",
+        "platforms": ["linux/amd64", "linux/arm64"],
+    }
     values.update(changes)
     return provenance_statement(**values)
 
@@ -73,15 +84,24 @@ def test_statement_is_in_toto_v1_with_slsa_provenance_v1() -> None:
     definition = statement["predicate"]["buildDefinition"]
     assert definition["buildType"] == "urn:pipeline:buildtype:buildkit-dockerfile:v1"
     assert definition["externalParameters"] == {
-        "source": "https://github.com/acme/demo.git", "ref": "refs/heads/main", "context": "app",
-        "dockerfile": "docker/Dockerfile", "target": "runtime", "buildArgs": {"A": "1", "GREETING": "hi"},
-        "platforms": ["linux/amd64", "linux/arm64"]}
+        "source": "https://github.com/acme/demo.git",
+        "ref": "refs/heads/main",
+        "context": "app",
+        "dockerfile": "docker/Dockerfile",
+        "target": "runtime",
+        "buildArgs": {"A": "1", "GREETING": "hi"},
+        "platforms": ["linux/amd64", "linux/arm64"],
+    }
     assert definition["resolvedDependencies"] == [
-        {"uri": "git+https://github.com/acme/demo.git@refs/heads/main", "digest": {"gitCommit": COMMIT}}]
+        {"uri": "git+https://github.com/acme/demo.git@refs/heads/main", "digest": {"gitCommit": COMMIT}}
+    ]
     run = statement["predicate"]["runDetails"]
     assert run["builder"] == {"id": "urn:pipeline:builder:tcp%3A%2F%2F10.0.0.5%3A2375", "version": {"mode": "buildx"}}
-    assert run["metadata"] == {"invocationId": "42", "startedOn": "2026-03-04T05:06:07Z",
-                               "finishedOn": "2026-03-04T05:08:09Z"}
+    assert run["metadata"] == {
+        "invocationId": "42",
+        "startedOn": "2026-03-04T05:06:07Z",
+        "finishedOn": "2026-03-04T05:08:09Z",
+    }
     assert "ghp_s3cr3t" not in json.dumps(statement) and "x-access-token" not in json.dumps(statement)
 
 
@@ -93,44 +113,60 @@ def test_statement_defaults_and_docker_hub_names() -> None:
     assert "version" not in statement["predicate"]["runDetails"]["builder"]
 
 
-@pytest.mark.parametrize("changes", [{"digest": "sha256:ABC"}, {"commit": "main"},
-                                     {"started_on": dt.datetime(2026, 1, 1)}])
+@pytest.mark.parametrize(
+    "changes", [{"digest": "sha256:ABC"}, {"commit": "main"}, {"started_on": dt.datetime(2026, 1, 1)}]
+)
 def test_statement_refuses_what_is_not_an_image_commit_or_aware_time(changes: dict[str, Any]) -> None:
     with pytest.raises(SigningError):
         _statement(**changes)
 
 
-@pytest.mark.parametrize(("given", "public"), [
-    ("https://user:pa55@git.example.com/a/b.git?private_token=x#frag", "https://git.example.com/a/b.git"),
-    ("https://git.example.com/a/b.git", "https://git.example.com/a/b.git"),
-    ("ssh://git@git.example.com:2222/a/b.git", "ssh://git.example.com:2222/a/b.git"),
-    ("git@github.com:acme/demo.git", "ssh://github.com/acme/demo.git"),
-    ("file:///srv/git/demo.git", "file:///srv/git/demo.git"),
-    ("/srv/git/demo.git", "file:///srv/git/demo.git"),
-])
+@pytest.mark.parametrize(
+    ("given", "public"),
+    [
+        ("https://user:pa55@git.example.com/a/b.git?private_token=x#frag", "https://git.example.com/a/b.git"),
+        ("https://git.example.com/a/b.git", "https://git.example.com/a/b.git"),
+        ("ssh://git@git.example.com:2222/a/b.git", "ssh://git.example.com:2222/a/b.git"),
+        ("git@github.com:acme/demo.git", "ssh://github.com/acme/demo.git"),
+        ("file:///srv/git/demo.git", "file:///srv/git/demo.git"),
+        ("/srv/git/demo.git", "file:///srv/git/demo.git"),
+    ],
+)
 def test_source_uri_carries_no_credentials(given: str, public: str) -> None:
     assert source_uri(given) == public
 
 
 def test_a_build_with_a_buildkit_secret_never_shows_it(tmp_path: Path) -> None:
     """Built the way the build stage builds it: the spec holds the secret's value, the statement does not."""
-    data = project.config_data(data_dir=tmp_path, registry_host="localhost:5000", engine_host="tcp://e:2375",
-                               repo_url="https://bot:repo-token-77@git.example.com/acme/demo.git",
-                               secrets=[{"id": "npm_token", "env": "DEMO_NPM_TOKEN"}])
+    data = project.config_data(
+        data_dir=tmp_path,
+        registry_host="localhost:5000",
+        engine_host="tcp://e:2375",
+        repo_url="https://bot:repo-token-77@git.example.com/acme/demo.git",
+        secrets=[{"id": "npm_token", "env": "DEMO_NPM_TOKEN"}],
+    )
     config = parse_config(data)
     demo = config.projects["demo"]
-    build = Build(id=9, project="demo", commit=COMMIT, ref="refs/heads/main", branch="main", trigger="test",
-                  started_at=START)
-    spec = builder.BuildSpec(context_dir=tmp_path, dockerfile=tmp_path / "Dockerfile", refs=["x:y"],
-                             args={"GREETING": "hello-from-args"}, secrets={"npm_token": "tok-9f8e7d6c5b"},
-                             registry="localhost:5000", credentials=("builder", "reg-pa55"))
+    build = Build(
+        id=9, project="demo", commit=COMMIT, ref="refs/heads/main", branch="main", trigger="test", started_at=START
+    )
+    spec = builder.BuildSpec(
+        context_dir=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        refs=["x:y"],
+        args={"GREETING": "hello-from-args"},
+        secrets={"npm_token": "tok-9f8e7d6c5b"},
+        registry="localhost:5000",
+        credentials=("builder", "reg-pa55"),
+    )
     engine = builder.Engine(cli="docker", mode="buildx", host="tcp://e:2375")
     statement = _provenance(demo, build, spec, engine, DIGEST)
     text = json.dumps(statement)
     for leak in ("tok-9f8e7d6c5b", "npm_token", "DEMO_NPM_TOKEN", "repo-token-77", "reg-pa55", "bot"):
         assert leak not in text
     assert statement["predicate"]["buildDefinition"]["externalParameters"]["buildArgs"] == {
-        "GREETING": "hello-from-args"}
+        "GREETING": "hello-from-args"
+    }
     assert statement["predicate"]["buildDefinition"]["externalParameters"]["dockerfile"] == "Dockerfile"
     assert statement["predicate"]["runDetails"]["metadata"]["startedOn"] == "2026-03-04T05:06:07Z"
 
@@ -140,11 +176,15 @@ def test_a_build_with_a_buildkit_secret_never_shows_it(tmp_path: Path) -> None:
 
 def test_pae_known_answers_from_the_dsse_spec() -> None:
     # The DSSE protocol document's example, lengths counted by hand: 29 bytes of type, 11 of body.
-    assert dsse_pae("http://example.com/HelloWorld", b"hello world") == \
-        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    assert (
+        dsse_pae("http://example.com/HelloWorld", b"hello world")
+        == b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
     # "application/vnd.in-toto+json" is 11 + 1 + 16 = 28 bytes; {"é":1} is 7 characters but 8 bytes
-    assert dsse_pae("application/vnd.in-toto+json", "{\"é\":1}".encode()) == \
-        b"DSSEv1 28 application/vnd.in-toto+json 8 {\"\xc3\xa9\":1}"
+    assert (
+        dsse_pae("application/vnd.in-toto+json", '{"é":1}'.encode())
+        == b'DSSEv1 28 application/vnd.in-toto+json 8 {"\xc3\xa9":1}'
+    )
     assert dsse_pae("", b"") == b"DSSEv1 0  0 "
 
 
@@ -206,13 +246,27 @@ def test_new_att_manifest_has_one_dsse_layer_annotated_like_cosign(key: ec.Ellip
     assert update.changed and update.media_type == MANIFEST_MEDIA_TYPE
     manifest = json.loads(update.manifest)
     assert manifest == {
-        "schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": CONFIG_MEDIA_TYPE, "size": len(update.config or b""), "digest": _sha(update.config or b"")},
-        "layers": [{"mediaType": DSSE_MEDIA_TYPE, "size": len(envelope), "digest": _sha(envelope),
-                    "annotations": {SIGNATURE_ANNOTATION: "", "predicateType": SLSA_PROVENANCE_V1}}]}
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {
+            "mediaType": CONFIG_MEDIA_TYPE,
+            "size": len(update.config or b""),
+            "digest": _sha(update.config or b""),
+        },
+        "layers": [
+            {
+                "mediaType": DSSE_MEDIA_TYPE,
+                "size": len(envelope),
+                "digest": _sha(envelope),
+                "annotations": {SIGNATURE_ANNOTATION: "", "predicateType": SLSA_PROVENANCE_V1},
+            }
+        ],
+    }
     assert update.config == signature_config([_sha(envelope)])
     assert {blob.digest: blob.data for blob in update.uploads} == {
-        _sha(envelope): envelope, _sha(update.config or b""): update.config}
+        _sha(envelope): envelope,
+        _sha(update.config or b""): update.config,
+    }
 
 
 def test_append_keeps_other_layers_and_is_idempotent(key: ec.EllipticCurvePrivateKey) -> None:
@@ -247,7 +301,11 @@ def test_verify_attestation_manifest(key: ec.EllipticCurvePrivateKey) -> None:
     found = verify_attestation_manifest(manifest, blobs.__getitem__, DIGEST, [key.public_key()])
     assert [(v.layer_index, v.layer_digest, v.key_index) for v in found] == [(2, _sha(ours), 0)]
     assert found[0].statement["subject"][0]["digest"]["sha256"] == "ab" * 32
-    assert verify_attestation_manifest(manifest, blobs.__getitem__, DIGEST, [key.public_key()],
-                                       predicate_type="https://spdx.dev/Document") == []
+    assert (
+        verify_attestation_manifest(
+            manifest, blobs.__getitem__, DIGEST, [key.public_key()], predicate_type="https://spdx.dev/Document"
+        )
+        == []
+    )
     swapped = {**blobs, _sha(ours): stranger}  # a blob that is not what its descriptor names
     assert verify_attestation_manifest(manifest, swapped.__getitem__, DIGEST, [key.public_key()]) == []

@@ -18,8 +18,14 @@ DOCKER_DRIVER = Engine("docker", "buildx", "tcp://ce:2376", kind="docker", drive
 
 
 def _spec(tmp_path: Path, **kw: object) -> BuildSpec:
-    return BuildSpec(context_dir=tmp_path, dockerfile=tmp_path / "Dockerfile", refs=["reg:5000/a/b:main"],
-                     args={"A": "1"}, labels={"l": "v"}, **kw)  # type: ignore[arg-type]
+    return BuildSpec(
+        context_dir=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        refs=["reg:5000/a/b:main"],
+        args={"A": "1"},
+        labels={"l": "v"},
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def _pairs(cmd: list[str]) -> set[tuple[str, str]]:
@@ -28,14 +34,24 @@ def _pairs(cmd: list[str]) -> set[tuple[str, str]]:
 
 def test_builtin_buildkit_command(tmp_path: Path) -> None:
     engine = Engine("/usr/bin/docker", "buildkit", "unix:///e.sock")
-    cmd = build_command(engine, _spec(tmp_path, target="t", no_cache=True, cache_from=["reg:5000/a/b@sha256:1"]),
-                        tmp_path / "iid", {"npm": tmp_path / "s"})
+    cmd = build_command(
+        engine,
+        _spec(tmp_path, target="t", no_cache=True, cache_from=["reg:5000/a/b@sha256:1"]),
+        tmp_path / "iid",
+        {"npm": tmp_path / "s"},
+    )
     assert cmd[:3] == ["/usr/bin/docker", "--host", "unix:///e.sock"] and cmd[3] == "build" and "buildx" not in cmd
     assert engine.env()["DOCKER_BUILDKIT"] == "1"
     assert cmd[-2:] == ["--", str(tmp_path)], "the context comes after --"
-    for pair in [("--target", "t"), ("--build-arg", "A=1"), ("--label", "l=v"),
-                 ("--cache-from", "reg:5000/a/b@sha256:1"), ("--secret", f"id=npm,src={tmp_path / 's'}"),
-                 ("--tag", "reg:5000/a/b:main"), ("--build-arg", "BUILDKIT_INLINE_CACHE=1")]:
+    for pair in [
+        ("--target", "t"),
+        ("--build-arg", "A=1"),
+        ("--label", "l=v"),
+        ("--cache-from", "reg:5000/a/b@sha256:1"),
+        ("--secret", f"id=npm,src={tmp_path / 's'}"),
+        ("--tag", "reg:5000/a/b:main"),
+        ("--build-arg", "BUILDKIT_INLINE_CACHE=1"),
+    ]:
         assert pair in _pairs(cmd), pair
     assert "--no-cache" in cmd
 
@@ -57,13 +73,17 @@ def test_buildkit_daemon_pushes_itself_with_a_registry_cache(tmp_path: Path) -> 
     assert cmd[cmd.index("--metadata-file") + 1] == str(tmp_path / "metadata.json")
     pairs = _pairs(cmd)
     assert ("--cache-from", "type=registry,ref=reg:5000/a/b:buildcache") in pairs
-    assert ("--cache-to", "type=registry,ref=reg:5000/a/b:buildcache,mode=max,compression=zstd,ignore-error=true") \
-        in pairs
+    assert (
+        "--cache-to",
+        "type=registry,ref=reg:5000/a/b:buildcache,mode=max,compression=zstd,ignore-error=true",
+    ) in pairs
     custom = build_command(BUILDKIT, _spec(tmp_path, cache_ref="cache:5000/c:x", no_cache=True), tmp_path / "iid", {})
-    assert ("--cache-to", "type=registry,ref=cache:5000/c:x,mode=max,compression=zstd,ignore-error=true") \
-        in _pairs(custom)
-    assert not any(v.startswith("type=registry") for f, v in _pairs(custom) if f == "--cache-from"), \
+    assert ("--cache-to", "type=registry,ref=cache:5000/c:x,mode=max,compression=zstd,ignore-error=true") in _pairs(
+        custom
+    )
+    assert not any(v.startswith("type=registry") for f, v in _pairs(custom) if f == "--cache-from"), (
         "no_cache builds read no cache"
+    )
 
 
 def test_multi_platform_with_provenance(tmp_path: Path) -> None:
@@ -81,27 +101,40 @@ def test_platforms_on_an_engine_are_a_clear_error(tmp_path: Path, engine: Engine
 
 def test_digest_from_buildx_metadata(tmp_path: Path) -> None:
     meta = tmp_path / "metadata.json"
-    meta.write_text('{"containerimage.digest": "sha256:' + "a" * 64 + '", "containerimage.config.digest": "sha256:c",'
-                    ' "containerimage.descriptor": {"size": 476}, "buildx.build.provenance": {"buildType": "x"}}')
+    meta.write_text(
+        '{"containerimage.digest": "sha256:' + "a" * 64 + '", "containerimage.config.digest": "sha256:c",'
+        ' "containerimage.descriptor": {"size": 476}, "buildx.build.provenance": {"buildType": "x"}}'
+    )
     built = _pushed_by_buildx(meta, _spec(tmp_path, provenance=True), 5, 2)
     assert (built.digest, built.image_id, built.loaded, built.steps_cached, built.size) == (
-        "sha256:" + "a" * 64, "sha256:c", False, 2, 476)
+        "sha256:" + "a" * 64,
+        "sha256:c",
+        False,
+        2,
+        476,
+    )
     assert built.buildkit_provenance == {"buildType": "x"}
     meta.write_text("{}")
     with pytest.raises(RegistryError, match="wrote no image digest"):
         _pushed_by_buildx(meta, _spec(tmp_path), 5, 2)
 
 
-@pytest.mark.parametrize(("builders", "message"), [
-    ([{"name": "a"}], "give exactly one of 'docker', 'buildkit' or 'buildx'"),
-    ([{"name": "a", "docker": "default", "buildx": "x"}], "give exactly one of"),
-    ([{"name": "a", "docker": "default", "ca_file": "/etc/hostname"}], "apply to a 'buildkit' daemon only"),
-    ([{"name": "a", "buildkit": "tcp://h:1", "cert_file": "/etc/hostname"}], "give cert_file and key_file together"),
-    ([{"name": "a", "buildkit": "tcp://h:1", "ca_file": "/nonexistent/ca.pem"}], "is not a readable file"),
-    ([{"name": "a", "buildkit": "http://h:1"}], "builders.0.buildkit"),
-    ([{"name": "a", "buildx": "x"}, {"name": "a", "buildx": "y"}], "builder 'a' is defined twice"),
-    ([{"name": "a", "buildx": "x", "platforms": ["arm64"]}], "builders.0.platforms.0"),
-])
+@pytest.mark.parametrize(
+    ("builders", "message"),
+    [
+        ([{"name": "a"}], "give exactly one of 'docker', 'buildkit' or 'buildx'"),
+        ([{"name": "a", "docker": "default", "buildx": "x"}], "give exactly one of"),
+        ([{"name": "a", "docker": "default", "ca_file": "/etc/hostname"}], "apply to a 'buildkit' daemon only"),
+        (
+            [{"name": "a", "buildkit": "tcp://h:1", "cert_file": "/etc/hostname"}],
+            "give cert_file and key_file together",
+        ),
+        ([{"name": "a", "buildkit": "tcp://h:1", "ca_file": "/nonexistent/ca.pem"}], "is not a readable file"),
+        ([{"name": "a", "buildkit": "http://h:1"}], "builders.0.buildkit"),
+        ([{"name": "a", "buildx": "x"}, {"name": "a", "buildx": "y"}], "builder 'a' is defined twice"),
+        ([{"name": "a", "buildx": "x", "platforms": ["arm64"]}], "builders.0.platforms.0"),
+    ],
+)
 def test_bad_builders_stop_the_config_with_the_key(builders: list[dict[str, object]], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"builders": builders})
@@ -109,8 +142,10 @@ def test_bad_builders_stop_the_config_with_the_key(builders: list[dict[str, obje
 
 def test_docker_hosts_is_an_alias_for_docker_builders() -> None:
     pool = parse_config({"docker": {"hosts": ["tcp://a:2376", "ssh://b"]}}).builder_pool
-    assert [(b.name, b.kind, b.endpoint) for b in pool] == [("tcp://a:2376", "docker", "tcp://a:2376"),
-                                                           ("ssh://b", "docker", "ssh://b")]
+    assert [(b.name, b.kind, b.endpoint) for b in pool] == [
+        ("tcp://a:2376", "docker", "tcp://a:2376"),
+        ("ssh://b", "docker", "ssh://b"),
+    ]
     assert [(b.name, b.endpoint) for b in parse_config({}).builder_pool] == [("default", "default")]
     with pytest.raises(ConfigError, match="give either builders or docker.hosts"):
         parse_config({"docker": {"hosts": ["tcp://a:2376"]}, "builders": [{"name": "x", "buildx": "x"}]})

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 MINIMAL = {
     "registries": {"local": {"url": "127.0.0.1:5000", "insecure": True}},
-    "projects": {"app": {"repo": "https://git.example.com/a/app.git", "image": {"registry": "local", "repository": "a/app"}}},
+    "projects": {
+        "app": {"repo": "https://git.example.com/a/app.git", "image": {"registry": "local", "repository": "a/app"}}
+    },
 }
 
 

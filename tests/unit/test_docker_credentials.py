@@ -50,15 +50,16 @@ def _no_ambient_docker_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 # -- auths in config.json --------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", [HOST, f"https://{HOST}", f"http://{HOST}", f"https://{HOST}/v1/",
-                                 f"https://{HOST}/v2/"])
+
+@pytest.mark.parametrize(
+    "key", [HOST, f"https://{HOST}", f"http://{HOST}", f"https://{HOST}/v1/", f"https://{HOST}/v2/"]
+)
 def test_auths_entry_under_each_spelling_docker_uses(tmp_path: Path, key: str) -> None:
     config = _config(tmp_path / "docker", {"auths": {key: {"auth": _b64(f"alice:{SECRET}")}}})
     assert docker_config_credentials(HOST, config) == Credentials("alice", SECRET)
 
 
-@pytest.mark.parametrize("key", ["https://index.docker.io/v1/", "index.docker.io",
-                                 "registry-1.docker.io", "docker.io"])
+@pytest.mark.parametrize("key", ["https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io", "docker.io"])
 @pytest.mark.parametrize("host", ["docker.io", "index.docker.io", "registry-1.docker.io"])
 def test_docker_hub_is_found_under_any_of_its_names(tmp_path: Path, key: str, host: str) -> None:
     config = _config(tmp_path / "docker", {"auths": {key: {"auth": _b64("hubuser:hubpass")}}})
@@ -66,12 +67,17 @@ def test_docker_hub_is_found_under_any_of_its_names(tmp_path: Path, key: str, ho
 
 
 def test_the_exact_host_wins_and_other_hosts_do_not_match(tmp_path: Path) -> None:
-    config = _config(tmp_path / "docker", {"auths": {
-        f"https://{HOST}/v1/": {"auth": _b64("legacy:old")},
-        HOST: {"auth": _b64("alice:new")},
-        "registry.example.com": {"auth": _b64("other:port")},  # another port: another registry
-        "evil.example.com": {"auth": _b64("mallory:x")},
-    }})
+    config = _config(
+        tmp_path / "docker",
+        {
+            "auths": {
+                f"https://{HOST}/v1/": {"auth": _b64("legacy:old")},
+                HOST: {"auth": _b64("alice:new")},
+                "registry.example.com": {"auth": _b64("other:port")},  # another port: another registry
+                "evil.example.com": {"auth": _b64("mallory:x")},
+            }
+        },
+    )
     assert docker_config_credentials(HOST, config) == Credentials("alice", "new")
     assert docker_config_credentials("registry.example.com", config) == Credentials("other", "port")
     assert docker_config_credentials("unknown.example.com", config) is None
@@ -79,18 +85,22 @@ def test_the_exact_host_wins_and_other_hosts_do_not_match(tmp_path: Path) -> Non
 
 
 def test_auth_with_colons_in_the_password_and_username_fields(tmp_path: Path) -> None:
-    config = _config(tmp_path / "docker", {"auths": {
-        HOST: {"auth": _b64(f"alice:{SECRET}")},
-        "plain.example.com": {"username": "bob", "password": "pw:1"},
-    }})
+    config = _config(
+        tmp_path / "docker",
+        {
+            "auths": {
+                HOST: {"auth": _b64(f"alice:{SECRET}")},
+                "plain.example.com": {"username": "bob", "password": "pw:1"},
+            }
+        },
+    )
     assert docker_config_credentials(HOST, config) == Credentials("alice", SECRET)
     assert docker_config_credentials("plain.example.com", config) == Credentials("bob", "pw:1")
 
 
 def test_identitytoken_is_kept_beside_the_user(tmp_path: Path) -> None:
     # What `docker login` writes when the token service answered with a refresh token.
-    config = _config(tmp_path / "docker", {"auths": {
-        HOST: {"auth": _b64("alice:"), "identitytoken": TOKEN}}})
+    config = _config(tmp_path / "docker", {"auths": {HOST: {"auth": _b64("alice:"), "identitytoken": TOKEN}}})
     found = docker_config_credentials(HOST, config)
     assert found == Credentials("alice", "", TOKEN)
     assert found is not None and found.identity_token == TOKEN
@@ -103,8 +113,7 @@ def test_empty_entries_and_a_missing_file_mean_no_credentials(tmp_path: Path) ->
     assert docker_config_credentials(HOST, _config(tmp_path / "empty", {})) is None
 
 
-def test_docker_config_env_and_home_are_honoured(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docker_config_env_and_home_are_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _config(tmp_path / "home" / ".docker", {"auths": {HOST: {"auth": _b64("home:pw")}}})
     assert docker_config_credentials(HOST) == Credentials("home", "pw")
     env_dir = _config(tmp_path / "env-docker", {"auths": {HOST: {"auth": _b64("env:pw")}}})
@@ -141,6 +150,7 @@ def test_the_repr_hides_password_and_token() -> None:
 
 # -- credential helpers ------------------------------------------------------------------------
 
+
 @pytest.fixture
 def helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Helper:
     """Write ``docker-credential-testhelper`` (a shell script body) into a directory on PATH;
@@ -152,10 +162,10 @@ def helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Helper:
 
     def write(body: str) -> Path:
         script = bin_dir / "docker-credential-testhelper"
-        script.write_text(f'#!/bin/sh\nhost=$(cat)\nprintf "%s|%s\\n" "$*" "$host" >> "{log}"\n'
-                          f"{body}\n")
+        script.write_text(f'#!/bin/sh\nhost=$(cat)\nprintf "%s|%s\\n" "$*" "$host" >> "{log}"\n{body}\n')
         script.chmod(0o755)
         return log
+
     return write
 
 
@@ -165,11 +175,9 @@ def _answer(username: str, secret: str, server: str = HOST) -> str:
 
 
 @pytest.mark.parametrize("config_key", ["credHelpers", "credsStore"])
-def test_a_helper_answers_with_username_and_secret(tmp_path: Path, helper: Helper,
-                                                   config_key: str) -> None:
+def test_a_helper_answers_with_username_and_secret(tmp_path: Path, helper: Helper, config_key: str) -> None:
     log = helper(_answer("alice", SECRET))
-    data = ({"credHelpers": {HOST: "testhelper"}} if config_key == "credHelpers"
-            else {"credsStore": "testhelper"})
+    data = {"credHelpers": {HOST: "testhelper"}} if config_key == "credHelpers" else {"credsStore": "testhelper"}
     # The helper is authoritative: the auths entry is not used even though it exists.
     data["auths"] = {HOST: {"auth": _b64("stale:stale")}}
     config = _config(tmp_path / "docker", data)
@@ -179,8 +187,7 @@ def test_a_helper_answers_with_username_and_secret(tmp_path: Path, helper: Helpe
 
 def test_cred_helpers_win_over_creds_store(tmp_path: Path, helper: Helper) -> None:
     helper(_answer("alice", SECRET))
-    config = _config(tmp_path / "docker", {"credsStore": "missingstore",
-                                           "credHelpers": {HOST: "testhelper"}})
+    config = _config(tmp_path / "docker", {"credsStore": "missingstore", "credHelpers": {HOST: "testhelper"}})
     assert docker_config_credentials(HOST, config) == Credentials("alice", SECRET)
     with pytest.raises(RegistryAuthError, match="docker-credential-missingstore"):
         docker_config_credentials("other.example.com", config)  # no credHelpers entry: the store
@@ -203,16 +210,16 @@ def test_docker_hub_is_asked_for_by_its_index_url(tmp_path: Path, helper: Helper
 
 def test_not_found_in_the_store_means_none(tmp_path: Path, helper: Helper) -> None:
     helper('echo "credentials not found in native keychain"; exit 1')
-    config = _config(tmp_path / "docker", {"credsStore": "testhelper",
-                                           "auths": {HOST: {"auth": _b64("alice:pw")}}})
+    config = _config(tmp_path / "docker", {"credsStore": "testhelper", "auths": {HOST: {"auth": _b64("alice:pw")}}})
     assert docker_config_credentials(HOST, config) is None  # as Docker: no fallback to auths
     config = _config(tmp_path / "docker2", {"credHelpers": {HOST: "testhelper"}})
     assert docker_config_credentials(HOST, config) is None
 
 
 def test_a_helper_not_on_path_is_an_error_naming_it(tmp_path: Path, helper: Helper) -> None:
-    config = _config(tmp_path / "docker", {"credHelpers": {HOST: "nosuchhelper"},
-                                           "auths": {HOST: {"auth": _b64(f"alice:{SECRET}")}}})
+    config = _config(
+        tmp_path / "docker", {"credHelpers": {HOST: "nosuchhelper"}, "auths": {HOST: {"auth": _b64(f"alice:{SECRET}")}}}
+    )
     with pytest.raises(RegistryAuthError) as info:
         docker_config_credentials(HOST, config)
     message = str(info.value)
@@ -240,7 +247,7 @@ def test_a_helper_printing_garbage_does_not_leak_it(tmp_path: Path, helper: Help
 
 def test_a_hanging_helper_times_out(tmp_path: Path, helper: Helper) -> None:
     pid_file = tmp_path / "sleeper.pid"
-    helper(f'sleep 30 &\necho $! > {pid_file}\nwait\n{_answer("alice", SECRET)}')
+    helper(f"sleep 30 &\necho $! > {pid_file}\nwait\n{_answer('alice', SECRET)}")
     config = _config(tmp_path / "docker", {"credHelpers": {HOST: "testhelper"}})
     with pytest.raises(RegistryAuthError) as info:
         docker_config_credentials(HOST, config, timeout=1)
@@ -262,8 +269,8 @@ def test_a_hanging_helper_times_out(tmp_path: Path, helper: Helper) -> None:
 
 # -- resolve_credentials -------------------------------------------------------------------------
 
-def test_the_registry_config_env_wins_over_docker(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_the_registry_config_env_wins_over_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _config(tmp_path / "home" / ".docker", {"auths": {HOST: {"auth": _b64("docker:pw")}}})
     config = RegistryConfig(url=f"https://{HOST}", username_env="REG_USER", password_env="REG_PW")
     monkeypatch.setenv("REG_USER", "env-user")

@@ -35,8 +35,7 @@ REPO = "registry.example.com:5000/team/app"
 DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 CHANGE = ImageChange(REPO, DIGEST, "1.4.2")
 CASES = sorted(p.name for p in DATA.iterdir() if p.is_dir())
-_TARGETS: dict[str, type] = {"helm": HelmValue, "kustomize": KustomizeImage,
-                             "manifest": ManifestContainer}
+_TARGETS: dict[str, type] = {"helm": HelmValue, "kustomize": KustomizeImage, "manifest": ManifestContainer}
 
 
 def _read(path: Path) -> str:
@@ -47,8 +46,7 @@ def _case(name: str) -> tuple[str, str, Target, ImageChange]:
     spec: dict[str, Any] = json.loads(_read(DATA / name / "change.json"))
     target_spec = dict(spec["target"])
     target = _TARGETS[target_spec.pop("type")](**target_spec)
-    change = ImageChange(**{"repository": REPO, "digest": DIGEST, "tag": "1.4.2",
-                            **spec.get("change", {})})
+    change = ImageChange(**{"repository": REPO, "digest": DIGEST, "tag": "1.4.2", **spec.get("change", {})})
     return _read(DATA / name / "original.yaml"), _read(DATA / name / "expected.yaml"), target, change
 
 
@@ -78,8 +76,11 @@ def test_golden_comments_and_blank_lines_are_all_kept(name: str) -> None:
     original, expected, _, _ = _case(name)
 
     def decoration(text: str) -> list[str]:
-        return [line for line in text.splitlines()
-                if not line.strip() or line.lstrip().startswith("#") or line in ("---", "...")]
+        return [
+            line
+            for line in text.splitlines()
+            if not line.strip() or line.lstrip().startswith("#") or line in ("---", "...")
+        ]
 
     assert decoration(expected) == decoration(original)
 
@@ -87,14 +88,17 @@ def test_golden_comments_and_blank_lines_are_all_kept(name: str) -> None:
 # ----------------------------------------------------------------------------- what is written
 
 
-@pytest.mark.parametrize(("path", "written"), [
-    ("image.digest", DIGEST),
-    ("image.imageDigest", DIGEST),
-    ("image.tag", "1.4.2"),
-    ("app.image.repository", REPO),
-    ("image", f"{REPO}:1.4.2@{DIGEST}"),
-    ("app.image.name", f"{REPO}:1.4.2@{DIGEST}"),
-])
+@pytest.mark.parametrize(
+    ("path", "written"),
+    [
+        ("image.digest", DIGEST),
+        ("image.imageDigest", DIGEST),
+        ("image.tag", "1.4.2"),
+        ("app.image.repository", REPO),
+        ("image", f"{REPO}:1.4.2@{DIGEST}"),
+        ("app.image.name", f"{REPO}:1.4.2@{DIGEST}"),
+    ],
+)
 def test_helm_rule_by_last_key(path: str, written: str) -> None:
     result = update_yaml("a: 1\n", HelmValue(path), CHANGE)
     assert result.new_value == written
@@ -126,14 +130,14 @@ def test_plain_value_that_would_not_read_as_a_string_is_quoted(tag: str) -> None
 
 
 def test_non_string_scalars_are_overwritten() -> None:
-    out = _update("image:\n  tag: 1.0\n  digest: null\n", HelmValue("image.tag"),
-                  ImageChange(REPO, DIGEST, "1.1"))
+    out = _update("image:\n  tag: 1.0\n  digest: null\n", HelmValue("image.tag"), ImageChange(REPO, DIGEST, "1.1"))
     assert out == 'image:\n  tag: "1.1"\n  digest: null\n'
 
 
 def test_empty_value_gets_one_space_and_keeps_its_comment() -> None:
     assert _update("image:\n  digest:  # later\n  tag: v1\n", HelmValue("image.digest")) == (
-        f"image:\n  digest: {DIGEST}  # later\n  tag: v1\n")
+        f"image:\n  digest: {DIGEST}  # later\n  tag: v1\n"
+    )
     assert _update("image:\n  digest:\n", HelmValue("image.digest")) == f"image:\n  digest: {DIGEST}\n"
 
 
@@ -147,7 +151,7 @@ def test_explicit_tag_on_the_value_is_kept() -> None:
 
 
 def test_crlf_file_replaced_in_place() -> None:
-    text = "image:\r\n  tag: v1\r\n  digest: \"\"\r\n"
+    text = 'image:\r\n  tag: v1\r\n  digest: ""\r\n'
     assert _update(text, HelmValue("image.digest")) == f'image:\r\n  tag: v1\r\n  digest: "{DIGEST}"\r\n'
 
 
@@ -187,7 +191,9 @@ def test_kustomize_stale_newname_is_corrected() -> None:
 def test_manifest_with_kind_and_name_picks_one_of_several() -> None:
     docs = "\n---\n".join(
         f"kind: Deployment\nmetadata:\n  name: {n}\nspec:\n  template:\n    spec:\n"
-        f"      containers:\n      - name: app\n        image: x:1\n" for n in ("a", "b"))
+        f"      containers:\n      - name: app\n        image: x:1\n"
+        for n in ("a", "b")
+    )
     out = _update(docs, ManifestContainer("app", kind="Deployment", name="b"))
     assert out.count("image: x:1") == 1 and out.endswith(f"image: {REPO}:1.4.2@{DIGEST}\n")
 
@@ -203,12 +209,15 @@ def test_new_entries_follow_the_files_indentation(mapping: int, dash: int) -> No
     def block(entry: str) -> str:
         return "".join(f"{item}{line}\n" for line in entry.splitlines())
 
-    text = (f"metadata:\n{pad}labels:\n{pad * 2}app: web\nresources:\n{item}- a.yaml\n"
-            f"images:\n{item}- name: proxy\n{item}  newTag: 2.0.0\n")
+    text = (
+        f"metadata:\n{pad}labels:\n{pad * 2}app: web\nresources:\n{item}- a.yaml\n"
+        f"images:\n{item}- name: proxy\n{item}  newTag: 2.0.0\n"
+    )
     assert _update(text, KustomizeImage()) == text + block(_ENTRY)
     helm = f"app:\n{pad}image:\n{pad * 2}repository: x\n{pad}args:\n{pad}{item}- a\n"
     assert _update(helm, HelmValue("app.image.digest")) == helm.replace(
-        "repository: x\n", f"repository: x\n{pad * 2}digest: {DIGEST}\n")
+        "repository: x\n", f"repository: x\n{pad * 2}digest: {DIGEST}\n"
+    )
 
 
 @pytest.mark.parametrize("images", ["images:\n", "images: []\n", ""])
@@ -220,7 +229,8 @@ def test_kustomize_images_list_created_when_empty_or_missing(images: str) -> Non
 def test_created_keys_go_before_the_comments_that_end_the_block() -> None:
     text = "app:\n  image:\n    tag: v1  # eol\n\n# next section\nother: 1\n"
     assert _update(text, HelmValue("app.image.digest")) == (
-        f"app:\n  image:\n    tag: v1  # eol\n    digest: {DIGEST}\n\n# next section\nother: 1\n")
+        f"app:\n  image:\n    tag: v1  # eol\n    digest: {DIGEST}\n\n# next section\nother: 1\n"
+    )
 
 
 def test_deleted_newtag_keeps_the_comment_lines_below_it() -> None:
@@ -242,8 +252,9 @@ def test_manifest_container_without_image_gets_one() -> None:
 # ----------------------------------------------------------------------------------- refusals
 
 
-def _refused(error: type[UpdateError], text: str, target: Target, change: ImageChange = CHANGE,
-             *fragments: str) -> UpdateError:
+def _refused(
+    error: type[UpdateError], text: str, target: Target, change: ImageChange = CHANGE, *fragments: str
+) -> UpdateError:
     with pytest.raises(error) as caught:
         update_yaml(text, target, change, source="env/prod/file.yaml")
     message = str(caught.value)
@@ -255,18 +266,33 @@ def _refused(error: type[UpdateError], text: str, target: Target, change: ImageC
 
 
 def test_invalid_yaml() -> None:
-    _refused(InvalidYamlError, "image: [unclosed\n", HelmValue("image.tag"), CHANGE,
-             "not valid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)")
+    _refused(
+        InvalidYamlError,
+        "image: [unclosed\n",
+        HelmValue("image.tag"),
+        CHANGE,
+        "not valid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)",
+    )
 
 
 def test_duplicate_keys_refused_when_ruamel_must_load_the_file() -> None:
-    _refused(InvalidYamlError, "a: 1\na: 2\nimage:\n  tag: v1\n", HelmValue("image.digest"), CHANGE,
-             'found duplicate key "a"')
+    _refused(
+        InvalidYamlError,
+        "a: 1\na: 2\nimage:\n  tag: v1\n",
+        HelmValue("image.digest"),
+        CHANGE,
+        'found duplicate key "a"',
+    )
 
 
 def test_helm_refuses_to_descend_into_a_scalar() -> None:
-    error = _refused(StructureError, "app:\n  image: x:1\n", HelmValue("app.image.tag"), CHANGE,
-                     "app.image: is the string 'x:1', not a mapping, so app.image.tag cannot")
+    error = _refused(
+        StructureError,
+        "app:\n  image: x:1\n",
+        HelmValue("app.image.tag"),
+        CHANGE,
+        "app.image: is the string 'x:1', not a mapping, so app.image.tag cannot",
+    )
     assert error.path == "app.image"
 
 
@@ -276,19 +302,28 @@ def test_helm_refuses_to_descend_into_a_list() -> None:
 
 
 def test_helm_whole_reference_into_a_mapping() -> None:
-    _refused(StructureError, "image:\n  tag: v1\n", HelmValue("image"), CHANGE,
-             "image: is a mapping, not a scalar")
+    _refused(StructureError, "image:\n  tag: v1\n", HelmValue("image"), CHANGE, "image: is a mapping, not a scalar")
 
 
 def test_helm_absent_when_creation_is_not_allowed() -> None:
-    error = _refused(TargetNotFoundError, "image:\n  tag: v1\n", HelmValue("image.digest", create=False),
-                     CHANGE, "image.digest: absent (only image exists)")
+    error = _refused(
+        TargetNotFoundError,
+        "image:\n  tag: v1\n",
+        HelmValue("image.digest", create=False),
+        CHANGE,
+        "image.digest: absent (only image exists)",
+    )
     assert error.path == "image.digest"
 
 
 def test_helm_tag_needs_a_tag() -> None:
-    _refused(InvalidChangeError, "image:\n  tag: v1\n", HelmValue("image.tag"), ImageChange(REPO, DIGEST),
-             "image.tag: the change has no tag")
+    _refused(
+        InvalidChangeError,
+        "image:\n  tag: v1\n",
+        HelmValue("image.tag"),
+        ImageChange(REPO, DIGEST),
+        "image.tag: the change has no tag",
+    )
 
 
 def test_helm_through_an_alias() -> None:
@@ -305,20 +340,36 @@ def test_helm_values_must_be_one_document() -> None:
 
 
 def test_duplicate_key_on_the_path() -> None:
-    _refused(AmbiguousTargetError, "image:\n  tag: a\n  tag: b\n", HelmValue("image.tag"), CHANGE,
-             "'tag' appears 2 times (lines 2, 3)")
+    _refused(
+        AmbiguousTargetError,
+        "image:\n  tag: a\n  tag: b\n",
+        HelmValue("image.tag"),
+        CHANGE,
+        "'tag' appears 2 times (lines 2, 3)",
+    )
 
 
 def test_creating_in_a_file_ruamel_would_rewrite() -> None:
     text = "# before the marker\n---\nimage:\n  tag: v1\n"
-    _refused(RoundTripError, text, HelmValue("image.digest"), CHANGE,
-             "line 1: '# before the marker\\n' would become '---\\n'", "add the key by hand once")
+    _refused(
+        RoundTripError,
+        text,
+        HelmValue("image.digest"),
+        CHANGE,
+        "line 1: '# before the marker\\n' would become '---\\n'",
+        "add the key by hand once",
+    )
 
 
 def test_creating_where_ruamel_would_move_a_comment() -> None:
     text = f"images:\n- newTag: v1\n  # about the name\n  name: {REPO}\n"
-    _refused(RoundTripError, text, KustomizeImage(), ImageChange(REPO, DIGEST),
-             "would move a comment, blank line or document marker near line 2")
+    _refused(
+        RoundTripError,
+        text,
+        KustomizeImage(),
+        ImageChange(REPO, DIGEST),
+        "would move a comment, blank line or document marker near line 2",
+    )
 
 
 def test_creating_in_a_file_with_mixed_indentation() -> None:
@@ -340,8 +391,13 @@ def test_kustomize_entry_not_a_mapping() -> None:
 
 
 def test_kustomize_missing_entry_when_creation_is_not_allowed() -> None:
-    _refused(TargetNotFoundError, "images:\n- name: other\n", KustomizeImage("app", create=False), CHANGE,
-             "no entry with name 'app' (entries: other)")
+    _refused(
+        TargetNotFoundError,
+        "images:\n- name: other\n",
+        KustomizeImage("app", create=False),
+        CHANGE,
+        "no entry with name 'app' (entries: other)",
+    )
 
 
 def test_kustomize_root_not_a_mapping() -> None:
@@ -367,49 +423,78 @@ spec:
 
 
 def test_manifest_no_such_container_lists_those_found() -> None:
-    _refused(TargetNotFoundError, _DEPLOYMENT.format(image="x:1"), ManifestContainer("api"), CHANGE,
-             "no container named 'api' (containers found: Deployment/web: initContainers migrate; "
-             "containers app, proxy)")
+    _refused(
+        TargetNotFoundError,
+        _DEPLOYMENT.format(image="x:1"),
+        ManifestContainer("api"),
+        CHANGE,
+        "no container named 'api' (containers found: Deployment/web: initContainers migrate; containers app, proxy)",
+    )
 
 
 def test_manifest_no_such_resource_lists_those_found() -> None:
-    _refused(TargetNotFoundError, _DEPLOYMENT.format(image="x:1"),
-             ManifestContainer("app", kind="StatefulSet"), CHANGE,
-             "no resource with kind=StatefulSet (resources: Deployment/web)")
+    _refused(
+        TargetNotFoundError,
+        _DEPLOYMENT.format(image="x:1"),
+        ManifestContainer("app", kind="StatefulSet"),
+        CHANGE,
+        "no resource with kind=StatefulSet (resources: Deployment/web)",
+    )
 
 
 @pytest.mark.parametrize("image", ["42", "{name: x}", "[x]", "true"])
 def test_manifest_non_string_image(image: str) -> None:
-    _refused(StructureError, _DEPLOYMENT.format(image=image), ManifestContainer("app"), CHANGE,
-             "Deployment/web spec.template.spec.containers[0].image: is")
+    _refused(
+        StructureError,
+        _DEPLOYMENT.format(image=image),
+        ManifestContainer("app"),
+        CHANGE,
+        "Deployment/web spec.template.spec.containers[0].image: is",
+    )
 
 
 def test_manifest_container_in_several_resources() -> None:
     text = _DEPLOYMENT.format(image="x:1") + "---\n" + _DEPLOYMENT.format(image="x:1").replace("web", "api")
-    _refused(AmbiguousTargetError, text, ManifestContainer("app"), CHANGE,
-             "container 'app' is in Deployment/web, Deployment/api; set the target's kind and name")
+    _refused(
+        AmbiguousTargetError,
+        text,
+        ManifestContainer("app"),
+        CHANGE,
+        "container 'app' is in Deployment/web, Deployment/api; set the target's kind and name",
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"digest": "sha256:abc"}, "digest 'sha256:abc'"),
-    ({"digest": "SHA256:" + "a" * 64}, "is not sha256"),
-    ({"tag": "v1@sha256:" + "a" * 64}, "no @digest in it"),
-    ({"tag": ""}, "is not an image tag"),
-    ({"repository": f"{REPO}:1.4.2"}, "no tag or digest in it"),
-    ({"repository": f"{REPO}@{DIGEST}"}, "no tag or digest in it"),
-    ({"repository": ""}, "is not an image repository"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"digest": "sha256:abc"}, "digest 'sha256:abc'"),
+        ({"digest": "SHA256:" + "a" * 64}, "is not sha256"),
+        ({"tag": "v1@sha256:" + "a" * 64}, "no @digest in it"),
+        ({"tag": ""}, "is not an image tag"),
+        ({"repository": f"{REPO}:1.4.2"}, "no tag or digest in it"),
+        ({"repository": f"{REPO}@{DIGEST}"}, "no tag or digest in it"),
+        ({"repository": ""}, "is not an image repository"),
+    ],
+)
 def test_invalid_change(kwargs: dict[str, str], fragment: str) -> None:
     with pytest.raises(InvalidChangeError) as caught:
         ImageChange(**{"repository": REPO, "digest": DIGEST, "tag": "1.4.2", **kwargs})
     assert fragment in str(caught.value)
 
 
-@pytest.mark.parametrize("build", [
-    lambda: HelmValue(""), lambda: HelmValue("image..tag"), lambda: HelmValue("image.", ),
-    lambda: HelmValue("image", field="sha"),  # type: ignore[arg-type]
-    lambda: KustomizeImage(" "), lambda: ManifestContainer(""),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: HelmValue(""),
+        lambda: HelmValue("image..tag"),
+        lambda: HelmValue(
+            "image.",
+        ),
+        lambda: HelmValue("image", field="sha"),  # type: ignore[arg-type]
+        lambda: KustomizeImage(" "),
+        lambda: ManifestContainer(""),
+    ],
+)
 def test_invalid_target(build: Any) -> None:
     with pytest.raises(InvalidTargetError):
         build()

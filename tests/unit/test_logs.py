@@ -38,8 +38,9 @@ def test_json_lines_name_the_build_or_promotion(root: logging.Logger, capsys: py
     assert "build_id" not in lines[2] and "promotion_id" not in lines[2]
 
 
-def test_plain_text_by_default(root: logging.Logger, capsys: pytest.CaptureFixture[str],
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_text_by_default(
+    root: logging.Logger, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PIPELINE_LOG_FORMAT", raising=False)
     setup_logging()
     logging.getLogger("pipeline.test").info("hello")

@@ -59,8 +59,15 @@ def _values(**kw: object) -> dict:
     import datetime as dt
 
     from pipeline.builder import template_values
-    base = {"project": "p", "branch": None, "tag": None, "sha": "c" * 40, "build_id": 9,
-            "now": dt.datetime(2026, 11, 28, 1, 2, 3, tzinfo=dt.UTC)}
+
+    base = {
+        "project": "p",
+        "branch": None,
+        "tag": None,
+        "sha": "c" * 40,
+        "build_id": 9,
+        "now": dt.datetime(2026, 11, 28, 1, 2, 3, tzinfo=dt.UTC),
+    }
     return template_values(**{**base, **kw})
 
 
@@ -75,5 +82,9 @@ def test_semver_tags_only_for_semantic_version_tags() -> None:
 
 def test_args_fill_placeholders_and_blank_what_does_not_apply() -> None:
     from pipeline.builder import render_args
+
     assert render_args({"V": "{version}", "T": "{tag}", "S": "{short_sha}"}, _values(branch="main")) == {
-        "V": "ccccccc", "T": "", "S": "ccccccc"}
+        "V": "ccccccc",
+        "T": "",
+        "S": "ccccccc",
+    }

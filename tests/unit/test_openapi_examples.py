@@ -64,8 +64,12 @@ def test_the_served_document_keeps_the_nulls_of_its_examples() -> None:
 
 
 def _operations(document: dict[str, Any]) -> list[Operation]:
-    return [(method.upper(), path, operation) for path, item in document["paths"].items()
-            for method, operation in item.items() if method in METHODS]
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
 
 
 def _pointer(*parts: str | int) -> str:
@@ -125,8 +129,7 @@ def test_every_parameter_has_a_description_and_every_path_parameter_an_example(d
 def test_every_model_has_an_example(document: dict[str, Any]) -> None:
     components = document["components"]["schemas"]
     assert len(components) >= 20
-    lacking = sorted(name for name, schema in components.items()
-                     if not schema.get("examples"))
+    lacking = sorted(name for name, schema in components.items() if not schema.get("examples"))
     assert not lacking, f"add json_schema_extra={{'examples': [...]}} (values in pipeline/api/_examples.py): {lacking}"
 
 
@@ -198,27 +201,38 @@ def _named_examples(document: dict[str, Any]) -> list[tuple[str, Any, str]]:
     for method, path, operation in _operations(document):
         at = _pointer("paths", path, method.lower())
         for i, parameter in enumerate(operation.get("parameters", [])):
-            here = [*_media_examples(parameter, at + _pointer("parameters", i)),
-                    *_schema_examples(document, parameter.get("schema"), at + _pointer("parameters", i, "schema"))]
+            here = [
+                *_media_examples(parameter, at + _pointer("parameters", i)),
+                *_schema_examples(document, parameter.get("schema"), at + _pointer("parameters", i, "schema")),
+            ]
             found += [(*e, parameter["name"]) for e in here]
         for media_type, media in operation.get("requestBody", {}).get("content", {}).items():
             found += [(*e, "") for e in _media_examples(media, at + _pointer("requestBody", "content", media_type))]
         for status, response in operation["responses"].items():
             for media_type, media in response.get("content", {}).items():
                 where = at + _pointer("responses", status, "content", media_type)
-                found += [(*e, "") for e in (*_media_examples(media, where),
-                                             *_schema_examples(document, media.get("schema"), where + "/schema"))]
+                found += [
+                    (*e, "")
+                    for e in (
+                        *_media_examples(media, where),
+                        *_schema_examples(document, media.get("schema"), where + "/schema"),
+                    )
+                ]
     return found
 
 
 def test_every_example_validates_against_its_schema(document: dict[str, Any]) -> None:
-    registry = Registry().with_resource("urn:openapi",
-                                        Resource.from_contents(document, default_specification=DRAFT202012))
+    registry = Registry().with_resource(
+        "urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012)
+    )
     examples = _all_examples(document)
     assert len(examples) >= 60
     for pointer, example in examples:
-        validator = jsonschema.Draft202012Validator({"$ref": "urn:openapi#" + pointer}, registry=registry,
-                                                    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        validator = jsonschema.Draft202012Validator(
+            {"$ref": "urn:openapi#" + pointer},
+            registry=registry,
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
         errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(example)]
         assert not errors, f"example at {pointer} does not match its schema:\n  " + "\n  ".join(errors)
 
@@ -231,8 +245,11 @@ def _model_of(document: dict[str, Any], pointer: str) -> tuple[type[BaseModel], 
     node = next((s for s in node.get("anyOf", []) if s != {"type": "null"}), node)  # a nullable body
     many = node.get("type") == "array"
     ref = (node.get("items", {}) if many else node).get("$ref", "")
-    name = ref.rsplit("/", 1)[-1] if ref else (pointer.rsplit("/", 1)[-1] if "/components/schemas/" in pointer
-                                               and pointer.count("/") == 3 else "")
+    name = (
+        ref.rsplit("/", 1)[-1]
+        if ref
+        else (pointer.rsplit("/", 1)[-1] if "/components/schemas/" in pointer and pointer.count("/") == 3 else "")
+    )
     model = getattr(schemas, name, None) if name else None
     return (model, many) if isinstance(model, type) and issubclass(model, BaseModel) else None
 
@@ -268,7 +285,8 @@ def test_examples_parse_as_their_models_and_serialize_back_unchanged(document: d
         for item in example if many else [example]:
             parsed = model.model_validate(item)
             assert parsed.model_dump(mode="json", by_alias=True, exclude_unset=True) == item, (
-                f"{pointer}: {model.__name__} would not serialize this example as written")
+                f"{pointer}: {model.__name__} would not serialize this example as written"
+            )
             for found in _models(parsed):
                 checked += 1
                 if isinstance(found, schemas.BuildOut | schemas.LogPage):

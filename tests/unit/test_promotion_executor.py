@@ -26,12 +26,19 @@ from pipeline.promotion._locations import build_location, environment_location
 from pipeline.store import Build, Promotion
 
 DIGEST = "sha256:" + "d" * 64
-CONFIG = parse_config({
-    "registries": {"r": {"url": "127.0.0.1:5000"}},
-    "projects": {"demo": {"repo": "https://git.example.com/acme/demo.git", "allow_unsigned": True,
-                          "image": {"registry": "r", "repository": "acme/demo"},
-                          "environments": [{"name": "dev", "registry": "r", "repository": "acme/dev"}]}},
-})
+CONFIG = parse_config(
+    {
+        "registries": {"r": {"url": "127.0.0.1:5000"}},
+        "projects": {
+            "demo": {
+                "repo": "https://git.example.com/acme/demo.git",
+                "allow_unsigned": True,
+                "image": {"registry": "r", "repository": "acme/demo"},
+                "environments": [{"name": "dev", "registry": "r", "repository": "acme/dev"}],
+            }
+        },
+    }
+)
 
 
 class Scope(ClaimScope):
@@ -53,8 +60,19 @@ def _context(scope: Scope, done: list[dict[str, Any]] | None = None) -> StepCont
     env = project.environment("dev")
     promotion = Promotion(id=7, project="demo", environment="dev", digest=DIGEST, steps=done or [])
     build = Build(id=3, project="demo", commit="c" * 40, ref="refs/heads/main", branch="main")
-    return StepContext(scope, CONFIG, project, env, promotion, build, None, build_location(CONFIG, project),
-                       environment_location(CONFIG, env), "dev", ExitStack())
+    return StepContext(
+        scope,
+        CONFIG,
+        project,
+        env,
+        promotion,
+        build,
+        None,
+        build_location(CONFIG, project),
+        environment_location(CONFIG, env),
+        "dev",
+        ExitStack(),
+    )
 
 
 class Recorder:
@@ -70,6 +88,7 @@ class Recorder:
             if isinstance(result, Exception):
                 raise result
             return result or StepResult(f"{kind} done", output={f"{kind}-seen": list(ctx.outputs)})
+
         return StepInfo(kind, run, reads=(), writes=(), visible=visible)
 
     def save(self, steps: list[dict[str, Any]]) -> None:
@@ -84,7 +103,10 @@ def test_steps_run_in_order_and_each_sees_what_the_earlier_ones_answered() -> No
     assert rec.ran == ["a", "b", "c"] and executed.stopped_by is None
     assert ctx.outputs["c-seen"] == ["a-seen", "b-seen"]
     assert [(s["kind"], s["status"], s["message"]) for s in executed.steps] == [
-        ("a", "succeeded", "a done"), ("b", "succeeded", "b done"), ("c", "succeeded", "c done")]
+        ("a", "succeeded", "a done"),
+        ("b", "succeeded", "b done"),
+        ("c", "succeeded", "c done"),
+    ]
     assert [len(s) for s in rec.saved] == [1, 2, 3], "progress recorded after every step"
     assert scope.checks == 1, "the claim is checked before the visible step only"
 
@@ -92,9 +114,11 @@ def test_steps_run_in_order_and_each_sees_what_the_earlier_ones_answered() -> No
 def test_a_resumed_promotion_starts_after_the_steps_already_done() -> None:
     rec = Recorder()
     registry = StepRegistry([rec.step("a"), rec.step("b"), rec.step("c")])
-    done = [{"kind": "a", "status": "succeeded", "message": "a done"},
-            {"kind": "b", "status": "merged", "message": "b done; merged"},
-            {"kind": "c", "status": "failed", "message": "c broke"}]
+    done = [
+        {"kind": "a", "status": "succeeded", "message": "a done"},
+        {"kind": "b", "status": "merged", "message": "b done; merged"},
+        {"kind": "c", "status": "failed", "message": "c broke"},
+    ]
     executed = execute(_context(Scope(), done), ["a", "b", "c"], registry, done, save=rec.save)
     assert rec.ran == ["c"], "a failed step runs again, done ones do not"
     assert [s["status"] for s in executed.steps] == ["succeeded", "merged", "succeeded"]
@@ -117,7 +141,8 @@ def test_a_failing_step_is_recorded_as_failed_and_ends_the_run() -> None:
         execute(_context(Scope()), ["a", "b"], registry, [], save=rec.save)
     assert rec.ran == ["a"]
     assert [(s["kind"], s["status"], s["message"]) for s in rec.saved[-1]] == [
-        ("a", "failed", "registry.example.com answered 503")]
+        ("a", "failed", "registry.example.com answered 503")
+    ]
 
 
 @pytest.mark.parametrize("status", ["refused", "awaiting_merge", "retry"])
@@ -146,8 +171,10 @@ def test_the_default_registry_has_every_kind_an_environment_can_need(tmp_path: P
     data = CONFIG.model_dump(mode="json")
     data["signing"] = {"key_file": str(key)}
     data["projects"]["demo"]["environments"][0].update(
-        verify=[str(key)], sign=True,
-        gitops={"repo": "https://git.example.com/acme/deploy.git", "path": "dev/values.yaml", "key": "image"})
+        verify=[str(key)],
+        sign=True,
+        gitops={"repo": "https://git.example.com/acme/deploy.git", "path": "dev/values.yaml", "key": "image"},
+    )
     everything = parse_config(data).project("demo").environment("dev")
     kinds = steps_for(everything)
     assert kinds == ["verify-signature", "copy-image", "copy-signatures", "sign", "git-push", "move-tag"]

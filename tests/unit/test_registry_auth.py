@@ -41,15 +41,22 @@ def _registry(token_answers: list[httpx.Response], seen: list[httpx.Request]) ->
             return token_answers.pop(0)
         if request.headers.get("authorization", "").startswith("Bearer good"):
             return httpx.Response(200, json={})
-        return httpx.Response(401, headers={
-            "WWW-Authenticate": 'Bearer realm="https://auth.test/token",service="reg.test",scope="ignored:x:pull"'})
+        return httpx.Response(
+            401,
+            headers={
+                "WWW-Authenticate": 'Bearer realm="https://auth.test/token",service="reg.test",scope="ignored:x:pull"'
+            },
+        )
+
     return httpx.MockTransport(handle)
 
 
 def test_bearer_token_is_fetched_once_per_scope_set_and_reused() -> None:
     seen: list[httpx.Request] = []
-    answers = [httpx.Response(200, json={"token": "good-1", "expires_in": 300}),
-               httpx.Response(200, json={"access_token": "good-2"})]
+    answers = [
+        httpx.Response(200, json={"token": "good-1", "expires_in": 300}),
+        httpx.Response(200, json={"access_token": "good-2"}),
+    ]
     cache = TokenCache()
     with httpx.Client(transport=_registry(answers, seen), base_url="https://reg.test") as client:
         pull = RegistryAuth("reg.test", ("u", "p"), ["repository:a:pull"], cache)
@@ -75,8 +82,10 @@ def test_bearer_token_is_fetched_once_per_scope_set_and_reused() -> None:
     ],
 )
 def test_broken_token_services_are_clear_errors(answer: httpx.Response, words: str) -> None:
-    with (httpx.Client(transport=_registry([answer], []), base_url="https://reg.test") as client,
-          pytest.raises(Exception, match=words) as info):
+    with (
+        httpx.Client(transport=_registry([answer], []), base_url="https://reg.test") as client,
+        pytest.raises(Exception, match=words) as info,
+    ):
         client.get("/v2/", auth=RegistryAuth("reg.test", ("u", "p"), ["repository:a:pull"], TokenCache()))
     assert "u" in str(info.value) or "reg.test" in str(info.value)
 
@@ -84,8 +93,11 @@ def test_broken_token_services_are_clear_errors(answer: httpx.Response, words: s
 def test_refused_basic_credentials_raise_auth_error() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="reg"'})
-    with (httpx.Client(transport=httpx.MockTransport(handle), base_url="https://reg.test") as client,
-          pytest.raises(RegistryAuthError, match="refused the password of u")):
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handle), base_url="https://reg.test") as client,
+        pytest.raises(RegistryAuthError, match="refused the password of u"),
+    ):
         client.get("/v2/", auth=RegistryAuth("reg.test", ("u", "p"), [], TokenCache()))
 
 
@@ -100,13 +112,11 @@ def _form(request: httpx.Request) -> dict[str, list[str]]:
 
 def test_an_identity_token_is_exchanged_with_an_oauth2_post() -> None:
     seen: list[httpx.Request] = []
-    answers = [httpx.Response(200, json={"access_token": "good-1", "expires_in": 300,
-                                         "scope": "repository:a:pull"})]
+    answers = [httpx.Response(200, json={"access_token": "good-1", "expires_in": 300, "scope": "repository:a:pull"})]
     cache = TokenCache()
     credentials = Credentials("", "", TOKEN)
     with httpx.Client(transport=_registry(answers, seen), base_url="https://reg.test") as client:
-        auth = RegistryAuth("reg.test", credentials, ["repository:b:pull,push", "repository:a:pull"],
-                            cache)
+        auth = RegistryAuth("reg.test", credentials, ["repository:b:pull,push", "repository:a:pull"], cache)
         assert client.get("/v2/a/manifests/1", auth=auth).status_code == 200
         assert client.get("/v2/a/manifests/2", auth=auth).status_code == 200  # cached
     tokens = [r for r in seen if r.url.path == "/token"]
@@ -115,9 +125,13 @@ def test_an_identity_token_is_exchanged_with_an_oauth2_post() -> None:
     assert post.method == "POST" and not post.url.query
     assert post.headers["content-type"] == "application/x-www-form-urlencoded"
     assert "authorization" not in post.headers, "the refresh token goes in the form only"
-    assert _form(post) == {"grant_type": ["refresh_token"], "refresh_token": [TOKEN],
-                           "client_id": ["pipeline"], "service": ["reg.test"],
-                           "scope": ["repository:a:pull repository:b:pull,push"]}
+    assert _form(post) == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": [TOKEN],
+        "client_id": ["pipeline"],
+        "service": ["reg.test"],
+        "scope": ["repository:a:pull repository:b:pull,push"],
+    }
     assert seen[-1].headers["authorization"] == "Bearer good-1"
 
 
@@ -149,19 +163,23 @@ def test_a_password_keeps_using_get_with_basic_auth() -> None:
 @pytest.mark.parametrize(
     ("answer", "words"),
     [
-        (httpx.Response(400, json={"error": "invalid_grant", "error_description": TOKEN}),
-         r"refused the identity token for repository:a:pull \(400: invalid_grant\)"),
+        (
+            httpx.Response(400, json={"error": "invalid_grant", "error_description": TOKEN}),
+            r"refused the identity token for repository:a:pull \(400: invalid_grant\)",
+        ),
         (httpx.Response(401, json={}), r"refused the identity token .*\(401\)"),
         (httpx.Response(403), r"refused the identity token .*\(403\)"),
     ],
 )
-def test_a_refused_identity_token_is_an_auth_error_without_the_token(
-        answer: httpx.Response, words: str) -> None:
+def test_a_refused_identity_token_is_an_auth_error_without_the_token(answer: httpx.Response, words: str) -> None:
     seen: list[httpx.Request] = []
-    with (httpx.Client(transport=_registry([answer], seen), base_url="https://reg.test") as client,
-          pytest.raises(RegistryAuthError, match=words) as info):
-        client.get("/v2/", auth=RegistryAuth("reg.test", Credentials("", "", TOKEN),
-                                            ["repository:a:pull"], TokenCache()))
+    with (
+        httpx.Client(transport=_registry([answer], seen), base_url="https://reg.test") as client,
+        pytest.raises(RegistryAuthError, match=words) as info,
+    ):
+        client.get(
+            "/v2/", auth=RegistryAuth("reg.test", Credentials("", "", TOKEN), ["repository:a:pull"], TokenCache())
+        )
     assert TOKEN not in str(info.value) and "docker login reg.test" in str(info.value)
     assert [r.method for r in seen if r.url.path == "/token"] == ["POST"], "no fallback to GET"
 
@@ -172,9 +190,11 @@ def test_a_basic_challenge_with_only_an_identity_token_is_a_clear_error() -> Non
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="reg"'})
-    with (httpx.Client(transport=httpx.MockTransport(handle), base_url="https://reg.test") as client,
-          pytest.raises(RegistryAuthError, match="identity token.*Bearer") as info):
-        client.get("/v2/", auth=RegistryAuth("reg.test", Credentials("", "", TOKEN), [],
-                                            TokenCache()))
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handle), base_url="https://reg.test") as client,
+        pytest.raises(RegistryAuthError, match="identity token.*Bearer") as info,
+    ):
+        client.get("/v2/", auth=RegistryAuth("reg.test", Credentials("", "", TOKEN), [], TokenCache()))
     assert TOKEN not in str(info.value)
     assert len(seen) == 1 and "authorization" not in seen[0].headers

@@ -67,8 +67,9 @@ def test_a_streamed_body_is_never_sent_twice() -> None:
     assert client.put("/v2/x/manifests/t", content=b"{}").status_code == 201  # bytes: replayable
 
 
-@pytest.mark.parametrize(("value", "expected"), [("3", 3.0), ("0", 0.0), ("-5", 0.0), ("99999", 30.0),
-                                                 ("soon", None), ("", None)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("3", 3.0), ("0", 0.0), ("-5", 0.0), ("99999", 30.0), ("soon", None), ("", None)]
+)
 def test_retry_after_is_read_as_seconds_and_capped(value: str, expected: float | None) -> None:
     response = httpx.Response(429, headers={"Retry-After": value} if value else {})
     assert retry_after_seconds(response) == expected

@@ -43,7 +43,8 @@ def test_a_read_takes_more_than_httpcore_asks_for(pair: tuple[socket.socket, soc
 
 
 def test_a_write_larger_than_the_socket_buffer_arrives_whole_and_in_order(
-        pair: tuple[socket.socket, socket.socket]) -> None:
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     ours, theirs = pair
     data = os.urandom(8 << 20)  # far more than a socket buffer: sendall goes in many pieces
     received = bytearray()
@@ -60,7 +61,8 @@ def test_a_write_larger_than_the_socket_buffer_arrives_whole_and_in_order(
 
 
 def test_a_silent_peer_is_a_read_timeout_and_a_closed_socket_a_write_error(
-        pair: tuple[socket.socket, socket.socket]) -> None:
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     ours, theirs = pair
     stream = _WideStream(ours, READ_SIZE)
     with pytest.raises(httpcore.ReadTimeout):

@@ -66,7 +66,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _flip(data: bytes, index: int) -> bytes:
-    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1:]
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
 
 
 def _claims(payload: bytes) -> tuple[str, str]:
@@ -77,8 +77,7 @@ def _claims(payload: bytes) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def vector_keys() -> dict[str, ec.EllipticCurvePrivateKey]:
     """Both cosign-made keys, decrypted once (one scrypt run each)."""
-    return {name: load_private_key(DATA / name, VECTORS["keys"][name]["password"].encode())
-            for name in KEY_FILES}
+    return {name: load_private_key(DATA / name, VECTORS["keys"][name]["password"].encode()) for name in KEY_FILES}
 
 
 # --- signatures made by cosign ------------------------------------------------------------
@@ -112,8 +111,7 @@ def test_signed_manifest_is_what_the_payload_names() -> None:
     assert _sha256(vector["signed_manifest"].encode()) == _claims(vector["payload"].encode())[1]
 
 
-@pytest.mark.parametrize("vector", [*SIGNED, COSIGN_SIG],
-                         ids=[*(v["name"] for v in SIGNED), "cosign 3"])
+@pytest.mark.parametrize("vector", [*SIGNED, COSIGN_SIG], ids=[*(v["name"] for v in SIGNED), "cosign 3"])
 def test_our_payload_bytes_equal_cosigns(vector: dict[str, str]) -> None:
     payload = vector["payload"].encode()
     reference, digest = _claims(payload)
@@ -126,31 +124,37 @@ def test_our_payload_bytes_equal_cosigns(vector: dict[str, str]) -> None:
 
 
 def test_payload_annotations_sorted_and_escaped_like_go() -> None:
-    annotations = {"z": "a<b>&c", "env": "prod", "note": "é ✓ \u2028\u2029 \"q\" \n"}
+    annotations = {"z": "a<b>&c", "env": "prod", "note": 'é ✓ \u2028\u2029 "q" \n'}
     payload = simple_signing_payload("ghcr.io/acme/app:1.2", DIGEST, annotations)
-    assert payload == (
-        '{"critical":{"identity":{"docker-reference":"ghcr.io/acme/app"},'
-        f'"image":{{"docker-manifest-digest":"{DIGEST}"}},'
-        '"type":"cosign container image signature"},'
-        '"optional":{"env":"prod","note":"é ✓ \\u2028\\u2029 \\"q\\" \\n",'
-        '"z":"a\\u003cb\\u003e\\u0026c"}}'
-    ).encode()
+    assert (
+        payload
+        == (
+            '{"critical":{"identity":{"docker-reference":"ghcr.io/acme/app"},'
+            f'"image":{{"docker-manifest-digest":"{DIGEST}"}},'
+            '"type":"cosign container image signature"},'
+            '"optional":{"env":"prod","note":"é ✓ \\u2028\\u2029 \\"q\\" \\n",'
+            '"z":"a\\u003cb\\u003e\\u0026c"}}'
+        ).encode()
+    )
     assert parse_payload(payload)["optional"]["z"] == "a<b>&c"
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("ubuntu", "index.docker.io/library/ubuntu"),
-    ("ubuntu:24.04", "index.docker.io/library/ubuntu"),
-    ("acme/app", "index.docker.io/acme/app"),
-    ("docker.io/acme/app:v1", "index.docker.io/acme/app"),
-    ("docker.io/ubuntu", "index.docker.io/library/ubuntu"),
-    ("index.docker.io/library/ubuntu", "index.docker.io/library/ubuntu"),
-    ("ghcr.io/acme/app@" + DIGEST, "ghcr.io/acme/app"),
-    ("ghcr.io/acme/app:v1@" + DIGEST, "ghcr.io/acme/app"),
-    ("localhost:5000/team/app:latest", "localhost:5000/team/app"),
-    ("192.168.64.2:5000/cosign-signed/key-1", "192.168.64.2:5000/cosign-signed/key-1"),
-    ("localhost/app", "index.docker.io/localhost/app"),  # as go-containerregistry (cosign) reads it
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("ubuntu", "index.docker.io/library/ubuntu"),
+        ("ubuntu:24.04", "index.docker.io/library/ubuntu"),
+        ("acme/app", "index.docker.io/acme/app"),
+        ("docker.io/acme/app:v1", "index.docker.io/acme/app"),
+        ("docker.io/ubuntu", "index.docker.io/library/ubuntu"),
+        ("index.docker.io/library/ubuntu", "index.docker.io/library/ubuntu"),
+        ("ghcr.io/acme/app@" + DIGEST, "ghcr.io/acme/app"),
+        ("ghcr.io/acme/app:v1@" + DIGEST, "ghcr.io/acme/app"),
+        ("localhost:5000/team/app:latest", "localhost:5000/team/app"),
+        ("192.168.64.2:5000/cosign-signed/key-1", "192.168.64.2:5000/cosign-signed/key-1"),
+        ("localhost/app", "index.docker.io/localhost/app"),  # as go-containerregistry (cosign) reads it
+    ],
+)
 def test_normalize_reference(given: str, expected: str) -> None:
     assert normalize_reference(given) == expected
 
@@ -161,8 +165,7 @@ def test_normalize_reference_refuses_non_repositories(bad: str) -> None:
         normalize_reference(bad)
 
 
-@pytest.mark.parametrize("digest",
-                         ["sha256:abc", "sha256:" + "AB" * 32, "sha512:" + "ab" * 64, "ab" * 32])
+@pytest.mark.parametrize("digest", ["sha256:abc", "sha256:" + "AB" * 32, "sha512:" + "ab" * 64, "ab" * 32])
 def test_payload_refuses_non_sha256_digests(digest: str) -> None:
     with pytest.raises(SigningError, match="not an image digest"):
         simple_signing_payload("ghcr.io/acme/app", digest)
@@ -172,14 +175,21 @@ COSIGN_TYPE = b'"type":"cosign container image signature"'
 A_DIGEST = b'"image":{"docker-manifest-digest":"sha256:x"}'
 
 
-@pytest.mark.parametrize("garbage", [
-    b"", b"\xff\xfe", b"[]", b"null", b'{"critical":1}',
-    b'{"critical":{' + A_DIGEST + b"}}",
-    b'{"critical":{"type":"atomic container signature",' + A_DIGEST + b"}}",
-    b'{"critical":{' + COSIGN_TYPE + b',"image":{}}}',
-    b'{"critical":{' + COSIGN_TYPE + b',"image":{"docker-manifest-digest":1}}}',
-    b'{"critical":{' + COSIGN_TYPE + b"," + A_DIGEST + b'},"optional":[]}',
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"\xff\xfe",
+        b"[]",
+        b"null",
+        b'{"critical":1}',
+        b'{"critical":{' + A_DIGEST + b"}}",
+        b'{"critical":{"type":"atomic container signature",' + A_DIGEST + b"}}",
+        b'{"critical":{' + COSIGN_TYPE + b',"image":{}}}',
+        b'{"critical":{' + COSIGN_TYPE + b',"image":{"docker-manifest-digest":1}}}',
+        b'{"critical":{' + COSIGN_TYPE + b"," + A_DIGEST + b'},"optional":[]}',
+    ],
+)
 def test_parse_payload_refuses_garbage(garbage: bytes) -> None:
     with pytest.raises(SigningError, match="payload"):
         parse_payload(garbage)
@@ -195,8 +205,11 @@ def test_cosign_keys_decrypt_to_p256_keys(
         assert isinstance(key.curve, ec.SECP256R1), name
         payload = simple_signing_payload("ghcr.io/acme/app", DIGEST)
         assert verify_payload(key.public_key(), payload, sign_payload(key, payload))
-    spki = vector_keys["cosign-generated-empty-password.key"].public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = (
+        vector_keys["cosign-generated-empty-password.key"]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     expected = VECTORS["keys"]["cosign-generated-empty-password.key"]["public_key_spki_b64"]
     assert base64.b64encode(spki).decode() == expected
 
@@ -219,8 +232,12 @@ def _vector_key_parts(name: str) -> tuple[str, dict[str, Any]]:
 def test_our_key_file_writer_reproduces_cosigns_bytes(name: str) -> None:
     label, envelope = _vector_key_parts(name)
     kdf, cipher = envelope["kdf"], envelope["cipher"]
-    body = _envelope(kdf["params"]["N"], base64.b64decode(kdf["salt"]),
-                     base64.b64decode(cipher["nonce"]), base64.b64decode(envelope["ciphertext"]))
+    body = _envelope(
+        kdf["params"]["N"],
+        base64.b64decode(kdf["salt"]),
+        base64.b64decode(cipher["nonce"]),
+        base64.b64decode(envelope["ciphertext"]),
+    )
     assert _pem(label, body) == (DATA / name).read_bytes()
 
 
@@ -245,28 +262,31 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         for part in parents:
             target = target[part]
         target[last] = value
+
     return mutate
 
 
-@pytest.mark.parametrize(("key_bytes", "message"), [
-    (b"hello", "no PEM block"),
-    (_pem_text("PUBLIC KEY", b"x"), "not a cosign private key"),
-    (f"-----BEGIN {SIGSTORE_LABEL}-----\n!!!!\n-----END {SIGSTORE_LABEL}-----\n".encode(),
-     "not valid base64"),
-    (_pem_text(SIGSTORE_LABEL, b"{not json"), "not cosign's JSON envelope"),
-    (_pem_text(SIGSTORE_LABEL, b"[1]"), "not cosign's JSON envelope"),
-    (_tampered(_set("kdf.name", "argon2")), "key derivation 'argon2' is not supported"),
-    (_tampered(_set("cipher.name", "aes-gcm")), "cipher 'aes-gcm' is not supported"),
-    (_tampered(_set("kdf.params.N", 16384)), "N=16384"),
-    (_tampered(_set("kdf.params.N", 1 << 20)), "N=1048576"),
-    (_tampered(_set("kdf.params.r", 4)), "r=4"),
-    (_tampered(_set("kdf.params.p", 2)), "p=2"),
-    (_tampered(_set("kdf.params.N", "65536")), "'N' is missing or malformed"),
-    (_tampered(_set("kdf.salt", "%%%")), "'salt' is not valid base64"),
-    (_tampered(_set("cipher.nonce", base64.b64encode(b"short").decode())), "nonce is 5 bytes"),
-    (_tampered(_set("ciphertext", None)), "'ciphertext' is missing"),
-    (_tampered(lambda e: e.pop("kdf")), "'kdf' is missing"),
-])
+@pytest.mark.parametrize(
+    ("key_bytes", "message"),
+    [
+        (b"hello", "no PEM block"),
+        (_pem_text("PUBLIC KEY", b"x"), "not a cosign private key"),
+        (f"-----BEGIN {SIGSTORE_LABEL}-----\n!!!!\n-----END {SIGSTORE_LABEL}-----\n".encode(), "not valid base64"),
+        (_pem_text(SIGSTORE_LABEL, b"{not json"), "not cosign's JSON envelope"),
+        (_pem_text(SIGSTORE_LABEL, b"[1]"), "not cosign's JSON envelope"),
+        (_tampered(_set("kdf.name", "argon2")), "key derivation 'argon2' is not supported"),
+        (_tampered(_set("cipher.name", "aes-gcm")), "cipher 'aes-gcm' is not supported"),
+        (_tampered(_set("kdf.params.N", 16384)), "N=16384"),
+        (_tampered(_set("kdf.params.N", 1 << 20)), "N=1048576"),
+        (_tampered(_set("kdf.params.r", 4)), "r=4"),
+        (_tampered(_set("kdf.params.p", 2)), "p=2"),
+        (_tampered(_set("kdf.params.N", "65536")), "'N' is missing or malformed"),
+        (_tampered(_set("kdf.salt", "%%%")), "'salt' is not valid base64"),
+        (_tampered(_set("cipher.nonce", base64.b64encode(b"short").decode())), "nonce is 5 bytes"),
+        (_tampered(_set("ciphertext", None)), "'ciphertext' is missing"),
+        (_tampered(lambda e: e.pop("kdf")), "'kdf' is missing"),
+    ],
+)
 def test_malformed_key_files_fail_clearly(tmp_path: Path, key_bytes: bytes, message: str) -> None:
     path = tmp_path / "cosign.key"
     path.write_bytes(key_bytes)
@@ -289,8 +309,9 @@ def test_password_comes_from_cosign_password(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_non_p256_keys_are_refused(tmp_path: Path) -> None:
     p384 = ec.generate_private_key(ec.SECP384R1())
-    der = p384.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    der = p384.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     salt, nonce = os.urandom(32), os.urandom(24)
     box_key = Scrypt(salt=salt, length=32, n=32768, r=8, p=1).derive(b"pw")
     ciphertext = nacl.secret.SecretBox(box_key).encrypt(der, nonce).ciphertext
@@ -300,8 +321,7 @@ def test_non_p256_keys_are_refused(tmp_path: Path) -> None:
 
     ed = ed25519.Ed25519PrivateKey.generate().public_key()
     for name, public in (("p384.pub", p384.public_key()), ("ed.pub", ed)):
-        pem = public.public_bytes(serialization.Encoding.PEM,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         (tmp_path / name).write_bytes(pem)
         with pytest.raises(SigningError, match=rf"{name}: .* is not supported"):
             load_public_key(tmp_path / name)
@@ -357,8 +377,7 @@ def test_signature_tag() -> None:
         signature_tag("latest")
 
 
-@pytest.mark.parametrize("capture", CAPTURES["manifests"],
-                         ids=[c["name"] for c in CAPTURES["manifests"]])
+@pytest.mark.parametrize("capture", CAPTURES["manifests"], ids=[c["name"] for c in CAPTURES["manifests"]])
 def test_new_sig_manifest_equals_cosigns_bytes(capture: dict[str, Any]) -> None:
     payload = capture["payload"].encode()
     update = append_signature(None, payload, capture["signature_b64"])
@@ -368,13 +387,14 @@ def test_new_sig_manifest_equals_cosigns_bytes(capture: dict[str, Any]) -> None:
     assert len(update.config) == capture["config_size"]
     assert _sha256(update.config) == capture["config_digest"]
     assert [(b.digest, b.data) for b in update.uploads] == [
-        (capture["config_digest"], update.config), (_sha256(payload), payload)]
+        (capture["config_digest"], update.config),
+        (_sha256(payload), payload),
+    ]
     if "manifest_digest" in capture:
         assert _sha256(update.manifest) == capture["manifest_digest"]
 
 
-@pytest.mark.parametrize("capture", CAPTURES["configs"],
-                         ids=[c["name"] for c in CAPTURES["configs"]])
+@pytest.mark.parametrize("capture", CAPTURES["configs"], ids=[c["name"] for c in CAPTURES["configs"]])
 def test_config_equals_cosigns_digest(capture: dict[str, Any]) -> None:
     assert _sha256(capture["payload"].encode()) == capture["layer_digest"]
     config = signature_config([capture["layer_digest"]])
@@ -391,15 +411,13 @@ def test_cosign_sig_manifest_verifies() -> None:
     manifest, payload = COSIGN_SIG["manifest"].encode(), COSIGN_SIG["payload"].encode()
     image, store = COSIGN_SIG["image_digest"], _store(payload)
     found = verify_signature_manifest(manifest, store, image, [key])
-    assert [(v.layer_index, v.layer_digest, v.key_index) for v in found] == [
-        (0, _sha256(payload), 0)]
+    assert [(v.layer_index, v.layer_digest, v.key_index) for v in found] == [(0, _sha256(payload), 0)]
     assert found[0].payload == json.loads(payload)
 
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     assert verify_signature_manifest(manifest, store, image, [other]) == []
     assert verify_signature_manifest(manifest, store, DIGEST, [key]) == []
-    assert verify_signature_manifest(manifest, store, image, [key],
-                                     required_annotations={"env": "prod"}) == []
+    assert verify_signature_manifest(manifest, store, image, [key], required_annotations={"env": "prod"}) == []
 
     def lying_registry(digest: str) -> bytes:
         return payload.replace(b"tobby", b"bobby")
@@ -420,35 +438,43 @@ def test_append_keeps_layers_and_is_idempotent() -> None:
     assert manifest["layers"][0] == json.loads(existing)["layers"][0]
     assert manifest["layers"][1] == {
         "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-        "size": len(payload), "digest": _sha256(payload),
-        "annotations": {SIGNATURE_ANNOTATION: signature}}
-    assert manifest["config"] == {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                  "size": len(update.config), "digest": _sha256(update.config)}
+        "size": len(payload),
+        "digest": _sha256(payload),
+        "annotations": {SIGNATURE_ANNOTATION: signature},
+    }
+    assert manifest["config"] == {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        "size": len(update.config),
+        "digest": _sha256(update.config),
+    }
     config = json.loads(update.config)
     assert config["rootfs"]["diff_ids"] == [layer["digest"] for layer in manifest["layers"]]
     assert len(config["history"]) == 2
     assert [b.digest for b in update.uploads] == [_sha256(update.config), _sha256(payload)]
 
     again = append_signature(update.manifest, payload, signature)
-    assert (again.changed, again.manifest, again.config, again.uploads) == (
-        False, update.manifest, None, ())
-    cosigns_again = append_signature(existing, COSIGN_SIG["payload"].encode(),
-                                     COSIGN_SIG["signature_b64"])
+    assert (again.changed, again.manifest, again.config, again.uploads) == (False, update.manifest, None, ())
+    cosigns_again = append_signature(existing, COSIGN_SIG["payload"].encode(), COSIGN_SIG["signature_b64"])
     assert (cosigns_again.changed, cosigns_again.manifest) == (False, existing)
 
     store = _store(payload, COSIGN_SIG["payload"].encode())
     keys = [ours.public_key(), cosign_key]
     found = verify_signature_manifest(update.manifest, store, image, keys)
     assert [(v.layer_index, v.key_index) for v in found] == [(0, 1), (1, 0)]
-    found = verify_signature_manifest(update.manifest, store, image, keys,
-                                      required_annotations={"env": "prod"})
+    found = verify_signature_manifest(update.manifest, store, image, keys, required_annotations={"env": "prod"})
     assert [(v.layer_index, v.key_index) for v in found] == [(1, 0)]
 
 
-@pytest.mark.parametrize("existing", [
-    b"nope", b"[]", b'{"layers":{}}', b'{"layers":[{"digest":"sha256:x"}]}',
-    b'{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}',
-])
+@pytest.mark.parametrize(
+    "existing",
+    [
+        b"nope",
+        b"[]",
+        b'{"layers":{}}',
+        b'{"layers":[{"digest":"sha256:x"}]}',
+        b'{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}',
+    ],
+)
 def test_append_refuses_a_broken_existing_manifest(existing: bytes) -> None:
     with pytest.raises(SigningError, match="existing signature manifest"):
         append_signature(existing, simple_signing_payload("ghcr.io/acme/app", DIGEST), "c2ln")
@@ -489,8 +515,9 @@ def _cli() -> typer.Typer:
 
 
 def test_cli_generate_writes_a_pair_that_loads(tmp_path: Path) -> None:
-    result = CliRunner().invoke(_cli(), ["keys", "generate", "--output-dir", str(tmp_path)],
-                                env={PASSWORD_ENV: "s3cret"})
+    result = CliRunner().invoke(
+        _cli(), ["keys", "generate", "--output-dir", str(tmp_path)], env={PASSWORD_ENV: "s3cret"}
+    )
     assert result.exit_code == 0, result.output
     key_path, pub_path = tmp_path / "cosign.key", tmp_path / "cosign.pub"
     assert f"Private key written to {key_path}" in result.output
@@ -510,19 +537,20 @@ def test_cli_prompts_twice_on_a_terminal(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(cli_keys, "generate_key_pair", fake_generate)
     monkeypatch.setattr(cli_keys, "_interactive", lambda: True)
-    result = CliRunner().invoke(_cli(), ["keys", "generate", "-o", str(tmp_path)], input="pw\npw\n",
-                                env={PASSWORD_ENV: None})
+    result = CliRunner().invoke(
+        _cli(), ["keys", "generate", "-o", str(tmp_path)], input="pw\npw\n", env={PASSWORD_ENV: None}
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("Enter password for private key") == 2
     assert seen == [(tmp_path, b"pw")]
 
 
 def test_cli_without_password_or_terminal_fails_clearly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(cli_keys, "_interactive", lambda: False)
-    result = CliRunner().invoke(_cli(), ["keys", "generate", "-o", str(tmp_path)],
-                                env={PASSWORD_ENV: None})
+    result = CliRunner().invoke(_cli(), ["keys", "generate", "-o", str(tmp_path)], env={PASSWORD_ENV: None})
     assert isinstance(result.exception, SigningError)
     assert PASSWORD_ENV in result.exception.message
     assert list(tmp_path.iterdir()) == []

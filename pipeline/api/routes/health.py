@@ -24,11 +24,15 @@ from pipeline.store import current_revision, head_revision
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up",
-            description=("Liveness probe: answers 200 as long as the process serves HTTP; it looks at nothing else "
-                         "(not even the database). Needs no token."),
-            responses={200: {"description": "the process is up",
-                             "content": {"application/json": {"example": ex.HEALTH}}}})
+@router.get(
+    "/healthz",
+    summary="The process is up",
+    description=(
+        "Liveness probe: answers 200 as long as the process serves HTTP; it looks at nothing else "
+        "(not even the database). Needs no token."
+    ),
+    responses={200: {"description": "the process is up", "content": {"application/json": {"example": ex.HEALTH}}}},
+)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -39,22 +43,42 @@ def _builders(config: Config) -> list[dict[str, object]]:
 
 
 def _named(summaries: tuple[str, ...], values: list[JsonDict]) -> dict[str, dict[str, object]]:
-    return {f"example{i}": {"summary": summary, "value": value}
-            for i, (summary, value) in enumerate(zip(summaries, values, strict=True), 1)}
+    return {
+        f"example{i}": {"summary": summary, "value": value}
+        for i, (summary, value) in enumerate(zip(summaries, values, strict=True), 1)
+    }
 
 
-@router.get("/readyz", summary="The database answers with a current schema (and, where builds run, an engine)",
-            description=(
-                "Readiness probe: 200 when the database answers with the schema revision this code expects and, "
-                "in a process that also builds (`pipeline serve` with build workers), a builder answers "
-                "(checked at most every few seconds; `builders` lists each with its kind, version and platforms). "
-                "503 with the reason otherwise. Needs no token."),
-            responses={
-                200: {"model": Readiness, "description": "ready to serve", "content": {"application/json": {
-                    "examples": _named(("pipeline api", "pipeline serve (builds here)"), ex.READY)}}},
-                503: {"model": Readiness, "description": "not ready: the detail says why", "content": {
-                    "application/json": {"examples": _named(("schema behind: run pipeline migrate",
-                                                             "no Docker engine answers"), ex.NOT_READY)}}}})
+@router.get(
+    "/readyz",
+    summary="The database answers with a current schema (and, where builds run, an engine)",
+    description=(
+        "Readiness probe: 200 when the database answers with the schema revision this code expects and, "
+        "in a process that also builds (`pipeline serve` with build workers), a builder answers "
+        "(checked at most every few seconds; `builders` lists each with its kind, version and platforms). "
+        "503 with the reason otherwise. Needs no token."
+    ),
+    responses={
+        200: {
+            "model": Readiness,
+            "description": "ready to serve",
+            "content": {
+                "application/json": {"examples": _named(("pipeline api", "pipeline serve (builds here)"), ex.READY)}
+            },
+        },
+        503: {
+            "model": Readiness,
+            "description": "not ready: the detail says why",
+            "content": {
+                "application/json": {
+                    "examples": _named(
+                        ("schema behind: run pipeline migrate", "no Docker engine answers"), ex.NOT_READY
+                    )
+                }
+            },
+        },
+    },
+)
 def readyz(request: Request, db: DatabaseDep, config: ConfigDep) -> JSONResponse:
     try:
         with db.session() as session:
@@ -71,6 +95,12 @@ def readyz(request: Request, db: DatabaseDep, config: ConfigDep) -> JSONResponse
     healthy = [b["name"] for b in builders if b["healthy"]]
     if not healthy:
         why = "; ".join(f"{b['name']}: {b['detail']}" for b in builders)
-        return JSONResponse({"status": "unavailable", "detail": f"no builder answers (see `pipeline doctor`): {why}",
-                             "builders": builders}, 503)
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "detail": f"no builder answers (see `pipeline doctor`): {why}",
+                "builders": builders,
+            },
+            503,
+        )
     return JSONResponse({"status": "ok", "schema": current, "engine": healthy[0], "builders": builders})

@@ -34,9 +34,10 @@ class _FromDatabase(Collector):
 
     def _counts(self) -> Iterator[Metric]:
         for what, labels, help_text in (
-                ("builds", ["project", "status"], "Finished builds by outcome"),
-                ("promotions", ["project", "environment", "status"], "Finished promotions by outcome"),
-                ("webhook_deliveries", ["provider", "outcome"], "Webhook deliveries by outcome")):
+            ("builds", ["project", "status"], "Finished builds by outcome"),
+            ("promotions", ["project", "environment", "status"], "Finished promotions by outcome"),
+            ("webhook_deliveries", ["provider", "outcome"], "Webhook deliveries by outcome"),
+        ):
             family = CounterMetricFamily(f"pipeline_{what}", help_text, labels=labels)
             for values, count in metrics.counts(self.session, what):
                 family.add_metric(list(values), count)
@@ -44,8 +45,9 @@ class _FromDatabase(Collector):
 
     def _durations(self) -> Iterator[Metric]:
         for what, labels in (("builds", ["project"]), ("promotions", ["project", "environment"])):
-            family = HistogramMetricFamily(f"pipeline_{what[:-1]}_duration_seconds",
-                                           f"Start to finish of succeeded {what}", labels=labels)
+            family = HistogramMetricFamily(
+                f"pipeline_{what[:-1]}_duration_seconds", f"Start to finish of succeeded {what}", labels=labels
+            )
             for found in metrics.durations(self.session, what):
                 buckets = [(_go_float(b), c) for b, c in zip(metrics.BUCKETS, found.buckets, strict=True)]
                 family.add_metric(list(found.labels), [*buckets, ("+Inf", found.count)], found.total)
@@ -53,8 +55,7 @@ class _FromDatabase(Collector):
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("pipeline_queue_depth", "Rows waiting to be worked", labels=["queue"])
-        age = GaugeMetricFamily("pipeline_queue_oldest_age_seconds", "Age of the oldest waiting row",
-                                labels=["queue"])
+        age = GaugeMetricFamily("pipeline_queue_oldest_age_seconds", "Age of the oldest waiting row", labels=["queue"])
         for queue in ("builds", "promotions"):
             state = metrics.queue_state(self.session, queue)
             depth.add_metric([queue], state.depth)
@@ -64,8 +65,7 @@ class _FromDatabase(Collector):
 
     def _cache(self) -> Iterator[Metric]:
         steps = CounterMetricFamily("pipeline_build_steps", "Build steps of succeeded builds", labels=["project"])
-        cached = CounterMetricFamily("pipeline_build_steps_cached", "Build steps served from cache",
-                                     labels=["project"])
+        cached = CounterMetricFamily("pipeline_build_steps_cached", "Build steps served from cache", labels=["project"])
         ratio = GaugeMetricFamily("pipeline_build_cache_hit_ratio", "Cached share of build steps", labels=["project"])
         for project, total, hits in metrics.cache_steps(self.session):
             steps.add_metric([project], total)
@@ -74,13 +74,22 @@ class _FromDatabase(Collector):
         yield from (steps, cached, ratio)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            description=(
-                "Prometheus text exposition, computed from the database on each scrape: finished builds, "
-                "promotions and webhook deliveries by outcome, build and promotion durations, queue depth and "
-                "age, and build cache hits. Needs no token."),
-            responses={200: {"description": "the metrics, in the Prometheus text format",
-                             "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example": ex.METRICS}}}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    description=(
+        "Prometheus text exposition, computed from the database on each scrape: finished builds, "
+        "promotions and webhook deliveries by outcome, build and promotion durations, queue depth and "
+        "age, and build cache hits. Needs no token."
+    ),
+    responses={
+        200: {
+            "description": "the metrics, in the Prometheus text format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example": ex.METRICS}},
+        }
+    },
+)
 def prometheus_metrics(session: SessionDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_FromDatabase(session))

@@ -91,8 +91,10 @@ def _status(status: str) -> str:
 def _table(caption: str, headers: list[str], rows: list[str], empty: str, table_id: str) -> str:
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
     body = "".join(rows) or f'<tr class="empty"><td colspan="{len(headers)}">{esc(empty)}</td></tr>'
-    return (f'<table id="{esc(table_id)}"><caption>{esc(caption)}</caption>'
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return (
+        f'<table id="{esc(table_id)}"><caption>{esc(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def matrix_html(states: list[EnvironmentState]) -> str:
@@ -102,15 +104,23 @@ def matrix_html(states: list[EnvironmentState]) -> str:
         where = f"{s.project}/{s.environment}"
         held = ""
         if hold is not None:
-            held = (f'<span class="badge held" title="held by {esc(hold.actor)} {esc(age(hold.created_at))}">held</span>'
-                    f' <span class="hold-reason">{esc(hold.reason)}</span>')
+            held = (
+                f'<span class="badge held" title="held by {esc(hold.actor)} {esc(age(hold.created_at))}">held</span>'
+                f' <span class="hold-reason">{esc(hold.reason)}</span>'
+            )
         can_roll_back = "" if previous else ' disabled title="nothing ran before to roll back to"'
-        actions = [(f'<button type="button" class="rollback" data-action="rollback" data-project="{esc(s.project)}" '
-                    f'data-environment="{esc(s.environment)}"{can_roll_back} '
-                    f'aria-label="Roll back {esc(where)}">Rollback</button>')]
+        actions = [
+            (
+                f'<button type="button" class="rollback" data-action="rollback" data-project="{esc(s.project)}" '
+                f'data-environment="{esc(s.environment)}"{can_roll_back} '
+                f'aria-label="Roll back {esc(where)}">Rollback</button>'
+            )
+        ]
         if hold is not None:
-            actions.append(f'<button type="button" class="release" data-action="release" data-project="{esc(s.project)}" '
-                           f'data-environment="{esc(s.environment)}" aria-label="Release {esc(where)}">Release</button>')
+            actions.append(
+                f'<button type="button" class="release" data-action="release" data-project="{esc(s.project)}" '
+                f'data-environment="{esc(s.environment)}" aria-label="Release {esc(where)}">Release</button>'
+            )
         waiting = f' <span class="badge waiting">{s.waiting} waiting</span>' if s.waiting else ""
         commit = f'<code title="{esc(build.commit)}">{esc(build.commit[:12])}</code>' if build else ""
         if build and build.branch:
@@ -129,10 +139,26 @@ def matrix_html(states: list[EnvironmentState]) -> str:
             f'<td class="previous">{_digest(previous.digest) if previous else ""}</td>'
             f'<td class="hold">{held}</td>'
             f'<td class="lead">{_lead(s)}</td>'
-            f'<td class="actions">{"".join(actions)}</td></tr>')
-    return _table("Environments: what runs where", ["Project", "Environment", "Digest", "Commit", "Since",
-                                                   "Promoted by", "Previous", "Hold", "Lead time", "Actions"],
-                  rows, "No project has environments configured.", "matrix")
+            f'<td class="actions">{"".join(actions)}</td></tr>'
+        )
+    return _table(
+        "Environments: what runs where",
+        [
+            "Project",
+            "Environment",
+            "Digest",
+            "Commit",
+            "Since",
+            "Promoted by",
+            "Previous",
+            "Hold",
+            "Lead time",
+            "Actions",
+        ],
+        rows,
+        "No project has environments configured.",
+        "matrix",
+    )
 
 
 def _lead(state: EnvironmentState) -> str:
@@ -162,9 +188,15 @@ def builds_html(rows_: list[Build]) -> str:
             f'<td><code title="{esc(b.commit)}">{esc(b.commit[:12])}</code></td>'
             f"<td>{_status(b.status)}</td><td>{_digest(b.digest)}</td>"
             f'<td class="actor">{esc(b.actor or b.trigger)}</td>'
-            f"<td>{_time(b.finished_at or b.started_at or b.created_at)}</td></tr>")
-    return _table("Recent builds (click one for its log)", ["Build", "Project", "Branch", "Commit", "Status",
-                                                           "Digest", "By", "When"], rows, "No builds yet.", "builds")
+            f"<td>{_time(b.finished_at or b.started_at or b.created_at)}</td></tr>"
+        )
+    return _table(
+        "Recent builds (click one for its log)",
+        ["Build", "Project", "Branch", "Commit", "Status", "Digest", "By", "When"],
+        rows,
+        "No builds yet.",
+        "builds",
+    )
 
 
 def timeline_html(project: str, rows_: list[Promotion]) -> str:
@@ -175,10 +207,15 @@ def timeline_html(project: str, rows_: list[Promotion]) -> str:
             f'<th scope="row">{p.id}</th><td>{esc(p.environment)}</td><td>{_digest(p.digest)}</td>'
             f"<td>{_status(p.status)}</td><td>{esc(p.trigger)}</td><td>{esc(p.actor)}</td>"
             f"<td>{_time(p.finished_at or p.created_at)}</td>"
-            f'<td class="reason">{esc(p.reason)}</td><td class="error">{esc(p.error)}</td></tr>')
-    return _table(f"Promotions of {project}, newest first", ["#", "Environment", "Digest", "Status", "Trigger",
-                                                            "Actor", "When", "Reason", "Error"],
-                  rows, "No promotions yet.", "timeline")
+            f'<td class="reason">{esc(p.reason)}</td><td class="error">{esc(p.error)}</td></tr>'
+        )
+    return _table(
+        f"Promotions of {project}, newest first",
+        ["#", "Environment", "Digest", "Status", "Trigger", "Actor", "When", "Reason", "Error"],
+        rows,
+        "No promotions yet.",
+        "timeline",
+    )
 
 
 def _builds(session: Session) -> list[Build]:
@@ -198,8 +235,7 @@ def _project(config: Config, project: str | None) -> str:
 
 
 def _options(values: Iterable[str], selected: str = "") -> str:
-    return "".join(f'<option value="{esc(v)}"{" selected" if v == selected else ""}>{esc(v)}</option>'
-                   for v in values)
+    return "".join(f'<option value="{esc(v)}"{" selected" if v == selected else ""}>{esc(v)}</option>' for v in values)
 
 
 VIEWER = [Depends(Allowed("viewer"))]
@@ -220,13 +256,20 @@ def _fragment(body: str) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(session: SessionDep, config: ConfigDep, reader: Annotated[Principal | None, Depends(_reader)],
-          project: str | None = None) -> HTMLResponse:
+def index(
+    session: SessionDep,
+    config: ConfigDep,
+    reader: Annotated[Principal | None, Depends(_reader)],
+    project: str | None = None,
+) -> HTMLResponse:
     chosen = _project(config, project)
     shown = reader is not None
     environments = "".join(
         f'<option value="{esc(env.name)}" data-project="{esc(name)}"{"" if name == chosen else " hidden"}>'
-        f"{esc(env.name)}</option>" for name, p in config.projects.items() for env in p.environments)
+        f"{esc(env.name)}</option>"
+        for name, p in config.projects.items()
+        for env in p.environments
+    )
     page = string.Template(_asset("index.html")).substitute(
         matrix=matrix_html(promotion.environment_matrix(session, config)) if shown else _LOCKED,
         builds=builds_html(_builds(session)) if shown else _LOCKED,
@@ -249,8 +292,9 @@ def builds_fragment(session: SessionDep) -> HTMLResponse:
 
 
 @router.get("/ui/fragments/timeline", response_class=HTMLResponse, dependencies=VIEWER)
-def timeline_fragment(session: SessionDep, config: ConfigDep,
-                      project: Annotated[str, Query(max_length=63)]) -> HTMLResponse:
+def timeline_fragment(
+    session: SessionDep, config: ConfigDep, project: Annotated[str, Query(max_length=63)]
+) -> HTMLResponse:
     chosen = _project(config, project)
     return _fragment(timeline_html(chosen, _timeline(session, chosen)))
 

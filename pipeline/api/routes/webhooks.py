@@ -93,19 +93,47 @@ _PROVIDERS = ", ".join(intake.PROVIDERS)
         "filters queued as a build: 202 with the build ids. A delivery that builds nothing (a ping, a filtered "
         "branch, a delivery seen before) is answered 200 with the reason. Needs no API token: the signature is "
         "the authentication. The body is the host's own push payload (JSON; GitHub and Gitea also send it "
-        "form-encoded), at most 25 MiB."),
-    responses={200: {"description": "nothing to build: the reason says why",
-                     "content": {_JSON: {"example": ex.WEBHOOK_ANSWERS[1]}}},
-               202: {"model": WebhookAnswer, "description": "builds queued",
-                     "content": {_JSON: {"example": ex.WEBHOOK_ANSWERS[0]}}},
-               **problem_responses(400, 401, 404, 413, 415, 422, examples={
-                   400: {"type": "/problems/bad-payload", "title": "Malformed payload",
-                         "detail": "missing header X-GitHub-Event: is this a GitHub webhook?"},
-                   401: {"type": "/problems/bad-signature", "title": "Signature verification failed",
-                         "detail": "X-Hub-Signature-256 does not match the body signed with the project's secret"},
-                   404: {"detail": f"repository {ex.REPO_URL!r} matches no configured project"}})},
-    openapi_extra={"requestBody": {"required": True, "description": "the Git host's push payload", "content": {
-        _JSON: {"schema": {"type": "object", "additionalProperties": True}, "example": ex.GITHUB_PUSH}}}},
+        "form-encoded), at most 25 MiB."
+    ),
+    responses={
+        200: {
+            "description": "nothing to build: the reason says why",
+            "content": {_JSON: {"example": ex.WEBHOOK_ANSWERS[1]}},
+        },
+        202: {
+            "model": WebhookAnswer,
+            "description": "builds queued",
+            "content": {_JSON: {"example": ex.WEBHOOK_ANSWERS[0]}},
+        },
+        **problem_responses(
+            400,
+            401,
+            404,
+            413,
+            415,
+            422,
+            examples={
+                400: {
+                    "type": "/problems/bad-payload",
+                    "title": "Malformed payload",
+                    "detail": "missing header X-GitHub-Event: is this a GitHub webhook?",
+                },
+                401: {
+                    "type": "/problems/bad-signature",
+                    "title": "Signature verification failed",
+                    "detail": "X-Hub-Signature-256 does not match the body signed with the project's secret",
+                },
+                404: {"detail": f"repository {ex.REPO_URL!r} matches no configured project"},
+            },
+        ),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "the Git host's push payload",
+            "content": {_JSON: {"schema": {"type": "object", "additionalProperties": True}, "example": ex.GITHUB_PUSH}},
+        }
+    },
 )
 async def receive_webhook(
     provider: Annotated[str, Path(description=f"who sends the delivery: {_PROVIDERS}", examples=["github"])],

@@ -37,5 +37,11 @@ def build_default_registry() -> StepRegistry:
 
 def steps_for(env: EnvironmentConfig) -> list[str]:
     """The kinds one environment's promotions run, in order."""
-    return [*(["verify-signature"] if env.verify else []), "copy-image", "copy-signatures",
-            *(["sign"] if env.sign else []), *(["git-push"] if env.gitops else []), "move-tag"]
+    return [
+        *(["verify-signature"] if env.verify else []),
+        "copy-image",
+        "copy-signatures",
+        *(["sign"] if env.sign else []),
+        *(["git-push"] if env.gitops else []),
+        "move-tag",
+    ]

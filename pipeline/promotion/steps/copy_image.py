@@ -15,15 +15,20 @@ def copy_image(ctx: StepContext) -> StepResult:
     digest = ctx.promotion.digest
     already = target.find_manifest(ctx.target.repository, ctx.tag)
     if ctx.current is not None and ctx.current.digest == digest and already and already.digest == digest:
-        return StepResult(f"{ctx.target.ref(digest, ctx.tag)} is already current; nothing to copy",
-                          output={"noop": True})
-    report = copy_by_digest(ctx.client(ctx.source), ctx.source.repository, target, ctx.target.repository, digest,
-                            tags=[])
+        return StepResult(
+            f"{ctx.target.ref(digest, ctx.tag)} is already current; nothing to copy", output={"noop": True}
+        )
+    report = copy_by_digest(
+        ctx.client(ctx.source), ctx.source.repository, target, ctx.target.repository, digest, tags=[]
+    )
     report.tags.append(ctx.tag)  # the report describes the whole promotion: move-tag points it
-    return StepResult(f"copied {report.blobs_copied} blobs ({report.blobs_present} already there, "
-                      f"{report.blobs_mounted} mounted, {report.bytes_copied} bytes) to {ctx.target.name}@{digest}",
-                      output={"copy_report": report.to_dict()})
+    return StepResult(
+        f"copied {report.blobs_copied} blobs ({report.blobs_present} already there, "
+        f"{report.blobs_mounted} mounted, {report.bytes_copied} bytes) to {ctx.target.name}@{digest}",
+        output={"copy_report": report.to_dict()},
+    )
 
 
-IMAGE_COPIER = StepInfo("copy-image", copy_image, reads=("source image by digest",),
-                        writes=("target blobs and manifest by digest",))
+IMAGE_COPIER = StepInfo(
+    "copy-image", copy_image, reads=("source image by digest",), writes=("target blobs and manifest by digest",)
+)

@@ -22,11 +22,15 @@ from pipeline.types import content_digest
 __all__ = ["SIGNATURE_COPIER", "copy_signatures"]
 
 
-def _merge_sig(source_raw: bytes, read_payload: Callable[[str], bytes]) -> Callable[
-        [bytes | None], tuple[bytes | None, list[tuple[str, bytes]]]]:
+def _merge_sig(
+    source_raw: bytes, read_payload: Callable[[str], bytes]
+) -> Callable[[bytes | None], tuple[bytes | None, list[tuple[str, bytes]]]]:
     """A change adding every simple-signing layer of the source the target lacks."""
-    wanted = [layer for layer in layers(source_raw)
-              if layer.get("mediaType") == SIMPLESIGNING_MEDIA_TYPE and signature_of(layer)]
+    wanted = [
+        layer
+        for layer in layers(source_raw)
+        if layer.get("mediaType") == SIMPLESIGNING_MEDIA_TYPE and signature_of(layer)
+    ]
 
     def change(existing: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
         if existing is None:
@@ -36,7 +40,11 @@ def _merge_sig(source_raw: bytes, read_payload: Callable[[str], bytes]) -> Calla
             update = append_signature(manifest, read_payload(str(layer["digest"])), str(signature_of(layer)))
             if update.changed:
                 manifest, config = update.manifest, update.config
-                blobs += [(blob.digest, blob.data) for blob in update.uploads if blob.digest != content_digest(update.config or b"")]
+                blobs += [
+                    (blob.digest, blob.data)
+                    for blob in update.uploads
+                    if blob.digest != content_digest(update.config or b"")
+                ]
         if manifest is existing:
             return None, []
         assert config is not None
@@ -71,8 +79,9 @@ def copy_signatures(ctx: StepContext) -> StepResult:
             def payload(layer_digest: str) -> bytes:
                 return target.read_blob(ctx.target.repository, layer_digest)
 
-            wrote = update_artifact(ctx.config.data_dir, target, ctx.target.repository, tag,
-                                    _merge_sig(copied.raw, payload), present)
+            wrote = update_artifact(
+                ctx.config.data_dir, target, ctx.target.repository, tag, _merge_sig(copied.raw, payload), present
+            )
             notes.append(f"{tag} ({len(signed)} signatures) {'copied' if wrote else 'already there'}")
             continue
         existing = target.find_manifest(ctx.target.repository, tag)
@@ -114,5 +123,10 @@ def _copy_referrers(ctx: StepContext, source: RegistryClient, target: RegistryCl
     return f"{len(descriptors)} referrers {'copied' if wrote else 'already there'} ({tag} index)"
 
 
-SIGNATURE_COPIER = StepInfo("copy-signatures", copy_signatures, reads=("source .sig, .att, referrers",),
-                            writes=("target .sig, .att, referrers",), visible=True)
+SIGNATURE_COPIER = StepInfo(
+    "copy-signatures",
+    copy_signatures,
+    reads=("source .sig, .att, referrers",),
+    writes=("target .sig, .att, referrers",),
+    visible=True,
+)

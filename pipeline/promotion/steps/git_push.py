@@ -46,10 +46,12 @@ def _target(gitops: GitOpsConfig) -> Target:
 
 def _message(ctx: StepContext) -> str:
     promotion, build = ctx.promotion, ctx.build
-    return (f"promote {promotion.project} to {promotion.environment}: {promotion.digest}\n\n"
-            f"image: {ctx.target.ref(promotion.digest, ctx.tag)}\n"
-            f"commit: {build.commit} ({build.branch or build.ref})\n"
-            f"build: {build.id}\npromotion: {promotion.id} ({promotion.trigger}, by {promotion.actor})\n")
+    return (
+        f"promote {promotion.project} to {promotion.environment}: {promotion.digest}\n\n"
+        f"image: {ctx.target.ref(promotion.digest, ctx.tag)}\n"
+        f"commit: {build.commit} ({build.branch or build.ref})\n"
+        f"build: {build.id}\npromotion: {promotion.id} ({promotion.trigger}, by {promotion.actor})\n"
+    )
 
 
 def push_to_git(ctx: StepContext) -> StepResult:
@@ -63,14 +65,23 @@ def push_to_git(ctx: StepContext) -> StepResult:
     work = ctx.config.data_dir / "work" / f"promotion-{ctx.promotion.id}"
     try:
         with locks.held(ctx.db, f"gitops:{gitops.repo}", wait=ctx.scope.lock_wait):
+
             def edit(text: str) -> UpdateResult:
                 ctx.scope.check_lease()  # before every (re)application: a stale claim writes no commit
                 return update_yaml(text, target, change, source=gitops.path)
 
             pushed = write_back(
-                ctx.config.data_dir, work, repo=gitops.repo, branch=gitops.branch, path=gitops.path, auth=gitops.git,
-                edit=edit, message=_message(ctx),
-                author=(gitops.author_name, gitops.author_email), push_to=head if gitops.pull_request else None)
+                ctx.config.data_dir,
+                work,
+                repo=gitops.repo,
+                branch=gitops.branch,
+                path=gitops.path,
+                auth=gitops.git,
+                edit=edit,
+                message=_message(ctx),
+                author=(gitops.author_name, gitops.author_email),
+                push_to=head if gitops.pull_request else None,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     where = f"{public_url(gitops.repo)} {gitops.branch}:{gitops.path}"
@@ -83,12 +94,21 @@ def push_to_git(ctx: StepContext) -> StepResult:
             opened = host.open(head=head, base=gitops.branch, title=_message(ctx).splitlines()[0], body=_message(ctx))
         finally:
             host.close()
-        return StepResult(f"pushed {pushed.commit[:12]} to {head}; waiting for pull request {opened.url} into "
-                          f"{gitops.branch} to be merged", status="awaiting_merge",
-                          output={**output, "pull_request": opened.url})
-    return StepResult(f"pushed {pushed.commit[:12]} to {where}: {pushed.old_value} -> {pushed.new_value}",
-                      output=output)
+        return StepResult(
+            f"pushed {pushed.commit[:12]} to {head}; waiting for pull request {opened.url} into "
+            f"{gitops.branch} to be merged",
+            status="awaiting_merge",
+            output={**output, "pull_request": opened.url},
+        )
+    return StepResult(
+        f"pushed {pushed.commit[:12]} to {where}: {pushed.old_value} -> {pushed.new_value}", output=output
+    )
 
 
-GIT_PUSHER = StepInfo("git-push", push_to_git, reads=("environment repository",),
-                      writes=("a commit (or a pull request) naming the digest",), visible=True)
+GIT_PUSHER = StepInfo(
+    "git-push",
+    push_to_git,
+    reads=("environment repository",),
+    writes=("a commit (or a pull request) naming the digest",),
+    visible=True,
+)

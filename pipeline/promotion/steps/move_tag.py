@@ -45,14 +45,19 @@ def tag_lock(ctx: StepContext) -> str:
 def _moved_by_whom(session: Session, ctx: StepContext, found: str, current: Promotion | None) -> str:
     where = f"{ctx.target.name}:{ctx.tag}"
     runs = f"promotion {current.id} ({current.digest})" if current else "nothing"
-    newer = [p for p in promotions.promotions_of_digest(session, found)
-             if p.project == ctx.promotion.project and p.environment == ctx.promotion.environment
-             and p.id > ctx.promotion.id]
+    newer = [
+        p
+        for p in promotions.promotions_of_digest(session, found)
+        if p.project == ctx.promotion.project and p.environment == ctx.promotion.environment and p.id > ctx.promotion.id
+    ]
     if newer:
         return f"superseded by promotion {newer[0].id}: {where} points at {found}; left as it is"
-    return (f"{where} points at {found}, but by its history the environment runs {runs}: it was moved "
-            "outside this service; left as it is (promote again to take it over)")
+    return (
+        f"{where} points at {found}, but by its history the environment runs {runs}: it was moved "
+        "outside this service; left as it is (promote again to take it over)"
+    )
 
 
-TAG_MOVER = StepInfo("move-tag", move_tag, reads=("environment history", "target tag"),
-                     writes=("target tag",), visible=True)
+TAG_MOVER = StepInfo(
+    "move-tag", move_tag, reads=("environment history", "target tag"), writes=("target tag",), visible=True
+)

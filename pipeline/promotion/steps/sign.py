@@ -24,8 +24,10 @@ def sign_image(ctx: StepContext) -> StepResult:
     """Add our signature of the target repository and digest to the target's ``.sig``."""
     signing = ctx.config.signing
     if signing is None:
-        raise SigningError(f"projects.{ctx.promotion.project}.environments.{ctx.env.name}.sign: "
-                           "no signing key configured (signing.key_file)")
+        raise SigningError(
+            f"projects.{ctx.promotion.project}.environments.{ctx.env.name}.sign: "
+            "no signing key configured (signing.key_file)"
+        )
     key = load_private_key(signing.key_file, signing.password())
     public = key.public_key()
     digest, client, repository = ctx.promotion.digest, ctx.client(ctx.target), ctx.target.repository
@@ -51,11 +53,13 @@ def sign_image(ctx: StepContext) -> StepResult:
         ours[0] = signature
         return update.manifest, [(blob.digest, blob.data) for blob in update.uploads]
 
-    wrote = update_artifact(ctx.config.data_dir, client, repository, tag, change,
-                               lambda raw: has_layer(raw, payload_digest, ours[0]))
-    return StepResult(f"{'signed' if wrote else 'already signed'} {reference}@{digest} with {signing.key_file} "
-                      f"({tag}, layer {short(payload_digest)})")
+    wrote = update_artifact(
+        ctx.config.data_dir, client, repository, tag, change, lambda raw: has_layer(raw, payload_digest, ours[0])
+    )
+    return StepResult(
+        f"{'signed' if wrote else 'already signed'} {reference}@{digest} with {signing.key_file} "
+        f"({tag}, layer {short(payload_digest)})"
+    )
 
 
-IMAGE_SIGNER = StepInfo("sign", sign_image, reads=("signing key", "target .sig"), writes=("target .sig",),
-                        visible=True)
+IMAGE_SIGNER = StepInfo("sign", sign_image, reads=("signing key", "target .sig"), writes=("target .sig",), visible=True)

@@ -39,8 +39,9 @@ def _load_verify_keys(paths: Sequence[Path], where: str) -> list[ec.EllipticCurv
     return keys
 
 
-def _why_not(layer: dict[str, Any], fetch: Callable[[str], bytes], digest: str,
-             keys: Sequence[ec.EllipticCurvePublicKey]) -> str:
+def _why_not(
+    layer: dict[str, Any], fetch: Callable[[str], bytes], digest: str, keys: Sequence[ec.EllipticCurvePublicKey]
+) -> str:
     """What is wrong with one layer that did not verify, in words."""
     signature = signature_of(layer)
     if signature is None:
@@ -60,8 +61,9 @@ def _why_not(layer: dict[str, Any], fetch: Callable[[str], bytes], digest: str,
     return "it does not verify"
 
 
-def _bundle_verdicts(client: RegistryClient, repository: str, digest: str,
-                     keys: Sequence[ec.EllipticCurvePublicKey]) -> list[tuple[str, BundleCheck]]:
+def _bundle_verdicts(
+    client: RegistryClient, repository: str, digest: str, keys: Sequence[ec.EllipticCurvePublicKey]
+) -> list[tuple[str, BundleCheck]]:
     """(referrer digest, verdict) for each sigstore bundle among the digest's OCI referrers
     (cosign 3's default format), read through the referrers API or its fallback tag."""
     verdicts = []
@@ -111,27 +113,39 @@ def _verify(ctx: StepContext) -> str:
             problems.append(f"{ctx.source.name}:{tag} is unusable ({exc.message})")
         if verified:
             key = ctx.env.verify[verified[0].key_index]
-            return (f"{ctx.source.name}:{tag} layer {verified[0].layer_index} "
-                    f"({short(verified[0].layer_digest)}) verifies with {key}")
+            return (
+                f"{ctx.source.name}:{tag} layer {verified[0].layer_index} "
+                f"({short(verified[0].layer_digest)}) verifies with {key}"
+            )
         if not problems:
             found_layers = layers(found.raw)
-            problems.append("; ".join(f"layer {i} ({short(str(layer.get('digest')))}) "
-                                      f"{_why_not(layer, fetch, digest, keys)}"
-                                      for i, layer in enumerate(found_layers)) or "it has no layers")
+            problems.append(
+                "; ".join(
+                    f"layer {i} ({short(str(layer.get('digest')))}) {_why_not(layer, fetch, digest, keys)}"
+                    for i, layer in enumerate(found_layers)
+                )
+                or "it has no layers"
+            )
     bundles = _bundle_verdicts(client, repository, digest, keys)
     for referrer, check in bundles:
         if check.ok:
             assert check.key_index is not None
-            return (f"{ctx.source.name}: sigstore bundle {short(referrer)} (an OCI referrer of the digest) "
-                    f"verifies with {ctx.env.verify[check.key_index]}")
+            return (
+                f"{ctx.source.name}: sigstore bundle {short(referrer)} (an OCI referrer of the digest) "
+                f"verifies with {ctx.env.verify[check.key_index]}"
+            )
     problems += [f"sigstore bundle {short(referrer)} {check.reason}" for referrer, check in bundles]
     if found is None and not bundles:
-        raise SignatureRefused(f"{ctx.env.name} requires a signature: no signature for {digest} in "
-                               f"{ctx.source.name} (no {tag} tag, no sigstore bundle among its referrers); "
-                               f"keys tried: {names}")
+        raise SignatureRefused(
+            f"{ctx.env.name} requires a signature: no signature for {digest} in "
+            f"{ctx.source.name} (no {tag} tag, no sigstore bundle among its referrers); "
+            f"keys tried: {names}"
+        )
     where_looked = f"{ctx.source.name}:{tag}" if found is not None else f"{ctx.source.name} (its referrers)"
-    raise SignatureRefused(f"{ctx.env.name} requires a signature: no valid signature for {digest} in "
-                           f"{where_looked}; keys tried: {names}; {'; '.join(problems)}")
+    raise SignatureRefused(
+        f"{ctx.env.name} requires a signature: no valid signature for {digest} in "
+        f"{where_looked}; keys tried: {names}; {'; '.join(problems)}"
+    )
 
 
 def verify_signature(ctx: StepContext) -> StepResult:
@@ -144,5 +158,6 @@ def verify_signature(ctx: StepContext) -> StepResult:
         return StepResult(refused.message, status="refused")
 
 
-SIGNATURE_VERIFIER = StepInfo("verify-signature", verify_signature, reads=("source signatures", "verify keys"),
-                              writes=())
+SIGNATURE_VERIFIER = StepInfo(
+    "verify-signature", verify_signature, reads=("source signatures", "verify keys"), writes=()
+)
