@@ -2,8 +2,9 @@
 #   docker build -t pipeline .          (BuildKit: Docker 23+, or DOCKER_BUILDKIT=1 on Docker 20.10)
 #   docker run --rm -p 8080:8080 -v "$PWD/pipeline.yaml:/etc/pipeline/pipeline.yaml:ro" pipeline
 # Stages: deps (locked third-party packages in /opt/venv), build (the project's wheel), docker-cli
-# (Debian's Docker client), runtime (slim Python, git, the client, the venv and the wheel installed
-# into it; runs as uid 10001). The runtime image has no uv, pip cache, wheel or package lists.
+# (Debian's Docker client), buildx (the CLI plugin, pinned, from the Go module proxy), runtime (slim
+# Python, git, the client and its buildx plugin, the venv and the wheel installed into it; runs as
+# uid 10001). The runtime image has no uv, pip cache, wheel or package lists.
 # No "# syntax=" line: the engine's built-in BuildKit frontend handles RUN --mount, and a syntax
 # line would pull a frontend image.
 
@@ -44,6 +45,16 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends docker.io \
     && rm -rf /var/lib/apt/lists/*
 
+# buildx drives BuildKit daemons (builders: buildkit:) and buildx builders (buildx:); it exists only
+# as a Go program, built pinned as the test tools are (scripts/install-go-tools.sh), static.
+FROM golang:1.26-bookworm AS buildx
+ARG BUILDX_VERSION=v0.36.1
+RUN --mount=type=cache,target=/root/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOBIN=/out go install -trimpath \
+        -ldflags "-X github.com/docker/buildx/version.Version=${BUILDX_VERSION}" \
+        "github.com/docker/buildx/cmd/buildx@${BUILDX_VERSION}"
+
 FROM ${PYTHON_IMAGE} AS runtime
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -56,6 +67,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DOCKER_BUILDKIT=1
 COPY --from=docker-cli /usr/bin/docker /usr/bin/docker
+COPY --from=buildx /out/buildx /usr/libexec/docker/cli-plugins/docker-buildx
 # Third-party packages first (cached while uv.lock is unchanged), then the project's own wheel.
 COPY --from=deps /opt/venv /opt/venv
 RUN --mount=type=bind,from=build,source=/dist,target=/dist \
