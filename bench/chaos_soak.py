@@ -189,6 +189,7 @@ def main() -> int:
     except OutOfTime as exc:
         print(f"stopped: {exc}", flush=True)
     finally:
+        harness.stop_git_hosts()
         if services is not None:
             services.stop()
         if not args.keep:

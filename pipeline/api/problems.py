@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.api._examples import PROBLEMS
@@ -99,7 +100,20 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), str(exc.detail))
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL refuses some text outright (NUL characters, which SQLite stores): that is the
+    request's fault, whatever field or parameter carried it, never a server error."""
+    assert isinstance(exc, DataError)
+    if "NUL" in str(exc.orig):
+        return problem(
+            422, "Invalid request", "text must not contain NUL (\\u0000) characters", "/problems/invalid-request"
+        )
+    log.error("%s %s: %s", request.method, request.url.path, exc.orig)
+    return problem(500, "Internal error", "the database refused a value; see the service's log")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PipelineError, _pipeline_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

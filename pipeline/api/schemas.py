@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict, JsonValue
 
 from pipeline.api import _examples as ex
@@ -88,7 +88,20 @@ class BuildOut(BaseModel):
     )
 
 
-class BuildRequest(BaseModel):
+class _Request(BaseModel):
+    """A request body: its text holds no NUL character (PostgreSQL cannot store one; SQLite
+    would, so the same request would mean different things on the two databases)."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
+
+
+class BuildRequest(_Request):
     """Build a branch or tag as it is now, or an exact commit."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*ex.BUILD_REQUESTS))
@@ -137,7 +150,7 @@ class WebhookAnswer(BaseModel):
     build_ids: list[int]
 
 
-class PromotionRequest(BaseModel):
+class PromotionRequest(_Request):
     """Promote the digest a build made: name the digest or the build."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*ex.PROMOTION_REQUESTS))
@@ -189,7 +202,7 @@ class PromotionPage(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last one")
 
 
-class ReasonBody(BaseModel):
+class ReasonBody(_Request):
     """Why: recorded with the rollback or rejection and shown to whoever looks."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*ex.REASONS))
@@ -304,7 +317,7 @@ class ImageOut(BaseModel):
     )
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(_Request):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*ex.TOKEN_REQUESTS))
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+( [\w.@+-]+)*$")

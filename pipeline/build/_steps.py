@@ -167,12 +167,14 @@ def record(ctx: BuildContext) -> None:
     A moving tag (``latest``, ``{branch}``) moves only when no newer build of the project holds
     it: a build that finishes after a newer one keeps its immutable tags and leaves the moving
     ones where they are. Builds of one repository take turns here (the fence's lock), so the
-    check and the move cannot interleave with another build's.
+    check and the move cannot interleave with another build's. The log is complete when the
+    build is recorded: what came before is flushed first, what the move did is written with it.
     """
     assert ctx.built is not None and ctx.tags is not None and ctx.scope.job is not None
     digest, build = ctx.built.digest, ctx.build
     moved: list[str] = []
     left: dict[str, int] = {}
+    ctx.sink.flush()
     with ctx.registry_client() as client:
         manifest = client.manifest(ctx.repository, digest) if ctx.tags.moving else None
         with ctx.scope.fenced(f"tags of {ctx.image_repository}") as session:
@@ -185,6 +187,13 @@ def record(ctx: BuildContext) -> None:
                 client.tag(ctx.repository, tag, manifest)
                 moved.append(tag)
             tags = [t for t in ctx.tags.all if t not in left]
+            said = [f"moved {', '.join(moved)} to {digest}"] if moved else []
+            said += [
+                f"left {tag} where it is: build {holder}, queued after this one, already holds it"
+                for tag, holder in left.items()
+            ]
+            if said:
+                builds.append_logs(session, build.id, said)
             builds.record_succeeded(
                 session,
                 ctx.scope.job,
@@ -201,10 +210,6 @@ def record(ctx: BuildContext) -> None:
             if ctx.on_recorded is not None:
                 ctx.on_recorded(session, build.id)
     ctx.scope.ended()
-    if moved:
-        ctx.sink(f"moved {', '.join(moved)} to {digest}")
-    for tag, holder in left.items():
-        ctx.sink(f"left {tag} where it is: build {holder}, queued after this one, already holds it")
     ctx.recorded = Recorded(digest, f"{ctx.image_repository}@{digest}", tags, list(left))
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from pipeline.store import Database, open_database
+from tests.chaos import harness
 from tests.services import Postgres
 
 
@@ -30,6 +31,13 @@ def pg_database(postgres: Postgres, pg_template: str, request: pytest.FixtureReq
     yield PgDatabase(database, url)
     database.dispose()
     postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def git_hosts() -> Iterator[None]:
+    """The deploy repositories' Git hosts, stopped when the chaos tests are done."""
+    yield
+    harness.stop_git_hosts()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ once the process is gone, and that is what gets counted.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import random
@@ -237,11 +236,20 @@ def _served(root: Path) -> GitHttpServer:
     """The deploy repository behind a Git host of its own (smart HTTP, in this process), as a
     real one is: over ``file://`` the pusher runs receive-pack itself, so a worker killed mid-push
     would take the server side with it and leave ``refs/heads/main.lock`` behind for good, which
-    no Git host does. Stopped when the test process exits."""
+    no Git host does. ``stop_git_hosts`` stops them (the chaos conftest, at the session's end)."""
     subprocess.run(["git", "-C", str(root / "remote.git"), "config", "http.receivepack", "true"], check=True)
     server = GitHttpServer(root).start()
-    atexit.register(server.stop)
+    _GIT_HOSTS.append(server)
     return server
+
+
+_GIT_HOSTS: list[GitHttpServer] = []
+
+
+def stop_git_hosts() -> None:
+    """Stop the deploy repositories' Git hosts: their threads would keep the process alive."""
+    while _GIT_HOSTS:
+        _GIT_HOSTS.pop().stop()
 
 
 def promotion_setup(
@@ -878,7 +886,9 @@ def freeze_promotion(
         rows = promotion_rows(db)
         problems = promotion_problems(setup, rows)
         mine = _row(db, first)
-        if mine.worker == held.worker or mine.epoch == held.epoch:
+        # its process may claim the promotion again once woken (a new epoch, legitimately): only
+        # the frozen claim itself must never have finished it
+        if mine.epoch == held.epoch:
             problems.append(f"promotion {first} was finished by the frozen worker's claim {held.epoch} ({mine.worker})")
         if late is None:
             problems.append(f"the frozen worker never said it lost promotion {first}:\n{a.tail()}")

@@ -353,7 +353,9 @@ def test_daemon_dying_mid_build_moves_the_build_to_the_next_builder(
     dying = start_buildkitd(tmp_path / "dying-daemon", [], None)
     dockerfile = f"FROM {base_image}\nRUN echo started-{tmp_path.name} && sleep 8\n"
     context = _context(tmp_path, dockerfile)
-    pool = _pool(tmp_path, {"name": "dying", "buildkit": dying.address}, buildkit_entry("farm", buildkitd))
+    # a name of its own: a builder that failed is passed over for 30 s by name, in the whole process,
+    # and test_builder_faults has a "dying" builder of its own that fails on purpose
+    pool = _pool(tmp_path, {"name": "dying-daemon", "buildkit": dying.address}, buildkit_entry("farm", buildkitd))
     lines: list[str] = []
     output = re.compile(rf"^#\d+ \d+\.\d+ started-{tmp_path.name}$")  # the RUN's output, not its title
 
@@ -373,8 +375,10 @@ def test_daemon_dying_mid_build_moves_the_build_to_the_next_builder(
     finally:
         dying.stop()
     assert killed.is_set() and built.engine is not None and built.engine.name == "farm"
-    assert any(line.startswith("builder dying failed; trying the next builder: builder dying") for line in lines)
-    assert built.skipped[0].startswith("builder dying failed:")
+    assert any(
+        line.startswith("builder dying-daemon failed; trying the next builder: builder dying-daemon") for line in lines
+    )
+    assert built.skipped[0].startswith("builder dying-daemon failed:")
     assert time.monotonic() - started < 60
     assert _manifest(registry, "kinds/dying", built.digest)["layers"]
     with pytest.raises(EngineError):  # it stays passed over for a while: it failed a build moments ago
