@@ -60,6 +60,7 @@ from pipeline.signing._payload import (
     simple_signing_payload,
     verify_payload,
 )
+from pipeline.signing._provenance import attach_provenance
 from pipeline.signing._sigmanifest import (
     CONFIG_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
@@ -99,6 +100,7 @@ __all__ = [
     "VerifiedSignature",
     "append_attestation",
     "append_signature",
+    "attach_provenance",
     "attestation_tag",
     "bundle_layer",
     "check_bundle",
