@@ -30,12 +30,14 @@ DIGEST = "sha256:57cfc7e925bdb7640e6bf313b4808dcbad93879ae96bfe5d47ddd06b1a6a1ad
 PREVIOUS_DIGEST = "sha256:45e8075eab101e408b8df53bebefae771b31b37a97061f83882e259380e58d88"
 UNKNOWN_DIGEST = "sha256:1e15ec60f2677d590b190d1d8495ee525ad7d5e1bc2166ae45188b3a6ffe64a3"  # no build made it
 IMAGE = f"{REGISTRY}/{REPOSITORY}@{DIGEST}"
-BUILD_ID, PREVIOUS_BUILD_ID, QUEUED_BUILD_ID = 42, 41, 43
+BUILD_ID: int = 42
+PREVIOUS_BUILD_ID, QUEUED_BUILD_ID = 41, 43
 PROMOTION_ID, STAGING_PROMOTION_ID, PREVIOUS_PROMOTION_ID, ROLLBACK_PROMOTION_ID = 17, 16, 12, 18
 TOKEN_ID = 3
 WORKER = "pipeline-0:4121:a3f2"
 ENVIRONMENTS = {"staging": "acme/staging/hello", "prod": "acme/prod/hello"}
-VIEWER_TOKEN, BUILDER_TOKEN, PROMOTER_TOKEN = "dashboard", "ci-bot", "release-team"
+VIEWER_TOKEN: str = "dashboard"
+BUILDER_TOKEN, PROMOTER_TOKEN = "ci-bot", "release-team"
 CURSOR = "eyJiZWZvcmUiOjQyfQ"  # what the API answers as next_cursor after build 42: {"before":42}
 
 
@@ -474,61 +476,24 @@ CONFIG_RELOAD: JsonDict = {
     "others_within_seconds": 5.0,
 }
 
-HEALTH = {"status": "ok"}
-READY: list[JsonDict] = [{"status": "ok", "schema": "0010"}, {"status": "ok", "schema": "0010", "engine": "default"}]
-NOT_READY: list[JsonDict] = [
-    {"status": "unavailable", "detail": "schema at 0009, code expects 0010: run `pipeline migrate`"},
-    {"status": "unavailable", "detail": "no Docker engine answers (see `pipeline doctor`)"},
-]
-METRICS = (
-    "# HELP pipeline_builds_total Finished builds by outcome\n"
-    "# TYPE pipeline_builds_total counter\n"
-    'pipeline_builds_total{project="hello",status="succeeded"} 41.0\n'
-    'pipeline_builds_total{project="hello",status="failed"} 3.0\n'
-    "# HELP pipeline_queue_depth Rows waiting to be worked\n"
-    "# TYPE pipeline_queue_depth gauge\n"
-    'pipeline_queue_depth{queue="builds"} 1.0\n'
-    'pipeline_queue_depth{queue="promotions"} 0.0\n'
+
+# the service's own endpoints and its problems, in a module of their own; re-exported so that
+# routes keep asking this one module (``ex.READY``, ``ex.forbidden``)
+from pipeline.api._examples_service import (
+    HEALTH as HEALTH,
 )
-
-
-def _problem(status: int, type_: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"type": type_, "title": title, "status": status, "detail": detail, **extra}
-
-
-# one example problem per status: what the service answers most often with it
-PROBLEMS: dict[int, dict[str, Any]] = {
-    400: _problem(400, "about:blank", "There was an error parsing the body", "There was an error parsing the body"),
-    401: _problem(401, "/problems/unauthenticated", "Authentication required", "this API token is unknown or revoked"),
-    403: _problem(
-        403, "/problems/forbidden", "Not allowed", f"{VIEWER_TOKEN} has role viewer; this needs builder or higher"
-    ),
-    404: _problem(404, "/problems/not-found", "Not found", "no project named 'helo' in the config"),
-    409: _problem(
-        409,
-        "/problems/conflict",
-        "Conflict",
-        f"build {BUILD_ID} is already succeeded; only queued or running builds can be cancelled",
-    ),
-    413: _problem(
-        413, "/problems/payload-too-large", "Payload too large", "webhook body is 31457280 bytes; the limit is 26214400"
-    ),
-    415: _problem(
-        415,
-        "/problems/unsupported-media-type",
-        "Unsupported media type",
-        "content type 'text/plain': send application/json or application/x-www-form-urlencoded",
-    ),
-    422: _problem(
-        422,
-        "/problems/invalid-request",
-        "Invalid request",
-        "body.project: Field required",
-        errors=[{"where": "body.project", "message": "Field required"}],
-    ),
-}
-
-
-def forbidden(name: str, role: str, needs: str) -> dict[str, Any]:
-    """The 403 detail for a token ``name`` of ``role`` where ``needs`` is required."""
-    return {"detail": f"{name} has role {role}; this needs {needs} or higher"}
+from pipeline.api._examples_service import (
+    METRICS as METRICS,
+)
+from pipeline.api._examples_service import (
+    NOT_READY as NOT_READY,
+)
+from pipeline.api._examples_service import (
+    PROBLEMS as PROBLEMS,
+)
+from pipeline.api._examples_service import (
+    READY as READY,
+)
+from pipeline.api._examples_service import (
+    forbidden as forbidden,
+)

@@ -12,7 +12,6 @@ import re
 import subprocess
 import tarfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -367,7 +366,6 @@ def test_daemon_dying_mid_build_moves_the_build_to_the_next_builder(
 
     killed = threading.Event()
 
-    started = time.monotonic()
     try:
         built = pool.build(
             _spec(context, f"{registry.host}/kinds/dying:1", network="host"), kill_when_started, tmp_path / "scratch"
@@ -379,7 +377,6 @@ def test_daemon_dying_mid_build_moves_the_build_to_the_next_builder(
         line.startswith("builder dying-daemon failed; trying the next builder: builder dying-daemon") for line in lines
     )
     assert built.skipped[0].startswith("builder dying-daemon failed:")
-    assert time.monotonic() - started < 60
     assert _manifest(registry, "kinds/dying", built.digest)["layers"]
     with pytest.raises(EngineError):  # it stays passed over for a while: it failed a build moments ago
         pool.pick(_spec(context, "x/y:1"), exclude=frozenset({"farm"}))
