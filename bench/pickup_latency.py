@@ -210,22 +210,11 @@ class Bench:
     def seed_builds(self, dep: Deployment, config: Path, digests: list[str]) -> None:
         """Succeeded builds of the images skopeo pushed, straight into the database."""
         from pipeline.config import load_config
-        from pipeline.store import builds, open_database, projects
+        from pipeline.store import open_database
+        from tests.seed import succeeded_builds
 
-        cfg = load_config(config)
         db = open_database(dep.db_url)
-        with db.session() as session:
-            projects.sync_projects(session, cfg.projects)
-            for n, digest in enumerate(digests):
-                build_id = builds.queue_build(
-                    session,
-                    project=PROJECT,
-                    commit=f"{n + 1:x}" * 40,
-                    ref="refs/heads/main",
-                    branch="main",
-                    trigger="bench",
-                )
-                builds.record_progress(session, build_id, status="succeeded", digest=digest)
+        succeeded_builds(db, load_config(config), PROJECT, digests)
         db.dispose()
 
     # -- the flows -------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from pipeline.store import Build, Database, Promotion, builds, projects, promoti
 from tests.git_server import GitHttpServer
 from tests.gitrepo import GitRepo
 from tests.images import OciLayout, skopeo_push
+from tests.seed import succeeded_builds
 from tests.services import skopeo_inspect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,17 +313,7 @@ def promotion_setup(
     for n in range(images):
         layout.tag(f"i{n}", layout.image([layer_bytes, 200_000], seed=7000 + n, gzip_level=1))
         digests.append(skopeo_push(layout, f"i{n}", target, source))  # type: ignore[arg-type]
-    config = setup.config
-    ids = []
-    with db.session() as session:
-        projects.sync_projects(session, config.projects)
-        for n, digest in enumerate(digests):
-            build_id = builds.queue_build(
-                session, project=PROJECT, commit=f"{n + 1:x}" * 40, ref="refs/heads/main", branch="main", trigger="test"
-            )
-            builds.record_progress(session, build_id, status="succeeded", digest=digest)
-            ids.append(build_id)
-    return setup, ids
+    return setup, succeeded_builds(db, setup.config, PROJECT, digests)
 
 
 @dataclass
