@@ -203,6 +203,7 @@ class Build(Base):
     insight: Mapped[dict[str, Any] | None]
     advice: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     provenance: Mapped[dict[str, Any] | None]  # in-toto statement, SLSA provenance v1, of the digest
+    timings: Mapped[dict[str, Any] | None]  # seconds per step of the last attempt: checkout, build, push, …
 
 
 class BuildLog(Base):
