@@ -12,6 +12,7 @@ from pipeline.api.routes import (
     health,
     images,
     metrics,
+    pages,
     promotions,
     settings,
     tokens,
@@ -50,6 +51,7 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
         tokens.router,
         settings.router,
         ui.router,
+        pages.router,
     ):
         app.include_router(router)
     return app
