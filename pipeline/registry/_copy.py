@@ -11,6 +11,7 @@ points at anything incomplete, whatever fails on the way.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import random
@@ -108,7 +109,9 @@ def _copy_manifest(route: _Route, manifest: Manifest, report: CopyReport, pool: 
         }
         # largest first: the biggest layer is the copy's critical path, so it must not wait for a thread
         ordered = sorted(blobs.items(), key=lambda item: -item[1])
-        for future in [pool.submit(_copy_blob, route, d, size, report) for d, size in ordered]:
+        # each blob in the context of the caller, so what a copy logs names its build or promotion
+        jobs = [pool.submit(contextvars.copy_context().run, _copy_blob, route, d, size, report) for d, size in ordered]
+        for future in jobs:
             future.result()
     route.target.put_manifest(route.target_repo, manifest.digest, manifest)
     report.add(manifests_copied=1)

@@ -8,6 +8,7 @@ session's build registry, reached directly.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from pipeline.config import Config, parse_config
+from pipeline.logs import _JobFilter
 from pipeline.registry import MANIFEST_TYPES
 from pipeline.store import Database, builds, projects, promotions
 from tests.fault_proxy import FaultProxy
@@ -90,7 +92,12 @@ def _tagged_manifests_are_complete(upstream: Registry, run: str) -> list[str]:
 
 
 def test_every_promotion_ends_clearly_and_no_tag_points_at_missing_blobs(
-    db: Database, tmp_path: Path, registry: Registry, flaky: tuple[Registry, FaultProxy], images: list[str]
+    db: Database,
+    tmp_path: Path,
+    registry: Registry,
+    flaky: tuple[Registry, FaultProxy],
+    images: list[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     upstream, proxy = flaky
     run = f"run{secrets.token_hex(3)}"
@@ -115,6 +122,8 @@ def test_every_promotion_ends_clearly_and_no_tag_points_at_missing_blobs(
                 ).id
             )
     proxy.reset_counters()
+    caplog.set_level(logging.WARNING, logger="pipeline.registry")
+    caplog.handler.addFilter(_JobFilter())  # as setup_logging's handler: records carry the job's id
     worker, deadline = PromotionWorker(db, config, name="flaky-promoter"), time.monotonic() + 120
     while time.monotonic() < deadline:
         if not worker.run_once():
@@ -124,6 +133,10 @@ def test_every_promotion_ends_clearly_and_no_tag_points_at_missing_blobs(
                 break
             time.sleep(0.1)
     assert proxy.injected >= 5, proxy.stats()  # the faults really happened
+    # each retry was said as it happened, tagged with the promotion it was for
+    retried = [r for r in caplog.records if r.name == "pipeline.registry._retry"]
+    assert retried and all(f"registry {proxy.host.split(':')[0]}" in r.getMessage() for r in retried)
+    assert all(getattr(r, "promotion_id", None) in ids for r in retried), [r.__dict__ for r in retried[:2]]
     assert {r.status for r in rows} <= {"succeeded", "failed"}, [(r.id, r.status) for r in rows]
     for row in rows:
         if row.status == "failed":

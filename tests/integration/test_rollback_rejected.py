@@ -5,6 +5,7 @@ are seeded for images skopeo pushed (as in test_promotion)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,6 +61,12 @@ def test_rollback_skips_rejected_digests_and_the_matrix_flags_them(
     assert f"{pushed['v3'][7:19]} REJECTED" in row and "(skips 1 rejected)" in row
     [staging] = [line for line in text.splitlines() if line.split()[:2] == ["demo", "staging"]]
     assert "REJECTED" not in staging
+    page = api.get("/ui/fragments/matrix").text  # and the page
+    row = re.search(r'<tr data-project="demo" data-environment="dev".*?</tr>', page, re.DOTALL)
+    assert row is not None and 'class="badge rejected" title="rejected by sec' in row[0]
+    assert "leaks the session cookie" in row[0] and "skips 1 rejected" in row[0]
+    assert pushed["v2"] in row[0].split('class="previous"')[1]  # named in the tooltip
+    assert "badge rejected" not in page.split('data-environment="staging"')[1]
 
     rolled = api.post("/api/v1/environments/demo/dev/rollback", json={"reason": "v3 leaks cookies"})
     assert rolled.status_code == 202, rolled.text
