@@ -44,12 +44,14 @@ def age(when: dt.datetime | None, now: dt.datetime | None = None) -> str:
 
 
 def span(seconds: float | None) -> str:
-    """A duration for people: ``42 s``, ``3.5 min``, ``1.2 h``."""
+    """A duration for people: ``30 ms``, ``4.2 s``, ``42 s``, ``3.5 min``, ``1.2 h``."""
     if seconds is None:
         return ""
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
