@@ -67,6 +67,8 @@ def test_rollback_skips_rejected_digests_and_the_matrix_flags_them(
     assert "leaks the session cookie" in row[0] and "skips 1 rejected" in row[0]
     assert pushed["v2"] in row[0].split('class="previous"')[1]  # named in the tooltip
     assert "badge rejected" not in page.split('data-environment="staging"')[1]
+    image = api.get(f"/ui/fragments/image/{pushed['v3']}").text  # its image page says so, and where it runs
+    assert "Rejected by sec" in image and "leaks the session cookie" in image and "still runs in demo/dev" in image
 
     rolled = api.post("/api/v1/environments/demo/dev/rollback", json={"reason": "v3 leaks cookies"})
     assert rolled.status_code == 202, rolled.text
@@ -77,6 +79,8 @@ def test_rollback_skips_rejected_digests_and_the_matrix_flags_them(
     assert work(db, config) == 1
     dev = matrix(api)["dev"]
     assert dev["current"]["digest"] == pushed["v1"] and dev["rejected"] is None and dev["previous"] is None
+    shown = api.get(f"/ui/fragments/promotion/{body['id']}").text  # the promotion page names the skipped one
+    assert f"skipped rejected {pushed['v2']}" in shown and f'href="/ui/promotions/{ids["v1"]}"' in shown
 
     # the hold the rollback placed: its refusal names the CLI command, the page's button and the REST call
     refused = api.post("/api/v1/promotions", json={"project": "demo", "environment": "dev", "build_id": built["v1"]})
