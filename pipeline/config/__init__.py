@@ -26,6 +26,7 @@ from pydantic import (
 
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
+from pipeline.config._cleanup import CleanupConfig, LogRetention, PruneConfig, RetentionPolicy
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
@@ -44,6 +45,7 @@ __all__ = [
     "BuildConfig",
     "BuildOverride",
     "BuilderConfig",
+    "CleanupConfig",
     "Config",
     "ConfigChange",
     "DockerConfig",
@@ -52,10 +54,13 @@ __all__ = [
     "GitOpsConfig",
     "ImageConfig",
     "LiveConfig",
+    "LogRetention",
     "PathFilter",
     "ProjectConfig",
+    "PruneConfig",
     "PullRequestConfig",
     "RegistryConfig",
+    "RetentionPolicy",
     "SecretConfig",
     "SigningConfig",
     "WorkerConfig",
@@ -123,6 +128,7 @@ class ProjectConfig(Model):
     image: ImageConfig
     tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
+    cleanup: RetentionPolicy | None = None  # this project's registry cleanup; else cleanup.registry
 
     @field_validator("tags")
     @classmethod
@@ -214,6 +220,7 @@ class Config(Model):
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     signing: SigningConfig | None = None
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
 
     @field_validator("builders")
     @classmethod
@@ -265,6 +272,14 @@ class Config(Model):
                         raise ValueError(
                             f"projects.{name}.environments.{env.name}.verify.{index}: no public key file at {key}"
                         )
+            if project.cleanup is not None:
+                names = {env.name for env in project.environments}
+                for env_name in project.cleanup.environments:
+                    if env_name not in names:
+                        raise ValueError(
+                            f"projects.{name}.cleanup.environments: no environment named {env_name!r} "
+                            f"(defined: {sorted(names)})"
+                        )
         signs = any(env.sign for p in self.projects.values() for env in p.environments)
         if self.signing is not None and signs and not self.signing.key_file.is_file():
             raise ValueError(f"signing.key_file: no key file at {self.signing.key_file}")
@@ -273,6 +288,10 @@ class Config(Model):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'pipeline.db'}"
+
+    def retention(self, name: str) -> RetentionPolicy:
+        """The registry cleanup policy of project ``name``: its own, else ``cleanup.registry``."""
+        return self.project(name).cleanup or self.cleanup.registry
 
     def project(self, name: str) -> ProjectConfig:
         try:
