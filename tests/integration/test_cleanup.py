@@ -20,7 +20,7 @@ from pipeline import cleanup, promotion
 from pipeline.config import Config, parse_config
 from pipeline.registry import RegistryClient
 from pipeline.store import Database, projects, promotions, retention
-from tests.conftest import RegistryPool
+from tests.conftest import RegistryPool, app_client, token_headers
 from tests.gitrepo import GitRepo
 from tests.seed import push_image, push_signatures, record_build
 from tests.services import Registry
@@ -129,6 +129,15 @@ def test_cleanup_deletes_what_no_rule_keeps_and_the_dry_run_said_so(setup: Histo
     assert "runs in dev" in by_name["o2"].reason
     assert "branch feature was deleted" in by_name["f1"].reason
     assert "not among the last 3 commits" in by_name["m2"].reason
+    clients = app_client(db, config)
+    api = next(clients)
+    answer = api.post("/api/v1/cleanup", json={"project": "demo", "dry_run": True})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["projects"][0]["decisions"] == [d.to_dict() for d in dry.decisions]
+    viewer = api.post("/api/v1/cleanup", json={"dry_run": True}, headers=token_headers(db, "dashboard", "viewer"))
+    assert viewer.status_code == 403, "cleaning registries needs an admin"
+    assert api.post("/api/v1/cleanup", json={"project": "helo"}).status_code == 404
+    clients.close()
     assert all(history.present(n) for n in history.builds), "a dry run deletes nothing"
 
     real = cleanup.clean_project(db, config, "demo", dry_run=False)
