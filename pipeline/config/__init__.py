@@ -272,14 +272,6 @@ class Config(Model):
                         raise ValueError(
                             f"projects.{name}.environments.{env.name}.verify.{index}: no public key file at {key}"
                         )
-            if project.cleanup is not None:
-                names = {env.name for env in project.environments}
-                for env_name in project.cleanup.environments:
-                    if env_name not in names:
-                        raise ValueError(
-                            f"projects.{name}.cleanup.environments: no environment named {env_name!r} "
-                            f"(defined: {sorted(names)})"
-                        )
         signs = any(env.sign for p in self.projects.values() for env in p.environments)
         if self.signing is not None and signs and not self.signing.key_file.is_file():
             raise ValueError(f"signing.key_file: no key file at {self.signing.key_file}")

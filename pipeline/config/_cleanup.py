@@ -27,9 +27,8 @@ class RetentionPolicy(Model):
     Kept: the images of the last ``keep_commits`` commits of every branch still in Git, of
     every Git tag, of anything built in the last ``keep_days`` days, and whatever runs or ran
     within the last ``keep_promotions`` promotions of any environment. A branch deleted in Git
-    keeps nothing, so its images go once they are older than ``keep_days``.
-    ``environments`` names environments whose repositories are cleaned too (by the same
-    promotion rule); none are unless named.
+    keeps nothing, so its images go once they are older than ``keep_days``. Environment
+    repositories are never cleaned: what ran there is the record of what ran.
     """
 
     enabled: bool = True
@@ -37,7 +36,6 @@ class RetentionPolicy(Model):
     keep_git_tags: bool = True
     keep_days: int = Field(default=7, ge=0)
     keep_promotions: int = Field(default=10, ge=1)
-    environments: list[str] = Field(default_factory=list)
 
 
 class LogRetention(Model):

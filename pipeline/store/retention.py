@@ -103,8 +103,8 @@ def images_of_digest(session: Session, project: str, digest: str, *, lock: bool 
     """The succeeded builds of ``project`` that made ``digest``; ``lock`` takes their rows for
     the transaction (PostgreSQL), so a promotion asked for meanwhile waits and then sees the mark."""
     stmt = select(Build).where(Build.project == project, Build.digest == digest, Build.status == "succeeded")
-    if lock:
-        stmt = stmt.with_for_update()
+    if lock:  # and read them afresh: the session may hold them from before the lock was granted
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return list(session.scalars(stmt.order_by(Build.id)))
 
 

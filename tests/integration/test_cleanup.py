@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import pytest
 from pipeline import cleanup, promotion
 from pipeline.config import Config, parse_config
 from pipeline.registry import RegistryClient
-from pipeline.store import Database, projects, promotions, retention
+from pipeline.store import Database, Promotion, projects, promotions, retention
 from tests.conftest import RegistryPool, app_client, token_headers
 from tests.gitrepo import GitRepo
 from tests.seed import push_image, push_signatures, record_build
@@ -214,3 +216,41 @@ def test_a_registry_that_refuses_deletes_is_said_once(
     assert len(not_deleted) == len(EXPECTED_DELETED)
     with db.session() as session:
         assert len(retention.live_images(session, "demo")) == len(history.builds), "no row marked"
+
+
+def test_a_promotion_asked_for_during_the_delete_waits_and_is_refused(
+    setup: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: the delete of m2 is under way (manifest gone, transaction open) when a
+    promotion of m2 is asked for, as the API asks (a writer transaction). It waits for the
+    cleanup's transaction (the build rows' lock on PostgreSQL, the writer lock on SQLite) and
+    is then refused with the reason, instead of queueing a copy of nothing."""
+    history, db, config = setup, setup.db, setup.config
+    real_delete = cleanup._execute.delete_manifest
+    answers: list[Promotion] = []
+    started = threading.Event()
+
+    def request() -> None:
+        started.set()
+        with db.session(immediate=True) as session:
+            row = promotion.request_promotion(
+                session, config, "demo", "dev", build_id=history.builds["m2"][0], actor="bob"
+            )
+            answers.append(row)
+
+    asker = threading.Thread(target=request)
+
+    def delete_then_let_a_promotion_ask(client: RegistryClient, repository: str, digest: str) -> bool:
+        deleted = real_delete(client, repository, digest)
+        if digest == history.builds["m2"][1]:
+            asker.start()
+            started.wait(10)
+            time.sleep(0.5)  # orders the events only: the asker is inside its transaction by now
+        return deleted
+
+    monkeypatch.setattr(cleanup._execute, "delete_manifest", delete_then_let_a_promotion_ask)
+    report = cleanup.clean_project(db, config, "demo", dry_run=False)
+    asker.join(30)
+    assert history.builds["m2"][1] in {d.digest for d in report.deleted}
+    assert len(answers) == 1 and answers[0].status == "rejected"
+    assert "deleted from the build registry by the cleanup" in (answers[0].error or "")
