@@ -27,6 +27,7 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
         └── RegistryError
             ├── RegistryAuthError   (credentials refused: not retryable)
             └── RegistryRefused     (a 4xx answer such as MANIFEST_BLOB_UNKNOWN: not retryable)
+                └── DeletesDisabled (the registry does not allow deleting manifests: 405)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "Conflict",
+    "DeletesDisabled",
     "EngineError",
     "Forbidden",
     "GitError",
@@ -191,3 +193,10 @@ class RegistryAuthError(RegistryError):
 class RegistryRefused(RegistryError):
     title = "Registry refused the request"
     retryable = False
+
+
+class DeletesDisabled(RegistryRefused):
+    """The registry answers deletes with 405 (distribution's ``storage.delete.enabled: false``,
+    a read-only Harbor project): nothing can be cleaned there until an operator allows it."""
+
+    title = "Registry does not allow deletes"

@@ -8,6 +8,7 @@ from pipeline.api._openapi import keep_example_nulls
 from pipeline.api.problems import install_problem_handlers
 from pipeline.api.routes import (
     builds,
+    cleanup,
     environments,
     health,
     images,
@@ -49,6 +50,7 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
         images.router,
         tokens.router,
         settings.router,
+        cleanup.router,
         ui.router,
     ):
         app.include_router(router)

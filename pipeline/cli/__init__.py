@@ -1,5 +1,6 @@
 """The ``pipeline`` command: serve, api, worker, migrate, doctor, keys; and, against a running
-service, builds, promote, rollback, release, envs, promotions, images (``_ops``).
+service, builds, promote, rollback, release, envs, promotions, images (``_ops``), cleanup
+(``_cleanup``).
 
 Commands are thin: load the config, open the database, call into ``pipeline`` or
 ``workers``. Every ``PipelineError`` ends the command with its message and exit code 2.
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline.cli._cleanup import cleanup as cleanup_command
 from pipeline.cli._config import config_app
 from pipeline.cli._keys import keys_app
 from pipeline.cli._ops import register as register_ops
@@ -31,6 +33,7 @@ app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_hel
 
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 register_ops(app)
+app.command("cleanup")(cleanup_command)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(config_app, name="config")
 

@@ -26,6 +26,7 @@ from pydantic import (
 
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
+from pipeline.config._cleanup import CleanupConfig, LogRetention, PruneConfig, RetentionPolicy
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
@@ -44,6 +45,7 @@ __all__ = [
     "BuildConfig",
     "BuildOverride",
     "BuilderConfig",
+    "CleanupConfig",
     "Config",
     "ConfigChange",
     "DockerConfig",
@@ -52,10 +54,13 @@ __all__ = [
     "GitOpsConfig",
     "ImageConfig",
     "LiveConfig",
+    "LogRetention",
     "PathFilter",
     "ProjectConfig",
+    "PruneConfig",
     "PullRequestConfig",
     "RegistryConfig",
+    "RetentionPolicy",
     "SecretConfig",
     "SigningConfig",
     "WorkerConfig",
@@ -123,6 +128,7 @@ class ProjectConfig(Model):
     image: ImageConfig
     tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
+    cleanup: RetentionPolicy | None = None  # this project's registry cleanup; else cleanup.registry
 
     @field_validator("tags")
     @classmethod
@@ -214,6 +220,7 @@ class Config(Model):
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     signing: SigningConfig | None = None
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
 
     @field_validator("builders")
     @classmethod
@@ -273,6 +280,10 @@ class Config(Model):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'pipeline.db'}"
+
+    def retention(self, name: str) -> RetentionPolicy:
+        """The registry cleanup policy of project ``name``: its own, else ``cleanup.registry``."""
+        return self.project(name).cleanup or self.cleanup.registry
 
     def project(self, name: str) -> ProjectConfig:
         try:

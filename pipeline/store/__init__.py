@@ -16,6 +16,7 @@ from pipeline.store import (
     projects,
     promotions,
     reloads,
+    retention,
     tokens,
     wakeups,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "projects",
     "promotions",
     "reloads",
+    "retention",
     "tokens",
     "utcnow",
     "wakeups",

@@ -203,6 +203,8 @@ class Build(Base):
     insight: Mapped[dict[str, Any] | None]
     advice: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     provenance: Mapped[dict[str, Any] | None]  # in-toto statement, SLSA provenance v1, of the digest
+    # the registry cleanup deleted the image (the row and its history stay)
+    image_deleted_at: Mapped[dt.datetime | None]
 
 
 class BuildLog(Base):
