@@ -1,5 +1,6 @@
 """The ``pipeline`` command: serve, api, worker, migrate, doctor, keys; and, against a running
-service, builds, promote, rollback, release, envs, promotions, images (``_ops``).
+service, builds, promote, rollback, release, envs, promotions, images (``_ops``), build,
+rebuild, cancel, logs (``_builds``); each of those takes ``--token`` (``_credentials``).
 
 Commands are thin: load the config, open the database, call into ``pipeline`` or
 ``workers``. Every ``PipelineError`` ends the command with its message and exit code 2.
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline import __version__
+from pipeline.cli._builds import register as register_builds
 from pipeline.cli._config import config_app
 from pipeline.cli._keys import keys_app
 from pipeline.cli._ops import register as register_ops
@@ -31,6 +34,7 @@ app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_hel
 
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 register_ops(app)
+register_builds(app)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(config_app, name="config")
 
@@ -38,6 +42,21 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Config file (YAML); PIPELINE_CONFIG overrides it."),
 ]
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"pipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """GitOps image build-and-promote service."""
 
 
 def _setup_logging() -> None:
