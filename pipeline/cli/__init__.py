@@ -1,6 +1,7 @@
 """The ``pipeline`` command: serve, api, worker, migrate, doctor, keys; and, against a running
-service, builds, promote, rollback, release, envs, promotions, images (``_ops``), cleanup
-(``_cleanup``).
+service, builds, promote, rollback, release, envs, promotions, images (``_ops``), build,
+rebuild, cancel, logs (``_builds``), cleanup (``_cleanup``); each of those takes ``--token``
+(``_credentials``).
 
 Commands are thin: load the config, open the database, call into ``pipeline`` or
 ``workers``. Every ``PipelineError`` ends the command with its message and exit code 2.
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline import __version__
+from pipeline.cli._builds import register as register_builds
 from pipeline.cli._cleanup import cleanup as cleanup_command
 from pipeline.cli._config import config_app
 from pipeline.cli._keys import keys_app
@@ -33,6 +36,7 @@ app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_hel
 
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 register_ops(app)
+register_builds(app)
 app.command("cleanup")(cleanup_command)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(config_app, name="config")
@@ -41,6 +45,21 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Config file (YAML); PIPELINE_CONFIG overrides it."),
 ]
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"pipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """GitOps image build-and-promote service."""
 
 
 def _setup_logging() -> None:
