@@ -35,6 +35,7 @@ from pipeline.config._promotion import (
     SigningConfig,
 )
 from pipeline.config._source import GitConfig, PathFilter, interval
+from pipeline.config._verification import ProbeConfig, SmokeRunConfig, SmokeTestConfig, VerifyAfterConfig
 from pipeline.errors import ConfigError, NotFound
 
 __all__ = [
@@ -53,11 +54,15 @@ __all__ = [
     "ImageConfig",
     "LiveConfig",
     "PathFilter",
+    "ProbeConfig",
     "ProjectConfig",
     "PullRequestConfig",
     "RegistryConfig",
     "SecretConfig",
     "SigningConfig",
+    "SmokeRunConfig",
+    "SmokeTestConfig",
+    "VerifyAfterConfig",
     "WorkerConfig",
     "config_file",
     "fingerprint",
@@ -260,6 +265,8 @@ class Config(Model):
                         f"projects.{name}.environments.{env.name}.sign: signing needs a key; add "
                         f"signing: {{key_file: cosign.key}} at the top level"
                     )
+                if env.smoke_test is not None:
+                    self._smoke_engine(f"projects.{name}.environments.{env.name}.smoke_test.engine", env.smoke_test)
                 for index, key in enumerate(env.verify):
                     if not key.is_file():
                         raise ValueError(
@@ -269,6 +276,20 @@ class Config(Model):
         if self.signing is not None and signs and not self.signing.key_file.is_file():
             raise ValueError(f"signing.key_file: no key file at {self.signing.key_file}")
         return self
+
+    def _smoke_engine(self, where: str, smoke: SmokeTestConfig) -> None:
+        docker = [b.name for b in self.builder_pool if b.kind == "docker"]
+        if smoke.engine is None and not docker:
+            raise ValueError(f"{where}: a smoke test runs on a docker builder, and none is configured")
+        if smoke.engine is not None and smoke.engine not in docker:
+            raise ValueError(
+                f"{where}: no docker builder named {smoke.engine!r} (a smoke test runs containers; docker builders: "
+                f"{docker or 'none'})"
+            )
+
+    def smoke_builder(self, smoke: SmokeTestConfig) -> BuilderConfig:
+        """The docker builder a smoke test runs on: the one it names, else the first."""
+        return next(b for b in self.builder_pool if b.kind == "docker" and smoke.engine in (None, b.name))
 
     @property
     def effective_database_url(self) -> str:
