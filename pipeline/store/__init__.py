@@ -17,6 +17,7 @@ from pipeline.store import (
     promotions,
     reloads,
     tokens,
+    verifications,
     wakeups,
 )
 from pipeline.store.database import (
@@ -36,6 +37,7 @@ from pipeline.store.tables import (
     Project,
     Promotion,
     RejectedDigest,
+    Verification,
     utcnow,
 )
 
@@ -50,6 +52,7 @@ __all__ = [
     "Project",
     "Promotion",
     "RejectedDigest",
+    "Verification",
     "builds",
     "current_revision",
     "deliveries",
@@ -67,5 +70,6 @@ __all__ = [
     "reloads",
     "tokens",
     "utcnow",
+    "verifications",
     "wakeups",
 ]
