@@ -9,7 +9,10 @@ Intervals and timeouts are a fraction of a second (config-driven) so the test st
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,8 +25,10 @@ import pytest
 from pipeline import promotion
 from pipeline.config import Config, parse_config
 from pipeline.store import Database, Verification, promotions, verifications
+from pipeline.api import create_app
+from tests.conftest import app_client, token_headers
 from tests.images import OciLayout, skopeo_push
-from tests.seed import succeeded_builds
+from tests.seed import serve_with_promoter, succeeded_builds
 from tests.services import Registry
 from workers.promotion_worker import PromotionWorker
 from workers.verification_worker import VerificationWorker
@@ -152,6 +157,11 @@ def test_a_version_that_arrives_after_a_delay_is_verified(
     with db.session() as session:
         assert promotions.get_promotion(session, promotion_id).verification.status == "verified"  # type: ignore[union-attr]
         assert promotions.active_hold(session, "demo", "prod") is None
+    for api in app_client(db, config):  # the API shows it with the promotion, and in the listing
+        shown = api.get(f"/api/v1/promotions/{promotion_id}").json()["verification"]
+        assert (shown["status"], shown["checks"], shown["last_answer"]["body"]) == ("verified", 3, commit(1)[:7])
+        listed = api.get("/api/v1/promotions", params={"environment": "prod"}).json()["items"]
+        assert listed[0]["verification"]["url"] == f"{version_server.url}/prod/version"
 
 
 def test_an_environment_that_keeps_the_old_version_fails_and_rolls_back(
@@ -183,6 +193,20 @@ def test_an_environment_that_keeps_the_old_version_fails_and_rolls_back(
         assert promotions.get_promotion(session, rollback.id).status == "succeeded"  # ... but runs its rollback
         assert promotions.current(session, "demo", "prod").digest == images[0]  # type: ignore[union-attr]
     assert verified(db, config, rollback.id).status == "verified"  # and checks it too
+
+    token = token_headers(db, "cli-viewer", "viewer")["Authorization"].removeprefix("Bearer ")
+    with serve_with_promoter(create_app(config, db), db, config, "cli-promoter") as url:
+        env = {**os.environ, "PIPELINE_URL": url, "PIPELINE_TOKEN": token, "COLUMNS": "250"}
+        shown = subprocess.run(
+            [sys.executable, "-m", "pipeline", "promotions", "show", str(second)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert shown.returncode == 0, shown.stderr
+    assert "verification_failed after" in shown.stdout and f"promotion {rollback.id}" in shown.stdout
+    assert f"version {commit(1)[:7]}" in shown.stdout  # the last answer
 
 
 def test_a_promotion_replaced_before_its_check_is_not_judged(
