@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from pipeline import promotion
+from pipeline.api import create_app
 from pipeline.config import Config, parse_config
 from pipeline.store import Database, Verification, promotions, verifications
-from pipeline.api import create_app
 from tests.conftest import app_client, token_headers
 from tests.images import OciLayout, skopeo_push
 from tests.seed import serve_with_promoter, succeeded_builds
