@@ -24,6 +24,7 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
         │   └── GitPushRefused      (the repository declined the push: a hook, a protected branch)
         ├── BuildError              (the Dockerfile failed: not retryable)
         ├── EngineError             (Docker engine unreachable: retryable)
+        ├── SmokeTestFailed         (the candidate exited, never answered or answered wrong)
         └── RegistryError
             ├── RegistryAuthError   (credentials refused: not retryable)
             └── RegistryRefused     (a 4xx answer such as MANIFEST_BLOB_UNKNOWN: not retryable)
@@ -56,6 +57,7 @@ __all__ = [
     "RegistryError",
     "RegistryRefused",
     "SigningError",
+    "SmokeTestFailed",
     "Unauthenticated",
     "UnsupportedMediaType",
     "UpstreamError",
@@ -179,6 +181,18 @@ class BuildError(UpstreamError):
 
 class EngineError(UpstreamError):
     title = "Docker engine unavailable"
+
+
+class SmokeTestFailed(UpstreamError):
+    """The candidate failed its smoke test; ``record`` (the container's log, where it ran) is
+    kept with the failed step on the promotion. Not retryable: the same bytes fail again."""
+
+    title = "Smoke test failed"
+    retryable = False
+
+    def __init__(self, message: str, record: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.record = record or {}
 
 
 class RegistryError(UpstreamError):

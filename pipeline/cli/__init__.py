@@ -140,11 +140,16 @@ def migrate_command(config: ConfigOption = None) -> None:
 
 
 def _start_workers(db: Database, cfg: LiveConfig, builds: int, promotions: int) -> tuple[list, list[threading.Thread]]:  # type: ignore[type-arg]
-    """Build and promotion workers, each in its own thread (they wait on I/O, not on the GIL)."""
+    """Build and promotion workers, each in its own thread (they wait on I/O, not on the GIL), and
+    beside the promotion workers one that checks environments after promotion (``verify_after``)."""
+    from workers._lease import QueueWorker
     from workers.build_worker import BuildWorker
     from workers.promotion_worker import PromotionWorker
+    from workers.verification_worker import VerificationWorker
 
-    pool = [BuildWorker(db, cfg) for _ in range(builds)] + [PromotionWorker(db, cfg) for _ in range(promotions)]
+    pool: list[QueueWorker] = [BuildWorker(db, cfg) for _ in range(builds)]
+    pool += [PromotionWorker(db, cfg) for _ in range(promotions)]
+    pool += [VerificationWorker(db, cfg)] if promotions else []
     threads = [
         threading.Thread(target=w.run_forever, name=f"{type(w).__name__}-{i}", daemon=True) for i, w in enumerate(pool)
     ]

@@ -184,8 +184,33 @@ def _promotion_fields(p: dict[str, Any]) -> Table:
             ("git commit", p.get("gitops_commit")),
             ("error", p["error"]),
             *[(f"step {s['kind']}", f"{s['status']}: {s['message']}") for s in p["steps"]],
+            *_smoke_logs(p["steps"]),
+            *_verification(p.get("verification")),
         ]
     )
+
+
+def _smoke_logs(steps: list[dict[str, Any]]) -> list[tuple[str, object]]:
+    """The last lines of a smoke test's container log (the whole log is in ``-o json``)."""
+    return [
+        ("smoke-test log", "\n".join(s["log"][-10:])) for s in steps if s.get("kind") == "smoke-test" and s.get("log")
+    ]
+
+
+def _verification(found: dict[str, Any] | None) -> list[tuple[str, object]]:
+    if not found:
+        return []
+    answer = found.get("last_answer") or {}
+    seen = answer.get("error") or (f"{answer.get('status')} {str(answer.get('body', ''))[:80]!r}" if answer else "-")
+    rows: list[tuple[str, object]] = [
+        ("verification", f"{found['status']} after {found['checks']} checks of {found['url']}"),
+        ("last answer", seen),
+    ]
+    if found.get("error"):
+        rows.append(("verification error", found["error"]))
+    if found.get("rollback_id"):
+        rows.append(("rolled back by", f"promotion {found['rollback_id']}"))
+    return rows
 
 
 def _wait_for_promotion(client: ServiceClient, promotion: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:

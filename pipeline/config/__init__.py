@@ -36,6 +36,7 @@ from pipeline.config._promotion import (
     SigningConfig,
 )
 from pipeline.config._source import GitConfig, PathFilter, interval
+from pipeline.config._verification import ProbeConfig, SmokeRunConfig, SmokeTestConfig, VerifyAfterConfig
 from pipeline.errors import ConfigError, NotFound
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "LiveConfig",
     "LogRetention",
     "PathFilter",
+    "ProbeConfig",
     "ProjectConfig",
     "PruneConfig",
     "PullRequestConfig",
@@ -63,6 +65,9 @@ __all__ = [
     "RetentionPolicy",
     "SecretConfig",
     "SigningConfig",
+    "SmokeRunConfig",
+    "SmokeTestConfig",
+    "VerifyAfterConfig",
     "WorkerConfig",
     "config_file",
     "fingerprint",
@@ -267,6 +272,8 @@ class Config(Model):
                         f"projects.{name}.environments.{env.name}.sign: signing needs a key; add "
                         f"signing: {{key_file: cosign.key}} at the top level"
                     )
+                if env.smoke_test is not None:
+                    self._smoke_engine(f"projects.{name}.environments.{env.name}.smoke_test.engine", env.smoke_test)
                 for index, key in enumerate(env.verify):
                     if not key.is_file():
                         raise ValueError(
@@ -276,6 +283,20 @@ class Config(Model):
         if self.signing is not None and signs and not self.signing.key_file.is_file():
             raise ValueError(f"signing.key_file: no key file at {self.signing.key_file}")
         return self
+
+    def _smoke_engine(self, where: str, smoke: SmokeTestConfig) -> None:
+        docker = [b.name for b in self.builder_pool if b.kind == "docker"]
+        if smoke.engine is None and not docker:
+            raise ValueError(f"{where}: a smoke test runs on a docker builder, and none is configured")
+        if smoke.engine is not None and smoke.engine not in docker:
+            raise ValueError(
+                f"{where}: no docker builder named {smoke.engine!r} (a smoke test runs containers; docker builders: "
+                f"{docker or 'none'})"
+            )
+
+    def smoke_builder(self, smoke: SmokeTestConfig) -> BuilderConfig:
+        """The docker builder a smoke test runs on: the one it names, else the first."""
+        return next(b for b in self.builder_pool if b.kind == "docker" and smoke.engine in (None, b.name))
 
     @property
     def effective_database_url(self) -> str:

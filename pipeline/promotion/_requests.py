@@ -97,9 +97,17 @@ def request_promotion(
 
 
 def request_rollback(
-    session: Session, config: Config, project: str, environment: str, *, actor: str, reason: str = ""
+    session: Session,
+    config: Config,
+    project: str,
+    environment: str,
+    *,
+    actor: str,
+    reason: str = "",
+    hold_reason: str | None = None,
 ) -> Promotion:
-    """Promote what ran before, and hold the environment so automation cannot undo it."""
+    """Promote what ran before, and hold the environment so automation cannot undo it
+    (``hold_reason`` says why on the hold, as a failed verification does)."""
     project_config = config.project(project)
     env = project_config.environment(environment)
     now_running = promotions.current(session, project, environment)
@@ -126,7 +134,14 @@ def request_rollback(
     )
     if row.status != "rejected":
         promotions.place_hold(
-            session, project, environment, actor=actor, promotion_id=row.id, reason=f"rollback by promotion {row.id}"
+            session,
+            project,
+            environment,
+            actor=actor,
+            promotion_id=row.id,
+            reason=f"{hold_reason}; rollback by promotion {row.id}"
+            if hold_reason
+            else f"rollback by promotion {row.id}",
         )
     return row
 

@@ -18,6 +18,7 @@ from pipeline.store import (
     reloads,
     retention,
     tokens,
+    verifications,
     wakeups,
 )
 from pipeline.store.database import (
@@ -37,6 +38,7 @@ from pipeline.store.tables import (
     Project,
     Promotion,
     RejectedDigest,
+    Verification,
     utcnow,
 )
 
@@ -51,6 +53,7 @@ __all__ = [
     "Project",
     "Promotion",
     "RejectedDigest",
+    "Verification",
     "builds",
     "current_revision",
     "deliveries",
@@ -69,5 +72,6 @@ __all__ = [
     "retention",
     "tokens",
     "utcnow",
+    "verifications",
     "wakeups",
 ]

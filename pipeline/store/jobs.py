@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import LeaseLost
 from pipeline.store import wakeups
-from pipeline.store.tables import Build, Promotion, literal_in, rowcount, utcnow
+from pipeline.store.tables import Build, Promotion, Verification, literal_in, rowcount, utcnow
 
 __all__ = [
     "BUILDS",
     "PROMOTIONS",
+    "VERIFICATIONS",
     "Job",
     "JobKind",
     "Reaped",
@@ -47,7 +48,7 @@ __all__ = [
 class JobKind:
     """Which table a queue lives in and what its statuses are called."""
 
-    table: type[Build] | type[Promotion]
+    table: type[Build] | type[Promotion] | type[Verification]
     waiting: str
     running: str = "running"
     lost: str = "failed"
@@ -80,6 +81,10 @@ _SERIAL_LOCK = 0x7072_6F6D  # "prom": claims of serialized queues take turns
 PROMOTIONS = JobKind(
     Promotion, waiting="pending", serial=("project", "environment"), blocking=("running", "awaiting_merge")
 )
+
+# checks of what an environment serves after a promotion; each claim is one check, released
+# until the next one (attempt=False), so a ten-minute verification holds no worker meanwhile
+VERIFICATIONS = JobKind(Verification, waiting="pending")
 
 
 def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> list[str]:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -27,7 +28,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Project",
     "Promotion",
     "RejectedDigest",
+    "Verification",
     "literal_in",
     "rowcount",
     "utcnow",
@@ -275,6 +277,42 @@ class Promotion(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     # the fencing token: grows with every claim, so a worker that stalled past its lease and
     # wakes up finds that the row is no longer its claim, even when it is running again
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_before: Mapped[dt.datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    # its check after the tag moved (verify_after), loaded with it wherever a promotion is read
+    verification: Mapped[Verification | None] = relationship(viewonly=True, lazy="selectin")
+
+
+class Verification(Base):
+    """The check of what an environment serves after a promotion moved its tag: a queue row of
+    its own (claimed, released between checks, finished), so polling for ten minutes holds no
+    worker; the promotion row stays as it finished (history is append-only)."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (Index(None, "status", "id"), Index(None, "project", "environment", "id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"), unique=True)
+    project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
+    environment: Mapped[str] = mapped_column(String(63))
+    # pending, running, verified, verification_failed, superseded, failed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    url: Mapped[str] = mapped_column(String(2000))
+    expect_status: Mapped[int] = mapped_column(default=200)
+    expect_body: Mapped[str | None] = mapped_column(Text)
+    interval_seconds: Mapped[float] = mapped_column(Float)
+    deadline_at: Mapped[dt.datetime]
+    auto_rollback: Mapped[bool] = mapped_column(default=False)
+    checks: Mapped[int] = mapped_column(default=0)
+    last_answer: Mapped[dict[str, Any] | None]
+    rollback_id: Mapped[int | None] = mapped_column(Integer)  # the promotion an auto-rollback queued
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
     epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     not_before: Mapped[dt.datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))

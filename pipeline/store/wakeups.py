@@ -51,7 +51,11 @@ class Signal:
             return self._cond.wait_for(lambda: self._generation != since, timeout)
 
 
-_SIGNALS = {"builds": Signal(), "promotions": Signal()}
+_SIGNALS = {
+    "builds": Signal(),
+    "promotions": Signal(),
+    "verifications": Signal(),
+}  # verifications: polled across processes
 
 
 def signal(queue: str) -> Signal:
