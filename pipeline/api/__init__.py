@@ -15,6 +15,7 @@ from pipeline.api.routes import (
     health,
     images,
     metrics,
+    pages,
     promotions,
     settings,
     tokens,
@@ -57,6 +58,7 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
         settings.router,
         cleanup.router,
         ui.router,
+        pages.router,
     ):
         app.include_router(router)
     return app

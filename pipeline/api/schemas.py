@@ -97,6 +97,13 @@ class BuildOut(BaseModel):
     image_deleted_at: dt.datetime | None = Field(
         default=None, description="when the registry cleanup deleted the image (the build's history stays)"
     )
+    timings: dict[str, float] | None = Field(
+        default=None,
+        description="seconds of the last attempt: `queue` (from the request to its start), then each step "
+        "as it ended (`resolve`, `checkout`, `build`, `push`, `record`, `insight`); a failed build has the "
+        "steps it got through",
+        examples=[{"queue": 1.2, "resolve": 0.01, "checkout": 0.4, "build": 41.7, "push": 2.3, "record": 0.2}],
+    )
 
 
 class _Request(BaseModel):
@@ -292,6 +299,17 @@ class LeadTimeOut(BaseModel):
     window_days: int
 
 
+class RejectionOut(BaseModel):
+    """A digest blocked from every further promotion."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.REJECTION))
+
+    digest: str
+    reason: str
+    actor: str
+    created_at: dt.datetime
+
+
 class EnvironmentOut(BaseModel):
     """What runs in one environment of a project, what ran before, and whether it is held."""
 
@@ -306,6 +324,14 @@ class EnvironmentOut(BaseModel):
     held: HoldOut | None
     waiting: int = Field(description="promotions into the environment not finished yet")
     lead_time: LeadTimeOut | None = None
+    rejected: RejectionOut | None = Field(
+        default=None,
+        description="set when the digest running now was rejected after it arrived: it runs, but can never "
+        "be promoted again (roll back)",
+    )
+    skipped: list[RejectionOut] = Field(
+        default=[], description="rejected digests that ran before; a rollback passes over them to `previous`"
+    )
 
 
 class EnvironmentMatrix(BaseModel):
@@ -314,17 +340,6 @@ class EnvironmentMatrix(BaseModel):
     model_config = ConfigDict(json_schema_extra=_examples(ex.ENVIRONMENT_MATRIX))
 
     items: list[EnvironmentOut]
-
-
-class RejectionOut(BaseModel):
-    """A digest blocked from every further promotion."""
-
-    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.REJECTION))
-
-    digest: str
-    reason: str
-    actor: str
-    created_at: dt.datetime
 
 
 class AttestationsOut(BaseModel):

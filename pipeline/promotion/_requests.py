@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from pipeline.config import Config, EnvironmentConfig, ProjectConfig
 from pipeline.errors import Conflict, InvalidRequest, NotFound
 from pipeline.promotion._policy import refusal
+from pipeline.promotion._rollback import rollback_target
 from pipeline.store import Build, EnvironmentHold, Promotion, RejectedDigest, builds, promotions, utcnow
 from pipeline.types import is_digest
 
@@ -106,8 +107,9 @@ def request_rollback(
     reason: str = "",
     hold_reason: str | None = None,
 ) -> Promotion:
-    """Promote what ran before, and hold the environment so automation cannot undo it
-    (``hold_reason`` says why on the hold, as a failed verification does)."""
+    """Promote what ran before (the newest earlier digest that is not rejected, the skipped ones
+    named in the reason), and hold the environment so automation cannot undo it (``hold_reason``
+    says why on the hold, as a failed verification does)."""
     project_config = config.project(project)
     env = project_config.environment(environment)
     now_running = promotions.current(session, project, environment)
@@ -118,9 +120,19 @@ def request_rollback(
             f"{project}/{environment} runs {now_running.digest} from promotion {now_running.id} "
             "and nothing ran before it; there is nothing to roll back to"
         )
-    restored = promotions.get_promotion(session, now_running.rollback_to_id)
+    target = rollback_target(session, promotions.get_promotion(session, now_running.rollback_to_id))
+    restored = target.restored
+    if restored is None:
+        raise Conflict(
+            f"{project}/{environment} runs {now_running.digest} and every digest that ran before it was "
+            f"rejected ({target.note().removeprefix('skipped rejected ')}); there is nothing to roll back to"
+        )
     build = _build_for(session, project, restored.digest, None)
-    text = reason or f"roll back from {now_running.digest} (promotion {now_running.id})"
+    text = "; ".join(
+        part
+        for part in (reason or f"roll back from {now_running.digest} (promotion {now_running.id})", target.note())
+        if part
+    )
     row = _add(
         session,
         project_config,

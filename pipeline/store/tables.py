@@ -207,6 +207,7 @@ class Build(Base):
     provenance: Mapped[dict[str, Any] | None]  # in-toto statement, SLSA provenance v1, of the digest
     # the registry cleanup deleted the image (the row and its history stay)
     image_deleted_at: Mapped[dt.datetime | None]
+    timings: Mapped[dict[str, Any] | None]  # seconds per step of the last attempt: checkout, build, push, …
 
 
 class BuildLog(Base):
