@@ -24,9 +24,10 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
         │   └── GitPushRefused      (the repository declined the push: a hook, a protected branch)
         ├── BuildError              (the Dockerfile failed: not retryable)
         ├── EngineError             (Docker engine unreachable: retryable)
-        └── RegistryError
-            ├── RegistryAuthError   (credentials refused: not retryable)
-            └── RegistryRefused     (a 4xx answer such as MANIFEST_BLOB_UNKNOWN: not retryable)
+        ├── RegistryError
+        │   ├── RegistryAuthError   (credentials refused: not retryable)
+        │   └── RegistryRefused     (a 4xx answer such as MANIFEST_BLOB_UNKNOWN: not retryable)
+        └── DeliveryError           (a status or notification not delivered: retryable unless refused)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "Conflict",
+    "DeliveryError",
     "EngineError",
     "Forbidden",
     "GitError",
@@ -191,3 +193,19 @@ class RegistryAuthError(RegistryError):
 class RegistryRefused(RegistryError):
     title = "Registry refused the request"
     retryable = False
+
+
+class DeliveryError(UpstreamError):
+    """A commit status, deployment report or notification the receiver did not take.
+
+    Retryable (down, timed out, 429, 5xx) unless the receiver refused it (401, 403, 404,
+    422: a human must fix the token or the config); ``retry_after`` is the receiver's own
+    ``Retry-After`` when it sent one.
+    """
+
+    title = "Notification not delivered"
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable  # type: ignore[misc]
+        self.retry_after = retry_after

@@ -17,6 +17,7 @@ import typer
 
 from pipeline.cli._config import config_app
 from pipeline.cli._keys import keys_app
+from pipeline.cli._notify import notifications
 from pipeline.cli._ops import register as register_ops
 from pipeline.cli._tokens import tokens_app
 from pipeline.errors import ConfigError, PipelineError
@@ -31,6 +32,7 @@ app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_hel
 
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 register_ops(app)
+app.command()(notifications)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(config_app, name="config")
 
@@ -118,11 +120,16 @@ def migrate_command(config: ConfigOption = None) -> None:
 
 
 def _start_workers(db: Database, cfg: LiveConfig, builds: int, promotions: int) -> tuple[list, list[threading.Thread]]:  # type: ignore[type-arg]
-    """Build and promotion workers, each in its own thread (they wait on I/O, not on the GIL)."""
+    """Build and promotion workers, each in its own thread (they wait on I/O, not on the GIL),
+    and one delivery worker for commit statuses and notifications."""
+    from workers._lease import QueueWorker
     from workers.build_worker import BuildWorker
+    from workers.notification_worker import NotificationWorker
     from workers.promotion_worker import PromotionWorker
 
-    pool = [BuildWorker(db, cfg) for _ in range(builds)] + [PromotionWorker(db, cfg) for _ in range(promotions)]
+    pool: list[QueueWorker] = [BuildWorker(db, cfg) for _ in range(builds)]
+    pool += [PromotionWorker(db, cfg) for _ in range(promotions)]
+    pool.append(NotificationWorker(db, cfg))
     threads = [
         threading.Thread(target=w.run_forever, name=f"{type(w).__name__}-{i}", daemon=True) for i, w in enumerate(pool)
     ]

@@ -27,6 +27,7 @@ from pydantic import (
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
+from pipeline.config._notify import EVENTS, NotificationsConfig, NotificationTarget, StatusConfig
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
     EnvironmentConfig,
@@ -39,6 +40,7 @@ from pipeline.errors import ConfigError, NotFound
 
 __all__ = [
     "ENVIRONMENT_TAG_FIELDS",
+    "EVENTS",
     "TEMPLATE_FIELDS",
     "ApiConfig",
     "BuildConfig",
@@ -52,12 +54,15 @@ __all__ = [
     "GitOpsConfig",
     "ImageConfig",
     "LiveConfig",
+    "NotificationTarget",
+    "NotificationsConfig",
     "PathFilter",
     "ProjectConfig",
     "PullRequestConfig",
     "RegistryConfig",
     "SecretConfig",
     "SigningConfig",
+    "StatusConfig",
     "WorkerConfig",
     "config_file",
     "fingerprint",
@@ -123,6 +128,7 @@ class ProjectConfig(Model):
     image: ImageConfig
     tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
+    status: StatusConfig | None = None  # commit statuses and deployments on the Git host (issue 19)
 
     @field_validator("tags")
     @classmethod
@@ -214,6 +220,7 @@ class Config(Model):
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     signing: SigningConfig | None = None
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @field_validator("builders")
     @classmethod
