@@ -15,10 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from pipeline import notify
 from pipeline.config import Config, parse_config
-from pipeline.store import Database, builds, migrate, notifications, open_database, projects
+from pipeline.store import (
+    Database,
+    Promotion,
+    builds,
+    deliveries,
+    migrate,
+    notifications,
+    open_database,
+    projects,
+    promotions,
+)
 from tests.git_host_api import FakeHosts
 from tests.notify_support import (
     BASE_URL,
@@ -107,7 +118,6 @@ HOSTS: dict[str, tuple[str, str, tuple[str, str], list[str]]] = {
         ["INPROGRESS"] * 2,
     ),
 }
-FINAL = {"success": {"gitlab": "success", "bitbucket": "SUCCESSFUL", "bitbucket-dc": "SUCCESSFUL"}}
 FAILED = {"gitlab": "failed", "bitbucket": "FAILED", "bitbucket-dc": "FAILED"}
 
 
@@ -306,3 +316,43 @@ def test_gitlab_answering_that_the_state_is_already_set_counts_as_delivered(
         notify.build_queued(session, config, build_id)  # as a retried request GitLab took the first time
     found = drain(db, config)
     assert [(r.status, r.response_code) for r in found] == [("delivered", 201), ("delivered", 400)]
+
+
+def test_the_provider_defaults_to_the_webhooks_and_promotions_elsewhere_are_deploy_statuses(
+    db: Database, tmp_path: Path, hosts: FakeHosts
+) -> None:
+    config = _config(tmp_path, {"api_url": hosts.url, "token_env": TOKEN_ENV}, notifications={"targets": []})
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+        delivery = deliveries.insert_delivery(
+            session, provider="gitlab", delivery_id="d-1", event="Push Hook", project="app", outcome="queued"
+        )
+        build_id = builds.queue_build(
+            session,
+            project="app",
+            commit=SHA,
+            ref="refs/heads/main",
+            branch="main",
+            trigger="webhook",
+            delivery_id=delivery,
+        )
+        builds.record_progress(session, build_id, status="succeeded", digest="sha256:" + "cd" * 32)
+        row = promotions.add_promotion(
+            session,
+            project="app",
+            environment="prod",
+            digest="sha256:" + "cd" * 32,
+            build_id=build_id,
+            actor="ops",
+            status="running",
+        )
+        notify.promotion_started(session, config, row.id)
+    with db.session() as session:
+        session.execute(update(Promotion).where(Promotion.id == row.id).values(status="failed", error="copy failed"))
+        notify.promotion_ended(session, config, row.id)
+    drain(db, config)
+    assert [(c.path, c.json["name"], c.json["state"]) for c in hosts.accepted] == [
+        (f"/api/v4/projects/acme%2Fapp/statuses/{SHA}", "pipeline/deploy/prod", "running"),
+        (f"/api/v4/projects/acme%2Fapp/statuses/{SHA}", "pipeline/deploy/prod", "failed"),
+    ]
+    assert hosts.accepted[1].json["description"] == "failed: copy failed"
