@@ -28,6 +28,7 @@ from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholde
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
 from pipeline.config._cleanup import CleanupConfig, LogRetention, PruneConfig, RetentionPolicy
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
+from pipeline.config._notify import EVENTS, NotificationsConfig, NotificationTarget, StatusConfig
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
     EnvironmentConfig,
@@ -41,6 +42,7 @@ from pipeline.errors import ConfigError, NotFound
 
 __all__ = [
     "ENVIRONMENT_TAG_FIELDS",
+    "EVENTS",
     "TEMPLATE_FIELDS",
     "ApiConfig",
     "BuildConfig",
@@ -56,6 +58,8 @@ __all__ = [
     "ImageConfig",
     "LiveConfig",
     "LogRetention",
+    "NotificationTarget",
+    "NotificationsConfig",
     "PathFilter",
     "ProbeConfig",
     "ProjectConfig",
@@ -67,6 +71,7 @@ __all__ = [
     "SigningConfig",
     "SmokeRunConfig",
     "SmokeTestConfig",
+    "StatusConfig",
     "VerifyAfterConfig",
     "WorkerConfig",
     "config_file",
@@ -134,6 +139,7 @@ class ProjectConfig(Model):
     tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
     cleanup: RetentionPolicy | None = None  # this project's registry cleanup; else cleanup.registry
+    status: StatusConfig | None = None  # commit statuses and deployments on the Git host (issue 19)
 
     @field_validator("tags")
     @classmethod
@@ -226,6 +232,7 @@ class Config(Model):
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     signing: SigningConfig | None = None
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @field_validator("builders")
     @classmethod

@@ -43,6 +43,7 @@ __all__ = [
     "ConfigReload",
     "Delivery",
     "EnvironmentHold",
+    "Notification",
     "Project",
     "Promotion",
     "RejectedDigest",
@@ -378,3 +379,45 @@ class ConfigReload(Base):
     actor: Mapped[str] = mapped_column(String(255))
     summary: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """One commit status, deployment report or notification to deliver: the outbox.
+
+    Written in the transaction of the change it reports, delivered later by a worker that
+    claims it like any queue row (``store.jobs``); rows of one ``target`` and ``subject`` (a
+    build's statuses on one host) are delivered one at a time, oldest first, so ``success``
+    never overtakes ``pending``. ``payload`` holds what is said, never a token, secret or
+    signature: those are added at delivery. ``dead`` is the dead letter, kept with its error.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index(None, "status", "id"),
+        Index(None, "target", "subject", "id"),
+        Index(None, "build_id"),
+        Index(None, "promotion_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # status, deployment, webhook, slack
+    target: Mapped[str] = mapped_column(String(100))  # "status:<project>" or a notification target's name
+    subject: Mapped[str] = mapped_column(String(100))  # build:12, promotion:7, hold:3
+    event: Mapped[str] = mapped_column(String(50))
+    project: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str | None] = mapped_column(String(63))
+    build_id: Mapped[int | None] = mapped_column(Integer)
+    promotion_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None]  # what the receiver answered that later rows need (a deployment id)
+    response_code: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_before: Mapped[dt.datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
