@@ -26,6 +26,7 @@ from pydantic import (
 
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
+from pipeline.config._intake import IntakeConfig, unverifiable_projects
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
@@ -51,6 +52,7 @@ __all__ = [
     "GitConfig",
     "GitOpsConfig",
     "ImageConfig",
+    "IntakeConfig",
     "LiveConfig",
     "PathFilter",
     "ProjectConfig",
@@ -63,6 +65,7 @@ __all__ = [
     "fingerprint",
     "load_config",
     "parse_config",
+    "unverifiable_projects",
 ]
 
 
@@ -214,6 +217,7 @@ class Config(Model):
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     signing: SigningConfig | None = None
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
 
     @field_validator("builders")
     @classmethod
