@@ -27,6 +27,7 @@ from pydantic import (
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
 from pipeline.config._cleanup import CleanupConfig, LogRetention, PruneConfig, RetentionPolicy
+from pipeline.config._intake import IntakeConfig, unverifiable_projects
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._notify import EVENTS, NotificationsConfig, NotificationTarget, StatusConfig
 from pipeline.config._promotion import (
@@ -56,6 +57,7 @@ __all__ = [
     "GitConfig",
     "GitOpsConfig",
     "ImageConfig",
+    "IntakeConfig",
     "LiveConfig",
     "LogRetention",
     "NotificationTarget",
@@ -78,6 +80,7 @@ __all__ = [
     "fingerprint",
     "load_config",
     "parse_config",
+    "unverifiable_projects",
 ]
 
 
@@ -233,6 +236,7 @@ class Config(Model):
     signing: SigningConfig | None = None
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
 
     @field_validator("builders")
     @classmethod

@@ -7,7 +7,6 @@ iteration, a CLI command) owns the transaction through ``Database.session()``.
 from pipeline.store import (
     builds,
     deliveries,
-    intake,
     jobs,
     locks,
     matrix,
@@ -61,7 +60,6 @@ __all__ = [
     "current_revision",
     "deliveries",
     "head_revision",
-    "intake",
     "jobs",
     "locks",
     "matrix",

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SQLColumnExpression,
     String,
@@ -135,8 +136,12 @@ class Delivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        UniqueConstraint("provider", "hook_id", "delivery_id"),
-        Index(None, "project", "body_sha256", unique=True),
+        # who the delivery is: the host's delivery id with the hook it came through, or (no id
+        # sent) the body's hash within the dedupe window; NULL for refusals and duplicates,
+        # which are logged as often as they arrive
+        Index(None, "dedupe_key", unique=True),
+        Index(None, "project", "body_sha256"),
+        Index(None, "received_at", "id"),  # the delivery log's listing and its pruning
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(20))
@@ -152,6 +157,15 @@ class Delivery(Base):
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    dedupe_key: Mapped[str | None] = mapped_column(String(400))
+    status_code: Mapped[int] = mapped_column(default=0, server_default="0")
+    size: Mapped[int] = mapped_column(default=0, server_default="0")
+    remote_addr: Mapped[str | None] = mapped_column(String(100))
+    # an accepted delivery's body and its non-secret headers (never a signature or token),
+    # kept for ``intake.keep_bodies_days`` so it can be redelivered
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any] | None]
+    redelivery_of: Mapped[int | None] = mapped_column(Integer)
 
 
 class Build(Base):
@@ -209,6 +223,10 @@ class Build(Base):
     # the registry cleanup deleted the image (the row and its history stay)
     image_deleted_at: Mapped[dt.datetime | None]
     timings: Mapped[dict[str, Any] | None]  # seconds per step of the last attempt: checkout, build, push, …
+    # the build whose image this one re-tagged instead of building (same commit and inputs)
+    reused_from: Mapped[int | None] = mapped_column(Integer)
+    inputs_sha256: Mapped[str | None] = mapped_column(String(64))  # dockerfile, context, target, args, platforms
+    tag_object: Mapped[str | None] = mapped_column(String(40))  # an annotated tag's object; commit is what it peels to
 
 
 class BuildLog(Base):
