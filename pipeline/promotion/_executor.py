@@ -185,11 +185,11 @@ def execute(
             log.warning("promotion %s: %s: stopped before it: %s", ctx.promotion.id, kind, exc.message)
             raise
         except PipelineError as exc:
-            records.append(_step(kind, "failed", exc.message, started))
+            records.append(_step(kind, "failed", exc.message, started, getattr(exc, "record", None)))
             save(records)
             raise
         ctx.outputs.update(result.output)
-        records.append(_step(kind, result.status, result.message, started))
+        records.append(_step(kind, result.status, result.message, started, result.record))
         if result.status == "awaiting_merge":  # recorded with the paused promotion
             return Executed(records, result)
         save(records)
@@ -241,9 +241,11 @@ def run_promotion(
         )
 
 
-def _step(kind: str, status: str, message: str, started: Any) -> dict[str, Any]:
+def _step(kind: str, status: str, message: str, started: Any, record: Any = None) -> dict[str, Any]:
+    """A step's entry; ``record`` adds what the step keeps besides its message (a container log)."""
     finished = utcnow()
     return {
+        **(record or {}),
         "kind": kind,
         "status": status,
         "message": message,

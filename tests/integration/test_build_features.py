@@ -121,6 +121,8 @@ def test_templated_args_target_semver_tags_and_dockerignore(
     assert main.status == "succeeded" and main.tags == ["latest", f"main-{sha[:7]}"]
     feature = project.run_build(sqlite_db, config, sha, ref="refs/heads/feature/x")
     assert feature.tags == [f"feature-x-{sha[:7]}"], "latest only for the default branch"
+    work = config.data_dir / "work"
+    assert not any(work.iterdir()), "every build removes its work directory (the checkout) when it ends"
 
 
 def test_second_build_uses_the_cache_and_cache_mounts_persist(
@@ -292,6 +294,7 @@ def test_timeout_fails_the_build_once(
     sha = git_repo.commit({"Dockerfile": _slow(base_image)})
     build = project.run_build(sqlite_db, _config(tmp_path, builder, registry, git_repo, timeout_seconds=3), sha)
     assert build.status == "failed" and "exceeded its timeout of 3 s" in build.error and build.attempts == 1
+    assert not (tmp_path / "data" / "work" / f"build-{build.id}").exists(), "a failed build leaves no work directory"
 
 
 def test_registry_refusing_the_push_is_retried_with_backoff(
