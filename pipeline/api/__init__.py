@@ -10,10 +10,13 @@ from pipeline.api._openapi import keep_example_nulls
 from pipeline.api.problems import install_problem_handlers
 from pipeline.api.routes import (
     builds,
+    cleanup,
     environments,
     health,
     images,
     metrics,
+    notifications,
+    pages,
     promotions,
     settings,
     tokens,
@@ -50,11 +53,14 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
         webhooks.router,
         builds.router,
         promotions.router,
+        notifications.router,
         environments.router,
         images.router,
         tokens.router,
         settings.router,
+        cleanup.router,
         ui.router,
+        pages.router,
     ):
         app.include_router(router)
     return app

@@ -80,6 +80,27 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+def _timings(timings: dict[str, float] | None) -> str | None:
+    """``queue 1.2 s, checkout 0.4 s, build 42 s, …`` in the order the steps ran."""
+    if not timings:
+        return None
+    return ", ".join(f"{name} {_seconds(value)}" for name, value in timings.items())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 10 else _duration(value)
+
+
+def _copied(report: dict[str, Any] | None) -> str | None:
+    """The copy report: what moved and what the target had already."""
+    if not report:
+        return None
+    return (
+        f"{report.get('blobs_copied', 0)} blobs copied ({report.get('bytes_copied', 0)} bytes), "
+        f"{report.get('blobs_present', 0)} skipped (present), {report.get('blobs_mounted', 0)} mounted"
+    )
+
+
 def when(value: str | None) -> str:
     return value.replace("T", " ")[:19] if value else "-"
 
@@ -160,6 +181,7 @@ def builds_show(build_id: int, url: Url = DEFAULT_URL, token: Token = None, outp
                 ("size", b["image_size"]),
                 ("started", when(b["started_at"])),
                 ("finished", when(b["finished_at"])),
+                ("timings", _timings(b.get("timings"))),
                 ("error", b["error"]),
             ]
         ),
@@ -182,10 +204,41 @@ def _promotion_fields(p: dict[str, Any]) -> Table:
             ("to", p["target_ref"]),
             ("previous", p["previous_digest"]),
             ("git commit", p.get("gitops_commit")),
+            ("copied", _copied(p.get("copy_report"))),
             ("error", p["error"]),
-            *[(f"step {s['kind']}", f"{s['status']}: {s['message']}") for s in p["steps"]],
+            *[
+                (f"step {s['kind']}", f"{s['status']} in {_seconds(s['seconds'])}: {s['message']}")
+                if "seconds" in s
+                else (f"step {s['kind']}", f"{s['status']}: {s['message']}")
+                for s in p["steps"]
+            ],
+            *_smoke_logs(p["steps"]),
+            *_verification(p.get("verification")),
         ]
     )
+
+
+def _smoke_logs(steps: list[dict[str, Any]]) -> list[tuple[str, object]]:
+    """The last lines of a smoke test's container log (the whole log is in ``-o json``)."""
+    return [
+        ("smoke-test log", "\n".join(s["log"][-10:])) for s in steps if s.get("kind") == "smoke-test" and s.get("log")
+    ]
+
+
+def _verification(found: dict[str, Any] | None) -> list[tuple[str, object]]:
+    if not found:
+        return []
+    answer = found.get("last_answer") or {}
+    seen = answer.get("error") or (f"{answer.get('status')} {str(answer.get('body', ''))[:80]!r}" if answer else "-")
+    rows: list[tuple[str, object]] = [
+        ("verification", f"{found['status']} after {found['checks']} checks of {found['url']}"),
+        ("last answer", seen),
+    ]
+    if found.get("error"):
+        rows.append(("verification error", found["error"]))
+    if found.get("rollback_id"):
+        rows.append(("rolled back by", f"promotion {found['rollback_id']}"))
+    return rows
 
 
 def _wait_for_promotion(client: ServiceClient, promotion: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
@@ -277,11 +330,11 @@ def _matrix_table(matrix: dict[str, Any]) -> Table:
         table.add_row(
             e["project"],
             e["environment"],
-            _short(now.get("digest")),
+            _short(now.get("digest")) + (" REJECTED" if e.get("rejected") else ""),
             cut(now.get("commit"), 7),
             when(now.get("since")),
             now.get("actor") or "-",
-            _short(before.get("digest")),
+            _short(before.get("digest")) + (f" (skips {len(e['skipped'])} rejected)" if e.get("skipped") else ""),
             held,
             lead_text,
         )
