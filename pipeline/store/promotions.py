@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from pipeline.errors import NotFound
 from pipeline.store import jobs, wakeups
@@ -41,6 +42,9 @@ def add_promotion(session: Session, **values: Any) -> Promotion:
     row = Promotion(**values)
     session.add(row)
     session.flush()
+    # a new promotion has no verification yet: say so, so that the row can be read (the API
+    # answers with it) after its session has closed, without a lazy load of the relationship
+    set_committed_value(row, "verification", None)
     wakeups.announce(session, "promotions")
     return row
 
