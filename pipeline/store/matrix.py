@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import CompoundSelect, Select, String, bindparam, func, select, true, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session, lazyload, load_only
 
 from pipeline.store.promotions import newest_succeeded
 from pipeline.store.tables import ARRIVED, WAITING, Build, EnvironmentHold, Promotion, RejectedDigest, literal_in
@@ -50,6 +50,8 @@ _PROMOTION_COLUMNS = load_only(
     Promotion.created_at,
     Promotion.finished_at,
 )
+# the matrix shows no verification: its selectin load would cost a statement per query
+_NO_VERIFICATION = lazyload(Promotion.verification)
 _BUILD_COLUMNS = load_only(
     Build.id, Build.project, Build.commit, Build.branch, Build.ref, Build.status, Build.digest, Build.created_at
 )
@@ -92,7 +94,7 @@ def _current_statement(n: int, postgres: bool) -> Select[Any]:
         ids: Any = select(newest.c.id).select_from(table).join(newest, true())
     else:
         ids = _union([newest_succeeded(project, environment) for project, environment in map(_cell_of, range(n))])
-    return select(Promotion).options(_PROMOTION_COLUMNS).where(Promotion.id.in_(ids))
+    return select(Promotion).options(_PROMOTION_COLUMNS, _NO_VERIFICATION).where(Promotion.id.in_(ids))
 
 
 def current(session: Session, cells: Sequence[Cell]) -> dict[Cell, Promotion]:
@@ -118,7 +120,7 @@ def builds_by_id(session: Session, ids: set[int]) -> dict[int, Build]:
 def promotions_by_id(session: Session, ids: set[int]) -> dict[int, Promotion]:
     if not ids:
         return {}
-    stmt = select(Promotion).options(_PROMOTION_COLUMNS).where(Promotion.id.in_(sorted(ids)))
+    stmt = select(Promotion).options(_PROMOTION_COLUMNS, _NO_VERIFICATION).where(Promotion.id.in_(sorted(ids)))
     return {row.id: row for row in session.scalars(stmt)}
 
 
