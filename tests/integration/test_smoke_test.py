@@ -17,6 +17,7 @@ import pytest
 from pipeline.config import Config, parse_config
 from pipeline.registry import RegistryClient
 from pipeline.store import Database, promotions
+from tests.conftest import app_client
 from tests.images import OciLayout, busybox_app, skopeo_push
 from tests.seed import succeeded_builds
 from tests.services import DockerEngine, Registry, free_port
@@ -124,6 +125,12 @@ def test_a_serving_image_passes_and_a_wrong_body_fails_leaving_the_tag(
     assert "move-tag" not in [s["kind"] for s in failed.steps]
     assert target_tag(config) == app_images["v1"]  # the tag never moved
     assert leftovers(engine, failed.id) == ""
+
+    for api in app_client(db, config):  # the page's timeline: step, duration and log excerpt
+        timeline = api.get("/ui/fragments/timeline", params={"project": "demo"}).text
+        assert timeline.count('class="smoke-test"') == 2
+        assert '<details class="smoke-test" data-status="failed">' in timeline
+        assert f"serving /www/version on {port}" in timeline and " s</span>" in timeline
 
 
 def test_a_command_that_exits_fails_with_its_log(

@@ -162,6 +162,8 @@ def test_a_version_that_arrives_after_a_delay_is_verified(
         assert (shown["status"], shown["checks"], shown["last_answer"]["body"]) == ("verified", 3, commit(1)[:7])
         listed = api.get("/api/v1/promotions", params={"environment": "prod"}).json()["items"]
         assert listed[0]["verification"]["url"] == f"{version_server.url}/prod/version"
+        timeline = api.get("/ui/fragments/timeline", params={"project": "demo"}).text
+        assert 'data-verification="verified"' in timeline and "status-verified" in timeline
 
 
 def test_an_environment_that_keeps_the_old_version_fails_and_rolls_back(
