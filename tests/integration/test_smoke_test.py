@@ -183,3 +183,50 @@ def test_an_exec_probe_runs_inside_the_container(
     assert row.status == "succeeded", row.error
     assert step(row)["probe"]["exit_code"] == 0
     db.dispose()
+
+
+def test_a_lost_claim_stops_the_smoke_test_and_removes_its_container(
+    tmp_path: Path, registry: Registry, engine: DockerEngine, app_images: dict[str, str]
+) -> None:
+    """Another worker takes the promotion over (its claim's epoch moves on) while the probe waits:
+    the step stops at the heartbeat's next beat, removes the container and records nothing."""
+    import threading
+    import time
+
+    from sqlalchemy import update
+
+    from pipeline import promotion
+    from pipeline.store import Promotion, migrate, open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'lost.db'}")
+    migrate(db)
+    port = free_port()
+    data = smoke(port, run={"port": port, "command": ["/bin/sleep", "60"]}, timeout="60s")
+    config = parse_config(smoke_config(tmp_path, registry, engine, data, secrets.token_hex(4)))
+    (build,) = succeeded_builds(db, config, "demo", [app_images["v1"]])
+    with db.session() as session:
+        promotion_id = promotion.request_promotion(session, config, "demo", "dev", build_id=build, actor="t").id
+
+    def take_over() -> None:
+        for _ in range(600):  # once the container runs, another worker "claims" the row
+            if leftovers(engine, promotion_id):
+                with db.session() as session:
+                    session.execute(
+                        update(Promotion)
+                        .where(Promotion.id == promotion_id)
+                        .values(worker="other-worker", epoch=Promotion.epoch + 1)
+                    )
+                return
+            time.sleep(0.1)
+
+    thief = threading.Thread(target=take_over)
+    thief.start()
+    assert PromotionWorker(db, config, name="smoke-worker").run_once()
+    thief.join()
+    assert leftovers(engine, promotion_id) == ""
+    with db.session() as session:
+        row = promotions.get_promotion(session, promotion_id)
+    assert (row.status, row.worker) == ("running", "other-worker")  # left to its new owner
+    assert "smoke-test" not in [s["kind"] for s in row.steps]  # the stale worker recorded nothing
+    assert target_tag(config) is None
+    db.dispose()
