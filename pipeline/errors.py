@@ -25,9 +25,11 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
         ├── BuildError              (the Dockerfile failed: not retryable)
         ├── EngineError             (Docker engine unreachable: retryable)
         ├── SmokeTestFailed         (the candidate exited, never answered or answered wrong)
-        └── RegistryError
-            ├── RegistryAuthError   (credentials refused: not retryable)
-            └── RegistryRefused     (a 4xx answer such as MANIFEST_BLOB_UNKNOWN: not retryable)
+        ├── RegistryError
+        │   ├── RegistryAuthError   (credentials refused: not retryable)
+        │   └── RegistryRefused     (a 4xx answer such as MANIFEST_BLOB_UNKNOWN: not retryable)
+        │       └── DeletesDisabled (the registry does not allow deleting manifests: 405)
+        └── DeliveryError           (a status or notification not delivered: retryable unless refused)
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "Conflict",
+    "DeletesDisabled",
+    "DeliveryError",
     "EngineError",
     "Forbidden",
     "GitError",
@@ -205,3 +209,26 @@ class RegistryAuthError(RegistryError):
 class RegistryRefused(RegistryError):
     title = "Registry refused the request"
     retryable = False
+
+
+class DeletesDisabled(RegistryRefused):
+    """The registry answers deletes with 405 (distribution's ``storage.delete.enabled: false``,
+    a read-only Harbor project): nothing can be cleaned there until an operator allows it."""
+
+    title = "Registry does not allow deletes"
+
+
+class DeliveryError(UpstreamError):
+    """A commit status, deployment report or notification the receiver did not take.
+
+    Retryable (down, timed out, 429, 5xx) unless the receiver refused it (401, 403, 404,
+    422: a human must fix the token or the config); ``retry_after`` is the receiver's own
+    ``Retry-After`` when it sent one.
+    """
+
+    title = "Notification not delivered"
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable  # type: ignore[misc]
+        self.retry_after = retry_after

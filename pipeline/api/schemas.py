@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict, JsonValue
 
 from pipeline.api import _examples as ex
+from pipeline.api import _examples_cleanup as exc
 from pipeline.api import _examples_verification as exv
 from pipeline.types import COMMIT_PATTERN
 
@@ -18,8 +19,13 @@ __all__ = [
     "BuildOut",
     "BuildPage",
     "BuildRequest",
+    "CleanupDecisionOut",
+    "CleanupOut",
+    "CleanupProjectOut",
+    "CleanupRequest",
     "ConfigOut",
     "ConfigReloadOut",
+    "DeletedImageOut",
     "EnvironmentMatrix",
     "EnvironmentOut",
     "HoldOut",
@@ -87,6 +93,16 @@ class BuildOut(BaseModel):
     advice: list[dict[str, Any]] = []
     provenance: dict[str, Any] | None = Field(
         default=None, description="in-toto statement (SLSA provenance v1) of the digest this build made"
+    )
+    image_deleted_at: dt.datetime | None = Field(
+        default=None, description="when the registry cleanup deleted the image (the build's history stays)"
+    )
+    timings: dict[str, float] | None = Field(
+        default=None,
+        description="seconds of the last attempt: `queue` (from the request to its start), then each step "
+        "as it ended (`resolve`, `checkout`, `build`, `push`, `record`, `insight`); a failed build has the "
+        "steps it got through",
+        examples=[{"queue": 1.2, "resolve": 0.01, "checkout": 0.4, "build": 41.7, "push": 2.3, "record": 0.2}],
     )
 
 
@@ -283,6 +299,17 @@ class LeadTimeOut(BaseModel):
     window_days: int
 
 
+class RejectionOut(BaseModel):
+    """A digest blocked from every further promotion."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.REJECTION))
+
+    digest: str
+    reason: str
+    actor: str
+    created_at: dt.datetime
+
+
 class EnvironmentOut(BaseModel):
     """What runs in one environment of a project, what ran before, and whether it is held."""
 
@@ -297,6 +324,14 @@ class EnvironmentOut(BaseModel):
     held: HoldOut | None
     waiting: int = Field(description="promotions into the environment not finished yet")
     lead_time: LeadTimeOut | None = None
+    rejected: RejectionOut | None = Field(
+        default=None,
+        description="set when the digest running now was rejected after it arrived: it runs, but can never "
+        "be promoted again (roll back)",
+    )
+    skipped: list[RejectionOut] = Field(
+        default=[], description="rejected digests that ran before; a rollback passes over them to `previous`"
+    )
 
 
 class EnvironmentMatrix(BaseModel):
@@ -305,17 +340,6 @@ class EnvironmentMatrix(BaseModel):
     model_config = ConfigDict(json_schema_extra=_examples(ex.ENVIRONMENT_MATRIX))
 
     items: list[EnvironmentOut]
-
-
-class RejectionOut(BaseModel):
-    """A digest blocked from every further promotion."""
-
-    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.REJECTION))
-
-    digest: str
-    reason: str
-    actor: str
-    created_at: dt.datetime
 
 
 class AttestationsOut(BaseModel):
@@ -433,3 +457,61 @@ class ConfigReloadOut(BaseModel):
     sections: list[str]
     restart_required: list[str] = Field(description="changed settings a running process takes only at a restart")
     others_within_seconds: float = Field(description="how soon the other processes read their own file")
+
+
+class CleanupRequest(BaseModel):
+    """Which project's build repository to clean (all when omitted); a dry run by default."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*exc.CLEANUP_REQUESTS))
+
+    project: str | None = Field(default=None, description="one project; all projects when omitted or null")
+    dry_run: bool = Field(default=True, description="only say what would be deleted and why (the default)")
+
+
+class CleanupDecisionOut(BaseModel):
+    """One image of the plan: kept with the first rule that keeps it, or deleted with why none did."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(*exc.CLEANUP_DECISIONS))
+
+    build_id: int
+    digest: str
+    commit: str
+    branch: str | None
+    tags: list[str]
+    action: str = Field(description="keep or delete")
+    reason: str
+
+
+class DeletedImageOut(BaseModel):
+    """An image deleted from the build repository, with its tags and signatures."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(exc.DELETED_IMAGE))
+
+    digest: str
+    build_ids: list[int]
+    tags: list[str]
+    signatures: list[str] = Field(description="the .sig/.att tags and referrers deleted with it")
+
+
+class CleanupProjectOut(BaseModel):
+    """One project's cleanup: every decision, what was deleted, what stopped it."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(exc.CLEANUP_PROJECT, exc.CLEANUP_REFUSED))
+
+    project: str
+    dry_run: bool
+    kept: int
+    deleted: int
+    decisions: list[CleanupDecisionOut]
+    deleted_images: list[DeletedImageOut]
+    refused: str | None = Field(description="the registry does not allow deletes: what to change (nothing deleted)")
+    errors: list[str]
+    seconds: float
+
+
+class CleanupOut(BaseModel):
+    """The cleanup of each project asked for."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(exc.CLEANUP))
+
+    projects: list[CleanupProjectOut]

@@ -26,7 +26,10 @@ from pydantic import (
 
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
+from pipeline.config._cleanup import CleanupConfig, LogRetention, PruneConfig, RetentionPolicy
+from pipeline.config._intake import IntakeConfig, unverifiable_projects
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
+from pipeline.config._notify import EVENTS, NotificationsConfig, NotificationTarget, StatusConfig
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
     EnvironmentConfig,
@@ -40,11 +43,13 @@ from pipeline.errors import ConfigError, NotFound
 
 __all__ = [
     "ENVIRONMENT_TAG_FIELDS",
+    "EVENTS",
     "TEMPLATE_FIELDS",
     "ApiConfig",
     "BuildConfig",
     "BuildOverride",
     "BuilderConfig",
+    "CleanupConfig",
     "Config",
     "ConfigChange",
     "DockerConfig",
@@ -52,22 +57,30 @@ __all__ = [
     "GitConfig",
     "GitOpsConfig",
     "ImageConfig",
+    "IntakeConfig",
     "LiveConfig",
+    "LogRetention",
+    "NotificationTarget",
+    "NotificationsConfig",
     "PathFilter",
     "ProbeConfig",
     "ProjectConfig",
+    "PruneConfig",
     "PullRequestConfig",
     "RegistryConfig",
+    "RetentionPolicy",
     "SecretConfig",
     "SigningConfig",
     "SmokeRunConfig",
     "SmokeTestConfig",
+    "StatusConfig",
     "VerifyAfterConfig",
     "WorkerConfig",
     "config_file",
     "fingerprint",
     "load_config",
     "parse_config",
+    "unverifiable_projects",
 ]
 
 
@@ -128,6 +141,8 @@ class ProjectConfig(Model):
     image: ImageConfig
     tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
+    cleanup: RetentionPolicy | None = None  # this project's registry cleanup; else cleanup.registry
+    status: StatusConfig | None = None  # commit statuses and deployments on the Git host (issue 19)
 
     @field_validator("tags")
     @classmethod
@@ -219,6 +234,9 @@ class Config(Model):
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     signing: SigningConfig | None = None
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
 
     @field_validator("builders")
     @classmethod
@@ -294,6 +312,10 @@ class Config(Model):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'pipeline.db'}"
+
+    def retention(self, name: str) -> RetentionPolicy:
+        """The registry cleanup policy of project ``name``: its own, else ``cleanup.registry``."""
+        return self.project(name).cleanup or self.cleanup.registry
 
     def project(self, name: str) -> ProjectConfig:
         try:

@@ -102,6 +102,15 @@ def _rollback_pointer(session: Any, promotion: Promotion, current: Promotion | N
 def _context(scope: ClaimScope, config: Config, promotion_id: int) -> Iterator[StepContext | PromotionRefused]:
     with scope.db.session() as session:
         promotion = promotions.get_promotion(session, promotion_id)
+        if promotion.attempts > 1:  # where each try begins, in the service log
+            why = (promotion.error or "").removeprefix("will retry: ") or "the worker stopped sending heartbeats"
+            log.warning(
+                "promotion %s: attempt %s of %s after: %s",
+                promotion_id,
+                promotion.attempts,
+                config.worker.max_attempts,
+                why,
+            )
         project = config.projects.get(promotion.project)
         if project is None:
             raise ConfigError(f"project {promotion.project!r} is no longer in the config")
@@ -234,13 +243,15 @@ def run_promotion(
 
 def _step(kind: str, status: str, message: str, started: Any, record: Any = None) -> dict[str, Any]:
     """A step's entry; ``record`` adds what the step keeps besides its message (a container log)."""
+    finished = utcnow()
     return {
         **(record or {}),
         "kind": kind,
         "status": status,
         "message": message,
         "started_at": started.isoformat(),
-        "finished_at": utcnow().isoformat(),
+        "finished_at": finished.isoformat(),
+        "seconds": round((finished - started).total_seconds(), 3),
     }
 
 

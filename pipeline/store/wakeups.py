@@ -54,12 +54,13 @@ class Signal:
 _SIGNALS = {
     "builds": Signal(),
     "promotions": Signal(),
-    "verifications": Signal(),
-}  # verifications: polled across processes
+    "verifications": Signal(),  # polled across processes
+    "notifications": Signal(),
+}
 
 
 def signal(queue: str) -> Signal:
-    """The wake-up of one queue table (``builds`` or ``promotions``) in this process."""
+    """The wake-up of one queue table (``builds``, ``promotions`` or ``notifications``) in this process."""
     return _SIGNALS[queue]
 
 
