@@ -131,6 +131,9 @@ def test_a_serving_image_passes_and_a_wrong_body_fails_leaving_the_tag(
         assert timeline.count('class="smoke-test"') == 2
         assert '<details class="smoke-test" data-status="failed">' in timeline
         assert f"serving /www/version on {port}" in timeline and " s</span>" in timeline
+        page = api.get(f"/ui/fragments/promotion/{failed.id}").text  # the promotion's own page
+        assert 'id="smoke-facts"' in page and "host network" in page and "&#39;v2&#39;" in page
+        assert f"serving /www/version on {port}" in page
 
 
 def test_a_command_that_exits_fails_with_its_log(

@@ -176,6 +176,8 @@ def test_a_version_that_arrives_after_a_delay_is_verified(
         assert listed[0]["verification"]["url"] == f"{version_server.url}/prod/version"
         timeline = api.get("/ui/fragments/timeline", params={"project": "demo"}).text
         assert 'data-verification="verified"' in timeline and "status-verified" in timeline
+        page = api.get(f"/ui/fragments/promotion/{promotion_id}").text
+        assert 'id="verification-facts" data-verification="verified"' in page and "after 3 checks" in page
 
 
 def test_an_environment_that_keeps_the_old_version_fails_and_rolls_back(
