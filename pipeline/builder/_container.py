@@ -159,10 +159,13 @@ def running_container(
     registry: str,
     credentials: tuple[str, str] | None,
     pull_timeout: float,
+    docker_config: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[RunningContainer]:
-    """Pull ``image`` (by digest), start it detached, yield it; removed however the block ends."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-smoke-") as config_dir:
+    """Pull ``image`` (by digest), start it detached, yield it; removed however the block ends.
+    ``docker_config``: the registry's own credentials directory, used instead of a login."""
+    with tempfile.TemporaryDirectory(prefix="pipeline-smoke-") as scratch:
+        config_dir = docker_config if docker_config and credentials is None else scratch
         _login(engine, config_dir, registry, credentials)
         _pull(engine, config_dir, image, pull_timeout, should_stop)
         client = engine.client(config_dir)

@@ -9,6 +9,7 @@ Timeouts are short (config-driven): what is tested is the outcome and what is ke
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ def app_images(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> 
         busybox_app(layout, version, {"www/version": f"{version}\n", "www/healthz": "ok\n"}, HTTPD)
         skopeo_push(layout, version, registry, "acme/smoke-app")
     return dict(layout.refs)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """For the tests where the database has no part in what is tested (the step's outcome and its
+    container); the passing and failing promotion runs on both databases above."""
+    from pipeline.store import migrate, open_database
+
+    database = open_database(f"sqlite:///{tmp_path / 'smoke.db'}")
+    migrate(database)
+    yield database
+    database.dispose()
 
 
 def smoke_config(
@@ -137,14 +150,14 @@ def test_a_serving_image_passes_and_a_wrong_body_fails_leaving_the_tag(
 
 
 def test_a_command_that_exits_fails_with_its_log(
-    db: Database, tmp_path: Path, registry: Registry, engine: DockerEngine, app_images: dict[str, str]
+    sqlite_db: Database, tmp_path: Path, registry: Registry, engine: DockerEngine, app_images: dict[str, str]
 ) -> None:
     port = free_port()
     crash = {"env": {"PORT": str(port)}, "port": port, "command": ["/bin/sh", "-c", "echo missing DB_URL >&2; exit 3"]}
     config = parse_config(smoke_config(tmp_path, registry, engine, smoke(port, run=crash), secrets.token_hex(4)))
-    (build,) = succeeded_builds(db, config, "demo", [app_images["v1"]])
+    (build,) = succeeded_builds(sqlite_db, config, "demo", [app_images["v1"]])
 
-    row = promote(db, config, build)
+    row = promote(sqlite_db, config, build)
     assert row.status == "failed"
     assert "exited with code 3" in (row.error or "")
     assert step(row)["log"] == ["missing DB_URL"]
@@ -153,15 +166,15 @@ def test_a_command_that_exits_fails_with_its_log(
 
 
 def test_a_container_that_never_answers_times_out(
-    db: Database, tmp_path: Path, registry: Registry, engine: DockerEngine, app_images: dict[str, str]
+    sqlite_db: Database, tmp_path: Path, registry: Registry, engine: DockerEngine, app_images: dict[str, str]
 ) -> None:
     port = free_port()
     silent = {"port": port, "command": ["/bin/sleep", "30"]}
     data = smoke(port, run=silent, timeout="1500ms")
     config = parse_config(smoke_config(tmp_path, registry, engine, data, secrets.token_hex(4)))
-    (build,) = succeeded_builds(db, config, "demo", [app_images["v1"]])
+    (build,) = succeeded_builds(sqlite_db, config, "demo", [app_images["v1"]])
 
-    row = promote(db, config, build)
+    row = promote(sqlite_db, config, build)
     assert row.status == "failed"
     assert "no passing probe within 1.5 s" in (row.error or "")
     assert "ConnectError" in (row.error or "")  # what the last try saw
@@ -232,4 +245,44 @@ def test_a_lost_claim_stops_the_smoke_test_and_removes_its_container(
     assert (row.status, row.worker) == ("running", "other-worker")  # left to its new owner
     assert "smoke-test" not in [s["kind"] for s in row.steps]  # the stale worker recorded nothing
     assert target_tag(config) is None
+    db.dispose()
+
+
+def test_the_target_registry_s_credentials_pull_the_candidate(
+    tmp_path: Path,
+    registry: Registry,
+    secure_registry: Registry,
+    engine: DockerEngine,
+    app_images: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Target: TLS and basic auth. The engine logs in with the registry's username_env and
+    password_env into a throw-away config and pulls by digest (docker skips certificate checks
+    on 127.0.0.0/8, as it would use a CA in its certs.d elsewhere)."""
+    from pipeline.store import migrate, open_database
+    from tests.conftest import REGISTRY_PASSWORD, REGISTRY_USER
+
+    monkeypatch.setenv("SMOKE_USER", REGISTRY_USER)
+    monkeypatch.setenv("SMOKE_PASSWORD", REGISTRY_PASSWORD)
+    db = open_database(f"sqlite:///{tmp_path / 'auth.db'}")
+    migrate(db)
+    port = free_port()
+    data = smoke_config(tmp_path, registry, engine, smoke(port), secrets.token_hex(4))
+    data["registries"]["private"] = {
+        "url": secure_registry.url,
+        "ca_file": str(secure_registry.ca_file),
+        "username_env": "SMOKE_USER",
+        "password_env": "SMOKE_PASSWORD",
+    }
+    data["projects"]["demo"]["environments"][0]["registry"] = "private"
+    config = parse_config(data)
+    (build,) = succeeded_builds(db, config, "demo", [app_images["v1"]])
+
+    row = promote(db, config, build)
+    assert row.status == "succeeded", row.error
+    assert (
+        step(row)["image"]
+        == f"{secure_registry.host}/{config.project('demo').environment('dev').repository}@{app_images['v1']}"
+    )
+    assert leftovers(engine, row.id) == ""
     db.dispose()

@@ -96,6 +96,7 @@ def smoke_test(ctx: StepContext) -> StepResult:
             registry=ctx.target.registry.host,
             credentials=ctx.target.registry.credentials(),
             pull_timeout=smoke.pull_timeout,
+            docker_config=str(ctx.target.registry.docker_config) if ctx.target.registry.docker_config else None,
             should_stop=ctx.scope.should_stop,
         ) as container:
             record["network"] = container.network
