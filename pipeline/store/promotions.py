@@ -42,9 +42,7 @@ def add_promotion(session: Session, **values: Any) -> Promotion:
     row = Promotion(**values)
     session.add(row)
     session.flush()
-    # a new promotion has no verification yet; said so, so that the row still answers once its
-    # session is gone (the API returns it after the commit)
-    set_committed_value(row, "verification", None)
+    set_committed_value(row, "verification", None)  # known: none yet (readable after the session ends)
     wakeups.announce(session, "promotions")
     return row
 
