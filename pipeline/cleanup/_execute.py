@@ -68,10 +68,21 @@ def plan_project(db: Database, config: Config, project: str) -> Plan:
     """The project's plan from Git and the database as they are now."""
     policy = config.retention(project)
     facts = git_facts(config, project, policy.keep_commits)
+    shared = _sharing_the_build_repository(config, project)
     with db.session() as session:
         images = retention.live_images(session, project)
         promoted = retention.kept_by_promotions(session, project, policy.keep_promotions)
+        for digest, env in retention.ever_promoted(session, project, shared).items():
+            promoted.setdefault(digest, f"ran in {env}, whose repository is the build repository (not cleaned)")
     return plan(project, images, facts, promoted, policy, utcnow())
+
+
+def _sharing_the_build_repository(config: Config, project: str) -> list[str]:
+    """Environments promoted into the build repository itself: what ran there stays, since
+    environment repositories are never cleaned."""
+    project_config = config.project(project)
+    build = build_location(config, project_config).name
+    return [env.name for env in project_config.environments if environment_location(config, env).name == build]
 
 
 def clean_project(db: Database, config: Config, project: str, *, dry_run: bool) -> ProjectCleanup:
@@ -96,10 +107,13 @@ def clean_project(db: Database, config: Config, project: str, *, dry_run: bool) 
 def _work(db: Database, config: Config, planned: Plan, report: ProjectCleanup) -> None:
     location = build_location(config, config.project(planned.project))
     changed: dict[int, Decision] = {}
+    tag_deletes: dict[str, bool] = {}  # host -> whether it deletes a tag alone (2.8 does not), learnt once
     with RegistryClient(location.registry) as client:
         for digest, decisions in planned.deletions.items():
             try:
-                outcome = _delete_image(db, config, planned.project, client, location.repository, digest, decisions)
+                outcome = _delete_image(
+                    db, config, planned.project, client, location.repository, digest, decisions, tag_deletes
+                )
             except DeletesDisabled as exc:
                 report.refused = exc.message
                 log.error("project %s: cleanup stopped: %s", planned.project, exc.message)
@@ -150,6 +164,7 @@ def _delete_image(
     repository: str,
     digest: str,
     decisions: list[Decision],
+    tag_deletes: dict[str, bool],
 ) -> DeletedImage | str:
     """Delete one image under the locks, or say why the check right before kept it."""
     wait = float(config.worker.lease_seconds)
@@ -161,14 +176,18 @@ def _delete_image(
         builds = retention.images_of_digest(session, project, digest, lock=True)
         if why := retention.kept_by_promotions(session, project, config.retention(project).keep_promotions, digest):
             return why[digest]
+        if env := retention.ever_promoted(session, project, _sharing_the_build_repository(config, project)).get(digest):
+            return f"ran in {env}, whose repository is the build repository (not cleaned)"
         planned = {d.build_id for d in decisions}
         if newer := [b.id for b in builds if b.id not in planned and b.image_deleted_at is None]:
             return f"build {newer[0]} made the same digest since the plan"
         tags = sorted({str(t) for b in builds for t in b.tags or ()})
         at_digest = [t for t in tags if (found := client.find_manifest(repository, t)) and found.digest == digest]
-        artifacts = delete_signed_artifacts(client, repository, digest)
-        for tag in at_digest:
-            delete_tag(client, repository, tag)  # 2.8 takes its tags with the manifest instead
+        alone = tag_deletes.get(client.host, True)
+        artifacts = delete_signed_artifacts(client, repository, digest, tags_alone=alone)
+        for tag in at_digest if alone else ():
+            if delete_tag(client, repository, tag) == "with-manifest":  # 2.8: the manifest delete takes them
+                tag_deletes[client.host] = alone = False
         delete_manifest(client, repository, digest)  # False when gone already (deleted by hand): marked all the same
         retention.mark_image_deleted(session, [b.id for b in builds])
     log.info("project %s: deleted %s@%s (builds %s)", project, repository, digest, sorted(planned))

@@ -79,11 +79,14 @@ def _artifact_tags(digest: str) -> list[str]:
     return [f"{hex_form}.sig", f"{hex_form}.att", hex_form]  # the last: cosign 3's referrers fallback index
 
 
-def delete_signed_artifacts(client: RegistryClient, repository: str, digest: str) -> ArtifactDeletes:
+def delete_signed_artifacts(
+    client: RegistryClient, repository: str, digest: str, *, tags_alone: bool = True
+) -> ArtifactDeletes:
     """Delete the signatures and attestations of ``digest``: the manifests its ``.sig`` and
     ``.att`` tags point at, its referrers (the registry's API or the ``sha256-<hex>`` fallback
     tag cosign 3 writes) and that fallback index. Run before the image itself, so a failure
-    leaves the image with its signatures rather than signatures of nothing."""
+    leaves the image with its signatures rather than signatures of nothing. ``tags_alone``
+    False: the registry is known to delete tags only with their manifest (no tag DELETE sent)."""
     done = ArtifactDeletes()
     referrers, _ = client.referrers(repository, digest)
     for descriptor in referrers:
@@ -94,7 +97,7 @@ def delete_signed_artifacts(client: RegistryClient, repository: str, digest: str
         found = client.find_manifest(repository, tag)
         if found is None:
             continue
-        if delete_tag(client, repository, tag) != "absent":
+        if not tags_alone or delete_tag(client, repository, tag) != "absent":
             delete_manifest(client, repository, found.digest)
             done.tags.append(tag)
     return done

@@ -1,5 +1,6 @@
-"""The registry cleanup against a real registry with deletes enabled (distribution 2.8 and 3)
-and a real Git repository, on SQLite and PostgreSQL.
+"""The registry cleanup against a real registry with deletes enabled and a real Git repository,
+on SQLite and PostgreSQL; what depends on the registry (tag deletes, 405) on distribution 2.8
+and 3, the races (database locks) on 2.8.
 
 Build rows are written straight into the database for tiny images pushed by the registry
 client: what is under test starts after the build. One history covers every rule: old commits
@@ -21,13 +22,11 @@ import pytest
 from pipeline import cleanup, promotion
 from pipeline.config import Config, parse_config
 from pipeline.registry import RegistryClient
-from pipeline.store import Database, Promotion, projects, promotions, retention
+from pipeline.store import Database, Promotion, migrate, open_database, projects, promotions, retention
 from tests.conftest import RegistryPool, app_client, token_headers
 from tests.gitrepo import GitRepo
 from tests.seed import push_image, push_signatures, record_build
 from tests.services import Registry
-
-pytestmark = pytest.mark.both_registries
 
 OLD, RECENT = dt.timedelta(days=30), dt.timedelta(hours=3)
 
@@ -117,6 +116,7 @@ def setup(db: Database, registry: Registry, git_repo: GitRepo, tmp_path: Path) -
 EXPECTED_DELETED = {"m2", "f1", "o1"}
 
 
+@pytest.mark.both_registries  # 2.8 deletes tags only with their manifest, 3 deletes them alone
 def test_cleanup_deletes_what_no_rule_keeps_and_the_dry_run_said_so(setup: History) -> None:
     history, db, config = setup, setup.db, setup.config
     m2_digest = history.builds["m2"][1]
@@ -141,6 +141,16 @@ def test_cleanup_deletes_what_no_rule_keeps_and_the_dry_run_said_so(setup: Histo
     assert api.post("/api/v1/cleanup", json={"project": "helo"}).status_code == 404
     clients.close()
     assert all(history.present(n) for n in history.builds), "a dry run deletes nothing"
+
+    demo = config.projects["demo"]  # dev promoted into the build repository itself: what ran there stays
+    dev = demo.environments[0].model_copy(update={"repository": history.repository})
+    shared = config.model_copy(update={"projects": {"demo": demo.model_copy(update={"environments": [dev]})}})
+    o1 = next(
+        d
+        for d in cleanup.clean_project(db, shared, "demo", dry_run=True).decisions
+        if d.build_id == history.builds["o1"][0]
+    )
+    assert (o1.action, o1.reason) == ("keep", "ran in dev, whose repository is the build repository (not cleaned)")
 
     real = cleanup.clean_project(db, config, "demo", dry_run=False)
     assert [(d.build_id, d.action, d.reason) for d in real.decisions] == [
@@ -199,9 +209,13 @@ def test_a_promotion_asked_for_after_the_plan_keeps_its_digest(setup: History, m
     assert not history.present("m2") and not history.present("o1"), "the others went"
 
 
+@pytest.mark.both_registries
 def test_a_registry_that_refuses_deletes_is_said_once(
-    db: Database, registry_pool: RegistryPool, registry_impl: str, git_repo: GitRepo, tmp_path: Path
+    registry_pool: RegistryPool, registry_impl: str, git_repo: GitRepo, tmp_path: Path
 ) -> None:
+    """The registry's answer is under test, so one database (SQLite) is enough."""
+    db = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(db)
     locked = registry_pool.get("registry-no-delete", registry_impl, delete=False)
     config = make_config(tmp_path, locked, git_repo, secrets.token_hex(4))
     with RegistryClient(config.registries["local"]) as client:
