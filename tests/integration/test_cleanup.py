@@ -11,7 +11,11 @@ what runs and what ran, signatures and referrers that go with a deleted image.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,12 +24,13 @@ from typing import Any
 import pytest
 
 from pipeline import cleanup, promotion
+from pipeline.api import create_app
 from pipeline.config import Config, parse_config
 from pipeline.registry import RegistryClient
 from pipeline.store import Database, Promotion, migrate, open_database, projects, promotions, retention
 from tests.conftest import RegistryPool, app_client, token_headers
 from tests.gitrepo import GitRepo
-from tests.seed import push_image, push_signatures, record_build
+from tests.seed import push_image, push_signatures, record_build, serve_with_promoter
 from tests.services import Registry
 
 OLD, RECENT = dt.timedelta(days=30), dt.timedelta(hours=3)
@@ -114,6 +119,13 @@ def setup(db: Database, registry: Registry, git_repo: GitRepo, tmp_path: Path) -
 
 
 EXPECTED_DELETED = {"m2", "f1", "o1"}
+
+
+def cli(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PIPELINE_URL": url, "PIPELINE_TOKEN": token, "COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.mark.both_registries  # 2.8 deletes tags only with their manifest, 3 deletes them alone
@@ -222,6 +234,18 @@ def test_a_registry_that_refuses_deletes_is_said_once(
         history = seed(db, config, client, git_repo)
         report = cleanup.clean_project(db, config, "demo", dry_run=False)
         assert all(history.present(n) for n in history.builds)
+        token = token_headers(db, "ops", "admin")["Authorization"].removeprefix("Bearer ")
+        with serve_with_promoter(create_app(config, db), db, config, "cleanup-cli") as url:
+            dry = cli(url, token, "cleanup", "--dry-run", "--output", "json")
+            real = cli(url, token, "cleanup", "--project", "demo")
+        assert all(history.present(n) for n in history.builds)
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)["projects"][0]
+    assert planned["dry_run"] and planned["deleted"] == len(EXPECTED_DELETED) and planned["refused"] is None
+    assert real.returncode == 1, "a registry refusing deletes is the operation ending badly"
+    assert f"demo: registry {locked.host} refuses deletes" in " ".join(real.stderr.split())
+    said = " ".join(real.stdout.split())
+    assert f"demo: deleted 0, kept {len(history.builds)}" in said, "every image is listed as kept"
     assert report.refused is not None
     assert f"registry {locked.host} refuses deletes" in report.refused
     assert "storage.delete.enabled: true" in report.refused
