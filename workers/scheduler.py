@@ -25,12 +25,21 @@ log = logging.getLogger(__name__)
 
 
 def reap_expired_leases(db: Database, config: Config | LiveConfig) -> jobs.Reaped:
-    """Give builds and promotions whose worker went quiet back to the queue."""
-    attempts = LiveConfig.of(config).current.worker.max_attempts
+    """Give builds, promotions, verifications and deliveries whose worker went quiet back to the queue."""
+    current = LiveConfig.of(config).current
+    attempts = current.worker.max_attempts
     with db.session(immediate=True) as session:
         reaped = jobs.reap(session, jobs.BUILDS, attempts)
         promotions = jobs.reap(session, jobs.PROMOTIONS, attempts)
-    for kind, result in (("build", reaped), ("promotion", promotions)):
+        verifications = jobs.reap(session, jobs.VERIFICATIONS, attempts)
+        deliveries = jobs.reap(session, jobs.NOTIFICATIONS, current.notifications.max_attempts)
+    results = (
+        ("build", reaped),
+        ("promotion", promotions),
+        ("verification", verifications),
+        ("notification", deliveries),
+    )
+    for kind, result in results:
         if result.requeued:
             log.warning("requeued %s(s) %s: their worker stopped sending heartbeats", kind, result.requeued)
         if result.failed:

@@ -39,6 +39,8 @@ def refusal(session: Session, project: ProjectConfig, promotion: Promotion) -> s
     if hold is not None and promotion.trigger != "rollback":
         return (
             f"{env.name} is held since {hold.created_at:%Y-%m-%d %H:%M} UTC by {hold.actor} ({hold.reason}); "
-            f"release it with POST /api/v1/environments/{promotion.project}/{env.name}/release first"
+            f"release it first: `pipeline release {promotion.project} {env.name}`, the Release button of "
+            f"{promotion.project}/{env.name} on the web page, or POST "
+            f"/api/v1/environments/{promotion.project}/{env.name}/release"
         )
     return None

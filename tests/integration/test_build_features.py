@@ -5,6 +5,7 @@ and a real registry: templated args, targets, tags, cache levels, cache mounts (
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 from pathlib import Path
@@ -230,7 +231,17 @@ def test_insight_and_advice_are_recorded_and_shown_by_the_api(
     assert build.status == "succeeded", build.error
     with TestClient(create_app(config, sqlite_db), headers=token_headers(sqlite_db)) as client:
         shown = client.get(f"/api/v1/builds/{build.id}").json()
+        page = client.get(f"/ui/fragments/build/{build.id}").text
     assert shown["insight"]["wasted_bytes"] >= 65536
+    # the build page reads the real BuildKit progress back from the log: both RUN steps, timed
+    steps = re.findall(
+        r'<tr class="step step-(\w+)" data-cached="(\w+)"><th scope="row">([^<]+)</th><td><code>([^<]+)', page
+    )
+    runs = [s for s in steps if s[3].startswith("RUN ")]
+    assert [s[3] for s in runs] == ["RUN dd if=/dev/zero of=/big bs=1024 count=64 2&gt;/dev/null", "RUN rm /big"], steps
+    assert all(s[0] in ("done", "cached") for s in runs) and "insight" in shown["timings"], shown["timings"]
+    assert 'class="instruction">RUN /bin/sh -c rm /big' in page or "rm /big" in page.split('id="layers"')[1]
+    assert "DL3002" in page and "/big" in page.split('id="wasted"')[1]
     assert any(f["path"] == "/big" for f in shown["insight"]["wasted_files"])
     codes = {a["code"] for a in shown["advice"]}
     assert "DL3002" in codes and "PL004" in codes, shown["advice"]  # hadolint reports the last USER root
@@ -302,7 +313,17 @@ def test_registry_refusing_the_push_is_retried_with_backoff(
         assert BuildWorker(sqlite_db, config, name="w2").run_once()
         with sqlite_db.session() as session:
             done = builds.get_build(session, first.id)
+            lines = [row.line for row in builds.read_logs(session, first.id)]
         assert done.status == "succeeded" and done.attempts == 2, done.error
+        # the log says where the second attempt begins and why there is one
+        [marker] = [line for line in lines if line.startswith("— attempt ")]
+        assert marker == f"— attempt 2 of 3 after: {first.error.removeprefix('will retry: ')} —"
+        assert 0 < lines.index(marker) < len(lines) - 1
+        # seconds per step: the failed attempt kept the steps it reached, the retry has them all
+        assert {"queue", "checkout", "build"} <= set(first.timings) and "record" not in first.timings
+        assert list(done.timings)[:6] == ["queue", "resolve", "checkout", "build", "push", "record"], done.timings
+        assert all(isinstance(v, float) and v >= 0 for v in done.timings.values())
+        assert done.timings["queue"] >= (done.started_at - done.created_at).total_seconds() - 0.01
         assert skopeo_inspect(f"{flaky.host}/acme/demo@{done.digest}", tls_verify=False)["Digest"] == done.digest
     finally:
         flaky.stop()
