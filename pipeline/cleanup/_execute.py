@@ -21,7 +21,14 @@ from pipeline.cleanup._policy import Decision, Plan, plan
 from pipeline.config import Config
 from pipeline.errors import ConfigError, DeletesDisabled, LockBusy, PipelineError
 from pipeline.promotion import build_location, environment_location, environment_tag
-from pipeline.registry import RegistryClient, delete_manifest, delete_signed_artifacts, delete_tag
+from pipeline.registry import (
+    RegistryClient,
+    RegistryTraits,
+    delete_manifest,
+    delete_signed_artifacts,
+    delete_tag,
+    list_tags,
+)
 from pipeline.store import Build, Database, locks, retention, utcnow
 
 __all__ = ["DeletedImage", "ProjectCleanup", "clean_project", "plan_project"]
@@ -107,12 +114,12 @@ def clean_project(db: Database, config: Config, project: str, *, dry_run: bool) 
 def _work(db: Database, config: Config, planned: Plan, report: ProjectCleanup) -> None:
     location = build_location(config, config.project(planned.project))
     changed: dict[int, Decision] = {}
-    tag_deletes: dict[str, bool] = {}  # host -> whether it deletes a tag alone (2.8 does not), learnt once
     with RegistryClient(location.registry) as client:
+        traits = RegistryTraits(tags=list_tags(client, location.repository))  # learnt once for the run
         for digest, decisions in planned.deletions.items():
             try:
                 outcome = _delete_image(
-                    db, config, planned.project, client, location.repository, digest, decisions, tag_deletes
+                    db, config, planned.project, client, location.repository, digest, decisions, traits
                 )
             except DeletesDisabled as exc:
                 report.refused = exc.message
@@ -164,7 +171,7 @@ def _delete_image(
     repository: str,
     digest: str,
     decisions: list[Decision],
-    tag_deletes: dict[str, bool],
+    traits: RegistryTraits,
 ) -> DeletedImage | str:
     """Delete one image under the locks, or say why the check right before kept it."""
     wait = float(config.worker.lease_seconds)
@@ -182,12 +189,13 @@ def _delete_image(
         if newer := [b.id for b in builds if b.id not in planned and b.image_deleted_at is None]:
             return f"build {newer[0]} made the same digest since the plan"
         tags = sorted({str(t) for b in builds for t in b.tags or ()})
+        if traits.tags is not None:
+            tags = [t for t in tags if t in traits.tags]
         at_digest = [t for t in tags if (found := client.find_manifest(repository, t)) and found.digest == digest]
-        alone = tag_deletes.get(client.host, True)
-        artifacts = delete_signed_artifacts(client, repository, digest, tags_alone=alone)
-        for tag in at_digest if alone else ():
+        artifacts = delete_signed_artifacts(client, repository, digest, traits)
+        for tag in at_digest if traits.tags_alone else ():
             if delete_tag(client, repository, tag) == "with-manifest":  # 2.8: the manifest delete takes them
-                tag_deletes[client.host] = alone = False
+                traits.tags_alone = False
         delete_manifest(client, repository, digest)  # False when gone already (deleted by hand): marked all the same
         retention.mark_image_deleted(session, [b.id for b in builds])
     log.info("project %s: deleted %s@%s (builds %s)", project, repository, digest, sorted(planned))
