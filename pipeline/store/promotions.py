@@ -42,9 +42,7 @@ def add_promotion(session: Session, **values: Any) -> Promotion:
     row = Promotion(**values)
     session.add(row)
     session.flush()
-    # a new promotion has no verification yet: say so, so that the row can be read (the API
-    # answers with it) after its session has closed, without a lazy load of the relationship
-    set_committed_value(row, "verification", None)
+    set_committed_value(row, "verification", None)  # known: none yet (readable after the session ends)
     wakeups.announce(session, "promotions")
     return row
 
