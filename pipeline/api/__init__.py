@@ -8,6 +8,7 @@ from pipeline.api._openapi import keep_example_nulls
 from pipeline.api.problems import install_problem_handlers
 from pipeline.api.routes import (
     builds,
+    deliveries,
     environments,
     health,
     images,
@@ -44,6 +45,7 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
         metrics.router,
         webhooks.router,
         builds.router,
+        deliveries.router,
         promotions.router,
         environments.router,
         images.router,

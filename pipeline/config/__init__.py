@@ -26,7 +26,7 @@ from pydantic import (
 
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
-from pipeline.config._intake import IntakeConfig, unverifiable_projects
+from pipeline.config._intake import IntakeConfig, require_webhook_secrets, unverifiable_projects
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._promotion import (
     ENVIRONMENT_TAG_FIELDS,
@@ -65,6 +65,7 @@ __all__ = [
     "fingerprint",
     "load_config",
     "parse_config",
+    "require_webhook_secrets",
     "unverifiable_projects",
 ]
 

@@ -257,11 +257,12 @@ def _accepted(
     """The row of a verified delivery: its identity, its body for redelivery, its builds."""
     sha = hashlib.sha256(delivery.signed_body).hexdigest()
     if delivery.identified:
-        key, window_start = f"{delivery.provider}/{delivery.hook_id}/{delivery.delivery_id}", None
+        key, previous, window_start = f"{delivery.provider}/{delivery.hook_id}/{delivery.delivery_id}", None, None
     else:  # no id: the body's hash is the identity, within the dedupe window only
         window = config.intake.dedupe_window
         bucket = int(base.now.timestamp()) // window
-        key, window_start = f"{delivery.provider}/body/{name}/{sha}/{bucket}", base.now - dt.timedelta(seconds=window)
+        key, previous = (f"{delivery.provider}/body/{name}/{sha}/{n}" for n in (bucket, bucket - 1))
+        window_start = base.now - dt.timedelta(seconds=window)
     pushes: list[PushEvent] = PROVIDERS[delivery.provider].pushes(delivery) if delivery.kind == "push" else []
     given = "" if delivery.kind == "push" else f"event {delivery.event!r} is not handled"
     wanted, skipped = plan(project, pushes, given)
@@ -269,6 +270,7 @@ def _accepted(
     return replace(
         base,
         dedupe_key=key[:400],
+        previous_key=previous,
         window_start=window_start,
         body_sha256=sha,
         ref=first.ref if first else None,

@@ -7,6 +7,7 @@ iteration, a CLI command) owns the transaction through ``Database.session()``.
 from pipeline.store import (
     builds,
     deliveries,
+    delivery_log,
     jobs,
     locks,
     matrix,
@@ -52,6 +53,7 @@ __all__ = [
     "builds",
     "current_revision",
     "deliveries",
+    "delivery_log",
     "head_revision",
     "jobs",
     "locks",
