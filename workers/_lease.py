@@ -42,8 +42,16 @@ class Outcome:
     """How a job ended, as the worker writes it: the row's new columns and, in the same
     transaction, what follows from them (automatic promotions)."""
 
-    def __init__(self, status: str, then: Callable[[Session], object] | None = None, **values: Any) -> None:
+    def __init__(
+        self,
+        status: str,
+        then: Callable[[Session], object] | None = None,
+        *,
+        cause: BaseException | None = None,
+        **values: Any,
+    ) -> None:
         self.status, self.then, self.values = status, then, values
+        self.cause = cause  # the error that ended the job, if one did (not written to the row)
 
 
 class QueueWorker:
@@ -123,6 +131,10 @@ class QueueWorker:
         for a failure users can act on."""
         raise NotImplementedError
 
+    def ended(self, session: Session, job: jobs.Job, outcome: Outcome) -> None:
+        """What else the job's end writes, in the transaction that records it (its commit
+        statuses and notifications): nothing by default."""
+
     def internal_error(self, scope: ClaimScope, exc: BaseException) -> None:
         """Where a job's own log keeps the traceback of a bug (the build log); the process log
         always has it."""
@@ -150,14 +162,14 @@ class QueueWorker:
                     else retry_delay(job.attempts, base=self.config.worker.retry_seconds)
                 )
                 return Outcome("retry", error=f"will retry: {exc.message}", delay=delay)
-            return Outcome("failed", error=exc.message)
+            return Outcome("failed", cause=exc, error=exc.message)
         except Exception as exc:  # a bug must still end the job with a readable error
             log.exception("%s crashed", job.name)
             try:
                 self.internal_error(scope, exc)
             except Exception:
                 log.exception("%s: could not keep the traceback with the job", job.name)
-            return Outcome("failed", error=f"internal error: {exc!r}")
+            return Outcome("failed", cause=exc, error=f"internal error: {exc!r}")
 
     def _write(self, job: jobs.Job, outcome: Outcome) -> None:
         """One transaction: the outcome (only while the claim holds) and what follows from it."""
@@ -169,6 +181,8 @@ class QueueWorker:
                     jobs.finish(session, job, status=outcome.status, **outcome.values)
                 if outcome.then is not None:
                     outcome.then(session)
+                if outcome.status != "retry":
+                    self.ended(session, job, outcome)
         except LeaseLost as exc:
             log.warning("worker %s: %s", self.name, exc.message)
             return

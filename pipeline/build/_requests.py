@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline import source
+from pipeline import notify, source
 from pipeline.config import Config
 from pipeline.errors import InvalidRequest, NotFound
 from pipeline.store import Build, Database, builds
@@ -43,7 +43,7 @@ def request_build(
     branch = full.removeprefix("refs/heads/") if full.startswith("refs/heads/") else None
     assert commit is not None  # given, or the ref's commit
     with db.session() as session:
-        return builds.create_build(
+        build = builds.create_build(
             session,
             project=project_name,
             commit=commit,
@@ -52,6 +52,8 @@ def request_build(
             trigger="api",
             actor=actor,
         )
+        notify.build_queued(session, config, build.id)
+        return build
 
 
 def rebuild(db: Database, config: Config, build_id: int, *, actor: str) -> Build:
@@ -59,7 +61,7 @@ def rebuild(db: Database, config: Config, build_id: int, *, actor: str) -> Build
     with db.session() as session:
         old = builds.get_build(session, build_id)
         config.project(old.project)  # a project removed from the config cannot build
-        return builds.create_build(
+        build = builds.create_build(
             session,
             project=old.project,
             commit=old.commit,
@@ -68,3 +70,5 @@ def rebuild(db: Database, config: Config, build_id: int, *, actor: str) -> Build
             trigger="rebuild",
             actor=f"rebuild of {old.id} by {actor}",
         )
+        notify.build_queued(session, config, build.id)
+        return build

@@ -10,9 +10,11 @@ import fnmatch
 
 from sqlalchemy.orm import Session
 
+from pipeline import notify
 from pipeline.config import Config, EnvironmentConfig, ProjectConfig
 from pipeline.errors import Conflict, InvalidRequest, NotFound
 from pipeline.promotion._policy import refusal
+from pipeline.promotion._rollback import rollback_target
 from pipeline.store import Build, EnvironmentHold, Promotion, RejectedDigest, builds, promotions, utcnow
 from pipeline.types import is_digest
 
@@ -93,13 +95,24 @@ def request_promotion(
     env = project_config.environment(environment)
     build = _build_for(session, project, digest, build_id)
     assert build.digest is not None
-    return _add(session, project_config, env, build, digest=build.digest, actor=actor, reason=reason, trigger=trigger)
+    row = _add(session, project_config, env, build, digest=build.digest, actor=actor, reason=reason, trigger=trigger)
+    notify.promotion_requested(session, config, row)
+    return row
 
 
 def request_rollback(
-    session: Session, config: Config, project: str, environment: str, *, actor: str, reason: str = ""
+    session: Session,
+    config: Config,
+    project: str,
+    environment: str,
+    *,
+    actor: str,
+    reason: str = "",
+    hold_reason: str | None = None,
 ) -> Promotion:
-    """Promote what ran before, and hold the environment so automation cannot undo it."""
+    """Promote what ran before (the newest earlier digest that is not rejected, the skipped ones
+    named in the reason), and hold the environment so automation cannot undo it (``hold_reason``
+    says why on the hold, as a failed verification does)."""
     project_config = config.project(project)
     env = project_config.environment(environment)
     now_running = promotions.current(session, project, environment)
@@ -110,9 +123,19 @@ def request_rollback(
             f"{project}/{environment} runs {now_running.digest} from promotion {now_running.id} "
             "and nothing ran before it; there is nothing to roll back to"
         )
-    restored = promotions.get_promotion(session, now_running.rollback_to_id)
+    target = rollback_target(session, promotions.get_promotion(session, now_running.rollback_to_id))
+    restored = target.restored
+    if restored is None:
+        raise Conflict(
+            f"{project}/{environment} runs {now_running.digest} and every digest that ran before it was "
+            f"rejected ({target.note().removeprefix('skipped rejected ')}); there is nothing to roll back to"
+        )
     build = _build_for(session, project, restored.digest, None)
-    text = reason or f"roll back from {now_running.digest} (promotion {now_running.id})"
+    text = "; ".join(
+        part
+        for part in (reason or f"roll back from {now_running.digest} (promotion {now_running.id})", target.note())
+        if part
+    )
     row = _add(
         session,
         project_config,
@@ -126,8 +149,16 @@ def request_rollback(
     )
     if row.status != "rejected":
         promotions.place_hold(
-            session, project, environment, actor=actor, promotion_id=row.id, reason=f"rollback by promotion {row.id}"
+            session,
+            project,
+            environment,
+            actor=actor,
+            promotion_id=row.id,
+            reason=f"{hold_reason}; rollback by promotion {row.id}"
+            if hold_reason
+            else f"rollback by promotion {row.id}",
         )
+    notify.promotion_requested(session, config, row)
     return row
 
 
@@ -138,6 +169,7 @@ def release_environment(
     hold = promotions.release_hold(session, project, environment, actor=actor)
     if hold is None:
         raise NotFound(f"{project}/{environment} is not held")
+    notify.environment_released(session, config, hold)
     return hold
 
 
@@ -157,20 +189,24 @@ def queue_auto_after_build(session: Session, config: Config, build: Build) -> li
         return []
     if not any(fnmatch.fnmatchcase(build.branch, glob) for glob in project.branches):
         return []
-    return [
-        _add(
-            session,
-            project,
-            env,
-            build,
-            digest=build.digest,
-            actor="auto",
-            trigger="auto",
-            reason=f"build {build.id} of {build.branch} succeeded",
-        )
-        for env in project.environments
-        if env.auto and env.requires is None
-    ]
+    return _reported(
+        session,
+        config,
+        [
+            _add(
+                session,
+                project,
+                env,
+                build,
+                digest=build.digest,
+                actor="auto",
+                trigger="auto",
+                reason=f"build {build.id} of {build.branch} succeeded",
+            )
+            for env in project.environments
+            if env.auto and env.requires is None
+        ],
+    )
 
 
 def queue_auto_after_promotion(session: Session, config: Config, arrived: Promotion) -> list[Promotion]:
@@ -182,17 +218,28 @@ def queue_auto_after_promotion(session: Session, config: Config, arrived: Promot
     if project is None or arrived.trigger == "rollback" or arrived.build_id is None:
         return []
     build = builds.get_build(session, arrived.build_id)
-    return [
-        _add(
-            session,
-            project,
-            env,
-            build,
-            digest=arrived.digest,
-            actor="auto",
-            trigger="auto",
-            reason=f"arrived in {arrived.environment} by promotion {arrived.id}",
-        )
-        for env in project.environments
-        if env.auto and env.requires == arrived.environment
-    ]
+    return _reported(
+        session,
+        config,
+        [
+            _add(
+                session,
+                project,
+                env,
+                build,
+                digest=arrived.digest,
+                actor="auto",
+                trigger="auto",
+                reason=f"arrived in {arrived.environment} by promotion {arrived.id}",
+            )
+            for env in project.environments
+            if env.auto and env.requires == arrived.environment
+        ],
+    )
+
+
+def _reported(session: Session, config: Config, rows: list[Promotion]) -> list[Promotion]:
+    """Automatic requests the policy refused at once are notified like manual ones."""
+    for row in rows:
+        notify.promotion_requested(session, config, row)
+    return rows

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
 import httpx
 
 from pipeline.config import RegistryConfig
@@ -29,7 +28,7 @@ from pipeline.errors import (
 from pipeline.registry._auth import RegistryAuth, TokenCache
 from pipeline.registry._credentials import Credentials, resolve_credentials
 from pipeline.registry._retry import RetryTransport, shared_limiter
-from pipeline.registry._wire import WideBackend
+from pipeline.registry._wire import BULK, WireTransport
 
 __all__ = ["INDEX_TYPES", "MANIFEST_TYPES", "Manifest", "ManifestInfo", "RegistryClient"]
 
@@ -153,22 +152,6 @@ class _StreamingAuth(httpx.Auth):
                 self.hints.update(scheme="basic", basic=sent.headers["authorization"])
 
 
-class _WideTransport(httpx.HTTPTransport):
-    """httpx's transport on a connection pool whose sockets read and write in large pieces
-    (``_wire``): a blob copy then costs ~30 % less CPU. httpx takes no network backend, so
-    its pool is replaced by one built the same way with ours."""
-
-    def __init__(self, verify: ssl.SSLContext | bool) -> None:
-        super().__init__(verify=verify)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
-            max_connections=32,
-            max_keepalive_connections=16,
-            keepalive_expiry=5.0,
-            network_backend=WideBackend(),
-        )
-
-
 @functools.lru_cache(maxsize=32)
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:
     """Loading a CA bundle costs ~50 ms; a promotion opens clients often, so contexts are shared."""
@@ -215,7 +198,7 @@ class RegistryClient:
         self._hints: dict[str, str] = {}
         verify = _tls_context(str(config.ca_file) if config.ca_file else None) if not config.insecure else False
         limiter = shared_limiter(self.host, config.requests_per_second) if config.requests_per_second else None
-        transport = RetryTransport(_WideTransport(verify), limiter=limiter)
+        transport = RetryTransport(WireTransport(verify), limiter=limiter)
         self._http = httpx.Client(
             base_url=self.base_url,
             transport=transport,
@@ -395,7 +378,11 @@ class RegistryClient:
         with (
             _map_errors(self.host),
             self._http.stream(
-                "GET", f"/v2/{repository}/blobs/{digest}", auth=self._pull(repository), follow_redirects=True
+                "GET",
+                f"/v2/{repository}/blobs/{digest}",
+                auth=self._pull(repository),
+                follow_redirects=True,
+                extensions=BULK,
             ) as response,
         ):
             if response.status_code == 404:
@@ -406,7 +393,7 @@ class RegistryClient:
             yield size, self._raw_chunks(response)
 
     def _raw_chunks(self, response: httpx.Response) -> Iterator[bytes]:
-        # httpcore's own reads (64 KiB) as they come: re-chunking to larger pieces only adds copies
+        # the transport's own reads (``_wire.READ_SIZE``) as they come: re-chunking only adds copies
         with _map_errors(self.host):
             yield from response.iter_raw()
 
@@ -442,7 +429,9 @@ class RegistryClient:
         with _map_errors(self.host):
             # httpx's params= would replace the query, and the location's own query (_state) matters
             url = httpx.URL(location).copy_merge_params({"digest": digest})
-            response = self._http.put(url, content=content, headers=headers, auth=self._push(repository))
+            response = self._http.put(
+                url, content=content, headers=headers, auth=self._push(repository), extensions=BULK
+            )
         if response.status_code != 201:
             raise self._fail(response, f"upload of {digest} to {repository}")
 
@@ -457,6 +446,7 @@ class RegistryClient:
                     content=data,
                     auth=self._push(repository),
                     headers={"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end}"},
+                    extensions=BULK,
                 )
             if response.status_code != 202:
                 raise self._fail(response, f"chunk {offset}-{end} of an upload to {repository}")

@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import LeaseLost
 from pipeline.store import wakeups
-from pipeline.store.tables import Build, Promotion, literal_in, rowcount, utcnow
+from pipeline.store.tables import Build, Notification, Promotion, Verification, literal_in, rowcount, utcnow
 
 __all__ = [
     "BUILDS",
+    "NOTIFICATIONS",
     "PROMOTIONS",
+    "VERIFICATIONS",
     "Job",
     "JobKind",
     "Reaped",
@@ -47,12 +49,13 @@ __all__ = [
 class JobKind:
     """Which table a queue lives in and what its statuses are called."""
 
-    table: type[Build] | type[Promotion]
+    table: type[Build] | type[Promotion] | type[Verification] | type[Notification]
     waiting: str
     running: str = "running"
     lost: str = "failed"
     serial: tuple[str, ...] = ()  # rows equal in these columns run one at a time, oldest first
     blocking: tuple[str, ...] = ("running",)  # statuses that hold their group (with ``serial``)
+    serial_lock: int = 0x7072_6F6D  # "prom": the advisory lock claims of a serialized queue take turns on
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,20 @@ class Job:
 _CLAIM_LOCK = 0x7069_7065  # "pipe": one advisory lock id for claims under concurrency limits
 
 BUILDS = JobKind(Build, waiting="queued")
-_SERIAL_LOCK = 0x7072_6F6D  # "prom": claims of serialized queues take turns
 # a promotion waiting for its pull request to be merged still holds its environment: one
 # applied after it would be undone when the older pull request is merged
 PROMOTIONS = JobKind(
     Promotion, waiting="pending", serial=("project", "environment"), blocking=("running", "awaiting_merge")
 )
+# a commit's statuses on one host go out in order (pending before success); a dead letter
+# frees its group. Its own claim lock: deliveries never wait behind promotion claims.
+NOTIFICATIONS = JobKind(
+    Notification, waiting="pending", lost="dead", serial=("target", "subject"), serial_lock=0x6E6F_7469
+)
+
+# checks of what an environment serves after a promotion; each claim is one check, released
+# until the next one (attempt=False), so a ten-minute verification holds no worker meanwhile
+VERIFICATIONS = JobKind(Verification, waiting="pending")
 
 
 def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> list[str]:
@@ -107,7 +118,7 @@ def claim(
     if postgres and limits:
         session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
     if postgres and kind.serial:
-        session.execute(select(func.pg_advisory_xact_lock(_SERIAL_LOCK)))
+        session.execute(select(func.pg_advisory_xact_lock(kind.serial_lock)))
     now = utcnow()  # after any wait for a lock: the lease and started_at count from the real claim
     oldest = (
         select(table.id)
@@ -216,7 +227,7 @@ def finish(session: Session, job: Job, **values: Any) -> None:
     waits for this commit, and its ``started_at`` (taken after its wait) follows ``finished_at``.
     """
     if job.kind.serial and session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(_SERIAL_LOCK)))
+        session.execute(select(func.pg_advisory_xact_lock(job.kind.serial_lock)))
     values.setdefault("finished_at", utcnow())
     result = session.execute(_owned(job).values(lease_expires_at=None, **values))
     if job.kind.serial:  # the group is free: the next one in line may start now

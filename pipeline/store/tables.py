@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -28,7 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
@@ -43,9 +44,11 @@ __all__ = [
     "ConfigReload",
     "Delivery",
     "EnvironmentHold",
+    "Notification",
     "Project",
     "Promotion",
     "RejectedDigest",
+    "Verification",
     "literal_in",
     "rowcount",
     "utcnow",
@@ -216,6 +219,9 @@ class Build(Base):
     insight: Mapped[dict[str, Any] | None]
     advice: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     provenance: Mapped[dict[str, Any] | None]  # in-toto statement, SLSA provenance v1, of the digest
+    # the registry cleanup deleted the image (the row and its history stay)
+    image_deleted_at: Mapped[dt.datetime | None]
+    timings: Mapped[dict[str, Any] | None]  # seconds per step of the last attempt: checkout, build, push, …
     # the build whose image this one re-tagged instead of building (same commit and inputs)
     reused_from: Mapped[int | None] = mapped_column(Integer)
     inputs_sha256: Mapped[str | None] = mapped_column(String(64))  # dockerfile, context, target, args, platforms
@@ -298,6 +304,42 @@ class Promotion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    # its check after the tag moved (verify_after), loaded with it wherever a promotion is read
+    verification: Mapped[Verification | None] = relationship(viewonly=True, lazy="selectin")
+
+
+class Verification(Base):
+    """The check of what an environment serves after a promotion moved its tag: a queue row of
+    its own (claimed, released between checks, finished), so polling for ten minutes holds no
+    worker; the promotion row stays as it finished (history is append-only)."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (Index(None, "status", "id"), Index(None, "project", "environment", "id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"), unique=True)
+    project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
+    environment: Mapped[str] = mapped_column(String(63))
+    # pending, running, verified, verification_failed, superseded, failed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    url: Mapped[str] = mapped_column(String(2000))
+    expect_status: Mapped[int] = mapped_column(default=200)
+    expect_body: Mapped[str | None] = mapped_column(Text)
+    interval_seconds: Mapped[float] = mapped_column(Float)
+    deadline_at: Mapped[dt.datetime]
+    auto_rollback: Mapped[bool] = mapped_column(default=False)
+    checks: Mapped[int] = mapped_column(default=0)
+    last_answer: Mapped[dict[str, Any] | None]
+    rollback_id: Mapped[int | None] = mapped_column(Integer)  # the promotion an auto-rollback queued
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_before: Mapped[dt.datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
 
 
 class EnvironmentHold(Base):
@@ -354,3 +396,45 @@ class ConfigReload(Base):
     actor: Mapped[str] = mapped_column(String(255))
     summary: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """One commit status, deployment report or notification to deliver: the outbox.
+
+    Written in the transaction of the change it reports, delivered later by a worker that
+    claims it like any queue row (``store.jobs``); rows of one ``target`` and ``subject`` (a
+    build's statuses on one host) are delivered one at a time, oldest first, so ``success``
+    never overtakes ``pending``. ``payload`` holds what is said, never a token, secret or
+    signature: those are added at delivery. ``dead`` is the dead letter, kept with its error.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index(None, "status", "id"),
+        Index(None, "target", "subject", "id"),
+        Index(None, "build_id"),
+        Index(None, "promotion_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # status, deployment, webhook, slack
+    target: Mapped[str] = mapped_column(String(100))  # "status:<project>" or a notification target's name
+    subject: Mapped[str] = mapped_column(String(100))  # build:12, promotion:7, hold:3
+    event: Mapped[str] = mapped_column(String(50))
+    project: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str | None] = mapped_column(String(63))
+    build_id: Mapped[int | None] = mapped_column(Integer)
+    promotion_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None]  # what the receiver answered that later rows need (a deployment id)
+    response_code: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_before: Mapped[dt.datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]

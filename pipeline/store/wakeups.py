@@ -51,11 +51,16 @@ class Signal:
             return self._cond.wait_for(lambda: self._generation != since, timeout)
 
 
-_SIGNALS = {"builds": Signal(), "promotions": Signal()}
+_SIGNALS = {
+    "builds": Signal(),
+    "promotions": Signal(),
+    "verifications": Signal(),  # polled across processes
+    "notifications": Signal(),
+}
 
 
 def signal(queue: str) -> Signal:
-    """The wake-up of one queue table (``builds`` or ``promotions``) in this process."""
+    """The wake-up of one queue table (``builds``, ``promotions`` or ``notifications``) in this process."""
     return _SIGNALS[queue]
 
 

@@ -1,101 +1,191 @@
-"""The registry client's sockets (``pipeline.registry._wire``) over a real socket pair.
+"""The registry client's wire (``pipeline.registry._wire``) against a real HTTP/1.1 server.
 
-httpcore asks for 64 KiB per read; a blob copy wants far more per turn of its loop, and must
-still see every byte in order, time out like httpcore's own streams and notice a peer that
-hung up before a kept-alive connection is reused.
+Blob bodies take the ``http.client`` path; they must arrive whole and in order, in pieces far
+larger than httpcore's, over kept-alive connections, and every failure must be the httpx
+exception httpx's own transport raises, so that retries and messages above cannot tell the
+two paths apart. The server is a socket server written here so that it can misbehave on cue
+(hang up mid-body, stay silent, close idle connections).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import socketserver
 import threading
+import time
 from collections.abc import Iterator
 
-import httpcore
+import httpx
 import pytest
 
-from pipeline.registry._wire import READ_SIZE, WideBackend, _WideStream
+from pipeline.registry._wire import BULK, READ_SIZE, WireTransport
+
+BODY = os.urandom(3 << 20)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        try:
+            self._serve()
+        finally:
+            self.server.dropped.set()
+
+    def _serve(self) -> None:
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            method, path, _ = line.decode().split(" ", 2)
+            headers = {}
+            while (header := self.rfile.readline()) not in (b"\r\n", b""):
+                name, _, value = header.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            received = self._body(headers)
+            self.server.requests.append((method, path, headers, received))
+            if not self._answer(path, received):
+                return
+
+    def _body(self, headers: dict[str, str]) -> bytes:
+        if "content-length" in headers:
+            return self.rfile.read(int(headers["content-length"]))
+        if headers.get("transfer-encoding") == "chunked":
+            out = bytearray()
+            while size := int(self.rfile.readline(), 16):
+                out += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+            return bytes(out)
+        return b""
+
+    def _answer(self, path: str, received: bytes) -> bool:
+        """Answer one request; False ends the connection."""
+        if path == "/silent":
+            time.sleep(1)
+            return False
+        if path == "/hang-up":
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Path: /hang-up\r\n\r\n" % len(BODY) + BODY[:100_000]
+            )
+            return False
+        if path == "/close":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            return False
+        body = BODY if path in ("/blob", "/drop-after") else hashlib.sha256(received).hexdigest().encode()
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Path: %s\r\n\r\n" % (len(body), path.encode()))
+        self.wfile.write(body)
+        self.wfile.flush()
+        return path != "/drop-after"
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.connections = 0
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.dropped = threading.Event()  # a connection ended on the server's side
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    ours, theirs = socket.socketpair()
-    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
     try:
-        yield ours, theirs
+        yield srv
     finally:
-        ours.close()
-        theirs.close()
+        srv.shutdown()
+        srv.server_close()
 
 
-def test_a_read_takes_more_than_httpcore_asks_for(pair: tuple[socket.socket, socket.socket]) -> None:
-    ours, theirs = pair
-    data = os.urandom(200_000)
-    theirs.sendall(data)  # fits the peer's buffer, so it is all there before we read
-    stream = _WideStream(ours, READ_SIZE)
-    got = stream.read(65536, timeout=5)
-    assert len(got) > 65536
-    rest = b""
-    while len(got) + len(rest) < len(data):
-        rest += stream.read(65536, timeout=5)
-    assert got + rest == data
+@pytest.fixture
+def client(server: _Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, transport=WireTransport(False), timeout=httpx.Timeout(5)) as c:
+        yield c
 
 
-def test_a_write_larger_than_the_socket_buffer_arrives_whole_and_in_order(
-    pair: tuple[socket.socket, socket.socket],
+def _download(client: httpx.Client, path: str = "/blob") -> list[bytes]:
+    with client.stream("GET", path, extensions=BULK) as response:
+        assert response.status_code == 200
+        assert response.headers["x-path"] == path
+        return list(response.iter_raw())
+
+
+def test_a_bulk_body_arrives_whole_in_large_pieces_over_one_kept_alive_connection(
+    client: httpx.Client, server: _Server
 ) -> None:
-    ours, theirs = pair
-    data = os.urandom(8 << 20)  # far more than a socket buffer: sendall goes in many pieces
-    received = bytearray()
-
-    def drain() -> None:
-        while len(received) < len(data):
-            received.extend(theirs.recv(1 << 16))
-
-    reader = threading.Thread(target=drain)
-    reader.start()
-    _WideStream(ours, READ_SIZE).write(data, timeout=5)
-    reader.join(30)
-    assert bytes(received) == data
+    first = _download(client)
+    second = _download(client)
+    assert b"".join(first) == BODY and b"".join(second) == BODY
+    assert max(map(len, first)) == READ_SIZE > 65536  # httpcore's own reads are 64 KiB
+    assert server.connections == 1  # the second download reused the first one's connection
 
 
-def test_a_silent_peer_is_a_read_timeout_and_a_closed_socket_a_write_error(
-    pair: tuple[socket.socket, socket.socket],
+def test_streamed_uploads_arrive_exactly_with_a_length_and_chunked(client: httpx.Client, server: _Server) -> None:
+    pieces = [BODY[i : i + 300_000] for i in range(0, len(BODY), 300_000)]
+    sized = client.put("/up", content=iter(pieces), headers={"Content-Length": str(len(BODY))}, extensions=BULK)
+    chunked = client.put("/up", content=iter(pieces), extensions=BULK)  # no length: httpx frames it chunked
+    expected = hashlib.sha256(BODY).hexdigest()
+    assert sized.text == expected and chunked.text == expected
+    assert server.requests[1][2]["transfer-encoding"] == "chunked"
+    assert server.connections == 1
+
+
+def test_a_server_that_hangs_up_mid_body_is_a_transport_error_and_its_connection_is_not_reused(
+    client: httpx.Client, server: _Server
 ) -> None:
-    ours, theirs = pair
-    stream = _WideStream(ours, READ_SIZE)
-    with pytest.raises(httpcore.ReadTimeout):
-        stream.read(65536, timeout=0.05)
-    theirs.close()
-    with pytest.raises(httpcore.WriteError):
-        for _ in range(64):  # the first writes may still be buffered
-            stream.write(b"x" * 65536, timeout=1)
+    with pytest.raises(httpx.TransportError, match="body still to come"):
+        _download(client, "/hang-up")
+    assert b"".join(_download(client)) == BODY
+    assert server.connections == 2
 
 
-def test_a_peer_that_hung_up_makes_the_connection_readable(pair: tuple[socket.socket, socket.socket]) -> None:
-    """httpcore asks ``is_readable`` before reusing an idle connection; readable means the
-    server closed it, so the pool must not send the next request down it."""
-    ours, theirs = pair
-    stream = _WideStream(ours, READ_SIZE)
-    assert stream.get_extra_info("is_readable") is False
-    theirs.close()
-    assert stream.get_extra_info("is_readable") is True
+def test_a_silent_server_is_a_read_timeout(server: _Server) -> None:
+    with (
+        httpx.Client(base_url=server.url, transport=WireTransport(False), timeout=httpx.Timeout(0.2)) as client,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        client.get("/silent", extensions=BULK)
 
 
-def test_the_backend_connects_tcp_with_wide_streams() -> None:
-    server = socket.create_server(("127.0.0.1", 0))
-    try:
-        port = server.getsockname()[1]
-        stream = WideBackend(read_size=1 << 20).connect_tcp("127.0.0.1", port, timeout=5)
-        peer, _ = server.accept()
-        try:
-            peer.sendall(b"hello")
-            assert isinstance(stream, _WideStream)
-            assert stream.read(65536, timeout=5) == b"hello"
-            assert stream.get_extra_info("server_addr") == ("127.0.0.1", port)
-        finally:
-            peer.close()
-            stream.close()
-    finally:
-        server.close()
+def test_connections_the_server_closed_are_not_reused(client: httpx.Client, server: _Server) -> None:
+    with client.stream("GET", "/close", extensions=BULK) as response:
+        assert response.read() == b"ok"
+    assert b"".join(_download(client)) == BODY
+    assert server.connections == 2
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced(client: httpx.Client, server: _Server) -> None:
+    """A registry's idle timeout closes kept-alive connections without a word; the next blob
+    must go over a new connection instead of failing on the dead one."""
+    assert b"".join(_download(client, "/drop-after")) == BODY
+    assert server.dropped.wait(5)
+    assert b"".join(_download(client)) == BODY
+    assert server.connections == 2
+
+
+def test_a_refused_connection_is_a_connect_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with (
+        httpx.Client(transport=WireTransport(False), timeout=httpx.Timeout(2)) as client,
+        pytest.raises(httpx.ConnectError),
+    ):
+        client.get(f"http://127.0.0.1:{port}/blob", extensions=BULK)
+
+
+def test_small_requests_take_httpx_own_transport(client: httpx.Client, server: _Server) -> None:
+    assert client.get("/manifest").headers["x-path"] == "/manifest"
+    assert client.post("/up", content=b"abc").text == hashlib.sha256(b"abc").hexdigest()
