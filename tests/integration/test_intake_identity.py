@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -332,3 +333,22 @@ def test_an_unset_webhook_secret_is_refused_at_load(
         | {"PIPELINE_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"},
     )
     assert served.returncode == 2 and "projects.gitlab: environment variable IDENTITY_SECRET" in served.stderr
+
+
+def test_the_page_shows_recent_deliveries_with_redeliver(client: TestClient, db: Database) -> None:
+    good = _post(client, "github", _github("1" * 40, "a" * 40, "page-1"))
+    assert good.status_code == 202
+    body, headers = _github("1" * 40, "b" * 40, "<script>alert(1)</script>")
+    assert _post(client, "github", (body, {**headers, "X-Hub-Signature-256": "sha256=00"})).status_code == 401
+    page = client.get("/").text
+    fragment = client.get("/ui/fragments/deliveries").text
+    assert "Recent deliveries" in page and 'id="deliveries-box"' in page
+    for html in (page, fragment):
+        assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html  # escaped
+        buttons = re.findall(r'data-action="redeliver" data-delivery="(\d+)"', html)
+        assert len(buttons) == 1  # only the accepted delivery kept its body
+        assert "bad_signature" in html and f'href="/ui/builds/{good.json()["build_ids"][0]}"' in html
+    with db.session() as session:
+        session.get(Build, good.json()["build_ids"][0]).status = "failed"  # type: ignore[union-attr]
+    again = client.post(f"/api/v1/deliveries/{buttons[0]}/redeliver")  # what the button calls
+    assert again.status_code == 202 and again.json()["outcome"] == "queued"
