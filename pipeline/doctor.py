@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import builder, git, source
-from pipeline.config import BuilderConfig, Config, GitOpsConfig, ProjectConfig
-from pipeline.errors import PipelineError
+from pipeline.config import BuilderConfig, Config, GitOpsConfig, ProjectConfig, unverifiable_projects
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.registry import RegistryClient
 from pipeline.signing import load_private_key, load_public_key
 from pipeline.store import Database, current_revision, head_revision
@@ -145,9 +145,24 @@ def _gitops(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
             yield f"gitops of {name}/{env.name}", check
 
 
+def _webhook_secrets(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
+    """Each project that names a webhook secret has it: else every push would be refused with 401."""
+    for name, project in config.projects.items():
+        if project.allow_unsigned or not (project.webhook_secret_env or project.webhook_secret_file):
+            continue
+
+        def check(name: str = name, project: ProjectConfig = project) -> str:
+            if problems := unverifiable_projects({name: project}):
+                raise ConfigError(problems[0])
+            return f"set ({project.webhook_secret_env or project.webhook_secret_file})"
+
+        yield f"webhook secret of {name}", check
+
+
 def run_checks(config: Config, db: Database) -> list[Check]:
     checks: list[tuple[str, Callable[[], str]]] = [("database", lambda: _database(db)), ("git", _git)]
     checks += [*_builders(config), *_registries(config), *_repos(config), *_signing(config), *_gitops(config)]
+    checks += [*_webhook_secrets(config)]
     results: list[Check] = []
     for component, check in checks:
         try:

@@ -377,3 +377,87 @@ def generic_delivery(
     if secret is not None:
         headers["X-Pipeline-Signature"] = "sha256=" + _hmac(secret, body)
     return body, headers
+
+
+def bitbucket_server_push(
+    project_key: str, slug: str, host: str, changes: list[tuple[str, str, str]]
+) -> dict[str, Any]:
+    """Bitbucket Data Center / Server ``repo:refs_changed``, as in Atlassian's "Event payload" page
+    (and a 6.6.2 server's captured delivery): each change is (ref id, fromHash, toHash)."""
+
+    def change(ref: str, before: str, after: str) -> dict[str, Any]:
+        kind = "TAG" if ref.startswith("refs/tags/") else "BRANCH"
+        return {
+            "ref": {"id": ref, "displayId": ref.split("/", 2)[2], "type": kind},
+            "refId": ref,
+            "fromHash": before,
+            "toHash": after,
+            "type": "ADD" if before == ZERO else ("DELETE" if after == ZERO else "UPDATE"),
+        }
+
+    return {
+        "eventKey": "repo:refs_changed",
+        "date": "2026-11-28T02:00:00+0000",
+        "actor": {
+            "name": "dev",
+            "emailAddress": "dev@example.com",
+            "id": 1,
+            "displayName": "Dev",
+            "active": True,
+            "slug": "dev",
+            "type": "NORMAL",
+        },
+        "repository": {
+            "slug": slug,
+            "id": 84,
+            "name": slug,
+            "scmId": "git",
+            "state": "AVAILABLE",
+            "statusMessage": "Available",
+            "forkable": True,
+            "project": {"key": project_key, "id": 84, "name": project_key, "public": False, "type": "NORMAL"},
+            "public": False,
+            "links": {
+                "clone": [
+                    {"href": f"ssh://git@{host}:7999/{project_key.lower()}/{slug}.git", "name": "ssh"},
+                    {"href": f"https://{host}/scm/{project_key.lower()}/{slug}.git", "name": "http"},
+                ],
+                "self": [{"href": f"https://{host}/projects/{project_key}/repos/{slug}/browse"}],
+            },
+        },
+        "changes": [change(*c) for c in changes],
+    }
+
+
+def bitbucket_server_delivery(
+    payload: dict[str, Any], secret: str | None, *, event: str = "repo:refs_changed", request_id: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """Headers as Bitbucket Data Center sends them: X-Event-Key, X-Request-Id, X-Hub-Signature."""
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "Atlassian HttpClient 4.2.0 / Bitbucket-8.9.0 (8009000) / Default",
+        "X-Event-Key": event,
+        "X-Request-Id": request_id or str(uuid.uuid4()),
+    }
+    if secret is not None:
+        headers["X-Hub-Signature"] = "sha256=" + _hmac(secret, body)
+    return body, headers
+
+
+def github_org_ping(kind: str = "Organization") -> dict[str, Any]:
+    """An organisation's (or a GitHub App's) ping: no repository in it."""
+    return {
+        "zen": "Design for failure.",
+        "hook_id": 77,
+        "hook": {"type": kind, "id": 77, "active": True, "events": ["push"], "config": {"content_type": "json"}},
+        "organization": {"login": "acme", "id": 9},
+        "sender": {"login": "dev", "id": 1, "type": "User"},
+    }
+
+
+def gitlab_system_push(payload: dict[str, Any], token: str | None, *, uuid_: str) -> tuple[bytes, dict[str, str]]:
+    """The same push through a system hook: GitLab sends the project hook's bytes with
+    ``X-Gitlab-Event: System Hook`` (``event_name`` says it is a push) and the event's UUID."""
+    body, headers = gitlab_delivery(payload, token, event="System Hook", uuid_=uuid_)
+    return body, headers

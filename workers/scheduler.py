@@ -17,9 +17,9 @@ from pipeline.config_reload import CHECK_SECONDS, ReloadFollower
 from pipeline.errors import PipelineError
 from pipeline.intake import poll_project
 from pipeline.promotion import check_pull_requests
-from pipeline.store import Database, jobs
+from pipeline.store import Database, delivery_log, jobs
 
-__all__ = ["reap_expired_leases", "start_scheduler"]
+__all__ = ["prune_delivery_log", "reap_expired_leases", "start_scheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,24 @@ def reap_expired_leases(db: Database, config: Config | LiveConfig) -> jobs.Reape
     return reaped
 
 
+PRUNE_SECONDS = 3600
+
+
+def prune_delivery_log(db: Database, config: Config | LiveConfig) -> delivery_log.Pruned:
+    """Drop stored bodies and old rows of the delivery log (``intake:`` in the config)."""
+    intake = LiveConfig.of(config).current.intake
+    with db.session() as session:
+        pruned = delivery_log.prune(
+            session,
+            datetime.now(UTC),
+            keep_bodies_days=intake.keep_bodies_days,
+            keep_deliveries_days=intake.keep_deliveries_days,
+        )
+    if pruned.bodies or pruned.rows:
+        log.info("delivery log: dropped %d stored bodies and %d rows", pruned.bodies, pruned.rows)
+    return pruned
+
+
 def start_scheduler(db: Database, config: Config | LiveConfig) -> BackgroundScheduler:
     """The duties, planned from the config; a reload (``pipeline.config_reload``) re-plans them:
     a project that gained ``poll`` starts being polled, one that lost it stops."""
@@ -67,7 +85,8 @@ def _plan(scheduler: BackgroundScheduler, db: Database, live: LiveConfig) -> Non
     """(Re)place every duty that depends on the config; each reads ``live.current`` when it runs."""
     config = live.current
     duties: dict[str, tuple[Callable[[Database, LiveConfig], object], int, list[object]]] = {
-        "reap-expired-leases": (reap_expired_leases, config.worker.reap_seconds, [db, live])
+        "reap-expired-leases": (reap_expired_leases, config.worker.reap_seconds, [db, live]),
+        "prune-delivery-log": (prune_delivery_log, PRUNE_SECONDS, [db, live]),
     }
     if any(env.gitops and env.gitops.pull_request for p in config.projects.values() for env in p.environments):
         duties["check-pull-requests"] = (_check_pull_requests, config.worker.merge_check_seconds, [db, live])

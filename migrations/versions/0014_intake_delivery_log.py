@@ -33,7 +33,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("redelivery_of", sa.Integer(), nullable=True))
         batch_op.drop_constraint(batch_op.f("uq_webhook_deliveries_provider_hook_id_delivery_id"), type_="unique")
         batch_op.drop_index(batch_op.f("ix_webhook_deliveries_project_body_sha256"))
-        batch_op.create_index(batch_op.f("ix_webhook_deliveries_project_body_sha256"), ["project", "body_sha256"])
         batch_op.create_index(batch_op.f("ix_webhook_deliveries_received_at_id"), ["received_at", "id"])
     # the rows so far keep their identity: (provider, hook, delivery id) was unique
     op.execute(
@@ -65,7 +64,6 @@ def downgrade() -> None:
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhook_deliveries_dedupe_key"))
         batch_op.drop_index(batch_op.f("ix_webhook_deliveries_received_at_id"))
-        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_project_body_sha256"))
         batch_op.create_index(
             batch_op.f("ix_webhook_deliveries_project_body_sha256"), ["project", "body_sha256"], unique=True
         )

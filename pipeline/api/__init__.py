@@ -11,6 +11,7 @@ from pipeline.api.problems import install_problem_handlers
 from pipeline.api.routes import (
     builds,
     cleanup,
+    deliveries,
     environments,
     health,
     images,
@@ -52,6 +53,7 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
         metrics.router,
         webhooks.router,
         builds.router,
+        deliveries.router,
         promotions.router,
         notifications.router,
         environments.router,

@@ -88,6 +88,12 @@ class BuildOut(BaseModel):
     provenance: dict[str, Any] | None = Field(
         default=None, description="in-toto statement (SLSA provenance v1) of the digest this build made"
     )
+    reused_from: int | None = Field(
+        default=None, description="the build of the same commit and inputs whose image this one re-tagged"
+    )
+    tag_object: str | None = Field(
+        default=None, description="an annotated tag's object; `commit` is the commit it points at"
+    )
     image_deleted_at: dt.datetime | None = Field(
         default=None, description="when the registry cleanup deleted the image (the build's history stays)"
     )
@@ -156,7 +162,7 @@ class WebhookAnswer(BaseModel):
 
     model_config = ConfigDict(json_schema_extra=_examples(*ex.WEBHOOK_ANSWERS))
 
-    outcome: str = Field(description="queued (202), ignored, duplicate or pong (200)")
+    outcome: str = Field(description="queued (202), coalesced, ignored, duplicate or pong (200)")
     reason: str
     project: str | None
     build_ids: list[int]

@@ -96,6 +96,8 @@ def run_build(
             if skipped:
                 sink(f"skipped: {skipped.reason}")
                 return skipped
+            if ctx.reused_from is not None and ctx.recorded is not None:
+                return ctx.recorded  # an image of the same commit and inputs was re-tagged
         assert ctx.recorded is not None, "the record step ran"
         return ctx.recorded
     except LeaseLost as exc:

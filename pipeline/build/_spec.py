@@ -3,6 +3,8 @@ spec, the build to take cache from, and which tags are the build's own and which
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from pipeline.config import BuildConfig, Config, ProjectConfig
 from pipeline.errors import ConfigError
 from pipeline.store import Build, Database, builds, utcnow
 
-__all__ = ["Tags", "build_spec", "previous_build", "split_tags"]
+__all__ = ["Tags", "build_inputs", "build_spec", "previous_build", "reusable_build", "split_tags"]
 
 # A tag rendered from one of these names one commit or one build: it never points elsewhere.
 # Every other tag (``latest``, ``{branch}``, ``{semver_minor}``) moves from build to build,
@@ -70,6 +72,36 @@ def previous_build(db: Database, project: ProjectConfig, build: Build) -> Build 
     refs = list(dict.fromkeys([build.ref, f"refs/heads/{project.default_branch}"]))
     with db.session() as session:
         return builds.last_succeeded(session, build.project, refs, build.id)
+
+
+def build_inputs(config: Config, project: ProjectConfig, build: Build) -> tuple[str, Tags]:
+    """The fingerprint of what goes into the image besides the commit (dockerfile, context,
+    target, rendered args, platforms) and the build's tags: two builds of one commit with equal
+    fingerprints make the same image, so the later one may re-tag the earlier one's digest."""
+    options = project.build_for(build.branch)
+    tag = build.ref.removeprefix("refs/tags/") if build.ref.startswith("refs/tags/") else None
+    values = builder.template_values(
+        project=build.project, branch=build.branch, tag=tag, sha=build.commit, build_id=build.id, now=utcnow()
+    )
+    try:
+        tags = split_tags(project.tags, values, default_branch=build.branch == project.default_branch)
+    except ValueError as exc:
+        raise ConfigError(f"project {build.project}: {exc}") from None
+    inputs = {
+        "dockerfile": options.dockerfile,
+        "context": options.context,
+        "target": options.target,
+        "args": builder.render_args(options.args, values),
+        "platforms": sorted(options.platforms),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest(), tags
+
+
+def reusable_build(db: Database, build: Build, inputs_sha256: str) -> Build | None:
+    """A succeeded build of the same project, commit and inputs whose image is in the registry."""
+    with db.session() as session:
+        builds.record_progress(session, build.id, inputs_sha256=inputs_sha256)
+        return builds.same_image(session, build.project, build.commit, inputs_sha256, build.id)
 
 
 def build_spec(

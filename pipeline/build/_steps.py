@@ -1,4 +1,5 @@
-"""The build job's steps, in order: resolve → checkout → build → push → record → insight.
+"""The build job's steps, in order: resolve → reuse → checkout → build → push → record → insight
+(a build that reuses an image of the same commit and inputs is recorded by ``reuse`` and ends there).
 
 Each step is a function of the ``BuildContext`` that fills in what later steps read and
 returns ``None``, or a ``BuildSkipped`` that ends the build early. The job (``_job``) runs
@@ -22,10 +23,10 @@ from sqlalchemy.orm import Session
 from pipeline import builder, insight, source
 from pipeline.build._logs import LogSink
 from pipeline.build._provenance import attach_provenance, load_signing_key, provenance_for
-from pipeline.build._spec import Tags, build_spec, previous_build
+from pipeline.build._spec import Tags, build_inputs, build_spec, previous_build, reusable_build
 from pipeline.claims import ClaimScope
 from pipeline.config import Config, ProjectConfig
-from pipeline.errors import PipelineError, RegistryError
+from pipeline.errors import NotFound, PipelineError, RegistryError
 from pipeline.registry import RegistryClient
 from pipeline.store import Build, builds
 
@@ -75,6 +76,7 @@ class BuildContext:
     layers: list[dict[str, Any]] = field(default_factory=list)
     statement: dict[str, Any] | None = None
     recorded: Recorded | None = None
+    reused_from: int | None = None  # the build whose image this one re-tagged instead of building
 
     @property
     def repository(self) -> str:
@@ -95,6 +97,35 @@ def resolve(ctx: BuildContext) -> None:
     if ctx.config.signing is not None:
         ctx.key = ctx.background.submit(load_signing_key, ctx.config.signing)
     ctx.previous = previous_build(ctx.scope.db, ctx.project, ctx.build)
+
+
+def reuse(ctx: BuildContext) -> None:
+    """A commit already built with the same inputs is not built again: its image gets this
+    build's tags by a manifest PUT by digest (no layer moves), and the build is recorded as
+    succeeded with ``reused_from``, so auto-promotion follows as after any build. A rebuild
+    asked for by hand always builds afresh."""
+    inputs, tags = build_inputs(ctx.config, ctx.project, ctx.build)
+    found = reusable_build(ctx.scope.db, ctx.build, inputs)
+    if found is None or found.digest is None or ctx.build.trigger == "rebuild":
+        return
+    digest = found.digest
+    with ctx.registry_client() as client:
+        try:
+            manifest = client.manifest(ctx.repository, digest)
+        except NotFound:
+            ctx.sink(f"build {found.id} made {digest}, which {ctx.image_repository} no longer has: building")
+            return
+        ctx.scope.check_lease()  # a tag is visible to everyone: only while the claim holds
+        for tag in tags.immutable:
+            client.tag(ctx.repository, tag, manifest)
+    ctx.sink(
+        f"commit {ctx.build.commit[:12]} was built with the same inputs by build {found.id}: "
+        f"tagged its image {ctx.image_repository}@{digest} as {', '.join(tags.immutable)} instead of building"
+    )
+    steps = found.steps_total or 0
+    ctx.tags, ctx.layers, ctx.statement, ctx.reused_from = tags, list(found.layers), found.provenance, found.id
+    ctx.built = builder.Built(digest, found.image_size or 0, "", [], steps, steps, loaded=False)
+    record(ctx)
 
 
 def checkout(ctx: BuildContext) -> BuildSkipped | None:
@@ -206,6 +237,7 @@ def record(ctx: BuildContext) -> None:
                 steps_cached=ctx.built.steps_cached,
                 cache_from=ctx.spec.cache_from if ctx.spec else [],
                 provenance=ctx.statement,
+                reused_from=ctx.reused_from,
             )
             if ctx.on_recorded is not None:
                 ctx.on_recorded(session, build.id)
@@ -258,6 +290,7 @@ def image_insight(ctx: BuildContext) -> None:
 
 STEPS: tuple[tuple[str, Callable[[BuildContext], BuildSkipped | None]], ...] = (
     ("resolve", resolve),
+    ("reuse", reuse),
     ("checkout", checkout),
     ("build", build),
     ("push", push),

@@ -21,6 +21,7 @@ from pipeline import __version__
 from pipeline.cli._builds import register as register_builds
 from pipeline.cli._cleanup import cleanup as cleanup_command
 from pipeline.cli._config import config_app
+from pipeline.cli._deliveries import deliveries_app
 from pipeline.cli._keys import keys_app
 from pipeline.cli._notify import notifications
 from pipeline.cli._ops import register as register_ops
@@ -42,6 +43,7 @@ app.command("cleanup")(cleanup_command)
 app.command()(notifications)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(config_app, name="config")
+app.add_typer(deliveries_app, name="deliveries")
 
 ConfigOption = Annotated[
     Path | None,
@@ -97,13 +99,18 @@ def _sync_projects(db: Database, config: Config) -> None:
         projects.sync_projects(session, config.projects)
 
 
-def _start(config_path: Path | None, *, migrate_embedded: bool = False) -> tuple[LiveConfig, Database]:
+def _start(
+    config_path: Path | None, *, migrate_embedded: bool = False, webhooks: bool = False
+) -> tuple[LiveConfig, Database]:
     """What every long-running command does first: logging, config, a current schema, projects;
-    and SIGHUP reloads the config of this process (``pipeline.config_reload``)."""
-    from pipeline.config import LiveConfig, config_file
+    and SIGHUP reloads the config of this process (``pipeline.config_reload``). A process that
+    answers webhooks refuses to start while a project's webhook secret is unset."""
+    from pipeline.config import LiveConfig, config_file, require_webhook_secrets
 
     _setup_logging()
     cfg, db = _open(config_path)
+    if webhooks:
+        require_webhook_secrets(cfg, str(config_file(config_path)))
     if migrate_embedded and db.dialect == "sqlite":
         from pipeline.store import migrate
 
@@ -217,7 +224,7 @@ def api_command(
 
     import uvicorn
 
-    _, db = _start(config)
+    _, db = _start(config, webhooks=True)
     db.dispose()  # each API process opens its own pool
     if config is not None and not os.environ.get("PIPELINE_CONFIG"):
         os.environ["PIPELINE_CONFIG"] = str(Path(config).resolve())
@@ -260,7 +267,7 @@ def serve_command(
     from pipeline.api import create_app
     from workers.scheduler import start_scheduler
 
-    cfg, db = _start(config, migrate_embedded=True)
+    cfg, db = _start(config, migrate_embedded=True, webhooks=True)
     _first_admin_token(db, cfg.current)
     pool, threads = _start_workers(db, cfg, workers, promotion_workers)
     scheduler = start_scheduler(db, cfg)

@@ -27,7 +27,7 @@ from pydantic import (
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
 from pipeline.config._cleanup import CleanupConfig, LogRetention, PruneConfig, RetentionPolicy
-from pipeline.config._intake import IntakeConfig, unverifiable_projects
+from pipeline.config._intake import IntakeConfig, require_webhook_secrets, unverifiable_projects
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._notify import EVENTS, NotificationsConfig, NotificationTarget, StatusConfig
 from pipeline.config._promotion import (
@@ -80,6 +80,7 @@ __all__ = [
     "fingerprint",
     "load_config",
     "parse_config",
+    "require_webhook_secrets",
     "unverifiable_projects",
 ]
 

@@ -9,11 +9,12 @@ from pydantic import BeforeValidator, Field
 
 from pipeline.config._base import Model
 from pipeline.config._source import interval
+from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pipeline.config import ProjectConfig
+    from pipeline.config import Config, ProjectConfig
 
-__all__ = ["IntakeConfig", "unverifiable_projects"]
+__all__ = ["IntakeConfig", "require_webhook_secrets", "unverifiable_projects"]
 
 
 class IntakeConfig(Model):
@@ -27,7 +28,7 @@ class IntakeConfig(Model):
 
 
 def unverifiable_projects(projects: Mapping[str, ProjectConfig]) -> list[str]:
-    """One line per project that would refuse every push: its webhook secret is not set.
+    """One line per project that would refuse every push: the webhook secret it names is not set.
 
     Checked when the config is loaded (serve, reload, doctor) so the error names the project and
     the variable, instead of a 401 on the first push that sends people to the Git host.
@@ -41,6 +42,12 @@ def unverifiable_projects(projects: Mapping[str, ProjectConfig]) -> list[str]:
         elif project.webhook_secret_env:
             where = f"environment variable {project.webhook_secret_env} (webhook_secret_env) is not set"
         else:
-            where = "no webhook_secret_env or webhook_secret_file is configured"
+            continue  # names no secret: a project that is polled, not sent webhooks
         problems.append(f"projects.{name}: {where}; every push would be refused (set it, or allow_unsigned: true)")
     return problems
+
+
+def require_webhook_secrets(config: Config, source: str = "config") -> None:
+    """``ConfigError`` naming each project whose webhook secret is unset (serve, api, reload)."""
+    if problems := unverifiable_projects(config.projects):
+        raise ConfigError("\n  ".join([f"{source}: webhook secrets missing", *problems]))

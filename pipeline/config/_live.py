@@ -118,12 +118,13 @@ class LiveConfig:
 
     def reload(self) -> ConfigChange:
         """Read the source again; ``ConfigError`` (and the old config kept) when it is invalid."""
-        from pipeline.config import load_config  # the package imports this module
+        from pipeline.config import load_config, require_webhook_secrets  # the package imports this module
 
         if self.source is None:
             raise ConfigError("this process was not started from a config file, so there is nothing to reload")
         with self._lock:  # two reloads at once must not interleave read and swap
             new = load_config(self.source)
+            require_webhook_secrets(new, str(self.source))
             change = compare(self.config, new)
             if change.unchanged:
                 return change

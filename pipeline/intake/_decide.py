@@ -13,7 +13,8 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.config import Config, ProjectConfig
 from pipeline.errors import BadPayload, BadSignature, NotFound, PayloadTooLarge, PipelineError, UnsupportedMediaType
@@ -209,26 +210,26 @@ def _decide(
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"webhook body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
     delivery = seen.delivery = host.parse(headers, body)
-    base = DeliveryRecord(
-        provider=provider,
-        delivery_id=delivery.delivery_id,
-        hook_id=delivery.hook_id,
-        event=delivery.event,
-        repository=delivery.repository if delivery.names_repository else None,
-        outcome="ignored",
-        status_code=200,
-        size=len(body),
-        remote_addr=remote_addr,
-        now=now,
-    )
+    # what every row of this delivery says (built as a dict: dataclasses.replace cost 20 µs a call)
+    base: dict[str, Any] = {
+        "provider": provider,
+        "delivery_id": delivery.delivery_id,
+        "hook_id": delivery.hook_id,
+        "event": delivery.event,
+        "repository": delivery.repository if delivery.names_repository else None,
+        "size": len(body),
+        "remote_addr": remote_addr,
+        "now": now,
+    }
     if not delivery.names_repository and delivery.kind != "push":
         # an organisation's or a GitHub App's ping, or an event about no repository: no project,
         # so no secret to verify it with; answered 200 so the host does not show the hook failing
         what = "ping" if delivery.kind == "ping" else f"event {delivery.event!r}"
         return Decision(
-            replace(
-                base,
+            DeliveryRecord(
+                **base,
                 outcome="pong" if delivery.kind == "ping" else "ignored",
+                status_code=200,
                 reason=f"{what} names no repository (an organisation or App hook): nothing to build",
             )
         )
@@ -239,9 +240,10 @@ def _decide(
     project = config.projects[name]
     if verify:
         _verify(name, project, delivery, headers, body)
-    base = replace(base, project=name)
+    base["project"] = name
     if delivery.kind == "ping":
-        return Decision(replace(base, outcome="pong", reason="webhook reaches the service and its signature verifies"))
+        reason = "webhook reaches the service and its signature verifies"
+        return Decision(DeliveryRecord(**base, outcome="pong", status_code=200, reason=reason))
     return Decision(_accepted(config, name, project, delivery, headers, body, base))
 
 
@@ -252,23 +254,26 @@ def _accepted(
     delivery: ParsedDelivery,
     headers: Mapping[str, str],
     body: bytes,
-    base: DeliveryRecord,
+    base: dict[str, Any],
 ) -> DeliveryRecord:
     """The row of a verified delivery: its identity, its body for redelivery, its builds."""
     sha = hashlib.sha256(delivery.signed_body).hexdigest()
     if delivery.identified:
-        key, window_start = f"{delivery.provider}/{delivery.hook_id}/{delivery.delivery_id}", None
+        key, previous, window_start = f"{delivery.provider}/{delivery.hook_id}/{delivery.delivery_id}", None, None
     else:  # no id: the body's hash is the identity, within the dedupe window only
         window = config.intake.dedupe_window
-        bucket = int(base.now.timestamp()) // window
-        key, window_start = f"{delivery.provider}/body/{name}/{sha}/{bucket}", base.now - dt.timedelta(seconds=window)
+        now: dt.datetime = base["now"]
+        bucket = int(now.timestamp()) // window
+        key, previous = (f"{delivery.provider}/body/{name}/{sha}/{n}" for n in (bucket, bucket - 1))
+        window_start = now - dt.timedelta(seconds=window)
     pushes: list[PushEvent] = PROVIDERS[delivery.provider].pushes(delivery) if delivery.kind == "push" else []
     given = "" if delivery.kind == "push" else f"event {delivery.event!r} is not handled"
     wanted, skipped = plan(project, pushes, given)
     first = pushes[0] if pushes else None
-    return replace(
-        base,
+    return DeliveryRecord(
+        **base,
         dedupe_key=key[:400],
+        previous_key=previous,
         window_start=window_start,
         body_sha256=sha,
         ref=first.ref if first else None,

@@ -7,6 +7,7 @@ iteration, a CLI command) owns the transaction through ``Database.session()``.
 from pipeline.store import (
     builds,
     deliveries,
+    delivery_log,
     jobs,
     locks,
     matrix,
@@ -59,6 +60,7 @@ __all__ = [
     "builds",
     "current_revision",
     "deliveries",
+    "delivery_log",
     "head_revision",
     "jobs",
     "locks",

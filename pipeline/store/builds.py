@@ -133,6 +133,7 @@ def record_succeeded(
     steps_cached: int,
     cache_from: list[str],
     provenance: dict[str, Any] | None,
+    reused_from: int | None = None,
 ) -> None:
     """The one place a build's digest is written: the image it pushed, by digest, and how it
     was made. Only while ``job`` still holds the build (``LeaseLost`` otherwise)."""
@@ -149,6 +150,7 @@ def record_succeeded(
         steps_cached=steps_cached,
         cache_from=cache_from,
         provenance=provenance,
+        reused_from=reused_from,
         error=None,
     )
 
@@ -158,6 +160,24 @@ def newest_with_digest(session: Session, project: str, digest: str) -> Build | N
     stmt = (
         select(Build)
         .where(Build.digest == digest, Build.project == project, Build.status == "succeeded")
+        .order_by(Build.id.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def same_image(session: Session, project: str, commit: str, inputs_sha256: str, other_than: int) -> Build | None:
+    """The newest succeeded build of this commit with the same inputs (it made the same image)."""
+    stmt = (
+        select(Build)
+        .where(
+            Build.commit == commit,
+            Build.project == project,
+            Build.inputs_sha256 == inputs_sha256,
+            Build.status == "succeeded",
+            Build.digest.is_not(None),
+            Build.id != other_than,
+        )
         .order_by(Build.id.desc())
         .limit(1)
     )

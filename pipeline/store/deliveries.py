@@ -11,9 +11,9 @@ transaction.
 
 A delivery is identified by its ``dedupe_key`` (the host's delivery id and the hook it came
 through): a unique index makes the second copy a conflict, logged as ``duplicate``, with no
-window in which two copies both get in. A delivery without an id is keyed by its body's hash,
-and only within the dedupe window: ``NOT EXISTS`` over the window plus a per-window key for
-two copies arriving at once. Refused deliveries have no key and are logged every time.
+window in which two copies both get in. A delivery without an id is keyed by its body's hash
+and the dedupe window it arrived in, so the unique index catches two copies within one window,
+and a ``NOT EXISTS`` on the previous window's key (received within the window) the rest. Refused deliveries have no key and are logged every time.
 
 Queued builds another delivery is superseding right now are skipped (``SKIP LOCKED``) instead
 of waited for: that delivery supersedes them anyway. Running builds are waited for.
@@ -71,7 +71,10 @@ class DeliveryRecord:
     after: str | None = None
     body_sha256: str | None = None
     dedupe_key: str | None = None  # None: never a duplicate (refusals, redeliveries)
-    window_start: dt.datetime | None = None  # set: keyed by body hash, a duplicate within the window
+    # set for a delivery keyed by its body's hash: the key of the window before this one, and
+    # when the dedupe window began (an equal body after it is a new delivery)
+    previous_key: str | None = None
+    window_start: dt.datetime | None = None
     reason: str = ""
     size: int = 0
     remote_addr: str | None = None
@@ -128,8 +131,8 @@ def _statement_text(pushes: int, by_body: bool, running: bool) -> str:
     else:
         outcome, reason = ":outcome", ":reason"
     window = (
-        " WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries AS w WHERE w.project = :project"
-        " AND w.body_sha256 = :body_sha256 AND w.dedupe_key IS NOT NULL AND w.received_at >= :window_start)"
+        " WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries AS w WHERE w.dedupe_key = :previous_key"
+        " AND w.received_at >= :window_start)"
         if by_body
         else ""
     )
@@ -185,7 +188,7 @@ def _statement_text(pushes: int, by_body: bool, running: bool) -> str:
     return _COMPARED.sub(r"CAST(:\1 AS VARCHAR)", sql)
 
 
-_COMPARED = re.compile(r"(?<![:\w]):(project|body_sha256|ref_\d+|commit_\d+)\b")
+_COMPARED = re.compile(r"(?<![:\w]):(project|body_sha256|previous_key|ref_\d+|commit_\d+)\b")
 
 
 def _values(rec: DeliveryRecord) -> dict[str, Any]:
@@ -221,7 +224,7 @@ def _values(rec: DeliveryRecord) -> dict[str, Any]:
     values["repository"] = rec.repository[:500] if rec.repository else None
     values["headers"] = json.dumps(rec.headers) if rec.headers is not None else None
     if rec.window_start is not None:
-        values["window_start"] = rec.window_start
+        values["window_start"], values["previous_key"] = rec.window_start, rec.previous_key
     for i, push in enumerate(rec.pushes):
         values.update(
             {
@@ -300,14 +303,7 @@ def _record_stepwise(session: Session, rec: DeliveryRecord) -> Recorded:
         row["outcome"] = "coalesced"
         row["reason"] = f"build {', '.join(str(c) for c in coalesced)} of the same commit is already queued or running"
     seen = rec.window_start is not None and session.scalar(
-        select(
-            exists().where(
-                Delivery.project == rec.project,
-                Delivery.body_sha256 == rec.body_sha256,
-                Delivery.dedupe_key.is_not(None),
-                Delivery.received_at >= rec.window_start,
-            )
-        )
+        select(exists().where(Delivery.dedupe_key == rec.previous_key, Delivery.received_at >= rec.window_start))
     )
     delivery_id = None if seen else session.connection().execute(_INSERT, row).scalar_one_or_none()
     if delivery_id is None:

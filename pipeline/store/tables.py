@@ -140,7 +140,6 @@ class Delivery(Base):
         # sent) the body's hash within the dedupe window; NULL for refusals and duplicates,
         # which are logged as often as they arrive
         Index(None, "dedupe_key", unique=True),
-        Index(None, "project", "body_sha256"),
         Index(None, "received_at", "id"),  # the delivery log's listing and its pruning
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 from pipeline.api import create_app
 from pipeline.config import Config, parse_config
 from pipeline.intake import PROVIDERS
-from pipeline.store import Database, builds, projects, promotions, tokens
+from pipeline.store import Database, builds, deliveries, projects, promotions, tokens
 from tests.gitrepo import GitRepo
 
 MAX_EXAMPLES = 12
@@ -135,7 +135,30 @@ def _seed(db: Database, config: Config, commit: str) -> dict[str, Any]:
         ]
         admin, secret = tokens.create_token(session, name="fuzzer", role="admin", environments=None, created_by="seed")
         admin_id = admin.id
-    return {"builds": ids, "failed": failed, "queued": queued, "decoys": decoys, "admin_id": admin_id, "secret": secret}
+        delivery = deliveries.record(
+            session,
+            deliveries.DeliveryRecord(
+                provider="github",
+                delivery_id="seeded-delivery",
+                event="push",
+                outcome="ignored",
+                status_code=200,
+                now=now,
+                project="demo",
+                dedupe_key="github//seeded-delivery",
+                body=b"{}",
+                headers={"content-type": "application/json", "x-github-event": "push", "x-github-delivery": "seed"},
+            ),
+        ).delivery_id
+    return {
+        "builds": ids,
+        "failed": failed,
+        "queued": queued,
+        "decoys": decoys,
+        "admin_id": admin_id,
+        "secret": secret,
+        "delivery": delivery,
+    }
 
 
 @pytest.fixture
@@ -196,6 +219,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(app: tuple[Fa
         "environment": "staging",
         "digest": DIGESTS["a"],
         "provider": "github",
+        "delivery_id": seeded["delivery"],
     }
     failures: list[str] = []
     timings: list[tuple[float, str]] = []

@@ -188,7 +188,11 @@ def test_the_scheduler_replans_and_workers_take_the_new_config_at_their_next_job
     worker = PromotionWorker(db, live)
     scheduler = start_scheduler(db, live)
     try:
-        assert {job.id for job in scheduler.get_jobs()} == {"reap-expired-leases", "follow-config-reloads"}
+        assert {job.id for job in scheduler.get_jobs()} == {
+            "reap-expired-leases",
+            "follow-config-reloads",
+            "prune-delivery-log",
+        }
         polled = deepcopy(BASE)
         polled["projects"]["web"]["poll"] = "45s"
         _write(path, polled)

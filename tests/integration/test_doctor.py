@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,15 @@ from tests.gitrepo import GitRepo
 from tests.services import DockerEngine, Registry
 
 
-def _doctor(config: Path) -> subprocess.CompletedProcess[str]:
+def _doctor(config: Path, *, secret: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != project.SECRET_ENV}
     return subprocess.run(
         [sys.executable, "-m", "pipeline", "doctor", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=env | ({project.SECRET_ENV: project.SECRET} if secret else {}),
     )
 
 
@@ -43,6 +46,8 @@ def test_doctor_passes_on_a_working_setup_and_names_what_is_broken(
     for component in ("database", "git", f"builder {engine.host}", "registry local", "repo of demo"):
         assert any(line.startswith("ok") and component in line for line in good.stdout.splitlines()), good.stdout
     assert "Docker Engine 20.10" in good.stdout and "linux/amd64" in good.stdout and "built-in BuildKit" in good.stdout
+    unset = _doctor(config, secret=False)  # every push would be refused with 401: said at once
+    assert unset.returncode == 1 and f"environment variable {project.SECRET_ENV}" in unset.stdout, unset.stdout
 
     data["registries"]["local"]["url"] = "127.0.0.1:9"
     data["docker"]["hosts"] = ["unix:///nonexistent/docker.sock"]
@@ -53,7 +58,7 @@ def test_doctor_passes_on_a_working_setup_and_names_what_is_broken(
     assert len(failed) == 3, bad.stdout
     assert "cannot reach registry 127.0.0.1:9" in bad.stdout
     assert "the engine does not answer" in bad.stdout and "missing.git" in bad.stdout
-    assert "3 of 5 checks failed" in bad.stderr
+    assert "3 of 6 checks failed" in bad.stderr
 
 
 def test_doctor_checks_the_signing_key_verify_keys_and_environment_repositories(

@@ -1,5 +1,6 @@
 """The ops web page at ``/``: the environment matrix, recent builds with their live logs, the
-promotion timeline of a project, and promote / rollback / release through the REST API.
+promotion timeline of a project, recent webhook deliveries, and promote / rollback / release /
+redeliver through the REST API.
 
 Server-rendered from Jinja2 templates (``pipeline/api/ui/templates/``, autoescaped: every value
 from the database or the config is escaped). The page's JavaScript (``ui/static/ui.js``)
@@ -25,7 +26,7 @@ from pipeline.api.deps import Allowed, ConfigDep, PrincipalDep, SessionDep
 from pipeline.api.templating import render
 from pipeline.config import Config
 from pipeline.errors import NotFound
-from pipeline.store import Build, Promotion, builds, promotions
+from pipeline.store import Build, Delivery, Promotion, builds, delivery_log, promotions
 
 __all__ = ["router"]
 
@@ -39,6 +40,7 @@ _STATIC = {
 BUILDS_SHOWN = 25
 BUILDS_CHARTED = 60
 PROMOTIONS_SHOWN = 50
+DELIVERIES_SHOWN = 20
 VIEWER = [Depends(Allowed("viewer"))]
 
 
@@ -49,6 +51,12 @@ def _asset(name: str) -> str:
 
 def _builds(session: Session) -> list[Build]:
     return builds.list_builds(session, builds.BuildFilter(), limit=BUILDS_SHOWN)
+
+
+def _deliveries(session: Session) -> list[tuple[Delivery, list[int]]]:
+    rows = delivery_log.list_deliveries(session, delivery_log.DeliveryFilter(), limit=DELIVERIES_SHOWN)
+    built = delivery_log.build_ids(session, [r.id for r in rows])
+    return [(row, built[row.id]) for row in rows]
 
 
 def _trends(session: Session, states: list[promotion.EnvironmentState]) -> dict[str, object]:
@@ -97,6 +105,7 @@ def index(
         environments=[(name, env.name) for name, p in config.projects.items() for env in p.environments],
         states=states,
         builds=_builds(session) if shown else [],
+        deliveries=_deliveries(session) if shown else [],
         promotions=_timeline(session, chosen) if shown and chosen else [],
         **(_trends(session, states) if shown else {}),
     )
@@ -115,6 +124,11 @@ def trends_fragment(request: Request, session: SessionDep, config: ConfigDep) ->
 @router.get("/ui/fragments/builds", response_class=HTMLResponse, dependencies=VIEWER)
 def builds_fragment(request: Request, session: SessionDep) -> HTMLResponse:
     return render(request, "_builds.html", builds=_builds(session))
+
+
+@router.get("/ui/fragments/deliveries", response_class=HTMLResponse, dependencies=VIEWER)
+def deliveries_fragment(request: Request, session: SessionDep) -> HTMLResponse:
+    return render(request, "_deliveries.html", deliveries=_deliveries(session))
 
 
 @router.get("/ui/fragments/timeline", response_class=HTMLResponse, dependencies=VIEWER)

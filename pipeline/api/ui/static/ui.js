@@ -119,6 +119,7 @@
     return [
       fragment("/ui/fragments/matrix", "matrix-box"),
       fragment("/ui/fragments/builds", "builds-box"),
+      fragment("/ui/fragments/deliveries", "deliveries-box"),
       fragment("/ui/fragments/trends", "charts-box"),
       project ? fragment("/ui/fragments/timeline?project=" + encodeURIComponent(project), "timeline-box")
               : Promise.resolve(),
@@ -189,9 +190,30 @@
       act(button);
       return;
     }
+    if (button && button.dataset.action === "redeliver") {
+      redeliver(button);
+      return;
+    }
     const row = event.target.closest("tr.build-row, button[data-action=logs]");
     if (row) followLog(row.dataset.build);
   });
+
+  // --- redeliver: intake runs again on the stored body, as the Git host's own button does ------
+  async function redeliver(button) {
+    const id = button.dataset.delivery;
+    button.disabled = true;
+    try {
+      const answer = await call("POST", "/api/v1/deliveries/" + encodeURIComponent(id) + "/redeliver");
+      const builds = answer.build_ids.length ? " (builds " + answer.build_ids.join(", ") + ")" : "";
+      say("Delivery #" + id + " redelivered: " + answer.outcome + builds + (answer.reason ? ": " + answer.reason : ""),
+          answer.outcome === "queued" ? "ok" : "info");
+      await refresh();
+    } catch (e) {
+      say("Redeliver #" + id + ": " + e.message, "error");
+    } finally {
+      button.disabled = false;
+    }
+  }
 
   // --- promote ------------------------------------------------------------------------------
   function showEnvironmentsOf(project) {
