@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import update
 
 from pipeline import notify
+from pipeline.build import cancel
 from pipeline.config import Config, parse_config
 from pipeline.store import (
     Database,
@@ -356,3 +357,22 @@ def test_the_provider_defaults_to_the_webhooks_and_promotions_elsewhere_are_depl
         (f"/api/v4/projects/acme%2Fapp/statuses/{SHA}", "pipeline/deploy/prod", "failed"),
     ]
     assert hosts.accepted[1].json["description"] == "failed: copy failed"
+
+
+def test_a_cancelled_build_ends_its_pending_status_as_an_error(db: Database, tmp_path: Path, hosts: FakeHosts) -> None:
+    config = _config(
+        tmp_path, {"provider": "github", "api_url": hosts.url, "token_env": TOKEN_ENV}, hosts_url=hosts.url
+    )
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+        build_id = builds.queue_build(
+            session, project="app", commit=SHA, ref="refs/heads/main", branch="main", trigger="test"
+        )
+        notify.build_queued(session, config, build_id)
+    with db.session() as session:
+        assert cancel(session, config, build_id).status == "cancelled"
+    drain(db, config)
+    assert [(c.json["state"], c.json["description"]) for c in hosts.accepted] == [
+        ("pending", "queued"),
+        ("error", "cancelled: cancelled through the API"),
+    ]  # and no build.failed to the team: someone asked for it
