@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFound
 from pipeline.store import wakeups
 from pipeline.store.pages import Before
-from pipeline.store.tables import Delivery, Notification
+from pipeline.store.tables import Delivery, Notification, utcnow
 
 __all__ = [
     "STATUSES",
@@ -33,6 +33,9 @@ __all__ = [
 STATUSES = ("pending", "running", "delivered", "dead")
 
 
+_INSERT = insert(Notification)  # Core: one statement, no unit of work to flush
+
+
 def add_notification(
     session: Session,
     *,
@@ -45,25 +48,25 @@ def add_notification(
     environment: str | None = None,
     build_id: int | None = None,
     promotion_id: int | None = None,
-) -> Notification:
+) -> None:
     """Queue one delivery; its worker is woken when the transaction commits."""
-    row = Notification(
-        kind=kind,
-        target=target,
-        subject=subject,
-        event=event,
-        project=project,
-        environment=environment,
-        build_id=build_id,
-        promotion_id=promotion_id,
-        payload=payload,
-        status="pending",
-        attempts=0,
-    )
-    session.add(row)
-    session.flush()
+    values = {
+        "kind": kind,
+        "target": target,
+        "subject": subject,
+        "event": event,
+        "project": project,
+        "environment": environment,
+        "build_id": build_id,
+        "promotion_id": promotion_id,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "epoch": 0,
+        "created_at": utcnow(),
+    }
+    session.execute(_INSERT, values)
     wakeups.announce(session, "notifications")
-    return row
 
 
 def get_notification(session: Session, notification_id: int) -> Notification:
