@@ -17,6 +17,7 @@ from pipeline.errors import NotFound
 from pipeline.store import wakeups
 from pipeline.store.pages import Before
 from pipeline.store.tables import Delivery, Notification, utcnow
+from pipeline.types import GIT_HOSTS
 
 __all__ = [
     "STATUSES",
@@ -133,14 +134,15 @@ def counts(session: Session) -> dict[str, int]:
 
 def webhook_provider(session: Session, project: str, delivery_id: int | None) -> str | None:
     """The Git host whose webhook queued a build: its own delivery's provider, else the one of
-    the project's newest delivery from a host (a build asked for through the API)."""
+    the project's newest delivery from a host (a build asked for through the API or found by
+    the poller, whose deliveries are ``poll``)."""
     if delivery_id is not None:
         found = session.scalar(select(Delivery.provider).where(Delivery.id == delivery_id))
-        if found and found != "generic":
+        if found in GIT_HOSTS:
             return found
     stmt = (
         select(Delivery.provider)
-        .where(Delivery.project == project, Delivery.provider != "generic")
+        .where(Delivery.project == project, Delivery.provider.in_(GIT_HOSTS))
         .order_by(Delivery.id.desc())
         .limit(1)
     )

@@ -328,14 +328,18 @@ def test_the_provider_defaults_to_the_webhooks_and_promotions_elsewhere_are_depl
         delivery = deliveries.insert_delivery(
             session, provider="gitlab", delivery_id="d-1", event="Push Hook", project="app", outcome="queued"
         )
-        build_id = builds.queue_build(
+        polled = deliveries.insert_delivery(
+            session, provider="poll", delivery_id="p-1", hook_id="app", event="poll", project="app", outcome="queued"
+        )
+        assert delivery is not None and polled is not None
+        build_id = builds.queue_build(  # found by the poller: the host is the one whose webhook came before
             session,
             project="app",
             commit=SHA,
             ref="refs/heads/main",
             branch="main",
-            trigger="webhook",
-            delivery_id=delivery,
+            trigger="poll",
+            delivery_id=polled,
         )
         builds.record_progress(session, build_id, status="succeeded", digest="sha256:" + "cd" * 32)
         row = promotions.add_promotion(
