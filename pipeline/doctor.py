@@ -5,6 +5,7 @@ Each check returns a line a human can act on; none of them changes anything.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from pipeline.registry import RegistryClient
 from pipeline.signing import load_private_key, load_public_key
 from pipeline.store import Database, current_revision, head_revision
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["QUICKSTART_ENGINE", "Check", "run_checks"]
+
+QUICKSTART_ENGINE = "unix:///tmp/pipeline-dockerd/docker.sock"  # where scripts/quickstart.sh starts one
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,24 @@ def _builders(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:
         def check(entry: BuilderConfig = entry) -> str:
             status = pool.status(entry, fresh=True)
             if not status.healthy:
-                raise PipelineError(f"{entry.kind} {entry.endpoint}: {status.detail}")
+                raise PipelineError(f"{entry.kind} {entry.endpoint}: {status.detail}{_engine_hint(entry)}")
             return status.detail
 
         yield f"builder {entry.name}", check
+
+
+def _engine_hint(entry: BuilderConfig) -> str:
+    """The local engine is the one ``DOCKER_HOST`` names: a new shell without it does not find
+    the engine the quickstart started on its own socket."""
+    if entry.kind != "docker" or entry.endpoint != "default" or os.environ.get("DOCKER_HOST"):
+        return ""
+    hint = "; DOCKER_HOST is not set"
+    if Path(QUICKSTART_ENGINE.removeprefix("unix://")).exists():
+        hint += (
+            f": scripts/quickstart.sh started an engine at {QUICKSTART_ENGINE}, run "
+            f"`export DOCKER_HOST={QUICKSTART_ENGINE}` (or `source .pipeline-data/quickstart.env`)"
+        )
+    return hint
 
 
 def _registries(config: Config) -> Iterator[tuple[str, Callable[[], str]]]:

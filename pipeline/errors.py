@@ -24,9 +24,11 @@ workers use ``retryable`` to decide between "try again later" and "a human must 
         │   └── GitPushRefused      (the repository declined the push: a hook, a protected branch)
         ├── BuildError              (the Dockerfile failed: not retryable)
         ├── EngineError             (Docker engine unreachable: retryable)
+        ├── SmokeTestFailed         (the candidate exited, never answered or answered wrong)
         ├── RegistryError
         │   ├── RegistryAuthError   (credentials refused: not retryable)
         │   └── RegistryRefused     (a 4xx answer such as MANIFEST_BLOB_UNKNOWN: not retryable)
+        │       └── DeletesDisabled (the registry does not allow deleting manifests: 405)
         └── DeliveryError           (a status or notification not delivered: retryable unless refused)
 """
 
@@ -40,6 +42,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "Conflict",
+    "DeletesDisabled",
     "DeliveryError",
     "EngineError",
     "Forbidden",
@@ -56,6 +59,7 @@ __all__ = [
     "RegistryError",
     "RegistryRefused",
     "SigningError",
+    "SmokeTestFailed",
     "Unauthenticated",
     "UnsupportedMediaType",
     "UpstreamError",
@@ -181,6 +185,18 @@ class EngineError(UpstreamError):
     title = "Docker engine unavailable"
 
 
+class SmokeTestFailed(UpstreamError):
+    """The candidate failed its smoke test; ``record`` (the container's log, where it ran) is
+    kept with the failed step on the promotion. Not retryable: the same bytes fail again."""
+
+    title = "Smoke test failed"
+    retryable = False
+
+    def __init__(self, message: str, record: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.record = record or {}
+
+
 class RegistryError(UpstreamError):
     title = "Registry operation failed"
 
@@ -193,6 +209,13 @@ class RegistryAuthError(RegistryError):
 class RegistryRefused(RegistryError):
     title = "Registry refused the request"
     retryable = False
+
+
+class DeletesDisabled(RegistryRefused):
+    """The registry answers deletes with 405 (distribution's ``storage.delete.enabled: false``,
+    a read-only Harbor project): nothing can be cleaned there until an operator allows it."""
+
+    title = "Registry does not allow deletes"
 
 
 class DeliveryError(UpstreamError):

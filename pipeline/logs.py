@@ -15,10 +15,16 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pipeline.errors import ConfigError
+
 __all__ = ["JsonFormatter", "job_context", "setup_logging"]
 
 _job: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("pipeline_job", default=None)
 _PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# APScheduler logs two INFO lines for every run of every duty ("Running job ...", "Job ...
+# executed successfully"): every few seconds, about half of a quiet service's log.
+_PER_RUN_LOGGERS = ("apscheduler.executors.",)
 
 
 @contextmanager
@@ -35,6 +41,17 @@ class _JobFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in (_job.get() or {}).items():
             setattr(record, key, value)
+        return True
+
+
+class _DemoteToDebug(logging.Filter):
+    """Turns a chatty library's INFO records into DEBUG ones, shown only at ``PIPELINE_LOG_LEVEL=debug``;
+    its warnings and errors (a missed run, a duty that raised) stay as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.name.startswith(_PER_RUN_LOGGERS):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
 
 
@@ -56,12 +73,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def _level() -> int:
+    name = os.environ.get("PIPELINE_LOG_LEVEL", "info").strip().lower()
+    if name not in _LEVELS:
+        raise ConfigError(f"PIPELINE_LOG_LEVEL is {name!r}; use one of {', '.join(_LEVELS)}")
+    return _LEVELS[name]
+
+
 def setup_logging(log_format: str | None = None) -> None:
-    """``PIPELINE_LOG_FORMAT=json`` (or ``log_format``) for JSON lines; plain text otherwise."""
+    """``PIPELINE_LOG_FORMAT=json`` (or ``log_format``) for JSON lines; plain text otherwise.
+    ``PIPELINE_LOG_LEVEL`` (debug, info, warning, error; default info) sets what is shown."""
+    level = _level()
     chosen = (log_format or os.environ.get("PIPELINE_LOG_FORMAT") or "text").lower()
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(_PLAIN))
     handler.addFilter(_JobFilter())
+    handler.addFilter(_DemoteToDebug())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    root.setLevel(level)

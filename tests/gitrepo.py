@@ -55,3 +55,12 @@ class GitRepo:
         _git("commit", "--quiet", "--allow-empty", "-m", message, cwd=self.work)
         _git("push", "--quiet", "--force", "origin", branch, cwd=self.work)
         return _git("rev-parse", "HEAD", cwd=self.work)
+
+    def tag(self, name: str, commit: str) -> None:
+        """An annotated tag ``name`` at ``commit``, pushed."""
+        _git("tag", "--annotate", "-m", name, name, commit, cwd=self.work)
+        _git("push", "--quiet", "origin", f"refs/tags/{name}", cwd=self.work)
+
+    def delete_branch(self, name: str) -> None:
+        """Delete ``name`` in the remote (as a merged pull request's branch is)."""
+        _git("push", "--quiet", "origin", "--delete", name, cwd=self.work)

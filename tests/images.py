@@ -130,3 +130,50 @@ def skopeo_push(layout: OciLayout, tag: str, registry: Registry, repository: str
         env={**os.environ, "HOME": str(layout.root)},
     )
     return layout.refs[tag]
+
+
+def files_tar(files: dict[str, str]) -> bytes:
+    """A layer holding text files (directories made as needed), fixed mtimes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dirs = sorted({"/".join(name.split("/")[:i]) for name in files for i in range(1, name.count("/") + 1)})
+        for directory in dirs:
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def busybox_app(layout: OciLayout, tag: str, files: dict[str, str], cmd: list[str]) -> str:
+    """An image that runs: the static busybox root filesystem plus ``files``, started with
+    ``cmd``; tagged ``tag`` in ``layout``, its digest returned (push it with ``skopeo_push``)."""
+    from tests.services import busybox_rootfs_tar
+
+    layers, diff_ids = [], []
+    for tar in (busybox_rootfs_tar(), files_tar(files)):
+        diff_ids.append(_digest(tar))
+        layers.append({"mediaType": OCI_LAYER, **layout.blob(gzip.compress(tar, 6, mtime=0))})
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": cmd, "Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        },
+        separators=(",", ":"),
+    )
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, **layout.blob(config.encode())},
+            "layers": layers,
+        },
+        separators=(",", ":"),
+    ).encode()
+    return layout.tag(tag, {"mediaType": OCI_MANIFEST, **layout.blob(manifest)})

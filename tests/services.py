@@ -351,6 +351,8 @@ class Registry(Service):
 
     token_auth, if given, becomes the config's `auth.token` section as is (realm, service,
     issuer, rootcertbundle); running the token server is the caller's job (tests/token_server.py).
+    delete=False turns deletes off (the default of a registry as packaged), for the cleanup's
+    "registry refuses deletes" path.
 
     A build `FROM` this registry needs tls=False: Docker 20.10's built-in BuildKit speaks plain
     HTTP to every 127.x registry (even one listed in insecure-registries) and gets 400 from a
@@ -366,8 +368,10 @@ class Registry(Service):
         tls: bool = False,
         htpasswd_users: dict[str, str] | None = None,
         token_auth: Mapping[str, Any] | None = None,
+        delete: bool = True,
     ) -> None:
         super().__init__(base_dir)
+        self.delete = delete  # storage.delete.enabled: False answers every manifest DELETE with 405
         if htpasswd_users and token_auth:
             raise ValueError("distribution takes one auth method: htpasswd or token")
         self.tls, self.users, self.token_auth = tls, dict(htpasswd_users or {}), token_auth
@@ -413,7 +417,7 @@ class Registry(Service):
             "version": "0.1",
             "log": {"level": "info"},
             "http": http,
-            "storage": {"filesystem": {"rootdirectory": str(self.data_dir)}, "delete": {"enabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(self.data_dir)}, "delete": {"enabled": self.delete}},
         }
         if self.users:  # distribution accepts bcrypt entries only
             import bcrypt

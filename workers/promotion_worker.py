@@ -40,5 +40,7 @@ class PromotionWorker(QueueWorker):
 
     def _next(self, session: Session, promotion_id: int) -> None:
         arrived = promotions.get_promotion(session, promotion_id)
+        if checking := promotion.queue_verification(session, self.config, arrived):
+            log.info("promotion %s: verification %s asks %s", promotion_id, checking.id, checking.url)
         for row in promotion.queue_auto_after_promotion(session, self.config, arrived):
             log.info("promotion %s: auto-promotion %s to %s is %s", promotion_id, row.id, row.environment, row.status)

@@ -1,6 +1,7 @@
 """Periodic duties inside the service's processes (APScheduler), not the build queue itself:
-the lease reaper, polling of repositories whose host sends no webhooks, and asking whether the
-pull requests of promotions in pull-request mode were merged."""
+the lease reaper, polling of repositories whose host sends no webhooks, asking whether the
+pull requests of promotions in pull-request mode were merged, and retention (``cleanup.schedule``:
+the registry cleanup, mirrors' ``git gc``, old build logs, builder caches)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pipeline.cleanup import run_retention
 from pipeline.config import Config, LiveConfig
 from pipeline.config_reload import CHECK_SECONDS, ReloadFollower
 from pipeline.errors import PipelineError
@@ -23,14 +25,21 @@ log = logging.getLogger(__name__)
 
 
 def reap_expired_leases(db: Database, config: Config | LiveConfig) -> jobs.Reaped:
-    """Give builds, promotions and deliveries whose worker went quiet back to the queue."""
+    """Give builds, promotions, verifications and deliveries whose worker went quiet back to the queue."""
     current = LiveConfig.of(config).current
     attempts = current.worker.max_attempts
     with db.session(immediate=True) as session:
         reaped = jobs.reap(session, jobs.BUILDS, attempts)
         promotions = jobs.reap(session, jobs.PROMOTIONS, attempts)
+        verifications = jobs.reap(session, jobs.VERIFICATIONS, attempts)
         deliveries = jobs.reap(session, jobs.NOTIFICATIONS, current.notifications.max_attempts)
-    for kind, result in (("build", reaped), ("promotion", promotions), ("notification", deliveries)):
+    results = (
+        ("build", reaped),
+        ("promotion", promotions),
+        ("verification", verifications),
+        ("notification", deliveries),
+    )
+    for kind, result in results:
         if result.requeued:
             log.warning("requeued %s(s) %s: their worker stopped sending heartbeats", kind, result.requeued)
         if result.failed:
@@ -62,6 +71,8 @@ def _plan(scheduler: BackgroundScheduler, db: Database, live: LiveConfig) -> Non
     }
     if any(env.gitops and env.gitops.pull_request for p in config.projects.values() for env in p.environments):
         duties["check-pull-requests"] = (_check_pull_requests, config.worker.merge_check_seconds, [db, live])
+    if config.cleanup.schedule:
+        duties["cleanup"] = (_retention, config.cleanup.schedule, [db, live])
     polled = {f"poll-{name}": project.poll for name, project in config.projects.items() if project.poll}
     for job in scheduler.get_jobs():
         if job.id != "follow-config-reloads" and job.id not in duties and job.id not in polled:
@@ -95,6 +106,25 @@ def _plan(scheduler: BackgroundScheduler, db: Database, live: LiveConfig) -> Non
 
 def _check_pull_requests(db: Database, live: LiveConfig) -> None:
     check_pull_requests(db, live.current)
+
+
+def _retention(db: Database, live: LiveConfig) -> None:
+    """One retention run; a failure is logged and the next run tries again (each project's
+    registry failures are already kept in its report, so this catches only the unexpected)."""
+    try:
+        done = run_retention(db, live.current)
+    except PipelineError as exc:
+        log.warning("retention failed: %s", exc.message)
+        return
+    for report in done.projects:
+        said = report.refused or "; ".join(report.errors)
+        log.info(
+            "cleanup of %s: deleted %s images, kept %s builds%s",
+            report.project,
+            len(report.deleted),
+            sum(1 for d in report.decisions if d.action == "keep"),
+            f" ({said})" if said else "",
+        )
 
 
 def _poll(db: Database, live: LiveConfig, name: str) -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from pipeline import __version__
+from pipeline.api._docs import serve_docs
 from pipeline.api._openapi import keep_example_nulls
 from pipeline.api.problems import install_problem_handlers
 from pipeline.api.routes import (
     builds,
+    cleanup,
     environments,
     health,
     images,
     metrics,
     notifications,
+    pages,
     promotions,
     settings,
     tokens,
@@ -33,13 +37,16 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
     app = FastAPI(
         title="pipeline",
         summary="GitOps image build-and-promote service",
-        version="0.1.0",
+        version=__version__,
+        docs_url=None,  # served by _docs from local files, not a CDN
+        redoc_url=None,
     )
     app.state.live, app.state.config, app.state.db = live, live.current, db
     live.on_change(lambda new: setattr(app.state, "config", new))
     app.state.needs_engine = needs_engine
     install_problem_handlers(app)
     keep_example_nulls(app)
+    serve_docs(app)
     for router in (
         health.router,
         metrics.router,
@@ -51,7 +58,9 @@ def create_app(config: Config | LiveConfig, db: Database, *, needs_engine: bool 
         images.router,
         tokens.router,
         settings.router,
+        cleanup.router,
         ui.router,
+        pages.router,
     ):
         app.include_router(router)
     return app

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict, JsonValue
 
 from pipeline.api import _examples as ex
+from pipeline.api import _examples_cleanup as exc
+from pipeline.api import _examples_verification as exv
 from pipeline.types import COMMIT_PATTERN
 
 __all__ = [
@@ -17,8 +19,13 @@ __all__ = [
     "BuildOut",
     "BuildPage",
     "BuildRequest",
+    "CleanupDecisionOut",
+    "CleanupOut",
+    "CleanupProjectOut",
+    "CleanupRequest",
     "ConfigOut",
     "ConfigReloadOut",
+    "DeletedImageOut",
     "EnvironmentMatrix",
     "EnvironmentOut",
     "HoldOut",
@@ -36,6 +43,7 @@ __all__ = [
     "ReloadRecord",
     "TokenOut",
     "TokenRequest",
+    "VerificationOut",
     "WebhookAnswer",
 ]
 
@@ -85,6 +93,16 @@ class BuildOut(BaseModel):
     advice: list[dict[str, Any]] = []
     provenance: dict[str, Any] | None = Field(
         default=None, description="in-toto statement (SLSA provenance v1) of the digest this build made"
+    )
+    image_deleted_at: dt.datetime | None = Field(
+        default=None, description="when the registry cleanup deleted the image (the build's history stays)"
+    )
+    timings: dict[str, float] | None = Field(
+        default=None,
+        description="seconds of the last attempt: `queue` (from the request to its start), then each step "
+        "as it ended (`resolve`, `checkout`, `build`, `push`, `record`, `insight`); a failed build has the "
+        "steps it got through",
+        examples=[{"queue": 1.2, "resolve": 0.01, "checkout": 0.4, "build": 41.7, "push": 2.3, "record": 0.2}],
     )
 
 
@@ -162,10 +180,34 @@ class PromotionRequest(_Request):
     reason: str = Field(default="", max_length=2000)
 
 
+class VerificationOut(BaseModel):
+    """The check of what the environment serves after the promotion moved its tag (verify_after)."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(exv.VERIFICATION))
+
+    status: str = Field(
+        description="pending or running (still asking), verified, verification_failed, superseded (a newer "
+        "promotion arrived first) or failed (the check itself could not run)"
+    )
+    url: str
+    expect_status: int
+    expect_body: str | None = Field(description="what the body must contain, the template filled in")
+    checks: int = Field(description="how many times the environment was asked")
+    last_answer: dict[str, Any] | None = Field(description="url, status, the start of the body, or the error")
+    error: str | None = Field(description="why it failed or was superseded (with the last answer)")
+    auto_rollback: bool
+    rollback_id: int | None = Field(description="the rollback promotion a failed verification queued")
+    deadline_at: dt.datetime
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
 class PromotionOut(BaseModel):
     """One promotion of a digest into an environment, with the steps it ran."""
 
-    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.PROMOTION, ex.ROLLBACK))
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra=_examples(ex.PROMOTION, ex.ROLLBACK, exv.PROMOTION_VERIFIED)
+    )
 
     id: int
     project: str
@@ -184,7 +226,13 @@ class PromotionOut(BaseModel):
     copy_report: dict[str, Any] | None
     gitops_commit: str | None = None
     gitops_pull_request: str | None = None
-    steps: list[dict[str, Any]]
+    steps: list[dict[str, Any]] = Field(
+        description="each step with kind, status, message, started_at, finished_at; a smoke-test step also "
+        "keeps engine, image, network, probe (the last answer), seconds and log (the container's last lines)"
+    )
+    verification: VerificationOut | None = Field(
+        default=None, description="the check after the tag moved, where the environment has verify_after"
+    )
     error: str | None
     attempts: int
     worker: str | None = None
@@ -251,6 +299,17 @@ class LeadTimeOut(BaseModel):
     window_days: int
 
 
+class RejectionOut(BaseModel):
+    """A digest blocked from every further promotion."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.REJECTION))
+
+    digest: str
+    reason: str
+    actor: str
+    created_at: dt.datetime
+
+
 class EnvironmentOut(BaseModel):
     """What runs in one environment of a project, what ran before, and whether it is held."""
 
@@ -265,6 +324,14 @@ class EnvironmentOut(BaseModel):
     held: HoldOut | None
     waiting: int = Field(description="promotions into the environment not finished yet")
     lead_time: LeadTimeOut | None = None
+    rejected: RejectionOut | None = Field(
+        default=None,
+        description="set when the digest running now was rejected after it arrived: it runs, but can never "
+        "be promoted again (roll back)",
+    )
+    skipped: list[RejectionOut] = Field(
+        default=[], description="rejected digests that ran before; a rollback passes over them to `previous`"
+    )
 
 
 class EnvironmentMatrix(BaseModel):
@@ -273,17 +340,6 @@ class EnvironmentMatrix(BaseModel):
     model_config = ConfigDict(json_schema_extra=_examples(ex.ENVIRONMENT_MATRIX))
 
     items: list[EnvironmentOut]
-
-
-class RejectionOut(BaseModel):
-    """A digest blocked from every further promotion."""
-
-    model_config = ConfigDict(from_attributes=True, json_schema_extra=_examples(ex.REJECTION))
-
-    digest: str
-    reason: str
-    actor: str
-    created_at: dt.datetime
 
 
 class AttestationsOut(BaseModel):
@@ -401,3 +457,61 @@ class ConfigReloadOut(BaseModel):
     sections: list[str]
     restart_required: list[str] = Field(description="changed settings a running process takes only at a restart")
     others_within_seconds: float = Field(description="how soon the other processes read their own file")
+
+
+class CleanupRequest(BaseModel):
+    """Which project's build repository to clean (all when omitted); a dry run by default."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_examples(*exc.CLEANUP_REQUESTS))
+
+    project: str | None = Field(default=None, description="one project; all projects when omitted or null")
+    dry_run: bool = Field(default=True, description="only say what would be deleted and why (the default)")
+
+
+class CleanupDecisionOut(BaseModel):
+    """One image of the plan: kept with the first rule that keeps it, or deleted with why none did."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(*exc.CLEANUP_DECISIONS))
+
+    build_id: int
+    digest: str
+    commit: str
+    branch: str | None
+    tags: list[str]
+    action: str = Field(description="keep or delete")
+    reason: str
+
+
+class DeletedImageOut(BaseModel):
+    """An image deleted from the build repository, with its tags and signatures."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(exc.DELETED_IMAGE))
+
+    digest: str
+    build_ids: list[int]
+    tags: list[str]
+    signatures: list[str] = Field(description="the .sig/.att tags and referrers deleted with it")
+
+
+class CleanupProjectOut(BaseModel):
+    """One project's cleanup: every decision, what was deleted, what stopped it."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(exc.CLEANUP_PROJECT, exc.CLEANUP_REFUSED))
+
+    project: str
+    dry_run: bool
+    kept: int
+    deleted: int
+    decisions: list[CleanupDecisionOut]
+    deleted_images: list[DeletedImageOut]
+    refused: str | None = Field(description="the registry does not allow deletes: what to change (nothing deleted)")
+    errors: list[str]
+    seconds: float
+
+
+class CleanupOut(BaseModel):
+    """The cleanup of each project asked for."""
+
+    model_config = ConfigDict(json_schema_extra=_examples(exc.CLEANUP))
+
+    projects: list[CleanupProjectOut]

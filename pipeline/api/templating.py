@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-__all__ = ["age", "render", "short_digest", "span", "templates"]
+__all__ = ["age", "render", "short_digest", "signed", "size", "span", "templates"]
 
 
 def short_digest(digest: str | None) -> str:
@@ -53,6 +53,28 @@ def span(seconds: float | None) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
+def size(count: float | None) -> str:
+    """Bytes for people: ``812 B``, ``4.2 kB``, ``118.3 MB`` (powers of 1000, as registries show)."""
+    if count is None:
+        return ""
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(value) < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+def signed(value: float | None, unit: str = "") -> str:
+    """A change with its sign: ``+1.2 MB``, ``-3``, ``±0``."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "±0"
+    text = size(abs(value)) if unit == "bytes" else f"{abs(value):.4g}"
+    return ("+" if value > 0 else "-") + text
+
+
 def iso(when: dt.datetime | None) -> str:
     """UTC, to the second: the machine-readable time in ``<time datetime=…>`` and tooltips."""
     if when is None:
@@ -76,11 +98,17 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=_blank_none,
     )
-    env.filters.update(short_digest=short_digest, age=age, span=span, iso=iso)
+    env.filters.update(short_digest=short_digest, age=age, span=span, iso=iso, size=size, signed=signed)
     return env
 
 
-templates = Jinja2Templates(env=_environment())
+def _page_context(request: Request) -> dict[str, Any]:
+    """What the layout needs on every page: with tokens on, the token names who acts."""
+    config = getattr(request.app.state, "config", None)
+    return {"tokens_on": bool(config is None or config.api.auth)}
+
+
+templates = Jinja2Templates(env=_environment(), context_processors=[_page_context])
 
 
 def render(request: Request, name: str, **context: Any) -> HTMLResponse:

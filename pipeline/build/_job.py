@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.build._logs import LogSink
@@ -16,9 +17,9 @@ from pipeline.build._steps import STEPS, BuildContext, BuildSkipped, OnRecorded,
 from pipeline.claims import ClaimScope
 from pipeline.config import Config
 from pipeline.errors import ConfigError, LeaseLost, PipelineError
-from pipeline.store import builds
+from pipeline.store import Build, builds
 
-__all__ = ["run_build"]
+__all__ = ["attempt_marker", "run_build"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,32 @@ def _context(
     return BuildContext(config, project, build, scope, sink, workdir, background, on_recorded)
 
 
+def attempt_marker(build: Build, max_attempts: int) -> str | None:
+    """``— attempt 2 of 3 after: <why the last one stopped> —`` for a build taken again, so
+    that a log holding several attempts says where each begins; ``None`` for a first attempt."""
+    if build.attempts <= 1:
+        return None
+    why = (build.error or "").removeprefix("will retry: ") or "the worker running it stopped sending heartbeats"
+    return f"— attempt {build.attempts} of {max_attempts} after: {why} —"
+
+
+def _queued_for(build: Build) -> float:
+    """From the request to this attempt's claim (a retried build counts its backoff too)."""
+    if build.started_at is None:
+        return 0.0
+    return round(max((build.started_at - build.created_at).total_seconds(), 0.0), 3)
+
+
+def _record_timings(scope: ClaimScope, build_id: int, timings: dict[str, float]) -> None:
+    """Seconds per step so far, visible while the build runs and kept when it fails; a failure
+    to write them only warns (it must not hide the step's own error)."""
+    try:
+        with scope.db.session() as session:
+            builds.record_progress(session, build_id, timings=dict(timings))
+    except Exception:
+        log.warning("build %s: could not record step timings", build_id, exc_info=True)
+
+
 def run_build(
     scope: ClaimScope, config: Config, build_id: int, *, on_recorded: OnRecorded | None = None
 ) -> Recorded | BuildSkipped:
@@ -52,11 +79,21 @@ def run_build(
     ctx: BuildContext | None = None
     try:
         ctx = _context(scope, config, build_id, sink, background, on_recorded)
+        if marker := attempt_marker(ctx.build, config.worker.max_attempts):
+            sink(marker)
+            log.info("build %s: %s", build_id, marker.strip("— "))
+        timings = {"queue": _queued_for(ctx.build)}
         for name, step in STEPS:
             if scope.should_stop():
                 scope.check_lease()  # raises LeaseLost with the reason: cancelled, superseded
             log.debug("build %s: step %s", build_id, name)
-            if skipped := step(ctx):
+            started = time.monotonic()
+            try:
+                skipped = step(ctx)
+            finally:
+                timings[name] = round(time.monotonic() - started, 3)
+                _record_timings(scope, build_id, timings)
+            if skipped:
                 sink(f"skipped: {skipped.reason}")
                 return skipped
         assert ctx.recorded is not None, "the record step ran"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pipeline.builder._command import BuildSpec, cache_ref
 from pipeline.builder._command import build_command as _argv
+from pipeline.builder._container import RunningContainer, remove_labelled, running_container
 from pipeline.builder._engine import Engine, pick_engine
 from pipeline.builder._pool import BuilderPool
 from pipeline.builder._probe import BuilderStatus
@@ -32,13 +33,16 @@ __all__ = [
     "BuilderStatus",
     "Built",
     "Engine",
+    "RunningContainer",
     "build_and_push",
     "cache_ref",
     "pick_engine",
     "registry_archive",
+    "remove_labelled",
     "render_args",
     "render_tags",
     "resolve_inside",
+    "running_container",
     "sanitize_tag",
     "template_values",
 ]

@@ -1,5 +1,7 @@
 """The ``pipeline`` command: serve, api, worker, migrate, doctor, keys; and, against a running
-service, builds, promote, rollback, release, envs, promotions, images (``_ops``).
+service, builds, promote, rollback, release, envs, promotions, images (``_ops``), build,
+rebuild, cancel, logs (``_builds``), cleanup (``_cleanup``); each of those takes ``--token``
+(``_credentials``).
 
 Commands are thin: load the config, open the database, call into ``pipeline`` or
 ``workers``. Every ``PipelineError`` ends the command with its message and exit code 2.
@@ -15,6 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline import __version__
+from pipeline.cli._builds import register as register_builds
+from pipeline.cli._cleanup import cleanup as cleanup_command
 from pipeline.cli._config import config_app
 from pipeline.cli._keys import keys_app
 from pipeline.cli._notify import notifications
@@ -32,6 +37,8 @@ app = typer.Typer(help="GitOps image build-and-promote service.", no_args_is_hel
 
 app.add_typer(keys_app, name="keys", help="Signing keys in cosign's format.")
 register_ops(app)
+register_builds(app)
+app.command("cleanup")(cleanup_command)
 app.command()(notifications)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(config_app, name="config")
@@ -40,6 +47,21 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Config file (YAML); PIPELINE_CONFIG overrides it."),
 ]
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"pipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """GitOps image build-and-promote service."""
 
 
 def _setup_logging() -> None:
@@ -120,15 +142,18 @@ def migrate_command(config: ConfigOption = None) -> None:
 
 
 def _start_workers(db: Database, cfg: LiveConfig, builds: int, promotions: int) -> tuple[list, list[threading.Thread]]:  # type: ignore[type-arg]
-    """Build and promotion workers, each in its own thread (they wait on I/O, not on the GIL),
+    """Build and promotion workers, each in its own thread (they wait on I/O, not on the GIL);
+    beside the promotion workers one that checks environments after promotion (``verify_after``),
     and one delivery worker for commit statuses and notifications."""
     from workers._lease import QueueWorker
     from workers.build_worker import BuildWorker
     from workers.notification_worker import NotificationWorker
     from workers.promotion_worker import PromotionWorker
+    from workers.verification_worker import VerificationWorker
 
     pool: list[QueueWorker] = [BuildWorker(db, cfg) for _ in range(builds)]
     pool += [PromotionWorker(db, cfg) for _ in range(promotions)]
+    pool += [VerificationWorker(db, cfg)] if promotions else []
     pool.append(NotificationWorker(db, cfg))
     threads = [
         threading.Thread(target=w.run_forever, name=f"{type(w).__name__}-{i}", daemon=True) for i, w in enumerate(pool)

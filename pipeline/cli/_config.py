@@ -7,6 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from pipeline.cli._credentials import Token
 from pipeline.cli._ops import DEFAULT_URL, Output, Url, field_table, render, service, when
 
 __all__ = ["config_app"]
@@ -31,17 +32,17 @@ def _config_table(c: dict[str, Any]) -> Table:
 
 
 @config_app.command("show")
-def show(url: Url = DEFAULT_URL, output: Output = "table") -> None:
+def show(url: Url = DEFAULT_URL, token: Token = None, output: Output = "table") -> None:
     """The config the answering process runs: file, fingerprint, projects, the last reload."""
-    with service(url) as client:
+    with service(url, token) as client:
         render(client.get("/api/v1/config"), output, _config_table)
 
 
 @config_app.command("reload")
-def reload(url: Url = DEFAULT_URL, output: Output = "table") -> None:
+def reload(url: Url = DEFAULT_URL, token: Token = None, output: Output = "table") -> None:
     """Read the config file again in every process; a file that does not validate changes nothing
     (exit code 2, with each bad key)."""
-    with service(url) as client:
+    with service(url, token) as client:
         done = client.post("/api/v1/config/reload", {})
     render(
         done,

@@ -17,11 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli._credentials import Token
 from pipeline.cli._remote import EXIT, RemoteError, ServiceClient
 
-__all__ = ["builds_app", "images_app", "promotions_app", "register"]
+__all__ = ["builds_app", "cut", "images_app", "promotions_app", "register"]
 
-builds_app = typer.Typer(help="Builds: list, show, follow logs.", no_args_is_help=True)
+builds_app = typer.Typer(help="Builds: list, show, follow logs (and `pipeline build`).", no_args_is_help=True)
 promotions_app = typer.Typer(help="Promotion history.", no_args_is_help=True)
 images_app = typer.Typer(help="Images by digest: lineage, rejection.", no_args_is_help=True)
 
@@ -32,23 +33,44 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 _TERMINAL = {"succeeded", "failed", "cancelled", "superseded", "skipped", "rejected", "awaiting_merge"}
 _BAD = {"failed", "rejected", "cancelled"}
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+PIPED_WIDTH = 100_000  # piped output is read by scripts: never wrap or cut a cell
+
+
+def _console(*, stderr: bool) -> Console:
+    """Markup off: what is printed comes from outside (errors, logs, commit messages, names) and
+    may hold ``[...]``, such as BuildKit's ``[/bin/sh -c ...]``; styles come from ``Text``."""
+    at_terminal = Console(stderr=stderr).is_terminal
+    return Console(stderr=stderr, markup=False, highlight=False, width=None if at_terminal else PIPED_WIDTH)
+
+
+console = _console(stderr=False)
+errors = _console(stderr=True)
 
 
 @contextmanager
-def service(url: str) -> Iterator[ServiceClient]:
-    """A client whose failures end the command with the message and its exit code."""
+def service(url: str, token: str | None = None) -> Iterator[ServiceClient]:
+    """A client whose failures end the command with the message and its exit code; ``token``
+    is the command's ``--token`` (which reads ``PIPELINE_TOKEN``)."""
     try:
-        with ServiceClient(url) as client:
+        with ServiceClient(url, token=token) as client:
             yield client
     except RemoteError as exc:
         errors.print(f"error: {exc.message}", markup=False)
         raise typer.Exit(exc.exit_code) from None
 
 
+def cut(value: str | None, length: int) -> str:
+    """``value`` shortened to ``length`` for a person at a terminal; whole when piped, so that
+    scripts always get full ids and digests."""
+    if not value:
+        return "-"
+    return value[:length] if console.is_terminal else value
+
+
 def _short(digest: str | None) -> str:
-    return digest.removeprefix("sha256:")[:12] if digest else "-"
+    if digest and console.is_terminal:
+        return digest.removeprefix("sha256:")[:12]
+    return digest or "-"
 
 
 def _duration(seconds: float) -> str:
@@ -56,6 +78,27 @@ def _duration(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.0f} s"
+
+
+def _timings(timings: dict[str, float] | None) -> str | None:
+    """``queue 1.2 s, checkout 0.4 s, build 42 s, …`` in the order the steps ran."""
+    if not timings:
+        return None
+    return ", ".join(f"{name} {_seconds(value)}" for name, value in timings.items())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 10 else _duration(value)
+
+
+def _copied(report: dict[str, Any] | None) -> str | None:
+    """The copy report: what moved and what the target had already."""
+    if not report:
+        return None
+    return (
+        f"{report.get('blobs_copied', 0)} blobs copied ({report.get('bytes_copied', 0)} bytes), "
+        f"{report.get('blobs_present', 0)} skipped (present), {report.get('blobs_mounted', 0)} mounted"
+    )
 
 
 def when(value: str | None) -> str:
@@ -79,7 +122,7 @@ def _builds_table(page: dict[str, Any]) -> Table:
             str(b["id"]),
             b["project"],
             b["branch"] or b["ref"],
-            b["commit"][:7],
+            cut(b["commit"], 7),
             b["status"],
             _short(b["digest"]),
             b.get("actor") or b["trigger"],
@@ -98,6 +141,7 @@ def field_table(pairs: list[tuple[str, Any]]) -> Table:
 @builds_app.command("ls")
 def builds_ls(
     url: Url = DEFAULT_URL,
+    token: Token = None,
     output: Output = "table",
     project: str | None = None,
     branch: str | None = None,
@@ -105,7 +149,7 @@ def builds_ls(
     limit: int = 20,
 ) -> None:
     """Recent builds, newest first."""
-    with service(url) as client:
+    with service(url, token) as client:
         render(
             client.get("/api/v1/builds", project=project, branch=branch, status=status, limit=limit),
             output,
@@ -114,9 +158,9 @@ def builds_ls(
 
 
 @builds_app.command("show")
-def builds_show(build_id: int, url: Url = DEFAULT_URL, output: Output = "table") -> None:
+def builds_show(build_id: int, url: Url = DEFAULT_URL, token: Token = None, output: Output = "table") -> None:
     """One build: commit, digest, engine, cache, error."""
-    with service(url) as client:
+    with service(url, token) as client:
         b = client.get(f"/api/v1/builds/{build_id}")
     render(
         b,
@@ -137,35 +181,11 @@ def builds_show(build_id: int, url: Url = DEFAULT_URL, output: Output = "table")
                 ("size", b["image_size"]),
                 ("started", when(b["started_at"])),
                 ("finished", when(b["finished_at"])),
+                ("timings", _timings(b.get("timings"))),
                 ("error", b["error"]),
             ]
         ),
     )
-
-
-@builds_app.command("logs")
-def builds_logs(
-    build_id: int,
-    url: Url = DEFAULT_URL,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Until the build ends.")] = False,
-) -> None:
-    """A build's output; with -f, as it is written, then the exit code says how it ended."""
-    with service(url) as client:
-        if not follow:
-            for line in client.get(f"/api/v1/builds/{build_id}/logs")["lines"]:
-                sys.stdout.write(line["line"] + "\n")
-            return
-        end = None
-        for raw in client.stream_lines(f"/api/v1/builds/{build_id}/logs", follow="true"):
-            item = json.loads(raw) if raw.strip() else {}
-            if item.get("end"):
-                end = item["status"]
-            elif "line" in item:
-                sys.stdout.write(item["line"] + "\n")
-                sys.stdout.flush()
-    errors.print(f"build {build_id} {end}")
-    if end in _BAD:
-        raise typer.Exit(EXIT["outcome"])
 
 
 def _promotion_fields(p: dict[str, Any]) -> Table:
@@ -184,10 +204,41 @@ def _promotion_fields(p: dict[str, Any]) -> Table:
             ("to", p["target_ref"]),
             ("previous", p["previous_digest"]),
             ("git commit", p.get("gitops_commit")),
+            ("copied", _copied(p.get("copy_report"))),
             ("error", p["error"]),
-            *[(f"step {s['kind']}", f"{s['status']}: {s['message']}") for s in p["steps"]],
+            *[
+                (f"step {s['kind']}", f"{s['status']} in {_seconds(s['seconds'])}: {s['message']}")
+                if "seconds" in s
+                else (f"step {s['kind']}", f"{s['status']}: {s['message']}")
+                for s in p["steps"]
+            ],
+            *_smoke_logs(p["steps"]),
+            *_verification(p.get("verification")),
         ]
     )
+
+
+def _smoke_logs(steps: list[dict[str, Any]]) -> list[tuple[str, object]]:
+    """The last lines of a smoke test's container log (the whole log is in ``-o json``)."""
+    return [
+        ("smoke-test log", "\n".join(s["log"][-10:])) for s in steps if s.get("kind") == "smoke-test" and s.get("log")
+    ]
+
+
+def _verification(found: dict[str, Any] | None) -> list[tuple[str, object]]:
+    if not found:
+        return []
+    answer = found.get("last_answer") or {}
+    seen = answer.get("error") or (f"{answer.get('status')} {str(answer.get('body', ''))[:80]!r}" if answer else "-")
+    rows: list[tuple[str, object]] = [
+        ("verification", f"{found['status']} after {found['checks']} checks of {found['url']}"),
+        ("last answer", seen),
+    ]
+    if found.get("error"):
+        rows.append(("verification error", found["error"]))
+    if found.get("rollback_id"):
+        rows.append(("rolled back by", f"promotion {found['rollback_id']}"))
+    return rows
 
 
 def _wait_for_promotion(client: ServiceClient, promotion: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
@@ -218,6 +269,7 @@ def promote(
     project: str,
     environment: str,
     url: Url = DEFAULT_URL,
+    token: Token = None,
     output: Output = "table",
     wait: Wait = True,
     build: Annotated[int | None, typer.Option(help="The build whose digest to promote.")] = None,
@@ -225,7 +277,7 @@ def promote(
     reason: str = "",
 ) -> None:
     """Promote a built digest to an environment (by build id or digest)."""
-    with service(url) as client:
+    with service(url, token) as client:
         asked = client.post(
             "/api/v1/promotions",
             {"project": project, "environment": environment, "digest": digest, "build_id": build, "reason": reason},
@@ -237,19 +289,20 @@ def rollback(
     project: str,
     environment: str,
     url: Url = DEFAULT_URL,
+    token: Token = None,
     output: Output = "table",
     wait: Wait = True,
     reason: str = "",
 ) -> None:
     """Promote what ran before, and hold automatic promotion until `pipeline release`."""
-    with service(url) as client:
+    with service(url, token) as client:
         asked = client.post(f"/api/v1/environments/{project}/{environment}/rollback", {"reason": reason})
         _finish(client, asked, wait, output)
 
 
-def release(project: str, environment: str, url: Url = DEFAULT_URL) -> None:
+def release(project: str, environment: str, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Let automatic promotion into a held environment resume."""
-    with service(url) as client:
+    with service(url, token) as client:
         hold = client.post(f"/api/v1/environments/{project}/{environment}/release")
     console.print(
         f"{project}/{environment} released (held since {when(hold['created_at'])}: {hold['reason']})", markup=False
@@ -277,26 +330,27 @@ def _matrix_table(matrix: dict[str, Any]) -> Table:
         table.add_row(
             e["project"],
             e["environment"],
-            _short(now.get("digest")),
-            (now.get("commit") or "-")[:7],
+            _short(now.get("digest")) + (" REJECTED" if e.get("rejected") else ""),
+            cut(now.get("commit"), 7),
             when(now.get("since")),
             now.get("actor") or "-",
-            _short(before.get("digest")),
+            _short(before.get("digest")) + (f" (skips {len(e['skipped'])} rejected)" if e.get("skipped") else ""),
             held,
             lead_text,
         )
     return table
 
 
-def envs(url: Url = DEFAULT_URL, output: Output = "table", project: str | None = None) -> None:
+def envs(url: Url = DEFAULT_URL, token: Token = None, output: Output = "table", project: str | None = None) -> None:
     """What runs where: per project and environment, digest, commit, since when, by whom."""
-    with service(url) as client:
+    with service(url, token) as client:
         render(client.get("/api/v1/environments", project=project), output, _matrix_table)
 
 
 @promotions_app.command("ls")
 def promotions_ls(
     url: Url = DEFAULT_URL,
+    token: Token = None,
     output: Output = "table",
     project: str | None = None,
     environment: str | None = None,
@@ -320,7 +374,7 @@ def promotions_ls(
             )
         return rows
 
-    with service(url) as client:
+    with service(url, token) as client:
         render(
             client.get("/api/v1/promotions", project=project, environment=environment, status=status, limit=limit),
             output,
@@ -329,14 +383,14 @@ def promotions_ls(
 
 
 @promotions_app.command("show")
-def promotions_show(promotion_id: int, url: Url = DEFAULT_URL, output: Output = "table") -> None:
+def promotions_show(promotion_id: int, url: Url = DEFAULT_URL, token: Token = None, output: Output = "table") -> None:
     """One promotion with its steps."""
-    with service(url) as client:
+    with service(url, token) as client:
         render(client.get(f"/api/v1/promotions/{promotion_id}"), output, _promotion_fields)
 
 
 @images_app.command("show")
-def images_show(digest: str, url: Url = DEFAULT_URL, output: Output = "table") -> None:
+def images_show(digest: str, url: Url = DEFAULT_URL, token: Token = None, output: Output = "table") -> None:
     """Which build made a digest, where it has been, and where it runs now."""
 
     def table(image: dict[str, Any]) -> Table:
@@ -346,7 +400,8 @@ def images_show(digest: str, url: Url = DEFAULT_URL, output: Output = "table") -
             ("rejected", image["rejected"]["reason"] if image["rejected"] else None),
         ]
         rows += [
-            (f"build {b['id']}", f"{b['project']} {b['ref']} {b['commit'][:12]} {b['status']}") for b in image["builds"]
+            (f"build {b['id']}", f"{b['project']} {b['ref']} {cut(b['commit'], 12)} {b['status']}")
+            for b in image["builds"]
         ]
         rows += [
             (f"promotion {p['id']}", f"{p['environment']} {p['status']} by {p['actor']} {when(p['finished_at'])}")
@@ -354,16 +409,19 @@ def images_show(digest: str, url: Url = DEFAULT_URL, output: Output = "table") -
         ]
         return field_table(rows)
 
-    with service(url) as client:
+    with service(url, token) as client:
         render(client.get(f"/api/v1/images/{digest}"), output, table)
 
 
 @images_app.command("reject")
 def images_reject(
-    digest: str, reason: Annotated[str, typer.Option(help="Why (shown to whoever tries).")], url: Url = DEFAULT_URL
+    digest: str,
+    reason: Annotated[str, typer.Option(help="Why (shown to whoever tries).")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
 ) -> None:
     """Block a digest from every further promotion."""
-    with service(url) as client:
+    with service(url, token) as client:
         client.post(f"/api/v1/images/{digest}/reject", {"reason": reason})
     console.print(f"{digest} rejected: {reason}", markup=False)
 

@@ -18,6 +18,9 @@ from typing import Any
 
 import httpx
 
+from pipeline import __version__
+from pipeline.cli._credentials import explain_unauthenticated
+
 __all__ = ["EXIT", "RemoteError", "ServiceClient"]
 
 EXIT = {"done": 0, "outcome": 1, "invalid": 2, "unreachable": 3, "not_found": 4, "conflict": 5, "denied": 6}
@@ -52,11 +55,13 @@ def _problem(response: httpx.Response) -> str:
 
 
 class ServiceClient:
-    """The REST API at ``url``; ``PIPELINE_TOKEN`` (if set) goes along as a Bearer token."""
+    """The REST API at ``url``; ``token`` (else ``PIPELINE_TOKEN``, if set) goes along as a
+    Bearer token."""
 
     def __init__(self, url: str, *, token: str | None = None, actor: str | None = None, timeout: float = 30) -> None:
-        headers = {"User-Agent": "pipeline-cli/0.1"}
+        headers = {"User-Agent": f"pipeline-cli/{__version__}"}
         token = token if token is not None else os.environ.get("PIPELINE_TOKEN")
+        self.token = token or None
         if token:
             headers["Authorization"] = f"Bearer {token}"
         actor = actor or os.environ.get("PIPELINE_ACTOR") or os.environ.get("USER")
@@ -86,8 +91,14 @@ class ServiceClient:
         if response.status_code >= 500:
             raise RemoteError(f"the service failed ({response.status_code}): {_problem(response)}", "unreachable")
         if response.status_code >= 400:
-            raise RemoteError(_problem(response), _BY_STATUS.get(response.status_code, "invalid"))
+            raise self._refusal(response)
         return response.json()
+
+    def _refusal(self, response: httpx.Response) -> RemoteError:
+        detail = _problem(response)
+        if response.status_code == 401:
+            detail = explain_unauthenticated(detail, self.token)
+        return RemoteError(detail, _BY_STATUS.get(response.status_code, "invalid"))
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
@@ -101,7 +112,7 @@ class ServiceClient:
             with self._http.stream("GET", path, params=params, timeout=None) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise RemoteError(_problem(response), _BY_STATUS.get(response.status_code, "invalid"))
+                    raise self._refusal(response)
                 yield from response.iter_lines()
         except httpx.TransportError as exc:
             raise RemoteError(f"lost the service at {self.url}: {exc}", "unreachable") from None

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from pipeline.cli._credentials import Token
 from pipeline.cli._ops import DEFAULT_URL, Url, console, service, when
 
 __all__ = ["tokens_app"]
@@ -45,6 +46,7 @@ def create(
     env: Annotated[list[str] | None, typer.Option("--env", help="Limit a promoter to this environment.")] = None,
     config: LocalConfig = None,
     url: Url = DEFAULT_URL,
+    token: Token = None,
 ) -> None:
     """Create a token and print it once: it is stored only as a hash."""
     db = _local(config)
@@ -62,14 +64,14 @@ def create(
                 environments=list(environments) if environments else None,
             )
     else:
-        with service(url) as client:
+        with service(url, token) as client:
             secret = client.post("/api/v1/tokens", {"name": name, "role": role, "environments": env or []})["token"]
     sys.stderr.write(f"token for {name} ({role}); shown once, keep it in a secret store:\n")
     sys.stdout.write(secret + "\n")
 
 
 @tokens_app.command("ls")
-def list_tokens(config: LocalConfig = None, url: Url = DEFAULT_URL) -> None:
+def list_tokens(config: LocalConfig = None, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Every token with its role and last use; never the token itself."""
     db = _local(config)
     if db is not None:
@@ -78,7 +80,7 @@ def list_tokens(config: LocalConfig = None, url: Url = DEFAULT_URL) -> None:
         with db.session() as session:
             rows = [_row(r) for r in tokens.list_tokens(session)]
     else:
-        with service(url) as client:
+        with service(url, token) as client:
             rows = client.get("/api/v1/tokens")
     table = Table("id", "name", "role", "environments", "prefix", "last used", "revoked", box=None)
     for r in rows:
@@ -95,7 +97,7 @@ def list_tokens(config: LocalConfig = None, url: Url = DEFAULT_URL) -> None:
 
 
 @tokens_app.command("revoke")
-def revoke(token_id: int, config: LocalConfig = None, url: Url = DEFAULT_URL) -> None:
+def revoke(token_id: int, config: LocalConfig = None, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Revoke a token; requests with it are refused from now on."""
     db = _local(config)
     if db is not None:
@@ -104,6 +106,6 @@ def revoke(token_id: int, config: LocalConfig = None, url: Url = DEFAULT_URL) ->
         with db.session() as session:
             tokens.revoke_token(session, token_id)
     else:
-        with service(url) as client:
+        with service(url, token) as client:
             client.post(f"/api/v1/tokens/{token_id}/revoke")
     console.print(f"token {token_id} revoked")

@@ -26,6 +26,8 @@ from pydantic import (
 
 from pipeline.config._base import NAME, TEMPLATE_FIELDS, Model, check_placeholders
 from pipeline.config._build import BuildConfig, BuilderConfig, BuildOverride, ImageConfig, SecretConfig
+from pipeline.config._cleanup import CleanupConfig, LogRetention, PruneConfig, RetentionPolicy
+from pipeline.config._intake import IntakeConfig, unverifiable_projects
 from pipeline.config._live import ConfigChange, LiveConfig, fingerprint
 from pipeline.config._notify import EVENTS, NotificationsConfig, NotificationTarget, StatusConfig
 from pipeline.config._promotion import (
@@ -36,6 +38,7 @@ from pipeline.config._promotion import (
     SigningConfig,
 )
 from pipeline.config._source import GitConfig, PathFilter, interval
+from pipeline.config._verification import ProbeConfig, SmokeRunConfig, SmokeTestConfig, VerifyAfterConfig
 from pipeline.errors import ConfigError, NotFound
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "BuildConfig",
     "BuildOverride",
     "BuilderConfig",
+    "CleanupConfig",
     "Config",
     "ConfigChange",
     "DockerConfig",
@@ -53,21 +57,30 @@ __all__ = [
     "GitConfig",
     "GitOpsConfig",
     "ImageConfig",
+    "IntakeConfig",
     "LiveConfig",
+    "LogRetention",
     "NotificationTarget",
     "NotificationsConfig",
     "PathFilter",
+    "ProbeConfig",
     "ProjectConfig",
+    "PruneConfig",
     "PullRequestConfig",
     "RegistryConfig",
+    "RetentionPolicy",
     "SecretConfig",
     "SigningConfig",
+    "SmokeRunConfig",
+    "SmokeTestConfig",
     "StatusConfig",
+    "VerifyAfterConfig",
     "WorkerConfig",
     "config_file",
     "fingerprint",
     "load_config",
     "parse_config",
+    "unverifiable_projects",
 ]
 
 
@@ -128,6 +141,7 @@ class ProjectConfig(Model):
     image: ImageConfig
     tags: list[str] = Field(default_factory=lambda: ["{branch}-{short_sha}"], min_length=1)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
+    cleanup: RetentionPolicy | None = None  # this project's registry cleanup; else cleanup.registry
     status: StatusConfig | None = None  # commit statuses and deployments on the Git host (issue 19)
 
     @field_validator("tags")
@@ -220,7 +234,9 @@ class Config(Model):
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     signing: SigningConfig | None = None
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
 
     @field_validator("builders")
     @classmethod
@@ -267,6 +283,8 @@ class Config(Model):
                         f"projects.{name}.environments.{env.name}.sign: signing needs a key; add "
                         f"signing: {{key_file: cosign.key}} at the top level"
                     )
+                if env.smoke_test is not None:
+                    self._smoke_engine(f"projects.{name}.environments.{env.name}.smoke_test.engine", env.smoke_test)
                 for index, key in enumerate(env.verify):
                     if not key.is_file():
                         raise ValueError(
@@ -277,9 +295,27 @@ class Config(Model):
             raise ValueError(f"signing.key_file: no key file at {self.signing.key_file}")
         return self
 
+    def _smoke_engine(self, where: str, smoke: SmokeTestConfig) -> None:
+        docker = [b.name for b in self.builder_pool if b.kind == "docker"]
+        if smoke.engine is None and not docker:
+            raise ValueError(f"{where}: a smoke test runs on a docker builder, and none is configured")
+        if smoke.engine is not None and smoke.engine not in docker:
+            raise ValueError(
+                f"{where}: no docker builder named {smoke.engine!r} (a smoke test runs containers; docker builders: "
+                f"{docker or 'none'})"
+            )
+
+    def smoke_builder(self, smoke: SmokeTestConfig) -> BuilderConfig:
+        """The docker builder a smoke test runs on: the one it names, else the first."""
+        return next(b for b in self.builder_pool if b.kind == "docker" and smoke.engine in (None, b.name))
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'pipeline.db'}"
+
+    def retention(self, name: str) -> RetentionPolicy:
+        """The registry cleanup policy of project ``name``: its own, else ``cleanup.registry``."""
+        return self.project(name).cleanup or self.cleanup.registry
 
     def project(self, name: str) -> ProjectConfig:
         try:

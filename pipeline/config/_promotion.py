@@ -20,6 +20,7 @@ from pipeline.config._base import (
     inside_checkout,
 )
 from pipeline.config._source import GitConfig
+from pipeline.config._verification import SmokeTestConfig, VerifyAfterConfig
 from pipeline.errors import ConfigError, SigningError
 from pipeline.types import GitHost
 
@@ -98,6 +99,8 @@ class EnvironmentConfig(Model):
     sign: bool = False
     verify: list[Path] = Field(default_factory=list)
     gitops: GitOpsConfig | None = None
+    smoke_test: SmokeTestConfig | None = None  # run the digest and probe it before the tag moves
+    verify_after: VerifyAfterConfig | None = None  # ask the environment once the tag moved
 
     @field_validator("tag")
     @classmethod

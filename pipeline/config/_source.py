@@ -66,8 +66,8 @@ def _glob(path: str, pattern: str) -> bool:
 
 def interval(value: object) -> object:
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", value)
+        match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value)
         if not match:
-            raise ValueError(f"expected an interval such as 90, '30s', '5m' or '1h', got {value!r}")
-        return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+            raise ValueError(f"expected an interval such as 90, '30s', '5m', '1h' or '1d', got {value!r}")
+        return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
     return value

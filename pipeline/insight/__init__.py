@@ -12,23 +12,27 @@ so a team can see (and compare between builds) what its Dockerfile wastes::
 Modules behind this one: ``_archive`` reads the ``docker save`` archive (streaming, headers
 only), ``_filetree`` and ``_efficiency`` reproduce dive's trees and score, ``_gosort`` Go's sort
 order, ``_layers`` the history, ``_dockerfile`` / ``_rules`` / ``_hadolint`` / ``_advice`` the
-advice, ``_compare`` the deltas.
+advice, ``_compare`` the deltas, ``_buildsteps`` the Dockerfile steps (cached, seconds) read back from
+the build's log.
 """
 
 from __future__ import annotations
 
 from pipeline.insight._advice import advise
 from pipeline.insight._analyze import analyze_archive, save_and_analyze
+from pipeline.insight._buildsteps import BuildStep, build_steps
 from pipeline.insight._compare import compare
 from pipeline.insight._model import Advice, ImageInsight, LayerInfo, WastedFile
 
 __all__ = [
     "Advice",
+    "BuildStep",
     "ImageInsight",
     "LayerInfo",
     "WastedFile",
     "advise",
     "analyze_archive",
+    "build_steps",
     "compare",
     "save_and_analyze",
 ]

@@ -1,8 +1,7 @@
-"""Turning verified pushes into queued builds: shared by webhooks and the poller."""
+"""Which pushes build, and the poller's way into the one write path (``store.deliveries``)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -11,16 +10,15 @@ from sqlalchemy.orm import Session
 from pipeline.config import ProjectConfig
 from pipeline.intake._event import PushEvent
 from pipeline.intake._filters import needs_path_check, skip_reason
-from pipeline.store import builds, deliveries, intake, utcnow
+from pipeline.store import deliveries, utcnow
+from pipeline.store.deliveries import DeliveryRecord, QueuedPush
 
-__all__ = ["Accepted", "accept_pushes", "build_actor", "plan"]
-
-log = logging.getLogger(__name__)
+__all__ = ["Accepted", "accept_pushes", "build_actor", "plan", "queued_pushes"]
 
 
 @dataclass(frozen=True)
 class Accepted:
-    """What became of one delivery: ``duplicate``, ``queued`` (with build ids) or ``ignored``."""
+    """What became of one delivery: ``duplicate``, ``queued`` (with build ids), ``coalesced`` or ``ignored``."""
 
     outcome: str
     reason: str = ""
@@ -37,6 +35,12 @@ def plan(project: ProjectConfig, pushes: Sequence[PushEvent], given: str = "") -
     return wanted, skipped
 
 
+def queued_pushes(project: ProjectConfig, wanted: Sequence[PushEvent]) -> tuple[QueuedPush, ...]:
+    return tuple(
+        QueuedPush(p.ref, p.branch, p.after, p.before, needs_path_check(project, p), p.tag_object) for p in wanted
+    )
+
+
 def build_actor(trigger: str, delivery: Mapping[str, object]) -> str:
     """Who asked for a pushed build: ``poll``, or the provider and the delivery's id."""
     return "poll" if trigger == "poll" else f"{delivery['provider']} delivery {delivery['delivery_id']}"
@@ -49,81 +53,42 @@ def accept_pushes(
     pushes: Sequence[PushEvent],
     *,
     trigger: str,
-    **delivery: object,
+    provider: str,
+    delivery_id: str,
+    hook_id: str = "",
+    event: str,
+    repository: str | None = None,
+    reason: str = "",
 ) -> Accepted:
-    """Record the delivery and queue a build for every push that passes the filters.
-
-    Written in the caller's transaction, so a push is either fully accepted (recorded and
-    queued) or not at all. ``delivery`` holds the delivery row's identifying columns.
-    """
-    wanted, skipped = plan(project, pushes, str(delivery.pop("reason", "") or ""))
-    if len(pushes) == 1 and len(wanted) == 1 and session.get_bind().dialect.name == "postgresql":
-        return _one_round_trip(session, name, project, wanted[0], trigger, delivery)
+    """Record a delivery the service made itself (a poll) and queue its pushes that pass the
+    filters, in the caller's transaction: the same write path as a webhook's."""
+    wanted, skipped = plan(project, pushes, reason)
     first = pushes[0] if pushes else None
-    delivery_id = deliveries.insert_delivery(
-        session,
+    rec = DeliveryRecord(
+        provider=provider,
+        delivery_id=delivery_id,
+        hook_id=hook_id,
+        event=event,
+        repository=repository,
         project=name,
-        outcome="queued" if wanted else "ignored",
-        reason=skipped,
         ref=first.ref if first else None,
         before=first.before if first else None,
         after=first.after if first else None,
-        **delivery,
-    )
-    if delivery_id is None:
-        return Accepted("duplicate", "this delivery was received before")
-    queued: list[int] = []
-    actor = build_actor(trigger, delivery)
-    for push in wanted:
-        build_id = builds.queue_build(
-            session,
-            project=name,
-            commit=push.after,
-            ref=push.ref,
-            branch=push.branch,
-            trigger=trigger,
-            actor=actor,
-            delivery_id=delivery_id,
-            before_commit=push.before,
-            check_paths=needs_path_check(project, push),
-        )
-        queued.append(build_id)
-        if superseded := builds.supersede_older(session, name, push.ref, build_id, running=project.supersede_running):
-            log.info("project %s: builds %s superseded by %s", name, superseded, build_id)
-    return Accepted("queued" if queued else "ignored", skipped, queued)
-
-
-def _one_round_trip(
-    session: Session, name: str, project: ProjectConfig, push: PushEvent, trigger: str, delivery: dict[str, object]
-) -> Accepted:
-    """The common case (one branch push that builds) on PostgreSQL, as a single statement.
-
-    One statement is atomic by itself: when it opens the transaction, it runs in autocommit,
-    which saves the BEGIN and COMMIT round trips as well.
-    """
-    if not session.in_transaction():
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    recorded = intake.record_single_push(
-        session,
+        dedupe_key=f"{provider}/{hook_id}/{delivery_id}"[:400],
+        outcome="queued" if wanted else "ignored",
+        reason=skipped,
+        status_code=202 if wanted else 200,
         now=utcnow(),
-        supersede_running=project.supersede_running,
-        project=name,
-        ref=push.ref,
-        before=push.before,
-        after=push.after,
-        branch=push.branch,
-        check_paths=needs_path_check(project, push),
+        pushes=queued_pushes(project, wanted),
         trigger=trigger,
-        actor=build_actor(trigger, delivery),
-        provider=delivery["provider"],
-        delivery_id=delivery["delivery_id"],
-        hook_id=delivery.get("hook_id") or "",
-        event=delivery["event"],
-        repository=delivery.get("repository"),
-        body_sha256=delivery.get("body_sha256"),
+        actor=build_actor(trigger, {"provider": provider, "delivery_id": delivery_id}),
+        supersede_running=project.supersede_running,
     )
-    if recorded.delivery_id is None:
+    recorded = deliveries.record(session, rec)
+    if recorded.duplicate:
         return Accepted("duplicate", "this delivery was received before")
-    if recorded.superseded:
-        log.info("project %s: builds %s superseded by %s", name, recorded.superseded, recorded.build_id)
-    return Accepted("queued", "", [recorded.build_id] if recorded.build_id is not None else [])
+    if recorded.build_ids:
+        return Accepted("queued", skipped, recorded.build_ids)
+    if recorded.coalesced:
+        return Accepted("coalesced", f"build {recorded.coalesced[0]} of the same commit is already queued or running")
+    return Accepted("ignored", skipped)

@@ -2,15 +2,11 @@
 
 Under load the synchronous path spent most of its time waiting: for a threadpool thread, for
 the GIL those threads share, and in SQLAlchemy's session and connection machinery around a
-statement that is already a single round trip. Here the checks (parse, match, verify, filter)
-run on the event loop, and the statement goes to PostgreSQL on a small pool (``Pool``) of
-autocommit ``psycopg.AsyncConnection``s: the same statements as the session path, from the same text
-(``pipeline.store.intake``), so both write the same rows with the same dedupe (unique
-indexes, ``ON CONFLICT DO NOTHING``) and superseding.
-
-What this path does not cover goes to the synchronous path in the threadpool: SQLite, and a
-delivery with several ref updates of which one or more builds (Bitbucket), which the general
-path writes in one transaction of several statements.
+statement that is already a single round trip. Here the decision (parse, match, verify,
+filter) is made on the event loop, and ``store.deliveries.record_async`` sends the delivery's
+one statement (the same one ``record`` runs on a session) to PostgreSQL on a small pool
+(``Pool``) of autocommit ``psycopg.AsyncConnection``s. SQLite takes the session path in the
+threadpool.
 """
 
 from __future__ import annotations
@@ -18,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,13 +26,11 @@ from psycopg.pq import TransactionStatus
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.config import Config
-from pipeline.intake import IntakeResult, answer, check, record
-from pipeline.intake._accept import Accepted, build_actor, plan
-from pipeline.intake._filters import needs_path_check
-from pipeline.store import Database, utcnow
-from pipeline.store.intake import INSERT_IGNORED_PG, RECORD_SINGLE_PUSH_PG, recorded_from_row
+from pipeline.intake import record
+from pipeline.intake._decide import Decision, IntakeResult, decide
+from pipeline.store import Database, deliveries, utcnow
 
-__all__ = ["APPLICATION_NAME", "POOL_SIZE", "Pool", "conninfo", "open_pool", "receive_async"]
+__all__ = ["APPLICATION_NAME", "POOL_SIZE", "Pool", "conninfo", "open_pool", "receive_async", "record_decision"]
 
 log = logging.getLogger(__name__)
 
@@ -64,52 +59,31 @@ def open_pool(db: Database, size: int = POOL_SIZE) -> Pool:
 
 
 async def receive_async(
-    pool: Pool | None, db: Database, config: Config, provider: str, headers: dict[str, str], body: bytes
+    pool: Pool | None,
+    db: Database,
+    config: Config,
+    provider: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    remote_addr: str | None = None,
 ) -> IntakeResult:
-    """``intake.receive`` for the webhook route: the same answers, the same rows."""
+    """``intake.receive`` for the webhook route: the same decision, the same statement."""
     if len(body) > INLINE_BODY_BYTES:
-        checked = await run_in_threadpool(check, config, provider, headers, body)
+        decision = await run_in_threadpool(
+            functools.partial(decide, config, provider, headers, body, remote_addr=remote_addr, now=utcnow())
+        )
     else:
-        checked = check(config, provider, headers, body)
-    if isinstance(checked, IntakeResult):
-        return checked
+        decision = decide(config, provider, headers, body, remote_addr=remote_addr, now=utcnow())
+    return await record_decision(pool, db, decision)
+
+
+async def record_decision(pool: Pool | None, db: Database, decision: Decision) -> IntakeResult:
+    """Record on the pool when there is one, else on a session in the threadpool."""
     if pool is None:
-        return await run_in_threadpool(record, db, checked)
-    wanted, skipped = plan(checked.project, checked.pushes, checked.not_push)
-    if wanted and not (len(checked.pushes) == 1 and len(wanted) == 1):
-        return await run_in_threadpool(record, db, checked)
-    now = utcnow()
-    values: dict[str, Any] = {**checked.columns(), "project": checked.name, "now": now}
-    first = checked.pushes[0] if checked.pushes else None
-    values.update(
-        ref=first.ref if first else None, before=first.before if first else None, after=first.after if first else None
-    )
-    if wanted:
-        push = wanted[0]
-        values.update(
-            branch=push.branch,
-            check_paths=needs_path_check(checked.project, push),
-            trigger="webhook",
-            actor=build_actor("webhook", values),
-        )
-        sql = RECORD_SINGLE_PUSH_PG[checked.project.supersede_running]
-    else:
-        values["reason"] = skipped
-        sql = INSERT_IGNORED_PG
-    row = await _execute(pool, sql, values)
-    if not wanted:
-        accepted = (
-            Accepted("duplicate", "this delivery was received before") if row is None else Accepted("ignored", skipped)
-        )
-        return answer(checked, accepted)
-    recorded = recorded_from_row(row)
-    if recorded.delivery_id is None:
-        accepted = Accepted("duplicate", "this delivery was received before")
-    else:
-        if recorded.superseded:
-            log.info("project %s: builds %s superseded by %s", checked.name, recorded.superseded, recorded.build_id)
-        accepted = Accepted("queued", "", [recorded.build_id] if recorded.build_id is not None else [])
-    return answer(checked, accepted)
+        return await run_in_threadpool(record, db, decision)
+    recorded = await deliveries.record_async(functools.partial(_execute, pool), decision.record)
+    return decision.answer(recorded)
 
 
 async def _execute(pool: Pool, sql: str, values: dict[str, Any]) -> Any:

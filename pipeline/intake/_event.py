@@ -46,6 +46,7 @@ class PushEvent:
     after: str
     head_message: str = ""
     changed_paths: tuple[str, ...] | None = None
+    tag_object: str | None = None  # an annotated tag's object; ``after`` is the commit it peels to
 
     @property
     def deleted(self) -> bool:
@@ -65,7 +66,10 @@ class Delivery:
     """A parsed but not yet trusted delivery: enough to find the project and its secret.
 
     ``kind`` is ``push``, ``ping`` or ``other``; ``pushes()`` validates the ref updates and is
-    called only after the signature was verified.
+    called only after the signature was verified. ``identified`` is False when the sender gave
+    no delivery id: such a delivery is deduplicated by its body's hash, within a window only.
+    ``hook_id`` scopes the id: the hook it came through (GitHub, Bitbucket), or GitLab's hook
+    kind (``system`` or ``project``), which send one event's id to several hooks.
     """
 
     provider: str
@@ -77,10 +81,15 @@ class Delivery:
     full_name: str | None
     payload: dict[str, Any]
     signed_body: bytes
+    identified: bool = True
 
     @property
     def repository(self) -> str:
         return self.full_name or next(iter(self.repository_urls), "(none)")
+
+    @property
+    def names_repository(self) -> bool:
+        return bool(self.full_name or self.repository_urls)
 
 
 def changed_paths(commits: object, complete: bool) -> tuple[str, ...] | None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pipeline.errors import BadPayload
-from pipeline.intake._event import Delivery, PushEvent, changed_paths, validate_ref, validate_sha
+from pipeline.intake._event import ZERO_SHA, Delivery, PushEvent, changed_paths, validate_ref, validate_sha
 from pipeline.intake._json import decode_body, header, obj, text
 from pipeline.intake._signatures import require_hmac, require_token
 from pipeline.types import GIT_HOSTS
@@ -44,14 +44,26 @@ def _commit_message(commit: object) -> str:
     return text(obj(commit).get("message")) or ""
 
 
+def _peeled(ref: str, after: str, commit: object) -> tuple[str, str | None]:
+    """The commit to build and the tag object: an annotated tag's ``after`` is the tag object,
+    and the host names the commit it points at separately (GitHub ``head_commit.id``, GitLab
+    ``checkout_sha``)."""
+    if ref.startswith("refs/tags/") and isinstance(commit, str) and commit != after and after != ZERO_SHA:
+        return validate_sha(commit, "the tag's commit"), after
+    return after, None
+
+
 def _github_style_push(p: dict[str, Any], complete: bool) -> PushEvent:
     """GitHub's push body, which Gitea and Forgejo copy: ref, before, after, head_commit, commits."""
+    ref = validate_ref(p.get("ref"))
+    after, tag_object = _peeled(ref, validate_sha(p.get("after"), "after"), obj(p.get("head_commit")).get("id"))
     return PushEvent(
-        validate_ref(p.get("ref")),
+        ref,
         validate_sha(p.get("before"), "before"),
-        validate_sha(p.get("after"), "after"),
+        after,
         _commit_message(p.get("head_commit")),
         changed_paths(p.get("commits"), complete),
+        tag_object,
     )
 
 
@@ -86,8 +98,12 @@ class GitHub(Provider):
 
 
 class GitLab(Provider):
+    """Project hooks and system hooks: one push reaches both with equal bytes and one event id,
+    so the id is scoped by the hook kind (the second delivery coalesces with the first's build)."""
+
     name = "gitlab"
     _EVENTS: ClassVar[dict[str, str]] = {"Push Hook": "push", "Tag Push Hook": "push"}
+    _SYSTEM_PUSHES = ("push", "tag_push")
 
     def parse(self, headers: Headers, body: bytes) -> Delivery:
         event = header(headers, "X-Gitlab-Event", "GitLab")
@@ -98,12 +114,17 @@ class GitLab(Provider):
         )
         payload, _ = decode_body(headers, body, form=False)
         project = obj(payload.get("project"))
+        system = event == "System Hook"
+        if system:
+            kind = "push" if payload.get("event_name") in self._SYSTEM_PUSHES else "other"
+        else:
+            kind = self._EVENTS.get(event, "other")
         return Delivery(
             self.name,
             event,
-            self._EVENTS.get(event, "other"),
+            kind,
             delivery_id,
-            "",
+            "system" if system else "project",
             _urls(project.get("git_http_url"), project.get("git_ssh_url"), project.get("web_url")),
             text(project.get("path_with_namespace")),
             payload,
@@ -118,16 +139,19 @@ class GitLab(Provider):
         after = validate_sha(p.get("after"), "after")
         listed = p.get("commits")
         commits = listed if isinstance(listed, list) else []
+        ref = validate_ref(p.get("ref"))
+        after, tag_object = _peeled(ref, after, p.get("checkout_sha"))
         head = next((c for c in commits if obj(c).get("id") == after), None)
         total = p.get("total_commits_count")
         complete = isinstance(total, int) and total == len(commits)  # GitLab lists at most 20
         return [
             PushEvent(
-                validate_ref(p.get("ref")),
+                ref,
                 validate_sha(p.get("before"), "before"),
                 after,
                 _commit_message(head),
                 changed_paths(commits, complete),
+                tag_object,
             )
         ]
 
@@ -216,6 +240,51 @@ class Bitbucket(Provider):
         return PushEvent(ref, before, after, _commit_message(new.get("target")), None)
 
 
+class BitbucketServer(Provider):
+    """Bitbucket Data Center / Server: ``repo:refs_changed`` with several ``changes`` per push,
+    ``diagnostics:ping`` from "Test connection", ``X-Hub-Signature: sha256=`` over the body."""
+
+    name = "bitbucket-server"
+
+    def parse(self, headers: Headers, body: bytes) -> Delivery:
+        event = header(headers, "X-Event-Key", "Bitbucket Data Center")
+        delivery_id = header(headers, "X-Request-Id", "Bitbucket Data Center")
+        payload, _ = decode_body(headers, body, form=False)
+        repo = obj(payload.get("repository"))
+        links = obj(repo.get("links"))
+        clone = links.get("clone")
+        urls = [obj(link).get("href") for link in clone] if isinstance(clone, list) else []
+        key, slug = text(obj(repo.get("project")).get("key")), text(repo.get("slug"))
+        kind = {"repo:refs_changed": "push", "diagnostics:ping": "ping"}.get(event, "other")
+        return Delivery(
+            self.name,
+            event,
+            kind,
+            delivery_id,
+            "",
+            _urls(*urls),
+            f"{key}/{slug}" if key and slug else None,
+            payload,
+            body,
+        )
+
+    def verify(self, delivery: Delivery, headers: Headers, body: bytes, secret: bytes) -> None:
+        require_hmac(headers, ("X-Hub-Signature",), body, secret, prefix="sha256=")
+
+    def pushes(self, delivery: Delivery) -> list[PushEvent]:
+        changes = delivery.payload.get("changes")
+        if not isinstance(changes, list):
+            raise BadPayload("changes must be a list")
+        return [self._change(obj(change)) for change in changes]
+
+    @staticmethod
+    def _change(change: dict[str, Any]) -> PushEvent:
+        ref = validate_ref(change.get("refId") or obj(change.get("ref")).get("id"))
+        before = validate_sha(change.get("fromHash"), "changes[].fromHash")
+        after = validate_sha(change.get("toHash"), "changes[].toHash")
+        return PushEvent(ref, before, after, "", None)
+
+
 class Generic(Provider):
     """Any other sender: ``{"repository", "ref", "after"}`` signed like GitHub (README)."""
 
@@ -226,9 +295,12 @@ class Generic(Provider):
         repository = payload.get("repository")
         if not isinstance(repository, str) or not repository:
             raise BadPayload("'repository' must be the repository's URL or owner/name")
-        delivery_id = headers.get("x-pipeline-delivery") or hashlib.sha256(body).hexdigest()
+        given = headers.get("x-pipeline-delivery")
+        delivery_id = given or hashlib.sha256(body).hexdigest()
         urls = (repository,) if ("/" in repository and ":" in repository) else ()
-        return Delivery(self.name, "push", "push", delivery_id, "", urls, repository.strip("/"), payload, body)
+        return Delivery(
+            self.name, "push", "push", delivery_id, "", urls, repository.strip("/"), payload, body, bool(given)
+        )
 
     def verify(self, delivery: Delivery, headers: Headers, body: bytes, secret: bytes) -> None:
         require_hmac(headers, ("X-Pipeline-Signature",), body, secret, prefix="sha256=")
@@ -247,5 +319,7 @@ class Generic(Provider):
         ]
 
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (GitHub(), GitLab(), Gitea(), Bitbucket(), Generic())}
-assert set(PROVIDERS) == {*GIT_HOSTS, "generic"}, "every Git host kind has its webhook reader"
+PROVIDERS: dict[str, Provider] = {
+    p.name: p for p in (GitHub(), GitLab(), Gitea(), Bitbucket(), BitbucketServer(), Generic())
+}
+assert set(PROVIDERS) >= {*GIT_HOSTS, "generic"}, "every Git host kind has its webhook reader"

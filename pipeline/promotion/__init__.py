@@ -27,6 +27,12 @@ from pipeline.promotion._requests import (
     request_promotion,
     request_rollback,
 )
+from pipeline.promotion._verification import (
+    Checked,
+    check_verification,
+    conclude_verification,
+    queue_verification,
+)
 from pipeline.promotion.steps import (
     StepContext,
     StepInfo,
@@ -37,6 +43,7 @@ from pipeline.promotion.steps import (
 )
 
 __all__ = [
+    "Checked",
     "EnvironmentState",
     "Executed",
     "ImageLineage",
@@ -53,6 +60,8 @@ __all__ = [
     "build_default_registry",
     "build_location",
     "check_pull_requests",
+    "check_verification",
+    "conclude_verification",
     "environment_location",
     "environment_matrix",
     "environment_tag",
@@ -60,6 +69,7 @@ __all__ = [
     "image_lineage",
     "queue_auto_after_build",
     "queue_auto_after_promotion",
+    "queue_verification",
     "refusal",
     "reject_digest",
     "release_environment",

@@ -102,6 +102,15 @@ def _rollback_pointer(session: Any, promotion: Promotion, current: Promotion | N
 def _context(scope: ClaimScope, config: Config, promotion_id: int) -> Iterator[StepContext | PromotionRefused]:
     with scope.db.session() as session:
         promotion = promotions.get_promotion(session, promotion_id)
+        if promotion.attempts > 1:  # where each try begins, in the service log
+            why = (promotion.error or "").removeprefix("will retry: ") or "the worker stopped sending heartbeats"
+            log.warning(
+                "promotion %s: attempt %s of %s after: %s",
+                promotion_id,
+                promotion.attempts,
+                config.worker.max_attempts,
+                why,
+            )
         project = config.projects.get(promotion.project)
         if project is None:
             raise ConfigError(f"project {promotion.project!r} is no longer in the config")
@@ -176,11 +185,11 @@ def execute(
             log.warning("promotion %s: %s: stopped before it: %s", ctx.promotion.id, kind, exc.message)
             raise
         except PipelineError as exc:
-            records.append(_step(kind, "failed", exc.message, started))
+            records.append(_step(kind, "failed", exc.message, started, getattr(exc, "record", None)))
             save(records)
             raise
         ctx.outputs.update(result.output)
-        records.append(_step(kind, result.status, result.message, started))
+        records.append(_step(kind, result.status, result.message, started, result.record))
         if result.status == "awaiting_merge":  # recorded with the paused promotion
             return Executed(records, result)
         save(records)
@@ -232,13 +241,17 @@ def run_promotion(
         )
 
 
-def _step(kind: str, status: str, message: str, started: Any) -> dict[str, Any]:
+def _step(kind: str, status: str, message: str, started: Any, record: Any = None) -> dict[str, Any]:
+    """A step's entry; ``record`` adds what the step keeps besides its message (a container log)."""
+    finished = utcnow()
     return {
+        **(record or {}),
         "kind": kind,
         "status": status,
         "message": message,
         "started_at": started.isoformat(),
-        "finished_at": utcnow().isoformat(),
+        "finished_at": finished.isoformat(),
+        "seconds": round((finished - started).total_seconds(), 3),
     }
 
 

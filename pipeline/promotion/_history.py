@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 from pipeline.config import Config, RegistryConfig, SigningConfig
 from pipeline.errors import NotFound, PipelineError
 from pipeline.promotion._leadtime import LeadTime, LeadTimes
+from pipeline.promotion._rollback import Skipped, rollback_target
 from pipeline.registry import RegistryClient
 from pipeline.signing import DSSE_MEDIA_TYPE, attestation_tag, load_private_key, verify_attestation_manifest
-from pipeline.store import Build, EnvironmentHold, Promotion, builds, matrix, promotions
+from pipeline.store import Build, EnvironmentHold, Promotion, RejectedDigest, builds, matrix, promotions
 
 __all__ = [
     "AttestationStatus",
@@ -44,13 +45,15 @@ class EnvironmentState:
     hold: EnvironmentHold | None
     waiting: int
     lead_time: LeadTime | None = None
+    rejected: RejectedDigest | None = None  # the digest running now was rejected since it arrived
+    skipped: tuple[Skipped, ...] = ()  # rejected digests a rollback would pass over to reach ``previous``
 
 
 def environment_matrix(
     session: Session, config: Config, project: str | None = None, window_days: int = 30
 ) -> list[EnvironmentState]:
-    """One entry per configured project and environment, in config order; six statements
-    however many cells (``store.matrix``), five while no cell has a new arrival (``LeadTimes``)."""
+    """One entry per configured project and environment, in config order; seven statements
+    however many cells (``store.matrix``), six while no cell has a new arrival (``LeadTimes``)."""
     names = [project] if project else list(config.projects)
     cells = [(name, env.name) for name in names for env in config.project(name).environments]
     running = matrix.current(session, cells)
@@ -58,10 +61,16 @@ def environment_matrix(
     before = matrix.promotions_by_id(session, {p.rollback_to_id for p in running.values() if p.rollback_to_id})
     held, waiting = matrix.holds(session, names), matrix.waiting(session, names)
     lead_times = _LEAD_TIMES.of(session, running, cells, window_days)
+    rejected = matrix.rejections(session, {p.digest for p in [*running.values(), *before.values()]})
     states = []
     for name, environment in cells:
         env = config.project(name).environment(environment)
         current = running.get((name, environment))
+        previous = before.get(current.rollback_to_id) if current and current.rollback_to_id else None
+        skipped: list[Skipped] = []
+        if previous is not None and previous.digest in rejected:  # rare: walk on, a lookup a step
+            target = rollback_target(session, previous)
+            previous, skipped = target.restored, target.skipped
         states.append(
             EnvironmentState(
                 name,
@@ -70,10 +79,12 @@ def environment_matrix(
                 env.repository,
                 current,
                 made.get(current.build_id) if current and current.build_id else None,
-                before.get(current.rollback_to_id) if current and current.rollback_to_id else None,
+                previous,
                 held.get((name, environment)),
                 waiting.get((name, environment), 0),
                 lead_times[(name, environment)],
+                rejected.get(current.digest) if current else None,
+                tuple(skipped),
             )
         )
     return states

@@ -14,6 +14,7 @@ from pipeline import notify
 from pipeline.config import Config, EnvironmentConfig, ProjectConfig
 from pipeline.errors import Conflict, InvalidRequest, NotFound
 from pipeline.promotion._policy import refusal
+from pipeline.promotion._rollback import rollback_target
 from pipeline.store import Build, EnvironmentHold, Promotion, RejectedDigest, builds, promotions, utcnow
 from pipeline.types import is_digest
 
@@ -100,9 +101,18 @@ def request_promotion(
 
 
 def request_rollback(
-    session: Session, config: Config, project: str, environment: str, *, actor: str, reason: str = ""
+    session: Session,
+    config: Config,
+    project: str,
+    environment: str,
+    *,
+    actor: str,
+    reason: str = "",
+    hold_reason: str | None = None,
 ) -> Promotion:
-    """Promote what ran before, and hold the environment so automation cannot undo it."""
+    """Promote what ran before (the newest earlier digest that is not rejected, the skipped ones
+    named in the reason), and hold the environment so automation cannot undo it (``hold_reason``
+    says why on the hold, as a failed verification does)."""
     project_config = config.project(project)
     env = project_config.environment(environment)
     now_running = promotions.current(session, project, environment)
@@ -113,9 +123,19 @@ def request_rollback(
             f"{project}/{environment} runs {now_running.digest} from promotion {now_running.id} "
             "and nothing ran before it; there is nothing to roll back to"
         )
-    restored = promotions.get_promotion(session, now_running.rollback_to_id)
+    target = rollback_target(session, promotions.get_promotion(session, now_running.rollback_to_id))
+    restored = target.restored
+    if restored is None:
+        raise Conflict(
+            f"{project}/{environment} runs {now_running.digest} and every digest that ran before it was "
+            f"rejected ({target.note().removeprefix('skipped rejected ')}); there is nothing to roll back to"
+        )
     build = _build_for(session, project, restored.digest, None)
-    text = reason or f"roll back from {now_running.digest} (promotion {now_running.id})"
+    text = "; ".join(
+        part
+        for part in (reason or f"roll back from {now_running.digest} (promotion {now_running.id})", target.note())
+        if part
+    )
     row = _add(
         session,
         project_config,
@@ -129,7 +149,14 @@ def request_rollback(
     )
     if row.status != "rejected":
         promotions.place_hold(
-            session, project, environment, actor=actor, promotion_id=row.id, reason=f"rollback by promotion {row.id}"
+            session,
+            project,
+            environment,
+            actor=actor,
+            promotion_id=row.id,
+            reason=f"{hold_reason}; rollback by promotion {row.id}"
+            if hold_reason
+            else f"rollback by promotion {row.id}",
         )
     notify.promotion_requested(session, config, row)
     return row

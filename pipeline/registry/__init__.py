@@ -11,11 +11,13 @@ from pipeline.registry._client import (
 )
 from pipeline.registry._copy import CopyReport, copy_image
 from pipeline.registry._credentials import Credentials, docker_config_credentials, resolve_credentials
+from pipeline.registry._delete import ArtifactDeletes, TagDelete, delete_manifest, delete_signed_artifacts, delete_tag
 from pipeline.registry._retry import RateLimiter, RetryTransport, retry_after_seconds
 
 __all__ = [
     "INDEX_TYPES",
     "MANIFEST_TYPES",
+    "ArtifactDeletes",
     "Challenge",
     "CopyReport",
     "Credentials",
@@ -25,8 +27,12 @@ __all__ = [
     "RegistryAuth",
     "RegistryClient",
     "RetryTransport",
+    "TagDelete",
     "TokenCache",
     "copy_image",
+    "delete_manifest",
+    "delete_signed_artifacts",
+    "delete_tag",
     "docker_config_credentials",
     "parse_challenge",
     "resolve_credentials",

@@ -11,6 +11,7 @@ points at anything incomplete, whatever fails on the way.
 
 from __future__ import annotations
 
+import logging
 import queue
 import random
 import threading
@@ -25,6 +26,8 @@ from pipeline.errors import PipelineError, RegistryError
 from pipeline.registry._client import Manifest, RegistryClient
 
 __all__ = ["CopyReport", "copy_image"]
+
+log = logging.getLogger(__name__)
 
 _FOREIGN = (
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
@@ -197,7 +200,9 @@ def _with_retries(attempts: int, work: Callable[[], None], done: Callable[[], bo
         except PipelineError as exc:
             if not exc.retryable or attempt == attempts - 1:
                 raise
-        time.sleep(random.uniform(0.5, 1.0) * min(8.0, 0.3 * 2**attempt))
+            delay = random.uniform(0.5, 1.0) * min(8.0, 0.3 * 2**attempt)
+            log.warning("copy: %s; upload %d of %d again in %.1f s", exc.message, attempt + 2, attempts, delay)
+        time.sleep(delay)
         try:
             if done():
                 return

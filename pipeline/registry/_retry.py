@@ -10,6 +10,7 @@ retried whole by the copy, which re-opens its source.
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import threading
 import time
@@ -21,6 +22,8 @@ __all__ = ["RETRY_STATUSES", "RateLimiter", "RetryTransport", "retry_after_secon
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER = 30.0
+
+log = logging.getLogger(__name__)
 
 
 class RateLimiter:
@@ -102,17 +105,34 @@ class RetryTransport(httpx.BaseTransport):
                 self.limiter.acquire()
             try:
                 response = self.inner.handle_request(request)
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 if last:
                     raise
-                self._sleep(self._backoff(attempt))
+                self._wait(request, attempt, f"{type(exc).__name__}: {exc}", self._backoff(attempt))
                 continue
             if response.status_code not in RETRY_STATUSES or last:
                 return response
             delay = retry_after_seconds(response)
             response.close()
-            self._sleep(delay if delay is not None else self._backoff(attempt))
+            self._wait(
+                request, attempt, f"HTTP {response.status_code}", delay if delay is not None else self._backoff(attempt)
+            )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, request: httpx.Request, attempt: int, what: str, delay: float) -> None:
+        """Say so before sleeping: a registry that is down must not look like a hung promotion
+        (the worker's records carry the promotion or build id)."""
+        log.warning(
+            "registry %s: %s %s failed (%s); retry %d of %d in %.1f s",
+            request.url.host,
+            request.method,
+            request.url.path,
+            what,
+            attempt + 1,
+            self.attempts - 1,
+            delay,
+        )
+        self._sleep(delay)
 
     def close(self) -> None:
         self.inner.close()

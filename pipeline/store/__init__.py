@@ -7,7 +7,6 @@ iteration, a CLI command) owns the transaction through ``Database.session()``.
 from pipeline.store import (
     builds,
     deliveries,
-    intake,
     jobs,
     locks,
     matrix,
@@ -17,7 +16,9 @@ from pipeline.store import (
     projects,
     promotions,
     reloads,
+    retention,
     tokens,
+    verifications,
     wakeups,
 )
 from pipeline.store.database import (
@@ -38,6 +39,7 @@ from pipeline.store.tables import (
     Project,
     Promotion,
     RejectedDigest,
+    Verification,
     utcnow,
 )
 
@@ -53,11 +55,11 @@ __all__ = [
     "Project",
     "Promotion",
     "RejectedDigest",
+    "Verification",
     "builds",
     "current_revision",
     "deliveries",
     "head_revision",
-    "intake",
     "jobs",
     "locks",
     "matrix",
@@ -69,7 +71,9 @@ __all__ = [
     "projects",
     "promotions",
     "reloads",
+    "retention",
     "tokens",
     "utcnow",
+    "verifications",
     "wakeups",
 ]

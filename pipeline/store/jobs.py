@@ -25,12 +25,13 @@ from sqlalchemy.orm import Session, aliased
 
 from pipeline.errors import LeaseLost
 from pipeline.store import wakeups
-from pipeline.store.tables import Build, Notification, Promotion, literal_in, rowcount, utcnow
+from pipeline.store.tables import Build, Notification, Promotion, Verification, literal_in, rowcount, utcnow
 
 __all__ = [
     "BUILDS",
     "NOTIFICATIONS",
     "PROMOTIONS",
+    "VERIFICATIONS",
     "Job",
     "JobKind",
     "Reaped",
@@ -48,7 +49,7 @@ __all__ = [
 class JobKind:
     """Which table a queue lives in and what its statuses are called."""
 
-    table: type[Build] | type[Promotion] | type[Notification]
+    table: type[Build] | type[Promotion] | type[Verification] | type[Notification]
     waiting: str
     running: str = "running"
     lost: str = "failed"
@@ -86,6 +87,10 @@ PROMOTIONS = JobKind(
 NOTIFICATIONS = JobKind(
     Notification, waiting="pending", lost="dead", serial=("target", "subject"), serial_lock=0x6E6F_7469
 )
+
+# checks of what an environment serves after a promotion; each claim is one check, released
+# until the next one (attempt=False), so a ten-minute verification holds no worker meanwhile
+VERIFICATIONS = JobKind(Verification, waiting="pending")
 
 
 def _saturated(session: Session, kind: JobKind, limits: Mapping[str, int]) -> list[str]:

@@ -22,9 +22,18 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, load_only
 
 from pipeline.store.promotions import newest_succeeded
-from pipeline.store.tables import ARRIVED, WAITING, Build, EnvironmentHold, Promotion, literal_in
+from pipeline.store.tables import ARRIVED, WAITING, Build, EnvironmentHold, Promotion, RejectedDigest, literal_in
 
-__all__ = ["Cell", "arrival_delays", "builds_by_id", "current", "holds", "promotions_by_id", "waiting"]
+__all__ = [
+    "Cell",
+    "arrival_delays",
+    "builds_by_id",
+    "current",
+    "holds",
+    "promotions_by_id",
+    "rejections",
+    "waiting",
+]
 
 Cell = tuple[str, str]  # (project, environment)
 
@@ -111,6 +120,14 @@ def promotions_by_id(session: Session, ids: set[int]) -> dict[int, Promotion]:
         return {}
     stmt = select(Promotion).options(_PROMOTION_COLUMNS).where(Promotion.id.in_(sorted(ids)))
     return {row.id: row for row in session.scalars(stmt)}
+
+
+def rejections(session: Session, digests: set[str]) -> dict[str, RejectedDigest]:
+    """The rejections among ``digests`` (a rejected digest may still run where it arrived before)."""
+    if not digests:
+        return {}
+    stmt = select(RejectedDigest).where(RejectedDigest.digest.in_(sorted(digests)))
+    return {row.digest: row for row in session.scalars(stmt)}
 
 
 def holds(session: Session, projects: Sequence[str]) -> dict[Cell, EnvironmentHold]:

@@ -14,9 +14,11 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SQLColumnExpression,
     String,
@@ -27,7 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "Project",
     "Promotion",
     "RejectedDigest",
+    "Verification",
     "literal_in",
     "rowcount",
     "utcnow",
@@ -133,8 +136,12 @@ class Delivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        UniqueConstraint("provider", "hook_id", "delivery_id"),
-        Index(None, "project", "body_sha256", unique=True),
+        # who the delivery is: the host's delivery id with the hook it came through, or (no id
+        # sent) the body's hash within the dedupe window; NULL for refusals and duplicates,
+        # which are logged as often as they arrive
+        Index(None, "dedupe_key", unique=True),
+        Index(None, "project", "body_sha256"),
+        Index(None, "received_at", "id"),  # the delivery log's listing and its pruning
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(20))
@@ -150,6 +157,15 @@ class Delivery(Base):
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    dedupe_key: Mapped[str | None] = mapped_column(String(400))
+    status_code: Mapped[int] = mapped_column(default=0, server_default="0")
+    size: Mapped[int] = mapped_column(default=0, server_default="0")
+    remote_addr: Mapped[str | None] = mapped_column(String(100))
+    # an accepted delivery's body and its non-secret headers (never a signature or token),
+    # kept for ``intake.keep_bodies_days`` so it can be redelivered
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any] | None]
+    redelivery_of: Mapped[int | None] = mapped_column(Integer)
 
 
 class Build(Base):
@@ -204,6 +220,13 @@ class Build(Base):
     insight: Mapped[dict[str, Any] | None]
     advice: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     provenance: Mapped[dict[str, Any] | None]  # in-toto statement, SLSA provenance v1, of the digest
+    # the registry cleanup deleted the image (the row and its history stay)
+    image_deleted_at: Mapped[dt.datetime | None]
+    timings: Mapped[dict[str, Any] | None]  # seconds per step of the last attempt: checkout, build, push, …
+    # the build whose image this one re-tagged instead of building (same commit and inputs)
+    reused_from: Mapped[int | None] = mapped_column(Integer)
+    inputs_sha256: Mapped[str | None] = mapped_column(String(64))  # dockerfile, context, target, args, platforms
+    tag_object: Mapped[str | None] = mapped_column(String(40))  # an annotated tag's object; commit is what it peels to
 
 
 class BuildLog(Base):
@@ -274,6 +297,42 @@ class Promotion(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     # the fencing token: grows with every claim, so a worker that stalled past its lease and
     # wakes up finds that the row is no longer its claim, even when it is running again
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_before: Mapped[dt.datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    # its check after the tag moved (verify_after), loaded with it wherever a promotion is read
+    verification: Mapped[Verification | None] = relationship(viewonly=True, lazy="selectin")
+
+
+class Verification(Base):
+    """The check of what an environment serves after a promotion moved its tag: a queue row of
+    its own (claimed, released between checks, finished), so polling for ten minutes holds no
+    worker; the promotion row stays as it finished (history is append-only)."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (Index(None, "status", "id"), Index(None, "project", "environment", "id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"), unique=True)
+    project: Mapped[str] = mapped_column(ForeignKey("projects.name"))
+    environment: Mapped[str] = mapped_column(String(63))
+    # pending, running, verified, verification_failed, superseded, failed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    url: Mapped[str] = mapped_column(String(2000))
+    expect_status: Mapped[int] = mapped_column(default=200)
+    expect_body: Mapped[str | None] = mapped_column(Text)
+    interval_seconds: Mapped[float] = mapped_column(Float)
+    deadline_at: Mapped[dt.datetime]
+    auto_rollback: Mapped[bool] = mapped_column(default=False)
+    checks: Mapped[int] = mapped_column(default=0)
+    last_answer: Mapped[dict[str, Any] | None]
+    rollback_id: Mapped[int | None] = mapped_column(Integer)  # the promotion an auto-rollback queued
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
     epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     not_before: Mapped[dt.datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))

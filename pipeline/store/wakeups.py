@@ -51,7 +51,12 @@ class Signal:
             return self._cond.wait_for(lambda: self._generation != since, timeout)
 
 
-_SIGNALS = {"builds": Signal(), "promotions": Signal(), "notifications": Signal()}
+_SIGNALS = {
+    "builds": Signal(),
+    "promotions": Signal(),
+    "verifications": Signal(),  # polled across processes
+    "notifications": Signal(),
+}
 
 
 def signal(queue: str) -> Signal:

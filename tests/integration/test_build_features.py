@@ -5,6 +5,7 @@ and a real registry: templated args, targets, tags, cache levels, cache mounts (
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 from pathlib import Path
@@ -120,6 +121,8 @@ def test_templated_args_target_semver_tags_and_dockerignore(
     assert main.status == "succeeded" and main.tags == ["latest", f"main-{sha[:7]}"]
     feature = project.run_build(sqlite_db, config, sha, ref="refs/heads/feature/x")
     assert feature.tags == [f"feature-x-{sha[:7]}"], "latest only for the default branch"
+    work = config.data_dir / "work"
+    assert not any(work.iterdir()), "every build removes its work directory (the checkout) when it ends"
 
 
 def test_second_build_uses_the_cache_and_cache_mounts_persist(
@@ -228,7 +231,17 @@ def test_insight_and_advice_are_recorded_and_shown_by_the_api(
     assert build.status == "succeeded", build.error
     with TestClient(create_app(config, sqlite_db), headers=token_headers(sqlite_db)) as client:
         shown = client.get(f"/api/v1/builds/{build.id}").json()
+        page = client.get(f"/ui/fragments/build/{build.id}").text
     assert shown["insight"]["wasted_bytes"] >= 65536
+    # the build page reads the real BuildKit progress back from the log: both RUN steps, timed
+    steps = re.findall(
+        r'<tr class="step step-(\w+)" data-cached="(\w+)"><th scope="row">([^<]+)</th><td><code>([^<]+)', page
+    )
+    runs = [s for s in steps if s[3].startswith("RUN ")]
+    assert [s[3] for s in runs] == ["RUN dd if=/dev/zero of=/big bs=1024 count=64 2&gt;/dev/null", "RUN rm /big"], steps
+    assert all(s[0] in ("done", "cached") for s in runs) and "insight" in shown["timings"], shown["timings"]
+    assert 'class="instruction">RUN /bin/sh -c rm /big' in page or "rm /big" in page.split('id="layers"')[1]
+    assert "DL3002" in page and "/big" in page.split('id="wasted"')[1]
     assert any(f["path"] == "/big" for f in shown["insight"]["wasted_files"])
     codes = {a["code"] for a in shown["advice"]}
     assert "DL3002" in codes and "PL004" in codes, shown["advice"]  # hadolint reports the last USER root
@@ -281,6 +294,7 @@ def test_timeout_fails_the_build_once(
     sha = git_repo.commit({"Dockerfile": _slow(base_image)})
     build = project.run_build(sqlite_db, _config(tmp_path, builder, registry, git_repo, timeout_seconds=3), sha)
     assert build.status == "failed" and "exceeded its timeout of 3 s" in build.error and build.attempts == 1
+    assert not (tmp_path / "data" / "work" / f"build-{build.id}").exists(), "a failed build leaves no work directory"
 
 
 def test_registry_refusing_the_push_is_retried_with_backoff(
@@ -299,7 +313,17 @@ def test_registry_refusing_the_push_is_retried_with_backoff(
         assert BuildWorker(sqlite_db, config, name="w2").run_once()
         with sqlite_db.session() as session:
             done = builds.get_build(session, first.id)
+            lines = [row.line for row in builds.read_logs(session, first.id)]
         assert done.status == "succeeded" and done.attempts == 2, done.error
+        # the log says where the second attempt begins and why there is one
+        [marker] = [line for line in lines if line.startswith("— attempt ")]
+        assert marker == f"— attempt 2 of 3 after: {first.error.removeprefix('will retry: ')} —"
+        assert 0 < lines.index(marker) < len(lines) - 1
+        # seconds per step: the failed attempt kept the steps it reached, the retry has them all
+        assert {"queue", "checkout", "build"} <= set(first.timings) and "record" not in first.timings
+        assert list(done.timings)[:6] == ["queue", "resolve", "checkout", "build", "push", "record"], done.timings
+        assert all(isinstance(v, float) and v >= 0 for v in done.timings.values())
+        assert done.timings["queue"] >= (done.started_at - done.created_at).total_seconds() - 0.01
         assert skopeo_inspect(f"{flaky.host}/acme/demo@{done.digest}", tls_verify=False)["Digest"] == done.digest
     finally:
         flaky.stop()

@@ -84,10 +84,12 @@ def test_the_route_records_without_the_session_path(client: TestClient, pg: Data
     newer = client.post("/webhooks/github", content=(n := _push("3" * 40))[0], headers=n[1])
     assert newer.status_code == 202
     with pg.session() as session:
-        rows = {d.after: (d.outcome, d.ref, d.reason) for d in session.scalars(select(Delivery))}
+        logged = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        rows = {d.after: (d.outcome, d.ref, d.reason) for d in logged if d.outcome != "duplicate"}
         builds = {b.commit[0]: (b.status, b.error) for b in session.scalars(select(Build))}
     assert rows["2" * 40][:2] == ("ignored", "refs/heads/feature") and "does not match" in rows["2" * 40][2]
     assert rows["1" * 40] == ("queued", "refs/heads/main", "")
+    assert [d.outcome for d in logged].count("duplicate") == 2
     assert builds == {"1": ("superseded", f"superseded by build {newer.json()['build_ids'][0]}"), "3": ("queued", None)}
 
 
@@ -108,7 +110,7 @@ def test_a_concurrent_burst_of_one_delivery_queues_one_build(pg: Database, confi
         return sorted(r.outcome for r in results)
 
     assert asyncio.run(burst()) == ["duplicate"] * 11 + ["queued"]
-    assert _count(pg, Build) == 1 and _count(pg, Delivery) == 1
+    assert _count(pg, Build) == 1 and _count(pg, Delivery) == 12  # the duplicates are logged too
 
 
 def test_the_pool_recovers_when_its_connections_are_killed(pg: Database, config: Config) -> None:

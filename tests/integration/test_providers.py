@@ -143,11 +143,15 @@ def test_each_provider_redelivery_is_a_duplicate(client: TestClient, db: Databas
     assert len(_builds(db)) == 1
 
 
-def test_gitea_replay_with_a_new_uuid_but_same_body_is_a_duplicate(client: TestClient, db: Database) -> None:
+def test_gitea_replay_with_a_new_uuid_but_same_body_coalesces(client: TestClient, db: Database) -> None:
+    """A new delivery id is a new delivery even with equal bytes (issue 17): it is not dropped,
+    and it joins the build of the same commit already queued instead of building it twice."""
     payload = webhooks.gitea_push("acme/gt", REPOS["gitea"], after=SHA)
-    assert _post(client, "gitea", *webhooks.gitea_delivery(payload, SECRET)).status_code == 202
+    first = _post(client, "gitea", *webhooks.gitea_delivery(payload, SECRET))
+    assert first.status_code == 202
     replay = _post(client, "gitea", *webhooks.gitea_delivery(payload, SECRET))
-    assert replay.json()["outcome"] == "duplicate" and len(_builds(db)) == 1
+    assert replay.json()["outcome"] == "coalesced" and replay.json()["build_ids"] == first.json()["build_ids"]
+    assert len(_builds(db)) == 1
 
 
 def test_gitea_form_mode_is_signed_over_the_inner_json_and_forgejo_headers_work(

@@ -46,3 +46,49 @@ def test_plain_text_by_default(
     logging.getLogger("pipeline.test").info("hello")
     line = capsys.readouterr().err.strip()
     assert line.endswith("INFO pipeline.test: hello") and not line.startswith("{")
+
+
+def _run_a_duty_twice() -> None:
+    """A real APScheduler running a duty (as workers/scheduler.py does) until it has run twice."""
+    import threading
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    ran = threading.Semaphore(0)
+    scheduler = BackgroundScheduler(daemon=True)
+    scheduler.add_job(ran.release, "interval", seconds=0.05, id="reap-expired-leases")
+    scheduler.start()
+    try:
+        assert ran.acquire(timeout=30) and ran.acquire(timeout=30)
+    finally:
+        scheduler.shutdown(wait=True)
+
+
+def test_scheduler_per_run_lines_are_debug_only(
+    root: logging.Logger, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PIPELINE_LOG_FORMAT", raising=False)
+    monkeypatch.delenv("PIPELINE_LOG_LEVEL", raising=False)
+    setup_logging()
+    _run_a_duty_twice()
+    logging.getLogger("apscheduler.executors.default").warning("Run time of job x was missed by 0:00:02")
+    logging.getLogger("pipeline.test").info("a line of ours")
+    lines = capsys.readouterr().err.splitlines()
+    assert not [line for line in lines if "Running job" in line or "executed successfully" in line], lines
+    assert any("WARNING apscheduler.executors.default: Run time of job x was missed" in line for line in lines)
+    assert any(line.endswith("INFO pipeline.test: a line of ours") for line in lines)
+
+    monkeypatch.setenv("PIPELINE_LOG_LEVEL", "debug")
+    setup_logging()
+    _run_a_duty_twice()
+    lines = capsys.readouterr().err.splitlines()
+    assert any("DEBUG apscheduler.executors.default: Running job" in line for line in lines), lines
+    assert any("executed successfully" in line for line in lines)
+
+
+def test_a_bad_log_level_names_the_variable(root: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.errors import ConfigError
+
+    monkeypatch.setenv("PIPELINE_LOG_LEVEL", "verbose")
+    with pytest.raises(ConfigError, match="PIPELINE_LOG_LEVEL is 'verbose'; use one of debug, info, warning, error"):
+        setup_logging()

@@ -174,10 +174,19 @@ def test_the_default_registry_has_every_kind_an_environment_can_need(tmp_path: P
         verify=[str(key)],
         sign=True,
         gitops={"repo": "https://git.example.com/acme/deploy.git", "path": "dev/values.yaml", "key": "image"},
+        smoke_test={"probe": {"exec": ["true"]}},
     )
     everything = parse_config(data).project("demo").environment("dev")
     kinds = steps_for(everything)
-    assert kinds == ["verify-signature", "copy-image", "copy-signatures", "sign", "git-push", "move-tag"]
+    assert kinds == [
+        "verify-signature",
+        "copy-image",
+        "smoke-test",  # after the copy (it runs the target's bytes), before anything others see
+        "copy-signatures",
+        "sign",
+        "git-push",
+        "move-tag",
+    ]
     assert all(kind in registry for kind in kinds) and registry.kinds() == sorted(kinds, key=kinds.index)
     visible = {kind for kind in kinds if registry[kind].visible}
     assert visible == {"copy-signatures", "sign", "git-push", "move-tag"}

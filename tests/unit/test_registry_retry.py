@@ -6,6 +6,7 @@ The same client also survives a real registry behind a fault-injecting proxy
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -31,13 +32,19 @@ def _client(answers: list[int | type[Exception]], slept: list[float], **headers:
     return httpx.Client(transport=transport, base_url="http://registry.test"), seen
 
 
-def test_5xx_429_and_connection_errors_are_retried_then_succeed() -> None:
+def test_5xx_429_and_connection_errors_are_retried_then_succeed(caplog: pytest.LogCaptureFixture) -> None:
     slept: list[float] = []
     client, seen = _client([httpx.ConnectError, 502, 429, 200], slept, **{"Retry-After": "2"})
-    assert client.get("/v2/").status_code == 200
+    with caplog.at_level(logging.WARNING, logger="pipeline.registry._retry"):
+        assert client.get("/v2/").status_code == 200
     assert len(seen) == 4
     assert slept[2] == 2.0  # Retry-After honoured for the 429
     assert all(0 < s <= 8 for s in slept)
+    # each retry is logged as it happens, saying what failed and how long the wait is
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 3, said
+    assert said[0].startswith("registry registry.test: GET /v2/ failed (ConnectError: boom); retry 1 of 3 in ")
+    assert "(HTTP 502); retry 2 of 3" in said[1] and said[2].endswith("(HTTP 429); retry 3 of 3 in 2.0 s")
 
 
 def test_other_4xx_are_final_at_once() -> None:

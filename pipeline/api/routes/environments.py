@@ -20,6 +20,7 @@ from pipeline.api.schemas import (
     LeadTimeOut,
     PromotionOut,
     ReasonBody,
+    RejectionOut,
 )
 from pipeline.store import Build, Promotion
 
@@ -65,7 +66,8 @@ def _arrival(row: Promotion | None, build: Build | None = None) -> Arrival | Non
         "What runs where: for every configured project and environment (in config order) the digest "
         "running now, the promotion and build that put it there, what a rollback would restore, whether "
         "the environment is held, how many promotions are waiting, and the lead time from push to "
-        "arrival. Needs a viewer token."
+        "arrival. A digest rejected after it arrived is flagged (`rejected`), and the rejected digests a "
+        "rollback would pass over are listed (`skipped`). Needs a viewer token."
     ),
 )
 def environment_matrix(
@@ -89,6 +91,8 @@ def environment_matrix(
                 held=HoldOut.model_validate(s.hold) if s.hold else None,
                 waiting=s.waiting,
                 lead_time=LeadTimeOut.model_validate(s.lead_time) if s.lead_time else None,
+                rejected=RejectionOut.model_validate(s.rejected) if s.rejected else None,
+                skipped=[RejectionOut.model_validate(k.rejection) for k in s.skipped],
             )
             for s in states
         ]
@@ -118,10 +122,11 @@ _ROLLBACK_PROBLEMS = problem_responses(
     summary="Promote what ran before, and hold auto-promotion until released",
     description=(
         "Queues a promotion (trigger `rollback`) of the digest the environment ran before its current "
-        "one, and holds the environment so that auto-promotion cannot undo the rollback; release it "
+        "one (passing over rejected digests to the newest earlier one that is not; the reason names "
+        "each one skipped), and holds the environment so that auto-promotion cannot undo the rollback; release it "
         "with `POST .../release` once a fix is out. The optional reason is recorded on the promotion. "
-        "Needs a promoter token allowed this environment; 409 when nothing ran before or the policy "
-        "refuses the digest (for example, it was rejected)."
+        "Needs a promoter token allowed this environment; 409 when nothing ran before, every earlier "
+        "digest is rejected, or the policy refuses the digest."
     ),
     responses={
         202: {

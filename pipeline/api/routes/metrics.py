@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -13,7 +14,8 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy.orm import Session
 
 from pipeline.api import _examples as ex
-from pipeline.api.deps import SessionDep
+from pipeline.api.deps import ConfigDep, SessionDep
+from pipeline.cleanup import data_dir_sizes
 from pipeline.store import metrics
 
 router = APIRouter(tags=["health"])
@@ -74,6 +76,22 @@ class _FromDatabase(Collector):
         yield from (steps, cached, ratio)
 
 
+class _DataDir(Collector):
+    """The data directory's size by part, so a disk filling up (mirrors, logs, caches) is seen
+    before it is full; walked at most once a minute (``cleanup.data_dir_sizes``)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "pipeline_data_dir_bytes", "Bytes under the data directory, by part (total: all of it)", labels=["part"]
+        )
+        for part, size in data_dir_sizes(self.data_dir).items():
+            family.add_metric([part], size)
+        yield family
+
+
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
@@ -81,7 +99,7 @@ class _FromDatabase(Collector):
     description=(
         "Prometheus text exposition, computed from the database on each scrape: finished builds, "
         "promotions and webhook deliveries by outcome, build and promotion durations, queue depth and "
-        "age, and build cache hits. Needs no token."
+        "age, build cache hits, and the data directory's size by part. Needs no token."
     ),
     responses={
         200: {
@@ -90,7 +108,8 @@ class _FromDatabase(Collector):
         }
     },
 )
-def prometheus_metrics(session: SessionDep) -> Response:
+def prometheus_metrics(session: SessionDep, config: ConfigDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_FromDatabase(session))
+    registry.register(_DataDir(config.data_dir))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from pipeline import promotion
 from pipeline.access import Principal
+from pipeline.api import charts
 from pipeline.api.deps import Allowed, ConfigDep, PrincipalDep, SessionDep
 from pipeline.api.templating import render
 from pipeline.config import Config
@@ -30,8 +31,13 @@ __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
 
-_STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
+_STATIC = {
+    "ui.css": "text/css; charset=utf-8",
+    "ui.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 BUILDS_SHOWN = 25
+BUILDS_CHARTED = 60
 PROMOTIONS_SHOWN = 50
 VIEWER = [Depends(Allowed("viewer"))]
 
@@ -43,6 +49,12 @@ def _asset(name: str) -> str:
 
 def _builds(session: Session) -> list[Build]:
     return builds.list_builds(session, builds.BuildFilter(), limit=BUILDS_SHOWN)
+
+
+def _trends(session: Session, states: list[promotion.EnvironmentState]) -> dict[str, object]:
+    """The charts: lead time per environment (from the matrix) and recent build durations."""
+    recent = builds.list_builds(session, builds.BuildFilter(), limit=BUILDS_CHARTED)
+    return {"lead_chart": charts.lead_times(states), "duration_chart_data": charts.build_durations(recent)}
 
 
 def _timeline(session: Session, project: str) -> list[Promotion]:
@@ -75,6 +87,7 @@ def index(
 ) -> HTMLResponse:
     chosen = _project(config, project)
     shown = reader is not None
+    states = promotion.environment_matrix(session, config) if shown else []
     return render(
         request,
         "index.html",
@@ -82,15 +95,21 @@ def index(
         project=chosen,
         projects=list(config.projects),
         environments=[(name, env.name) for name, p in config.projects.items() for env in p.environments],
-        states=promotion.environment_matrix(session, config) if shown else [],
+        states=states,
         builds=_builds(session) if shown else [],
         promotions=_timeline(session, chosen) if shown and chosen else [],
+        **(_trends(session, states) if shown else {}),
     )
 
 
 @router.get("/ui/fragments/matrix", response_class=HTMLResponse, dependencies=VIEWER)
 def matrix_fragment(request: Request, session: SessionDep, config: ConfigDep) -> HTMLResponse:
     return render(request, "_matrix.html", states=promotion.environment_matrix(session, config))
+
+
+@router.get("/ui/fragments/trends", response_class=HTMLResponse, dependencies=VIEWER)
+def trends_fragment(request: Request, session: SessionDep, config: ConfigDep) -> HTMLResponse:
+    return render(request, "_trends.html", **_trends(session, promotion.environment_matrix(session, config)))
 
 
 @router.get("/ui/fragments/builds", response_class=HTMLResponse, dependencies=VIEWER)

@@ -9,6 +9,7 @@ threadpool, as before.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -63,12 +64,22 @@ async def _receive(request: Request) -> JSONResponse:
     config: Config = state.config
     db: Database = state.db
     provider: str = request.path_params["provider"]
-    body = await _read_limited(request, intake.MAX_BODY_BYTES)
     pool: intake.Pool | None = getattr(state, "intake_pool", None)
+    remote = request.client.host if request.client else None
+    headers = dict(request.headers)
+    try:
+        body = await _read_limited(request, intake.MAX_BODY_BYTES)
+    except PayloadTooLarge as exc:  # logged as every delivery is, then refused
+        declared = request.headers.get("content-length", "")
+        size = int(declared) if declared.isdigit() else intake.MAX_BODY_BYTES + 1
+        await intake.record_decision(pool, db, intake.refused(provider, headers, size, remote, exc))
+        raise AssertionError("unreachable: a refusal raises once logged") from None
     if pool is None and db.dialect != "postgresql":
-        result = await run_in_threadpool(intake.receive, db, config, provider, dict(request.headers), body)
+        result = await run_in_threadpool(
+            functools.partial(intake.receive, db, config, provider, headers, body, remote_addr=remote)
+        )
     else:
-        result = await intake.receive_async(pool, db, config, provider, dict(request.headers), body)
+        result = await intake.receive_async(pool, db, config, provider, headers, body, remote_addr=remote)
     return JSONResponse(result.body(), status_code=result.status_code)
 
 

@@ -59,12 +59,14 @@ class StepContext:
 class StepResult:
     """A step's answer. ``refused`` ends the promotion as rejected, ``awaiting_merge`` pauses
     it, ``retry`` gives it back to the queue for ``retry_after`` seconds; ``output`` is merged
-    into the context for the steps after it and into what the promotion records."""
+    into the context for the steps after it and into what the promotion records; ``record`` is
+    kept in the step's own entry of the promotion's steps (a smoke test's container log)."""
 
     message: str
     status: StepStatus = "succeeded"
     output: Mapping[str, Any] = field(default_factory=dict)
     retry_after: float | None = None
+    record: Mapping[str, Any] = field(default_factory=dict)
 
 
 Runner = Callable[[StepContext], StepResult]

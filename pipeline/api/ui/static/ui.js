@@ -10,11 +10,40 @@
   let logController = null;
 
   // --- who acts -----------------------------------------------------------------------------
+  // With tokens on, the service records the token's name: the "Acting as" field shows it, read-only.
+  const tokensOn = () => $("actor").readOnly;
   for (const id of ["actor", "token"]) {
     const input = $(id);
+    if (id === "actor" && tokensOn()) continue;
     input.value = store.getItem("pipeline." + id) || "";
     input.addEventListener("input", () => store.setItem("pipeline." + id, input.value.trim()));
   }
+
+  let whoTimer = null;
+  async function showWho() {
+    if (!tokensOn()) return;
+    const actor = $("actor");
+    const token = $("token").value.trim();
+    actor.value = "";
+    actor.placeholder = token ? "checking the token…" : "the token's name";
+    if (!token) return;
+    try {
+      const response = await fetch("/ui/whoami", { headers: headers(false), cache: "no-store" });
+      if (!response.ok) {
+        actor.placeholder = "unknown or revoked token";
+        return;
+      }
+      const who = await response.json();
+      actor.value = who.name;
+      actor.title = "token " + who.name + " (role " + who.role + "): the service records actions as " + who.name;
+    } catch (e) {
+      actor.placeholder = "the service did not answer";
+    }
+  }
+  $("token").addEventListener("input", () => {
+    clearTimeout(whoTimer);
+    whoTimer = setTimeout(() => { showWho(); refresh(); }, 300);
+  });
 
   function headers(json, accept) {
     const out = { Accept: accept || "application/json, application/problem+json" };
@@ -22,7 +51,7 @@
     const token = $("token").value.trim();
     const actor = $("actor").value.trim();
     if (token) out.Authorization = "Bearer " + token;
-    if (actor) out["X-Pipeline-Actor"] = actor;
+    if (actor && !tokensOn()) out["X-Pipeline-Actor"] = actor;
     return out;
   }
 
@@ -75,17 +104,32 @@
 
   let refreshing = null;
   let refreshFailed = false;
-  async function refresh() {
-    if (refreshing) return refreshing;
+  const LIVE = new Set(["queued", "running", "pending", "awaiting_merge"]);
+
+  function detailIsLive(box) {
+    const article = box.querySelector("article[data-status]");
+    return !article || LIVE.has(article.dataset.status);
+  }
+
+  function fragments() {
+    const detail = $("detail-box");
+    if (detail) return detailIsLive(detail) ? [fragment(detail.dataset.fragment, "detail-box")] : [];
+    if (!$("matrix-box")) return [];
     const project = $("timeline-project").value;
-    refreshing = Promise.all([
+    return [
       fragment("/ui/fragments/matrix", "matrix-box"),
       fragment("/ui/fragments/builds", "builds-box"),
+      fragment("/ui/fragments/trends", "charts-box"),
       project ? fragment("/ui/fragments/timeline?project=" + encodeURIComponent(project), "timeline-box")
               : Promise.resolve(),
-    ]).then(() => {
+    ];
+  }
+
+  async function refresh() {
+    if (refreshing) return refreshing;
+    refreshing = Promise.all(fragments()).then(() => {
       refreshFailed = false;
-      $("refreshed").textContent = "updated " + new Date().toLocaleTimeString();
+      if ($("refreshed")) $("refreshed").textContent = "updated " + new Date().toLocaleTimeString();
       markSelectedBuild();
     }).catch((e) => {
       if (!refreshFailed) say("Refresh failed: " + e.message, "error");
@@ -139,6 +183,7 @@
   }
 
   document.addEventListener("click", (event) => {
+    if (event.target.closest("a")) return;  // a link to a detail page: just follow it
     const button = event.target.closest("button[data-action]");
     if (button && (button.dataset.action === "rollback" || button.dataset.action === "release")) {
       act(button);
@@ -158,10 +203,14 @@
     }
     if (select.selectedOptions[0] && select.selectedOptions[0].hidden && first) first.selected = true;
   }
-  $("promote-project").addEventListener("change", (e) => showEnvironmentsOf(e.target.value));
-  showEnvironmentsOf($("promote-project").value);
+  if ($("promote-form")) {
+    $("promote-project").addEventListener("change", (e) => showEnvironmentsOf(e.target.value));
+    showEnvironmentsOf($("promote-project").value);
+    $("promote-form").addEventListener("submit", promoteSubmitted);
+    $("timeline-project").addEventListener("change", () => refresh());
+  }
 
-  $("promote-form").addEventListener("submit", async (event) => {
+  async function promoteSubmitted(event) {
     event.preventDefault();
     const project = $("promote-project").value;
     const environment = $("promote-environment").value;
@@ -181,12 +230,11 @@
     } finally {
       submit.disabled = false;
     }
-  });
-
-  $("timeline-project").addEventListener("change", () => refresh());
+  }
 
   // --- live log -----------------------------------------------------------------------------
   function markSelectedBuild() {
+    if (!$("log-view")) return;
     const shown = $("log-view").hidden ? null : $("log-view").dataset.build;
     for (const row of document.querySelectorAll("tr.build-row")) {
       row.classList.toggle("selected", row.dataset.build === shown);
@@ -243,9 +291,13 @@
     }
   }
 
-  $("log-close").addEventListener("click", () => {
+  if ($("log-close")) $("log-close").addEventListener("click", () => {
     if (logController) logController.abort();
     $("log-view").hidden = true;
     markSelectedBuild();
   });
+  if ($("token").value.trim()) {
+    showWho();
+    if (document.querySelector("#detail-box p.empty, #matrix-box p.empty")) refresh();
+  }
 })();
