@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from pipeline import notify
 from pipeline.claims import ClaimScope
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -110,10 +111,33 @@ def check_verification(scope: ClaimScope, config: Config, verification_id: int) 
     )
 
 
-def verification_failed(session: Session, row: Verification, promotion: Promotion, message: str) -> None:
-    """The one call site for the ``verification.failed`` notification (issue 19's notifications
-    emit it here, in the transaction that records the failure)."""
+def verification_failed(
+    session: Session, config: Config, row: Verification, promotion: Promotion, message: str
+) -> None:
+    """The one call site for the ``verification.failed`` notification, in the transaction that
+    records the failure."""
     log.warning("promotion %s: verification failed: %s", promotion.id, message)
+    notify.report_event(
+        session,
+        config,
+        "verification.failed",
+        project=promotion.project,
+        environment=promotion.environment,
+        subject=f"promotion:{promotion.id}",
+        data={
+            "promotion": {
+                "id": promotion.id,
+                "project": promotion.project,
+                "environment": promotion.environment,
+                "digest": promotion.digest,
+                "status": "verification_failed",
+                "error": message,
+            },
+            "verification": {"id": row.id, "checks": row.checks, "auto_rollback": row.auto_rollback},
+        },
+        title=f"{promotion.project}/{promotion.environment}: verification of promotion {promotion.id} failed",
+        promotion_id=promotion.id,
+    )
 
 
 def conclude_verification(session: Session, config: Config, verification_id: int, checked: Checked) -> None:
@@ -124,7 +148,7 @@ def conclude_verification(session: Session, config: Config, verification_id: int
         return
     row = verifications.get_verification(session, verification_id)
     promotion = promotions.get_promotion(session, row.promotion_id)
-    verification_failed(session, row, promotion, checked.message)
+    verification_failed(session, config, row, promotion, checked.message)
     if not checked.roll_back:
         return
     if promotion.trigger == "rollback":

@@ -24,8 +24,8 @@ import pytest
 
 from pipeline import promotion
 from pipeline.api import create_app
-from pipeline.config import Config, parse_config
-from pipeline.store import Database, Verification, promotions, verifications
+from pipeline.config import Config, NotificationsConfig, NotificationTarget, parse_config
+from pipeline.store import Database, Verification, notifications, promotions, verifications
 from tests.conftest import app_client, token_headers
 from tests.images import OciLayout, skopeo_push
 from tests.seed import serve_with_promoter, succeeded_builds
@@ -168,6 +168,8 @@ def test_an_environment_that_keeps_the_old_version_fails_and_rolls_back(
     db: Database, tmp_path: Path, registry: Registry, images: list[str], version_server: VersionServer
 ) -> None:
     config = make_config(tmp_path, registry, version_server, timeout="1s", auto_rollback=True)
+    ops = NotificationTarget(name="ops", kind="webhook", url="http://127.0.0.1:9/hook", events=["verification.failed"])
+    config = config.model_copy(update={"notifications": NotificationsConfig(targets=[ops])})
     old, new = succeeded_builds(db, config, "demo", images)
     version_server.body = lambda: f"version {commit(1)[:7]}"  # the old build, whatever is promoted
     first = promote(db, config, old)
@@ -180,7 +182,10 @@ def test_an_environment_that_keeps_the_old_version_fails_and_rolls_back(
     assert f"did not answer 200 with {commit(2)[:7]!r} in the body" in (row.error or "")
     assert f"answered 200: 'version {commit(1)[:7]}'" in (row.error or "")
     assert row.rollback_id is not None
-    with db.session() as session:
+    with db.session() as session:  # the team hears of it (issue 19): one outbox row, in the failure's transaction
+        [told] = notifications.list_notifications(session, notifications.NotificationFilter(target="ops"), limit=5)
+        assert (told.event, told.promotion_id, told.environment) == ("verification.failed", second, "prod")
+        assert told.payload["data"]["promotion"]["error"] == row.error
         rollback = promotions.get_promotion(session, row.rollback_id)
         assert (rollback.trigger, rollback.digest, rollback.actor) == ("rollback", images[0], "verification")
         assert f"verification of promotion {second} failed" in rollback.reason
