@@ -22,9 +22,9 @@ from pipeline.build import cancel
 from pipeline.config import Config, parse_config
 from pipeline.store import (
     Database,
+    Delivery,
     Promotion,
     builds,
-    deliveries,
     migrate,
     notifications,
     open_database,
@@ -325,12 +325,13 @@ def test_the_provider_defaults_to_the_webhooks_and_promotions_elsewhere_are_depl
     config = _config(tmp_path, {"api_url": hosts.url, "token_env": TOKEN_ENV}, notifications={"targets": []})
     with db.session() as session:
         projects.sync_projects(session, config.projects)
-        delivery = deliveries.insert_delivery(
-            session, provider="gitlab", delivery_id="d-1", event="Push Hook", project="app", outcome="queued"
+        hook = Delivery(provider="gitlab", delivery_id="d-1", event="Push Hook", project="app", outcome="queued")
+        poll = Delivery(
+            provider="poll", delivery_id="p-1", hook_id="app", event="poll", project="app", outcome="queued"
         )
-        polled = deliveries.insert_delivery(
-            session, provider="poll", delivery_id="p-1", hook_id="app", event="poll", project="app", outcome="queued"
-        )
+        session.add_all([hook, poll])
+        session.flush()
+        delivery, polled = hook.id, poll.id
         assert delivery is not None and polled is not None
         build_id = builds.queue_build(  # found by the poller: the host is the one whose webhook came before
             session,
