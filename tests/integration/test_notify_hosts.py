@@ -8,6 +8,7 @@ promotion tests seed them); the real build is in ``test_notify_pipeline``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from pipeline.store import (
     Delivery,
     Promotion,
     builds,
+    jobs,
     migrate,
     notifications,
     open_database,
@@ -45,6 +47,7 @@ from tests.notify_support import (
     rows,
 )
 from tests.services import free_port
+from workers.scheduler import reap_expired_leases
 
 SHA = "c0ffee" + "0" * 34
 
@@ -381,3 +384,26 @@ def test_a_cancelled_build_ends_its_pending_status_as_an_error(db: Database, tmp
         ("pending", "queued"),
         ("error", "cancelled: cancelled through the API"),
     ]  # and no build.failed to the team: someone asked for it
+
+
+def test_a_build_the_reaper_gives_up_on_ends_its_status_as_an_error(
+    db: Database, tmp_path: Path, hosts: FakeHosts
+) -> None:
+    config = _config(
+        tmp_path, {"provider": "github", "api_url": hosts.url, "token_env": TOKEN_ENV}, hosts_url=hosts.url
+    )
+    config = config.model_copy(update={"worker": config.worker.model_copy(update={"max_attempts": 1})})
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+        build_id = builds.queue_build(
+            session, project="app", commit=SHA, ref="refs/heads/main", branch="main", trigger="test"
+        )
+        notify.build_queued(session, config, build_id)
+    with db.session(immediate=True) as session:  # a worker that claimed it and went quiet
+        assert jobs.claim(session, jobs.BUILDS, "gone", dt.timedelta(seconds=-1)) is not None
+    assert reap_expired_leases(db, config).failed == [build_id]
+    drain(db, config)
+    statuses = [c.json for c in hosts.accepted if c.path.startswith("/repos/")]
+    assert [s["state"] for s in statuses] == ["pending", "error"]
+    assert "the worker stopped sending heartbeats" in statuses[1]["description"]
+    assert [c.json["type"] for c in hosts.accepted if c.path == "/hooks/ops"] == ["dev.pipeline.build.failed"]
