@@ -25,7 +25,7 @@ from pipeline.builder._engine import Engine
 from pipeline.builder._process import run_streaming
 from pipeline.errors import EngineError, RegistryAuthError, RegistryError
 
-__all__ = ["RunningContainer", "remove_labelled", "running_container"]
+__all__ = ["RunningContainer", "publish_args", "remove_labelled", "running_container"]
 
 _GONE = ("Cannot connect to the Docker daemon", "connection refused", "error during connect")
 
@@ -126,6 +126,14 @@ def _published(client: DockerClient, container_id: str, port: int) -> int:
     raise EngineError(f"the engine published no host port for port {port} of container {container_id[:12]}")
 
 
+def publish_args(port: int | None, *, bridgeless: bool, local: bool) -> list[tuple[str | int]]:
+    """``-p`` values: none on the host network; else a free host port the engine picks, bound
+    to loopback when the engine is on this machine (nothing else needs to reach it)."""
+    if port is None or bridgeless:
+        return []
+    return [(f"127.0.0.1::{port}",)] if local else [(port,)]
+
+
 def remove_labelled(engine: Engine, label: str, value: str) -> int:
     """Remove containers a run of the same job left behind (a worker that died mid-test)."""
     client = engine.client()
@@ -151,10 +159,13 @@ def running_container(
     registry: str,
     credentials: tuple[str, str] | None,
     pull_timeout: float,
+    docker_config: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[RunningContainer]:
-    """Pull ``image`` (by digest), start it detached, yield it; removed however the block ends."""
-    with tempfile.TemporaryDirectory(prefix="pipeline-smoke-") as config_dir:
+    """Pull ``image`` (by digest), start it detached, yield it; removed however the block ends.
+    ``docker_config``: the registry's own credentials directory, used instead of a login."""
+    with tempfile.TemporaryDirectory(prefix="pipeline-smoke-") as scratch:
+        config_dir = docker_config if docker_config and credentials is None else scratch
         _login(engine, config_dir, registry, credentials)
         _pull(engine, config_dir, image, pull_timeout, should_stop)
         client = engine.client(config_dir)
@@ -162,10 +173,7 @@ def running_container(
             bridgeless = "bridge" not in {network.name for network in client.network.list()}
         except DockerException as exc:
             raise _engine_error(exc, "list the engine's networks") from None
-        local = _engine_host(engine) == "127.0.0.1"
-        publish: list[tuple[str | int]] = []
-        if port is not None and not bridgeless:
-            publish = [(f"127.0.0.1::{port}",)] if local else [(port,)]
+        publish = publish_args(port, bridgeless=bridgeless, local=_engine_host(engine) == "127.0.0.1")
         container_id = ""
         try:
             try:

@@ -21,7 +21,14 @@ from pipeline.cleanup._policy import Decision, Plan, plan
 from pipeline.config import Config
 from pipeline.errors import ConfigError, DeletesDisabled, LockBusy, PipelineError
 from pipeline.promotion import build_location, environment_location, environment_tag
-from pipeline.registry import RegistryClient, delete_manifest, delete_signed_artifacts, delete_tag
+from pipeline.registry import (
+    RegistryClient,
+    RegistryTraits,
+    delete_manifest,
+    delete_signed_artifacts,
+    delete_tag,
+    list_tags,
+)
 from pipeline.store import Build, Database, locks, retention, utcnow
 
 __all__ = ["DeletedImage", "ProjectCleanup", "clean_project", "plan_project"]
@@ -68,10 +75,21 @@ def plan_project(db: Database, config: Config, project: str) -> Plan:
     """The project's plan from Git and the database as they are now."""
     policy = config.retention(project)
     facts = git_facts(config, project, policy.keep_commits)
+    shared = _sharing_the_build_repository(config, project)
     with db.session() as session:
         images = retention.live_images(session, project)
         promoted = retention.kept_by_promotions(session, project, policy.keep_promotions)
+        for digest, env in retention.ever_promoted(session, project, shared).items():
+            promoted.setdefault(digest, f"ran in {env}, whose repository is the build repository (not cleaned)")
     return plan(project, images, facts, promoted, policy, utcnow())
+
+
+def _sharing_the_build_repository(config: Config, project: str) -> list[str]:
+    """Environments promoted into the build repository itself: what ran there stays, since
+    environment repositories are never cleaned."""
+    project_config = config.project(project)
+    build = build_location(config, project_config).name
+    return [env.name for env in project_config.environments if environment_location(config, env).name == build]
 
 
 def clean_project(db: Database, config: Config, project: str, *, dry_run: bool) -> ProjectCleanup:
@@ -97,9 +115,12 @@ def _work(db: Database, config: Config, planned: Plan, report: ProjectCleanup) -
     location = build_location(config, config.project(planned.project))
     changed: dict[int, Decision] = {}
     with RegistryClient(location.registry) as client:
+        traits = RegistryTraits(tags=list_tags(client, location.repository))  # learnt once for the run
         for digest, decisions in planned.deletions.items():
             try:
-                outcome = _delete_image(db, config, planned.project, client, location.repository, digest, decisions)
+                outcome = _delete_image(
+                    db, config, planned.project, client, location.repository, digest, decisions, traits
+                )
             except DeletesDisabled as exc:
                 report.refused = exc.message
                 log.error("project %s: cleanup stopped: %s", planned.project, exc.message)
@@ -150,6 +171,7 @@ def _delete_image(
     repository: str,
     digest: str,
     decisions: list[Decision],
+    traits: RegistryTraits,
 ) -> DeletedImage | str:
     """Delete one image under the locks, or say why the check right before kept it."""
     wait = float(config.worker.lease_seconds)
@@ -161,14 +183,19 @@ def _delete_image(
         builds = retention.images_of_digest(session, project, digest, lock=True)
         if why := retention.kept_by_promotions(session, project, config.retention(project).keep_promotions, digest):
             return why[digest]
+        if env := retention.ever_promoted(session, project, _sharing_the_build_repository(config, project)).get(digest):
+            return f"ran in {env}, whose repository is the build repository (not cleaned)"
         planned = {d.build_id for d in decisions}
         if newer := [b.id for b in builds if b.id not in planned and b.image_deleted_at is None]:
             return f"build {newer[0]} made the same digest since the plan"
         tags = sorted({str(t) for b in builds for t in b.tags or ()})
+        if traits.tags is not None:
+            tags = [t for t in tags if t in traits.tags]
         at_digest = [t for t in tags if (found := client.find_manifest(repository, t)) and found.digest == digest]
-        artifacts = delete_signed_artifacts(client, repository, digest)
-        for tag in at_digest:
-            delete_tag(client, repository, tag)  # 2.8 takes its tags with the manifest instead
+        artifacts = delete_signed_artifacts(client, repository, digest, traits)
+        for tag in at_digest if traits.tags_alone else ():
+            if delete_tag(client, repository, tag) == "with-manifest":  # 2.8: the manifest delete takes them
+                traits.tags_alone = False
         delete_manifest(client, repository, digest)  # False when gone already (deleted by hand): marked all the same
         retention.mark_image_deleted(session, [b.id for b in builds])
     log.info("project %s: deleted %s@%s (builds %s)", project, repository, digest, sorted(planned))

@@ -34,11 +34,13 @@ class GitFacts:
     reachable: frozenset[str]
 
     @cached_property
-    def _branch_of(self) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def _branch_of(self) -> dict[str, tuple[int, str]]:
+        """Commit -> (its place among a branch's newest, 0 the head; that branch), nearest first."""
+        found: dict[str, tuple[int, str]] = {}
         for branch, commits in sorted(self.branches.items()):
-            for commit in commits:
-                found.setdefault(commit, branch)
+            for place, commit in enumerate(commits):
+                if commit not in found or place < found[commit][0]:
+                    found[commit] = (place, branch)
         return found
 
     @cached_property
@@ -48,9 +50,10 @@ class GitFacts:
             found.setdefault(commit, tag)
         return found
 
-    def recent_on(self, commit: str) -> str | None:
-        """A branch among whose newest commits ``commit`` is."""
-        return self._branch_of.get(commit)
+    def recent_on(self, commit: str, newest: int) -> str | None:
+        """A branch among whose ``newest`` commits ``commit`` is."""
+        place = self._branch_of.get(commit)
+        return place[1] if place is not None and place[0] < newest else None
 
     def tag_at(self, commit: str) -> str | None:
         return self._tag_of.get(commit)
@@ -106,7 +109,7 @@ def _keeps(
     tag = git.tag_at(image.commit) if policy.keep_git_tags else None
     if tag is not None:
         return f"Git tag {tag} points at {image.commit[:12]}"
-    branch = git.recent_on(image.commit)
+    branch = git.recent_on(image.commit, policy.keep_commits)
     if branch is not None:
         return f"{image.commit[:12]} is one of the last {policy.keep_commits} commits of branch {branch}"
     age = now - image.built_at

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipeline.cli._ops import DEFAULT_URL, Output, Url, console, errors
+from pipeline.cli._credentials import Token
+from pipeline.cli._ops import DEFAULT_URL, Output, Url, console, cut, errors, short_digest
 from pipeline.cli._remote import EXIT, RemoteError, ServiceClient
 
 __all__ = ["cleanup"]
@@ -24,8 +25,8 @@ def _table(project: dict[str, Any]) -> Table:
         table.add_row(
             str(d["build_id"]),
             d["branch"] or "-",
-            d["commit"][:7],
-            d["digest"].removeprefix("sha256:")[:12],
+            cut(d["commit"], 7),
+            short_digest(d["digest"]),
             d["action"],
             d["reason"],
         )
@@ -34,13 +35,14 @@ def _table(project: dict[str, Any]) -> Table:
 
 def cleanup(
     url: Url = DEFAULT_URL,
+    token: Token = None,
     output: Output = "table",
     project: Annotated[str | None, typer.Option(help="One project (default: all).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted, and why.")] = False,
 ) -> None:
     """Delete build images no retention rule keeps (tags, signatures, then the manifest)."""
     try:
-        with ServiceClient(url, timeout=1800) as client:
+        with ServiceClient(url, token=token, timeout=1800) as client:
             done = client.post("/api/v1/cleanup", {"project": project, "dry_run": dry_run})
     except RemoteError as exc:
         errors.print(f"error: {exc.message}", markup=False)

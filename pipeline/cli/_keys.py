@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from pipeline.errors import SigningError
-from pipeline.signing import PASSWORD_ENV, generate_key_pair, password_from_env
 
 __all__ = ["keys_app"]
 
@@ -25,8 +24,18 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
+def generate_key_pair(directory: Path, password: bytes) -> tuple[Path, Path]:
+    """``pipeline.signing.generate_key_pair``, imported when used: the signing stack (cryptography,
+    the registry client) was most of every CLI command's start-up time, and only this one needs it."""
+    from pipeline.signing import generate_key_pair as generate
+
+    return generate(directory, password)
+
+
 def _read_password() -> bytes:
     """COSIGN_PASSWORD if set (even empty, as cosign reads it), else ask twice on a terminal."""
+    from pipeline.signing import PASSWORD_ENV, password_from_env
+
     if PASSWORD_ENV in os.environ:
         return password_from_env()
     if not _interactive():

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from pipeline.cli._credentials import Token
 from pipeline.cli._ops import DEFAULT_URL, Output, Url, render, service
 
 __all__ = ["notifications"]
@@ -14,6 +15,7 @@ __all__ = ["notifications"]
 
 def notifications(
     url: Url = DEFAULT_URL,
+    token: Token = None,
     output: Output = "table",
     status: Annotated[str | None, typer.Option(help="pending, running, delivered or dead.")] = None,
     project: str | None = None,
@@ -45,7 +47,7 @@ def notifications(
             rows.caption = "none"
         return rows
 
-    with service(url) as client:
+    with service(url, token) as client:
         page = client.get(
             "/api/v1/notifications",
             status=status,

@@ -20,7 +20,7 @@ from rich.table import Table
 from pipeline.cli._credentials import Token
 from pipeline.cli._remote import EXIT, RemoteError, ServiceClient
 
-__all__ = ["builds_app", "cut", "images_app", "promotions_app", "register"]
+__all__ = ["builds_app", "cut", "images_app", "promotions_app", "register", "short_digest"]
 
 builds_app = typer.Typer(help="Builds: list, show, follow logs (and `pipeline build`).", no_args_is_help=True)
 promotions_app = typer.Typer(help="Promotion history.", no_args_is_help=True)
@@ -67,10 +67,14 @@ def cut(value: str | None, length: int) -> str:
     return value[:length] if console.is_terminal else value
 
 
-def _short(digest: str | None) -> str:
+def short_digest(digest: str | None) -> str:
+    """12 hex digits for a person at a terminal; the whole digest when piped."""
     if digest and console.is_terminal:
         return digest.removeprefix("sha256:")[:12]
     return digest or "-"
+
+
+_short = short_digest  # the older name, still used by code merged from elsewhere
 
 
 def _duration(seconds: float) -> str:
@@ -124,7 +128,7 @@ def _builds_table(page: dict[str, Any]) -> Table:
             b["branch"] or b["ref"],
             cut(b["commit"], 7),
             b["status"],
-            _short(b["digest"]),
+            short_digest(b["digest"]),
             b.get("actor") or b["trigger"],
             when(b["created_at"]),
         )
@@ -330,11 +334,11 @@ def _matrix_table(matrix: dict[str, Any]) -> Table:
         table.add_row(
             e["project"],
             e["environment"],
-            _short(now.get("digest")) + (" REJECTED" if e.get("rejected") else ""),
+            short_digest(now.get("digest")) + (" REJECTED" if e.get("rejected") else ""),
             cut(now.get("commit"), 7),
             when(now.get("since")),
             now.get("actor") or "-",
-            _short(before.get("digest")) + (f" (skips {len(e['skipped'])} rejected)" if e.get("skipped") else ""),
+            short_digest(before.get("digest")) + (f" (skips {len(e['skipped'])} rejected)" if e.get("skipped") else ""),
             held,
             lead_text,
         )
@@ -366,7 +370,7 @@ def promotions_ls(
                 str(p["id"]),
                 p["project"],
                 p["environment"],
-                _short(p["digest"]),
+                short_digest(p["digest"]),
                 p["status"],
                 p["trigger"],
                 p["actor"],

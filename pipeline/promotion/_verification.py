@@ -112,30 +112,34 @@ def check_verification(scope: ClaimScope, config: Config, verification_id: int) 
 
 
 def verification_failed(
-    session: Session, config: Config, row: Verification, promotion: Promotion, message: str
+    session: Session, config: Config, row: Verification, promotion: Promotion, message: str, rollback_id: int | None
 ) -> None:
-    """The one call site for the ``verification.failed`` notification, in the transaction that
-    records the failure."""
+    """The one call site of the ``verification.failed`` notification, in the transaction that
+    records the failure (and the rollback it queued, if any)."""
     log.warning("promotion %s: verification failed: %s", promotion.id, message)
+    rolled = f"; rolled back by promotion {rollback_id}" if rollback_id else ""
     notify.report_event(
         session,
         config,
         "verification.failed",
-        project=promotion.project,
-        environment=promotion.environment,
-        subject=f"promotion:{promotion.id}",
+        project=row.project,
+        environment=row.environment,
+        subject=f"verification:{row.id}",
         data={
-            "promotion": {
-                "id": promotion.id,
-                "project": promotion.project,
-                "environment": promotion.environment,
+            "verification": {
+                "id": row.id,
+                "promotion_id": promotion.id,
                 "digest": promotion.digest,
-                "status": "verification_failed",
+                "url": row.url,
+                "expect_status": row.expect_status,
+                "expect_body": row.expect_body,
+                "checks": row.checks,
+                "last_answer": row.last_answer,
                 "error": message,
-            },
-            "verification": {"id": row.id, "checks": row.checks, "auto_rollback": row.auto_rollback},
+                "rollback_id": rollback_id,
+            }
         },
-        title=f"{promotion.project}/{promotion.environment}: verification of promotion {promotion.id} failed",
+        title=f"{row.project}/{row.environment}: verification of promotion {promotion.id} failed{rolled}",
         promotion_id=promotion.id,
     )
 
@@ -148,12 +152,18 @@ def conclude_verification(session: Session, config: Config, verification_id: int
         return
     row = verifications.get_verification(session, verification_id)
     promotion = promotions.get_promotion(session, row.promotion_id)
-    verification_failed(session, config, row, promotion, checked.message)
-    if not checked.roll_back:
-        return
+    rollback_id = _roll_back(session, config, row, promotion, checked) if checked.roll_back else None
+    session.refresh(row)
+    verification_failed(session, config, row, promotion, checked.message, rollback_id)
+
+
+def _roll_back(
+    session: Session, config: Config, row: Verification, promotion: Promotion, checked: Checked
+) -> int | None:
+    """Roll back what still runs and hold the environment; never a rollback's own verification."""
     if promotion.trigger == "rollback":
         verifications.note(session, row.id, error=f"{checked.message}; a rollback is not rolled back again")
-        return
+        return None
     reason = f"verification of promotion {promotion.id} failed: {checked.message}"
     try:
         rollback = request_rollback(
@@ -161,6 +171,7 @@ def conclude_verification(session: Session, config: Config, verification_id: int
         )
     except PipelineError as exc:
         verifications.note(session, row.id, error=f"{checked.message}; not rolled back: {exc.message}")
-        return
+        return None
     verifications.note(session, row.id, rollback_id=rollback.id)
     log.warning("promotion %s: rolled back by promotion %s and held: %s", promotion.id, rollback.id, reason)
+    return rollback.id

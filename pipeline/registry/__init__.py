@@ -11,7 +11,15 @@ from pipeline.registry._client import (
 )
 from pipeline.registry._copy import CopyReport, copy_image
 from pipeline.registry._credentials import Credentials, docker_config_credentials, resolve_credentials
-from pipeline.registry._delete import ArtifactDeletes, TagDelete, delete_manifest, delete_signed_artifacts, delete_tag
+from pipeline.registry._delete import (
+    ArtifactDeletes,
+    RegistryTraits,
+    TagDelete,
+    delete_manifest,
+    delete_signed_artifacts,
+    delete_tag,
+    list_tags,
+)
 from pipeline.registry._retry import RateLimiter, RetryTransport, retry_after_seconds
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "RateLimiter",
     "RegistryAuth",
     "RegistryClient",
+    "RegistryTraits",
     "RetryTransport",
     "TagDelete",
     "TokenCache",
@@ -34,6 +43,7 @@ __all__ = [
     "delete_signed_artifacts",
     "delete_tag",
     "docker_config_credentials",
+    "list_tags",
     "parse_challenge",
     "resolve_credentials",
     "retry_after_seconds",

@@ -18,7 +18,15 @@ import httpx
 from pipeline.errors import DeletesDisabled
 from pipeline.registry._client import RegistryClient, _map_errors
 
-__all__ = ["ArtifactDeletes", "TagDelete", "delete_manifest", "delete_signed_artifacts", "delete_tag"]
+__all__ = [
+    "ArtifactDeletes",
+    "RegistryTraits",
+    "TagDelete",
+    "delete_manifest",
+    "delete_signed_artifacts",
+    "delete_tag",
+    "list_tags",
+]
 
 TagDelete = Literal["deleted", "absent", "with-manifest"]
 
@@ -36,6 +44,25 @@ def _disabled(client: RegistryClient, repository: str, what: str) -> DeletesDisa
         "a robot account with delete permission) or turn the cleanup off for this project "
         "(cleanup.registry.enabled: false)"
     )
+
+
+def list_tags(client: RegistryClient, repository: str, page: int = 1000) -> set[str]:
+    """Every tag of ``repository`` (``GET /v2/<name>/tags/list``, followed page by page through
+    its ``Link`` header): one listing tells a whole cleanup run which images have a ``.sig``,
+    ``.att`` or referrers fallback tag, instead of three lookups per image."""
+    found: set[str] = set()
+    url: str | None = f"/v2/{repository}/tags/list?n={page}"
+    while url:
+        with _map_errors(client.host):
+            response = client._http.get(url, auth=client._pull(repository))
+        if response.status_code == 404:
+            return found
+        if response.status_code != 200:
+            raise client._fail(response, f"listing the tags of {repository}")
+        found.update(t for t in response.json().get("tags") or [] if isinstance(t, str))
+        link = response.links.get("next", {}).get("url")
+        url = str(link) if link else None
+    return found
 
 
 def delete_tag(client: RegistryClient, repository: str, tag: str) -> TagDelete:
@@ -67,6 +94,17 @@ def delete_manifest(client: RegistryClient, repository: str, digest: str) -> boo
 
 
 @dataclass
+class RegistryTraits:
+    """What a cleanup run learnt of one registry and repository, to spare requests: whether it
+    deletes a tag alone (2.8 does not), whether it serves the referrers API (2.8 does not), and
+    its tags as listed at the start (``None``: not listed, look each up)."""
+
+    tags_alone: bool = True
+    referrers_api: bool | None = None
+    tags: set[str] | None = None
+
+
+@dataclass
 class ArtifactDeletes:
     """What went with an image: cosign's ``.sig``/``.att`` tags and its OCI referrers."""
 
@@ -79,22 +117,29 @@ def _artifact_tags(digest: str) -> list[str]:
     return [f"{hex_form}.sig", f"{hex_form}.att", hex_form]  # the last: cosign 3's referrers fallback index
 
 
-def delete_signed_artifacts(client: RegistryClient, repository: str, digest: str) -> ArtifactDeletes:
+def delete_signed_artifacts(
+    client: RegistryClient, repository: str, digest: str, traits: RegistryTraits | None = None
+) -> ArtifactDeletes:
     """Delete the signatures and attestations of ``digest``: the manifests its ``.sig`` and
     ``.att`` tags point at, its referrers (the registry's API or the ``sha256-<hex>`` fallback
     tag cosign 3 writes) and that fallback index. Run before the image itself, so a failure
-    leaves the image with its signatures rather than signatures of nothing."""
+    leaves the image with its signatures rather than signatures of nothing. ``traits``, kept
+    over a run, spares the requests whose answer is already known."""
+    traits = traits or RegistryTraits()
     done = ArtifactDeletes()
-    referrers, _ = client.referrers(repository, digest)
-    for descriptor in referrers:
-        child = descriptor.get("digest")
-        if isinstance(child, str) and delete_manifest(client, repository, child):
-            done.referrers.append(child)
-    for tag in _artifact_tags(digest):
+    candidates = [t for t in _artifact_tags(digest) if traits.tags is None or t in traits.tags]
+    fallback = digest.replace(":", "-", 1)
+    if traits.referrers_api is not False or fallback in candidates:
+        referrers, traits.referrers_api = client.referrers(repository, digest)
+        for descriptor in referrers:
+            child = descriptor.get("digest")
+            if isinstance(child, str) and delete_manifest(client, repository, child):
+                done.referrers.append(child)
+    for tag in candidates:
         found = client.find_manifest(repository, tag)
         if found is None:
             continue
-        if delete_tag(client, repository, tag) != "absent":
+        if not traits.tags_alone or delete_tag(client, repository, tag) != "absent":
             delete_manifest(client, repository, found.digest)
             done.tags.append(tag)
     return done

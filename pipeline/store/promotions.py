@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from pipeline.errors import NotFound
 from pipeline.store import jobs, wakeups
@@ -41,6 +42,7 @@ def add_promotion(session: Session, **values: Any) -> Promotion:
     row = Promotion(**values)
     session.add(row)
     session.flush()
+    set_committed_value(row, "verification", None)  # known: none yet (readable after the session ends)
     wakeups.announce(session, "promotions")
     return row
 

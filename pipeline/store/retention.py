@@ -20,6 +20,7 @@ __all__ = [
     "RETENTION_MARK",
     "ImageRow",
     "deleted_image",
+    "ever_promoted",
     "images_of_digest",
     "kept_by_promotions",
     "live_images",
@@ -97,6 +98,19 @@ def kept_by_promotions(session: Session, project: str, keep: int, digest: str | 
         why = f"runs in {env} (promotion {pid})" if place == 1 else f"ran in {env} (promotion {pid}, {place}. newest)"
         kept.setdefault(found, why)
     return kept
+
+
+def ever_promoted(session: Session, project: str, environments: list[str]) -> dict[str, str]:
+    """Digest -> the environment it arrived in, for every digest that ever arrived in one of
+    ``environments`` (those whose repository is the build repository: never cleaned)."""
+    if not environments:
+        return {}
+    stmt = (
+        select(Promotion.digest, func.min(Promotion.environment))
+        .where(Promotion.project == project, Promotion.status == "succeeded", Promotion.environment.in_(environments))
+        .group_by(Promotion.digest)
+    )
+    return {digest: env for digest, env in session.execute(stmt)}
 
 
 def images_of_digest(session: Session, project: str, digest: str, *, lock: bool = False) -> list[Build]:

@@ -1,5 +1,6 @@
-"""The registry cleanup against a real registry with deletes enabled (distribution 2.8 and 3)
-and a real Git repository, on SQLite and PostgreSQL.
+"""The registry cleanup against a real registry with deletes enabled and a real Git repository,
+on SQLite and PostgreSQL; what depends on the registry (tag deletes, 405) on distribution 2.8
+and 3, the races (database locks) on 2.8.
 
 Build rows are written straight into the database for tiny images pushed by the registry
 client: what is under test starts after the build. One history covers every rule: old commits
@@ -10,7 +11,11 @@ what runs and what ran, signatures and referrers that go with a deleted image.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,15 +24,14 @@ from typing import Any
 import pytest
 
 from pipeline import cleanup, promotion
+from pipeline.api import create_app
 from pipeline.config import Config, parse_config
 from pipeline.registry import RegistryClient
-from pipeline.store import Database, Promotion, projects, promotions, retention
-from tests.conftest import RegistryPool, app_client, token_headers
+from pipeline.store import Database, Promotion, migrate, open_database, projects, promotions, retention
+from tests.conftest import DEFAULT_REGISTRY, RegistryPool, app_client, token_headers
 from tests.gitrepo import GitRepo
-from tests.seed import push_image, push_signatures, record_build
+from tests.seed import push_image, push_signatures, record_build, serve_with_promoter
 from tests.services import Registry
-
-pytestmark = pytest.mark.both_registries
 
 OLD, RECENT = dt.timedelta(days=30), dt.timedelta(hours=3)
 
@@ -108,7 +112,9 @@ def seed(db: Database, config: Config, client: RegistryClient, repo: GitRepo) ->
 
 
 @pytest.fixture
-def setup(db: Database, registry: Registry, git_repo: GitRepo, tmp_path: Path) -> Any:
+def setup(db: Database, registry: Registry, registry_impl: str, git_repo: GitRepo, tmp_path: Path) -> Any:
+    if registry_impl != DEFAULT_REGISTRY and db.dialect == "postgresql":
+        pytest.skip("distribution 3's answers are checked on SQLite; both databases run on 2.8")
     config = make_config(tmp_path, registry, git_repo, secrets.token_hex(4))
     with RegistryClient(config.registries["local"]) as client:
         yield seed(db, config, client, git_repo)
@@ -117,6 +123,14 @@ def setup(db: Database, registry: Registry, git_repo: GitRepo, tmp_path: Path) -
 EXPECTED_DELETED = {"m2", "f1", "o1"}
 
 
+def cli(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PIPELINE_URL": url, "PIPELINE_TOKEN": token, "COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.mark.both_registries  # 2.8 deletes tags only with their manifest, 3 deletes them alone
 def test_cleanup_deletes_what_no_rule_keeps_and_the_dry_run_said_so(setup: History) -> None:
     history, db, config = setup, setup.db, setup.config
     m2_digest = history.builds["m2"][1]
@@ -141,6 +155,16 @@ def test_cleanup_deletes_what_no_rule_keeps_and_the_dry_run_said_so(setup: Histo
     assert api.post("/api/v1/cleanup", json={"project": "helo"}).status_code == 404
     clients.close()
     assert all(history.present(n) for n in history.builds), "a dry run deletes nothing"
+
+    demo = config.projects["demo"]  # dev promoted into the build repository itself: what ran there stays
+    dev = demo.environments[0].model_copy(update={"repository": history.repository})
+    shared = config.model_copy(update={"projects": {"demo": demo.model_copy(update={"environments": [dev]})}})
+    o1 = next(
+        d
+        for d in cleanup.clean_project(db, shared, "demo", dry_run=True).decisions
+        if d.build_id == history.builds["o1"][0]
+    )
+    assert (o1.action, o1.reason) == ("keep", "ran in dev, whose repository is the build repository (not cleaned)")
 
     real = cleanup.clean_project(db, config, "demo", dry_run=False)
     assert [(d.build_id, d.action, d.reason) for d in real.decisions] == [
@@ -199,15 +223,31 @@ def test_a_promotion_asked_for_after_the_plan_keeps_its_digest(setup: History, m
     assert not history.present("m2") and not history.present("o1"), "the others went"
 
 
+@pytest.mark.both_registries
 def test_a_registry_that_refuses_deletes_is_said_once(
-    db: Database, registry_pool: RegistryPool, registry_impl: str, git_repo: GitRepo, tmp_path: Path
+    registry_pool: RegistryPool, registry_impl: str, git_repo: GitRepo, tmp_path: Path
 ) -> None:
+    """The registry's answer is under test, so one database (SQLite) is enough."""
+    db = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(db)
     locked = registry_pool.get("registry-no-delete", registry_impl, delete=False)
     config = make_config(tmp_path, locked, git_repo, secrets.token_hex(4))
     with RegistryClient(config.registries["local"]) as client:
         history = seed(db, config, client, git_repo)
         report = cleanup.clean_project(db, config, "demo", dry_run=False)
         assert all(history.present(n) for n in history.builds)
+        token = token_headers(db, "ops", "admin")["Authorization"].removeprefix("Bearer ")
+        with serve_with_promoter(create_app(config, db), db, config, "cleanup-cli") as url:
+            dry = cli(url, token, "cleanup", "--dry-run", "--output", "json")
+            real = cli(url, token, "cleanup", "--project", "demo")
+        assert all(history.present(n) for n in history.builds)
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)["projects"][0]
+    assert planned["dry_run"] and planned["deleted"] == len(EXPECTED_DELETED) and planned["refused"] is None
+    assert real.returncode == 1, "a registry refusing deletes is the operation ending badly"
+    assert f"demo: registry {locked.host} refuses deletes" in " ".join(real.stderr.split())
+    said = " ".join(real.stdout.split())
+    assert f"demo: deleted 0, kept {len(history.builds)}" in said, "every image is listed as kept"
     assert report.refused is not None
     assert f"registry {locked.host} refuses deletes" in report.refused
     assert "storage.delete.enabled: true" in report.refused

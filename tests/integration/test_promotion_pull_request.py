@@ -76,6 +76,8 @@ def config(tmp_path: Path, registry: Registry, deploy: GitRepo, github: FakeGitH
                                     "token_env": "GITHUB_TOKEN_FOR_TESTS",
                                 },
                             },
+                            # queued when the promotion ends; no verification worker runs here
+                            "verify_after": {"http": "http://127.0.0.1:9/{environment}/version"},
                         }
                     ],
                 }
@@ -135,6 +137,7 @@ def test_the_edit_waits_in_a_pull_request_and_the_tag_moves_after_the_merge(
     assert (pull["head"]["ref"], pull["base"]["ref"]) == (head, "main")
     assert pull["title"] == f"promote app to prod: {digests[0]}"
     assert _tag(registry, config) is None  # the tag waits for the merge
+    assert waiting.verification is None  # and so does the verification after promotion
     assert not worker.run_once()  # the later promotion waits behind the open pull request
     assert _row(db, second).status == "pending"
 
@@ -153,6 +156,7 @@ def test_the_edit_waits_in_a_pull_request_and_the_tag_moves_after_the_merge(
     ]
     assert done.copy_report is not None and done.gitops_commit
     assert _tag(registry, config) == digests[0]
+    assert done.verification is not None and done.verification.status == "pending"  # asked after the merge
     with db.session() as session:
         assert promotions.current(session, "app", "prod").id == first  # type: ignore[union-attr]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,12 @@ from pipeline.errors import ConfigError
 from pipeline.git import run_git
 from pipeline.source import update_mirror
 from pipeline.store import BuildLog, Database, builds, projects, retention
+from tests.buildkit_service import BuildkitDaemon
 from tests.conftest import app_client
 from tests.gitrepo import GitRepo
+from tests.integration.conftest import buildkit_entry
 from tests.seed import succeeded_builds
+from tests.services import TOOLS_BIN, DockerEngine
 from workers.scheduler import start_scheduler
 
 
@@ -119,3 +123,20 @@ def test_mirrors_are_collected_and_the_data_dir_is_measured(db: Database, git_re
         assert scheduler.get_job("cleanup") is None, "no schedule, no duty"
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_builder_caches_are_pruned_when_configured(
+    engine: DockerEngine, buildkitd: BuildkitDaemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The tests' own engine and BuildKit daemon, as builders the service owns: both prune
+    commands run and succeed; with no ``prune`` set nothing runs at all."""
+    monkeypatch.setenv("PATH", f"{TOOLS_BIN}:{os.environ['PATH']}")  # buildctl, as the image ships it
+    data: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "builders": [{"name": "engine", "docker": engine.host}, buildkit_entry("bk", buildkitd)],
+    }
+    assert cleanup.prune_builders(parse_config(data)) == []
+    pruning = {"prune": {"docker_images_older_than": "240h", "buildkit_keep_storage": "20gb"}}
+    said = cleanup.prune_builders(parse_config({**data, "cleanup": pruning}))
+    assert [line.split(":")[0] for line in said] == ["builder engine", "builder bk"]
+    assert not [line for line in said if ": failed" in line or "No such file" in line], said

@@ -9,6 +9,7 @@ Intervals and timeouts are a fraction of a second (config-driven) so the test st
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 
 from pipeline import promotion
 from pipeline.api import create_app
-from pipeline.config import Config, NotificationsConfig, NotificationTarget, parse_config
+from pipeline.config import Config, parse_config
 from pipeline.store import Database, Verification, notifications, promotions, verifications
 from tests.conftest import app_client, token_headers
 from tests.images import OciLayout, skopeo_push
@@ -86,6 +87,17 @@ def make_config(tmp_path: Path, registry: Registry, server: VersionServer, **ver
     return parse_config(
         {
             "data_dir": str(tmp_path / "data"),
+            # the event goes to the outbox (delivering it is the notifications' own tests' job)
+            "notifications": {
+                "targets": [
+                    {
+                        "name": "ops",
+                        "kind": "webhook",
+                        "url": "http://127.0.0.1:9/hook",
+                        "events": ["verification.failed"],
+                    }
+                ]
+            },
             "worker": {"lease_seconds": 10, "poll_seconds": 0.05, "max_attempts": 2},
             "registries": {"local": {"url": registry.host, "insecure": True}},
             "projects": {
@@ -162,14 +174,16 @@ def test_a_version_that_arrives_after_a_delay_is_verified(
         assert (shown["status"], shown["checks"], shown["last_answer"]["body"]) == ("verified", 3, commit(1)[:7])
         listed = api.get("/api/v1/promotions", params={"environment": "prod"}).json()["items"]
         assert listed[0]["verification"]["url"] == f"{version_server.url}/prod/version"
+        timeline = api.get("/ui/fragments/timeline", params={"project": "demo"}).text
+        assert 'data-verification="verified"' in timeline and "status-verified" in timeline
+        page = api.get(f"/ui/fragments/promotion/{promotion_id}").text
+        assert 'id="verification-facts" data-verification="verified"' in page and "after 3 checks" in page
 
 
 def test_an_environment_that_keeps_the_old_version_fails_and_rolls_back(
     db: Database, tmp_path: Path, registry: Registry, images: list[str], version_server: VersionServer
 ) -> None:
     config = make_config(tmp_path, registry, version_server, timeout="1s", auto_rollback=True)
-    ops = NotificationTarget(name="ops", kind="webhook", url="http://127.0.0.1:9/hook", events=["verification.failed"])
-    config = config.model_copy(update={"notifications": NotificationsConfig(targets=[ops])})
     old, new = succeeded_builds(db, config, "demo", images)
     version_server.body = lambda: f"version {commit(1)[:7]}"  # the old build, whatever is promoted
     first = promote(db, config, old)
@@ -182,16 +196,18 @@ def test_an_environment_that_keeps_the_old_version_fails_and_rolls_back(
     assert f"did not answer 200 with {commit(2)[:7]!r} in the body" in (row.error or "")
     assert f"answered 200: 'version {commit(1)[:7]}'" in (row.error or "")
     assert row.rollback_id is not None
-    with db.session() as session:  # the team hears of it (issue 19): one outbox row, in the failure's transaction
-        [told] = notifications.list_notifications(session, notifications.NotificationFilter(target="ops"), limit=5)
-        assert (told.event, told.promotion_id, told.environment) == ("verification.failed", second, "prod")
-        assert told.payload["data"]["promotion"]["error"] == row.error
+    with db.session() as session:
         rollback = promotions.get_promotion(session, row.rollback_id)
         assert (rollback.trigger, rollback.digest, rollback.actor) == ("rollback", images[0], "verification")
         assert f"verification of promotion {second} failed" in rollback.reason
         hold = promotions.active_hold(session, "demo", "prod")
         assert hold is not None and f"verification of promotion {second} failed" in hold.reason
         assert hold.promotion_id == rollback.id
+        (told,) = notifications.list_notifications(
+            session, notifications.NotificationFilter(target="ops"), limit=10
+        )  # only the failure: the target subscribed to nothing else
+        assert (told.event, told.promotion_id) == ("verification.failed", second)
+        assert f"rolled back by promotion {rollback.id}" in json.dumps(told.payload)
 
     promote(db, config, old)  # a held environment refuses new automatic or manual promotions ...
     with db.session() as session:

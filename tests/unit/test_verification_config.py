@@ -86,3 +86,18 @@ def test_bad_verification_config_names_the_key(data: dict[str, Any], expected: s
         parse_config(data)
     assert expected in caught.value.message
     assert "projects.app.environments." in caught.value.message
+
+
+def test_where_the_smoke_container_listens() -> None:
+    """Host network on a bridgeless engine; else a port the engine picks, on loopback when local."""
+    from pipeline.builder._container import _engine_host, publish_args
+    from pipeline.builder._engine import Engine
+
+    assert publish_args(8080, bridgeless=True, local=True) == []
+    assert publish_args(8080, bridgeless=False, local=True) == [("127.0.0.1::8080",)]
+    assert publish_args(8080, bridgeless=False, local=False) == [(8080,)]
+    assert publish_args(None, bridgeless=False, local=True) == []
+    assert _engine_host(Engine("docker", "buildkit", None)) == "127.0.0.1"
+    assert _engine_host(Engine("docker", "buildkit", "unix:///run/docker.sock")) == "127.0.0.1"
+    assert _engine_host(Engine("docker", "buildkit", "tcp://builder-2.internal:2376")) == "builder-2.internal"
+    assert _engine_host(Engine("docker", "buildkit", "ssh://ci@10.0.0.7")) == "10.0.0.7"

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends
 from pipeline import cleanup
 from pipeline.api import _examples as ex
 from pipeline.api import _examples_cleanup as exc
+from pipeline.api._cleanup_schemas import CleanupOut, CleanupProjectOut, CleanupRequest
 from pipeline.api.deps import Allowed, ConfigDep, DatabaseDep
 from pipeline.api.problems import problem_responses
-from pipeline.api.schemas import CleanupOut, CleanupProjectOut, CleanupRequest
 
 router = APIRouter(
     prefix="/api/v1/cleanup",

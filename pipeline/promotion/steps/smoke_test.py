@@ -96,17 +96,26 @@ def smoke_test(ctx: StepContext) -> StepResult:
             registry=ctx.target.registry.host,
             credentials=ctx.target.registry.credentials(),
             pull_timeout=smoke.pull_timeout,
+            docker_config=str(ctx.target.registry.docker_config) if ctx.target.registry.docker_config else None,
             should_stop=ctx.scope.should_stop,
         ) as container:
             record["network"] = container.network
+            ready = time.monotonic()
             try:
                 passed, seen, answer = _wait(ctx, container, smoke)
             finally:
                 record["log"] = [line[:_LINE_CHARS] for line in container.logs(_LOG_LINES)]
+            probed = time.monotonic()
     except EngineError:
         _stop_if_lost(ctx)
         raise
-    record |= {"probe": answer, "seconds": round(time.monotonic() - started, 3)}
+    ended = time.monotonic()
+    timings = {"pull_and_start": ready - started, "probe": probed - ready, "remove": ended - probed}
+    record |= {
+        "probe": answer,
+        "seconds": round(ended - started, 3),
+        "timings": {name: round(value, 3) for name, value in timings.items()},
+    }
     if not passed:
         raise SmokeTestFailed(f"smoke test of {image} on {engine.name} failed: {seen}", record)
     return StepResult(f"smoke test of {image} on {engine.name} passed: {seen}", record=record)
