@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pipeline import notify
 from pipeline.cleanup import run_retention
 from pipeline.config import Config, LiveConfig
 from pipeline.config_reload import CHECK_SECONDS, ReloadFollower
@@ -33,6 +34,10 @@ def reap_expired_leases(db: Database, config: Config | LiveConfig) -> jobs.Reape
         promotions = jobs.reap(session, jobs.PROMOTIONS, attempts)
         verifications = jobs.reap(session, jobs.VERIFICATIONS, attempts)
         deliveries = jobs.reap(session, jobs.NOTIFICATIONS, current.notifications.max_attempts)
+        for build_id in reaped.failed:  # given up: the commit and the team hear of it like any failure
+            notify.build_ended(session, current, build_id, failure=False)
+        for promotion_id in promotions.failed:
+            notify.promotion_ended(session, current, promotion_id)
     results = (
         ("build", reaped),
         ("promotion", promotions),

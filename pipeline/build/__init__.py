@@ -10,7 +10,7 @@ which tags move, ``_provenance`` says how it was made, ``_logs`` keeps the live 
 from pipeline.build._job import run_build
 from pipeline.build._logs import LogSink
 from pipeline.build._provenance import attach_provenance, load_signing_key, provenance_for
-from pipeline.build._requests import rebuild, request_build
+from pipeline.build._requests import cancel, rebuild, request_build
 from pipeline.build._spec import Tags, build_spec, split_tags
 from pipeline.build._steps import STEPS, BuildContext, BuildSkipped, Recorded
 
@@ -23,6 +23,7 @@ __all__ = [
     "Tags",
     "attach_provenance",
     "build_spec",
+    "cancel",
     "load_signing_key",
     "provenance_for",
     "rebuild",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from pipeline import notify, source
 from pipeline.config import Config
 from pipeline.errors import InvalidRequest, NotFound
 from pipeline.store import Build, Database, builds
 from pipeline.types import is_commit
 
-__all__ = ["rebuild", "request_build"]
+__all__ = ["cancel", "rebuild", "request_build"]
 
 
 def _full_ref(ref: str, refs: dict[str, str]) -> str:
@@ -72,3 +74,11 @@ def rebuild(db: Database, config: Config, build_id: int, *, actor: str) -> Build
         )
         notify.build_queued(session, config, build.id)
         return build
+
+
+def cancel(session: Session, config: Config, build_id: int) -> Build:
+    """Cancel a queued or running build, and say so on its commit (a running one's worker
+    stops at its next heartbeat and writes nothing more)."""
+    build = builds.cancel_build(session, build_id)
+    notify.build_ended(session, config, build_id, failure=False)
+    return build

@@ -165,12 +165,10 @@ def build_ended(session: Session, config: Config, build_id: int, *, failure: boo
             state, description, event = "success", f"built {build.digest}", "build.succeeded"
         elif build.status == "skipped":
             state, description, event = "success", f"skipped: {build.error or ''}", None
-        else:
-            state, description, event = (
-                ("failure" if failure else "error"),
-                f"{build.status}: {build.error}",
-                "build.failed",
-            )
+        else:  # failed; cancelled (someone asked): no build.failed for that
+            state = "failure" if failure else "error"
+            description = f"{build.status}: {build.error}"
+            event = "build.failed" if build.status == "failed" else None
         _status(session, config, build, state, description)
         if event is not None:
             _notify(

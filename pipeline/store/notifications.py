@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import NotFound
 from pipeline.store import wakeups
 from pipeline.store.pages import Before
-from pipeline.store.tables import Delivery, Notification
+from pipeline.store.tables import Delivery, Notification, utcnow
+from pipeline.types import GIT_HOSTS
 
 __all__ = [
     "STATUSES",
@@ -33,6 +34,9 @@ __all__ = [
 STATUSES = ("pending", "running", "delivered", "dead")
 
 
+_INSERT = insert(Notification)  # Core: one statement, no unit of work to flush
+
+
 def add_notification(
     session: Session,
     *,
@@ -45,25 +49,25 @@ def add_notification(
     environment: str | None = None,
     build_id: int | None = None,
     promotion_id: int | None = None,
-) -> Notification:
+) -> None:
     """Queue one delivery; its worker is woken when the transaction commits."""
-    row = Notification(
-        kind=kind,
-        target=target,
-        subject=subject,
-        event=event,
-        project=project,
-        environment=environment,
-        build_id=build_id,
-        promotion_id=promotion_id,
-        payload=payload,
-        status="pending",
-        attempts=0,
-    )
-    session.add(row)
-    session.flush()
+    values = {
+        "kind": kind,
+        "target": target,
+        "subject": subject,
+        "event": event,
+        "project": project,
+        "environment": environment,
+        "build_id": build_id,
+        "promotion_id": promotion_id,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "epoch": 0,
+        "created_at": utcnow(),
+    }
+    session.execute(_INSERT, values)
     wakeups.announce(session, "notifications")
-    return row
 
 
 def get_notification(session: Session, notification_id: int) -> Notification:
@@ -130,14 +134,15 @@ def counts(session: Session) -> dict[str, int]:
 
 def webhook_provider(session: Session, project: str, delivery_id: int | None) -> str | None:
     """The Git host whose webhook queued a build: its own delivery's provider, else the one of
-    the project's newest delivery from a host (a build asked for through the API)."""
+    the project's newest delivery from a host (a build asked for through the API or found by
+    the poller, whose deliveries are ``poll``)."""
     if delivery_id is not None:
         found = session.scalar(select(Delivery.provider).where(Delivery.id == delivery_id))
-        if found and found != "generic":
+        if found in GIT_HOSTS:
             return found
     stmt = (
         select(Delivery.provider)
-        .where(Delivery.project == project, Delivery.provider != "generic")
+        .where(Delivery.project == project, Delivery.provider.in_(GIT_HOSTS))
         .order_by(Delivery.id.desc())
         .limit(1)
     )

@@ -8,6 +8,7 @@ promotion tests seed them); the real build is in ``test_notify_pipeline``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -18,12 +19,14 @@ import pytest
 from sqlalchemy import update
 
 from pipeline import notify
+from pipeline.build import cancel
 from pipeline.config import Config, parse_config
 from pipeline.store import (
     Database,
+    Delivery,
     Promotion,
     builds,
-    deliveries,
+    jobs,
     migrate,
     notifications,
     open_database,
@@ -44,6 +47,7 @@ from tests.notify_support import (
     rows,
 )
 from tests.services import free_port
+from workers.scheduler import reap_expired_leases
 
 SHA = "c0ffee" + "0" * 34
 
@@ -324,17 +328,22 @@ def test_the_provider_defaults_to_the_webhooks_and_promotions_elsewhere_are_depl
     config = _config(tmp_path, {"api_url": hosts.url, "token_env": TOKEN_ENV}, notifications={"targets": []})
     with db.session() as session:
         projects.sync_projects(session, config.projects)
-        delivery = deliveries.insert_delivery(
-            session, provider="gitlab", delivery_id="d-1", event="Push Hook", project="app", outcome="queued"
+        hook = Delivery(provider="gitlab", delivery_id="d-1", event="Push Hook", project="app", outcome="queued")
+        poll = Delivery(
+            provider="poll", delivery_id="p-1", hook_id="app", event="poll", project="app", outcome="queued"
         )
-        build_id = builds.queue_build(
+        session.add_all([hook, poll])
+        session.flush()
+        delivery, polled = hook.id, poll.id
+        assert delivery is not None and polled is not None
+        build_id = builds.queue_build(  # found by the poller: the host is the one whose webhook came before
             session,
             project="app",
             commit=SHA,
             ref="refs/heads/main",
             branch="main",
-            trigger="webhook",
-            delivery_id=delivery,
+            trigger="poll",
+            delivery_id=polled,
         )
         builds.record_progress(session, build_id, status="succeeded", digest="sha256:" + "cd" * 32)
         row = promotions.add_promotion(
@@ -356,3 +365,45 @@ def test_the_provider_defaults_to_the_webhooks_and_promotions_elsewhere_are_depl
         (f"/api/v4/projects/acme%2Fapp/statuses/{SHA}", "pipeline/deploy/prod", "failed"),
     ]
     assert hosts.accepted[1].json["description"] == "failed: copy failed"
+
+
+def test_a_cancelled_build_ends_its_pending_status_as_an_error(db: Database, tmp_path: Path, hosts: FakeHosts) -> None:
+    config = _config(
+        tmp_path, {"provider": "github", "api_url": hosts.url, "token_env": TOKEN_ENV}, hosts_url=hosts.url
+    )
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+        build_id = builds.queue_build(
+            session, project="app", commit=SHA, ref="refs/heads/main", branch="main", trigger="test"
+        )
+        notify.build_queued(session, config, build_id)
+    with db.session() as session:
+        assert cancel(session, config, build_id).status == "cancelled"
+    drain(db, config)
+    assert [(c.json["state"], c.json["description"]) for c in hosts.accepted] == [
+        ("pending", "queued"),
+        ("error", "cancelled: cancelled through the API"),
+    ]  # and no build.failed to the team: someone asked for it
+
+
+def test_a_build_the_reaper_gives_up_on_ends_its_status_as_an_error(
+    db: Database, tmp_path: Path, hosts: FakeHosts
+) -> None:
+    config = _config(
+        tmp_path, {"provider": "github", "api_url": hosts.url, "token_env": TOKEN_ENV}, hosts_url=hosts.url
+    )
+    config = config.model_copy(update={"worker": config.worker.model_copy(update={"max_attempts": 1})})
+    with db.session() as session:
+        projects.sync_projects(session, config.projects)
+        build_id = builds.queue_build(
+            session, project="app", commit=SHA, ref="refs/heads/main", branch="main", trigger="test"
+        )
+        notify.build_queued(session, config, build_id)
+    with db.session(immediate=True) as session:  # a worker that claimed it and went quiet
+        assert jobs.claim(session, jobs.BUILDS, "gone", dt.timedelta(seconds=-1)) is not None
+    assert reap_expired_leases(db, config).failed == [build_id]
+    drain(db, config)
+    statuses = [c.json for c in hosts.accepted if c.path.startswith("/repos/")]
+    assert [s["state"] for s in statuses] == ["pending", "error"]
+    assert "the worker stopped sending heartbeats" in statuses[1]["description"]
+    assert [c.json["type"] for c in hosts.accepted if c.path == "/hooks/ops"] == ["dev.pipeline.build.failed"]

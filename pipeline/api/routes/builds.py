@@ -17,7 +17,7 @@ from pipeline.api.pagination import page
 from pipeline.api.params import MAX_ID, Cursor, Id, PageSize, Since, Until
 from pipeline.api.problems import problem_responses
 from pipeline.api.schemas import BuildOut, BuildPage, BuildRequest, LogLine, LogPage
-from pipeline.build import rebuild, request_build
+from pipeline.build import cancel, rebuild, request_build
 from pipeline.store import Database, builds
 from pipeline.types import DIGEST_PATTERN
 
@@ -196,5 +196,5 @@ def rebuild_build(build_id: BuildId, db: DatabaseDep, config: ConfigDep, actor: 
     ),
     dependencies=BUILDER,
 )
-def cancel_build(build_id: BuildId, session: SessionDep) -> BuildOut:
-    return BuildOut.model_validate(builds.cancel_build(session, build_id))
+def cancel_build(build_id: BuildId, session: SessionDep, config: ConfigDep) -> BuildOut:
+    return BuildOut.model_validate(cancel(session, config, build_id))
