@@ -100,7 +100,7 @@ class BuildOut(BaseModel):
     timings: dict[str, float] | None = Field(
         default=None,
         description="seconds of the last attempt: `queue` (from the request to its start), then each step "
-        "as it ended (`resolve`, `checkout`, `build`, `push`, `record`, `insight`); a failed build has the "
+        "as it ended (`resolve`, `reuse`, `checkout`, `build`, `push`, `record`, `insight`); a failed build has the "
         "steps it got through",
         examples=[{"queue": 1.2, "resolve": 0.01, "checkout": 0.4, "build": 41.7, "push": 2.3, "record": 0.2}],
     )

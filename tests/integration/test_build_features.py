@@ -321,7 +321,9 @@ def test_registry_refusing_the_push_is_retried_with_backoff(
         assert 0 < lines.index(marker) < len(lines) - 1
         # seconds per step: the failed attempt kept the steps it reached, the retry has them all
         assert {"queue", "checkout", "build"} <= set(first.timings) and "record" not in first.timings
-        assert list(done.timings)[:6] == ["queue", "resolve", "checkout", "build", "push", "record"], done.timings
+        assert list(done.timings)[:7] == ["queue", "resolve", "reuse", "checkout", "build", "push", "record"], (
+            done.timings
+        )
         assert all(isinstance(v, float) and v >= 0 for v in done.timings.values())
         assert done.timings["queue"] >= (done.started_at - done.created_at).total_seconds() - 0.01
         assert skopeo_inspect(f"{flaky.host}/acme/demo@{done.digest}", tls_verify=False)["Digest"] == done.digest
