@@ -10,8 +10,6 @@ same reason requests go straight to the transport: ``httpx.Client`` logs every U
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import json
 import threading
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from pipeline.errors import DeliveryError
+from pipeline.retry_after import retry_after_seconds as parse_retry_after
 
 __all__ = ["USER_AGENT", "Answer", "Request", "Sender", "retry_after_seconds", "segment", "send"]
 
@@ -65,18 +64,7 @@ def _same_origin(url: str, origin: str) -> bool:
 
 def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
     """``Retry-After`` as seconds (a delta or an HTTP date), at most ``cap``."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
-    return min(max(seconds, 0.0), cap)
+    return parse_retry_after(response.headers.get("retry-after"), cap)
 
 
 def _reason(response: httpx.Response) -> str:

@@ -9,7 +9,6 @@ retried whole by the copy, which re-opens its source.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import threading
@@ -17,6 +16,8 @@ import time
 from collections.abc import Callable
 
 import httpx
+
+from pipeline.retry_after import retry_after_seconds as parse_retry_after
 
 __all__ = ["RETRY_STATUSES", "RateLimiter", "RetryTransport", "retry_after_seconds"]
 
@@ -60,18 +61,7 @@ def shared_limiter(host: str, per_second: float) -> RateLimiter:
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """``Retry-After`` as seconds (delta or HTTP date), capped so a hostile value cannot stall us."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+    return parse_retry_after(response.headers.get("retry-after"), _MAX_RETRY_AFTER)
 
 
 def _replayable(request: httpx.Request) -> bool:
