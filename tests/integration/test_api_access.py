@@ -41,6 +41,7 @@ SAMPLE = {
     "environment": "dev",
     "digest": "sha256:" + "0" * 64,
     "token_id": "1",
+    "delivery_id": "1",
 }
 # the least role each mutating endpoint needs
 NEEDS = {
@@ -54,6 +55,8 @@ NEEDS = {
     "/api/v1/tokens": "admin",
     "/api/v1/tokens/{token_id}/revoke": "admin",
     "/api/v1/config/reload": "admin",
+    "/api/v1/deliveries/{delivery_id}/redeliver": "builder",
+    "/api/v1/cleanup": "admin",
 }
 READ_NEEDS = {"/api/v1/tokens": "admin", "/api/v1/config": "admin"}  # reads that need more than a viewer
 ROLES = ("viewer", "builder", "promoter", "admin")
