@@ -70,8 +70,9 @@ def _client(db: Database, config: Config) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def api(db: Database) -> Iterator[TestClient]:
-    yield from _client(db, parse_config(DATA))
+def api(db: Database, tmp_path: Path) -> Iterator[TestClient]:
+    # its own data directory: the walk's admin call to /api/v1/cleanup reads the project's mirror
+    yield from _client(db, parse_config({**DATA, "data_dir": str(tmp_path / "data")}))
 
 
 def _operations(api: TestClient) -> list[tuple[str, str, str]]:
