@@ -15,7 +15,7 @@ router = APIRouter(
     prefix="/api/v1/cleanup",
     tags=["cleanup"],
     dependencies=[Depends(Allowed("admin"))],
-    responses=problem_responses(401, 403, 422, examples={403: ex.forbidden(ex.BUILDER_TOKEN, "builder", "admin")}),
+    responses=problem_responses(400, 401, 403, 422, examples={403: ex.forbidden(ex.BUILDER_TOKEN, "builder", "admin")}),
 )
 
 
