@@ -120,6 +120,23 @@ class Base(DeclarativeBase):
     }
 
 
+class QueueRow:
+    """The columns every queue table has (builds, promotions, verifications, notifications):
+    what ``store.jobs`` claims, leases, fences and finishes by, declared once."""
+
+    attempts: Mapped[int] = mapped_column(default=0)
+    # the fencing token: grows with every claim, so a worker that stalled past its lease and
+    # wakes up finds that the row is no longer its claim, even when it is running again
+    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_before: Mapped[dt.datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
 class Project(Base):
     """A project as last seen in the config, so history outlives config edits."""
 
@@ -167,7 +184,7 @@ class Delivery(Base):
     redelivery_of: Mapped[int | None] = mapped_column(Integer)
 
 
-class Build(Base):
+class Build(QueueRow, Base):
     """A build request and, once worked, how its image was made: the queue row and the record."""
 
     __tablename__ = "builds"
@@ -200,17 +217,6 @@ class Build(Base):
     engine: Mapped[str | None] = mapped_column(String(255))
     builder_mode: Mapped[str | None] = mapped_column(String(30))
     error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(default=0)
-    # the fencing token: grows with every claim, so a worker that stalled past its lease and
-    # wakes up finds that the row is no longer its claim, even when it is running again
-    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
-    not_before: Mapped[dt.datetime | None]
-    worker: Mapped[str | None] = mapped_column(String(255))
-    lease_expires_at: Mapped[dt.datetime | None]
-    heartbeat_at: Mapped[dt.datetime | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
     steps_total: Mapped[int | None]
     steps_cached: Mapped[int | None]
     cache_from: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
@@ -240,7 +246,7 @@ class BuildLog(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Promotion(Base):
+class Promotion(QueueRow, Base):
     """A request to move one digest into one environment, and what became of it.
 
     Append-only history: a row is never deleted and, once finished, never changed.
@@ -293,22 +299,11 @@ class Promotion(Base):
     gitops_pull_request: Mapped[str | None] = mapped_column(String(500))
     steps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(default=0)
-    # the fencing token: grows with every claim, so a worker that stalled past its lease and
-    # wakes up finds that the row is no longer its claim, even when it is running again
-    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
-    not_before: Mapped[dt.datetime | None]
-    worker: Mapped[str | None] = mapped_column(String(255))
-    lease_expires_at: Mapped[dt.datetime | None]
-    heartbeat_at: Mapped[dt.datetime | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
     # its check after the tag moved (verify_after), loaded with it wherever a promotion is read
     verification: Mapped[Verification | None] = relationship(viewonly=True, lazy="selectin")
 
 
-class Verification(Base):
+class Verification(QueueRow, Base):
     """The check of what an environment serves after a promotion moved its tag: a queue row of
     its own (claimed, released between checks, finished), so polling for ten minutes holds no
     worker; the promotion row stays as it finished (history is append-only)."""
@@ -331,15 +326,6 @@ class Verification(Base):
     last_answer: Mapped[dict[str, Any] | None]
     rollback_id: Mapped[int | None] = mapped_column(Integer)  # the promotion an auto-rollback queued
     error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(default=0)
-    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
-    not_before: Mapped[dt.datetime | None]
-    worker: Mapped[str | None] = mapped_column(String(255))
-    lease_expires_at: Mapped[dt.datetime | None]
-    heartbeat_at: Mapped[dt.datetime | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
 
 
 class EnvironmentHold(Base):
@@ -398,7 +384,7 @@ class ConfigReload(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Notification(Base):
+class Notification(QueueRow, Base):
     """One commit status, deployment report or notification to deliver: the outbox.
 
     Written in the transaction of the change it reports, delivered later by a worker that
@@ -429,12 +415,3 @@ class Notification(Base):
     response_code: Mapped[int | None]
     status: Mapped[str] = mapped_column(String(20), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(default=0)
-    epoch: Mapped[int] = mapped_column(default=0, server_default="0")
-    not_before: Mapped[dt.datetime | None]
-    worker: Mapped[str | None] = mapped_column(String(255))
-    lease_expires_at: Mapped[dt.datetime | None]
-    heartbeat_at: Mapped[dt.datetime | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
