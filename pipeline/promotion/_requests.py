@@ -189,23 +189,8 @@ def queue_auto_after_build(session: Session, config: Config, build: Build) -> li
         return []
     if not any(fnmatch.fnmatchcase(build.branch, glob) for glob in project.branches):
         return []
-    return _reported(
-        session,
-        config,
-        [
-            _add(
-                session,
-                project,
-                env,
-                build,
-                digest=build.digest,
-                actor="auto",
-                trigger="auto",
-                reason=f"build {build.id} of {build.branch} succeeded",
-            )
-            for env in project.environments
-            if env.auto and env.requires is None
-        ],
+    return _queue_auto(
+        session, config, project, build, build.digest, None, f"build {build.id} of {build.branch} succeeded"
     )
 
 
@@ -218,24 +203,27 @@ def queue_auto_after_promotion(session: Session, config: Config, arrived: Promot
     if project is None or arrived.trigger == "rollback" or arrived.build_id is None:
         return []
     build = builds.get_build(session, arrived.build_id)
-    return _reported(
-        session,
-        config,
-        [
-            _add(
-                session,
-                project,
-                env,
-                build,
-                digest=arrived.digest,
-                actor="auto",
-                trigger="auto",
-                reason=f"arrived in {arrived.environment} by promotion {arrived.id}",
-            )
-            for env in project.environments
-            if env.auto and env.requires == arrived.environment
-        ],
-    )
+    reason = f"arrived in {arrived.environment} by promotion {arrived.id}"
+    return _queue_auto(session, config, project, build, arrived.digest, arrived.environment, reason)
+
+
+def _queue_auto(
+    session: Session,
+    config: Config,
+    project: ProjectConfig,
+    build: Build,
+    digest: str,
+    after: str | None,
+    reason: str,
+) -> list[Promotion]:
+    """Auto-promotions of ``digest`` into every stage marked ``auto`` that follows ``after``
+    (None: the first stages), reported as any promotion request is."""
+    queued = [
+        _add(session, project, env, build, digest=digest, actor="auto", trigger="auto", reason=reason)
+        for env in project.environments
+        if env.auto and env.requires == after
+    ]
+    return _reported(session, config, queued)
 
 
 def _reported(session: Session, config: Config, rows: list[Promotion]) -> list[Promotion]:
